@@ -1,0 +1,76 @@
+"""The rules for user names, room names and message text."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from tuichat.chat.errors import ChatError
+from tuichat.protocol.errors import ErrorCode
+
+MAX_NAME_LENGTH = 24
+MAX_ROOM_LENGTH = 32
+NAME_PUNCTUATION = "_-."
+ROOM_PUNCTUATION = "_-"
+ROOM_PREFIX = "#"
+
+
+def _is_letter_or_digit(char: str) -> bool:
+    return unicodedata.category(char)[0] == "L" or unicodedata.category(char) == "Nd"
+
+
+def name_key(name: str) -> str:
+    """Return the key under which `name` is unique (names differ only case-insensitively)."""
+    return name.casefold()
+
+
+def check_name(name: str) -> str:
+    """Return `name` if it is a valid user name, else raise `ChatError(invalid_name)`.
+
+    A name has 1 to 24 characters: letters and digits of any script, and `_ - .`;
+    it starts with a letter or a digit.
+    """
+    if not name:
+        raise ChatError(ErrorCode.INVALID_NAME, "a name cannot be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ChatError(
+            ErrorCode.INVALID_NAME, f"a name has at most {MAX_NAME_LENGTH} characters"
+        )
+    if not _is_letter_or_digit(name[0]):
+        raise ChatError(ErrorCode.INVALID_NAME, "a name starts with a letter or a digit")
+    for char in name:
+        if not (_is_letter_or_digit(char) or char in NAME_PUNCTUATION):
+            raise ChatError(
+                ErrorCode.INVALID_NAME,
+                f"{char!r} is not allowed in a name (letters, digits and {NAME_PUNCTUATION} are)",
+            )
+    return name
+
+
+def check_room(room: str) -> str:
+    """Return the canonical (case-folded) form of a room name, or raise `ChatError(invalid_room)`.
+
+    A room name is `#` followed by 1 to 32 letters, digits, `_` or `-`.
+    """
+    body = room[1:]
+    if not room.startswith(ROOM_PREFIX) or not body or len(body) > MAX_ROOM_LENGTH:
+        raise ChatError(
+            ErrorCode.INVALID_ROOM,
+            f"a room name is '#' followed by 1 to {MAX_ROOM_LENGTH} letters, digits, _ or -",
+        )
+    for char in body:
+        if not (_is_letter_or_digit(char) or char in ROOM_PUNCTUATION):
+            raise ChatError(ErrorCode.INVALID_ROOM, f"{char!r} is not allowed in a room name")
+    return room.casefold()
+
+
+def check_text(text: str, max_bytes: int) -> str:
+    """Return `text` if it can be posted, else raise `ChatError` (empty or too long)."""
+    if not text.strip():
+        raise ChatError(ErrorCode.EMPTY_TEXT, "a message cannot be empty")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise ChatError(
+            ErrorCode.TEXT_TOO_LONG,
+            f"a message has at most {max_bytes} bytes of UTF-8 (this one has {size})",
+        )
+    return text

@@ -1,0 +1,200 @@
+"""Turns message dataclasses into msgpack bodies and validated bodies back into messages."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from tuichat.protocol.errors import ErrorCode, ProtocolError
+from tuichat.protocol.messages import AnyMessage, RoomInfo
+
+TYPE_KEY = "type"
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidMessage:
+    """A well-formed frame that is not a valid message (unknown type, wrong field).
+
+    Not fatal: the peer is told with an `error` frame and the connection stays.
+    """
+
+    code: ErrorCode
+    detail: str
+    ref: int | None = None
+
+
+class _FieldError(Exception):
+    pass
+
+
+Validator = Callable[[Any], Any]
+
+
+def _check_str(value: Any) -> str:
+    if type(value) is not str:
+        raise _FieldError("must be a string")
+    return value
+
+
+def _check_int(value: Any) -> int:
+    if type(value) is not int:
+        raise _FieldError("must be an integer")
+    return value
+
+
+def _check_bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise _FieldError("must be a boolean")
+    return value
+
+
+def _check_room_info(value: Any) -> RoomInfo:
+    if type(value) is not dict:
+        raise _FieldError("must be a map")
+    try:
+        return RoomInfo(room=_check_str(value["room"]), members=_check_int(value["members"]))
+    except KeyError as exc:
+        raise _FieldError(f"is missing {exc.args[0]!r}") from None
+
+
+def _validator(hint: Any) -> Validator:
+    simple: dict[Any, Validator] = {
+        str: _check_str,
+        int: _check_int,
+        bool: _check_bool,
+        RoomInfo: _check_room_info,
+    }
+    if hint in simple:
+        return simple[hint]
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union) and type(None) in args:
+        (inner_hint,) = [a for a in args if a is not type(None)]
+        inner = _validator(inner_hint)
+        return lambda v: None if v is None else inner(v)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item = _validator(args[0])
+
+        def check_tuple(value: Any) -> tuple[Any, ...]:
+            if type(value) is not tuple:
+                raise _FieldError("must be an array")
+            return tuple(item(v) for v in value)
+
+        return check_tuple
+    if origin is dict and args == (str, int):
+
+        def check_dict(value: Any) -> dict[str, int]:
+            if type(value) is not dict:
+                raise _FieldError("must be a map")
+            return {_check_str(k): _check_int(v) for k, v in value.items()}
+
+        return check_dict
+    raise TypeError(f"no validator for {hint!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Schema:
+    cls: type[Any]
+    required: tuple[tuple[str, Validator], ...]
+    optional: tuple[tuple[str, Validator], ...]
+    names: tuple[str, ...]
+
+
+def _schema(cls: type[Any]) -> _Schema:
+    hints = typing.get_type_hints(cls)
+    required = []
+    optional = []
+    for f in dataclasses.fields(cls):
+        check = (f.name, _validator(hints[f.name]))
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        (required if no_default else optional).append(check)
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    return _Schema(cls, tuple(required), tuple(optional), names)
+
+
+class Codec:
+    """Encodes any message; decodes only the message types it is told to accept.
+
+    `max_frame` bounds every length msgpack may announce inside a body.
+    """
+
+    def __init__(self, accepts: Iterable[type[Any]], max_frame: int) -> None:
+        self._schemas = {cls.TYPE: _schema(cls) for cls in accepts}
+        self._max = max_frame
+
+    def decode(self, body: bytes) -> AnyMessage | InvalidMessage:
+        """Return the message in `body`, or why it is not a valid one.
+
+        Raises `ProtocolError` (code `bad_frame`) if `body` is not exactly one msgpack value.
+        """
+        try:
+            value = msgpack.unpackb(
+                body,
+                raw=False,
+                use_list=False,
+                strict_map_key=True,
+                max_str_len=self._max,
+                max_bin_len=self._max,
+                max_array_len=self._max,
+                max_map_len=self._max,
+                max_ext_len=0,
+                ext_hook=_refuse_ext,
+            )
+        except Exception as exc:  # msgpack raises many kinds; all mean "not msgpack"
+            raise ProtocolError(ErrorCode.BAD_FRAME, f"not a single msgpack value ({type(exc).__name__}: {exc})") from None
+        if type(value) is not dict:
+            return InvalidMessage(ErrorCode.BAD_MESSAGE, "a message must be a map")
+        raw_ref = value.get("ref")
+        ref = raw_ref if type(raw_ref) is int else None
+        type_name = value.get(TYPE_KEY)
+        if type(type_name) is not str:
+            return InvalidMessage(ErrorCode.BAD_MESSAGE, "missing string field 'type'", ref)
+        schema = self._schemas.get(type_name)
+        if schema is None:
+            return InvalidMessage(ErrorCode.UNKNOWN_TYPE, f"unknown message type {type_name!r}", ref)
+        kwargs: dict[str, Any] = {}
+        try:
+            for name, check in schema.required:
+                if name not in value:
+                    return InvalidMessage(
+                        ErrorCode.BAD_MESSAGE, f"{type_name}: missing field {name!r}", ref
+                    )
+                current = name
+                kwargs[name] = check(value[name])
+            for name, check in schema.optional:
+                if name in value:
+                    current = name
+                    kwargs[name] = check(value[name])
+        except _FieldError as exc:
+            return InvalidMessage(ErrorCode.BAD_MESSAGE, f"{type_name}: {current!r} {exc}", ref)
+        result: AnyMessage = schema.cls(**kwargs)
+        return result
+
+    @staticmethod
+    def encode(message: AnyMessage) -> bytes:
+        """Return the msgpack body of `message` (fields that are None are left out)."""
+        return msgpack.packb(to_wire(message))
+
+
+def to_wire(message: Any) -> dict[str, Any]:
+    """Return the map that represents `message` on the wire."""
+    wire: dict[str, Any] = {TYPE_KEY: message.TYPE}
+    for f in dataclasses.fields(message):
+        value = getattr(message, f.name)
+        if value is None:
+            continue
+        if type(value) is tuple and value and type(value[0]) is RoomInfo:
+            value = [{"room": r.room, "members": r.members} for r in value]
+        wire[f.name] = value
+    return wire
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError("ext types are not allowed")
+

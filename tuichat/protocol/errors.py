@@ -1,0 +1,52 @@
+"""Error codes of the wire protocol and the exceptions of the sans-I/O core."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Every `code` an `error` frame can carry (see PROTOCOL.md, "Errors")."""
+
+    # Fatal: the server closes the connection after sending these.
+    BAD_FRAME = "bad_frame"
+    FRAME_TOO_LARGE = "frame_too_large"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    # The connection stays open after these.
+    BAD_MESSAGE = "bad_message"
+    UNKNOWN_TYPE = "unknown_type"
+    HELLO_REQUIRED = "hello_required"
+    ALREADY_WELCOMED = "already_welcomed"
+    INVALID_NAME = "invalid_name"
+    NAME_TAKEN = "name_taken"
+    INVALID_ROOM = "invalid_room"
+    NOT_IN_ROOM = "not_in_room"
+    ALREADY_IN_ROOM = "already_in_room"
+    CANNOT_LEAVE_LOBBY = "cannot_leave_lobby"
+    TOO_MANY_ROOMS = "too_many_rooms"
+    NO_SUCH_USER = "no_such_user"
+    NO_SUCH_ROOM = "no_such_room"
+    EMPTY_TEXT = "empty_text"
+    TEXT_TOO_LONG = "text_too_long"
+
+
+FATAL_CODES = frozenset(
+    {ErrorCode.BAD_FRAME, ErrorCode.FRAME_TOO_LARGE, ErrorCode.UNSUPPORTED_VERSION}
+)
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol so badly that the connection must close.
+
+    This is the only exception that `Connection.receive_data` and the frame
+    decoder raise; after it, the connection accepts no more data.
+    """
+
+    def __init__(self, code: ErrorCode, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class LocalProtocolError(Exception):
+    """Our own side tried something the protocol forbids (a bug in the caller)."""

@@ -1,0 +1,68 @@
+"""Length-prefixed frames: a 4-byte big-endian length, then that many bytes."""
+
+from __future__ import annotations
+
+import struct
+
+from tuichat.protocol.errors import ErrorCode, ProtocolError
+
+HEADER = struct.Struct(">I")
+HEADER_SIZE = HEADER.size
+
+
+def encode_frame(body: bytes) -> bytes:
+    """Return `body` with its length prefix."""
+    return HEADER.pack(len(body)) + body
+
+
+class FrameDecoder:
+    """Splits a byte stream into frame bodies, refusing oversized frames early.
+
+    A frame whose announced length exceeds `max_frame` is rejected as soon as its
+    4-byte header has arrived, before any of its body is buffered.
+    """
+
+    def __init__(self, max_frame: int) -> None:
+        if max_frame < 1:
+            raise ValueError("max_frame must be at least 1")
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+        self._failed = False
+
+    @property
+    def pending(self) -> int:
+        """How many bytes of an incomplete frame are buffered."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add bytes from the stream; return the bodies of the frames now complete."""
+        if self._failed:
+            raise ProtocolError(ErrorCode.BAD_FRAME, "decoder already failed")
+        buffer = self._buffer
+        buffer += data
+        frames: list[bytes] = []
+        pos = 0
+        end = len(buffer)
+        while end - pos >= HEADER_SIZE:
+            (length,) = HEADER.unpack_from(buffer, pos)
+            if length > self.max_frame:
+                self._fail()
+                raise ProtocolError(
+                    ErrorCode.FRAME_TOO_LARGE,
+                    f"frame of {length} bytes exceeds the limit of {self.max_frame}",
+                )
+            if length == 0:
+                self._fail()
+                raise ProtocolError(ErrorCode.BAD_FRAME, "empty frame")
+            if end - pos - HEADER_SIZE < length:
+                break
+            start = pos + HEADER_SIZE
+            frames.append(bytes(buffer[start : start + length]))
+            pos = start + length
+        if pos:
+            del buffer[:pos]
+        return frames
+
+    def _fail(self) -> None:
+        self._failed = True
+        self._buffer.clear()

@@ -1,0 +1,324 @@
+"""The messages of the wire protocol, as small frozen dataclasses.
+
+Each class has a `TYPE`, the value of the `type` key on the wire; every field is
+a key of the same name. Fields with a default may be omitted by the sender.
+`ref` is chosen by the client on a request and copied by the server into the one
+reply (or `error`) that answers it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+PROTOCOL_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    """One row of a room list: a room and how many members it has."""
+
+    room: str
+    members: int
+
+
+# --- client to server -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First message of a client: who it is and which protocol it speaks."""
+
+    TYPE: ClassVar[str] = "hello"
+    name: str
+    version: int = PROTOCOL_VERSION
+    client: str = ""
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Post `text` to a room the client is a member of."""
+
+    TYPE: ClassVar[str] = "send"
+    room: str
+    text: str
+    action: bool = False
+    id: str = ""
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Private:
+    """Send `text` to one online user only."""
+
+    TYPE: ClassVar[str] = "private"
+    to: str
+    text: str
+    action: bool = False
+    id: str = ""
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Join a room, creating it if it does not exist."""
+
+    TYPE: ClassVar[str] = "join"
+    room: str
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Leave a room."""
+
+    TYPE: ClassVar[str] = "part"
+    room: str
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListRooms:
+    """Ask for every room and its member count."""
+
+    TYPE: ClassVar[str] = "list_rooms"
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    """Ask who is online in `room`, or on the whole server when `room` is empty."""
+
+    TYPE: ClassVar[str] = "who"
+    room: str = ""
+    ref: int | None = None
+
+
+# --- both directions -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Ask the peer for a `pong` carrying the same `data`."""
+
+    TYPE: ClassVar[str] = "ping"
+    data: int = 0
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The answer to a `ping`."""
+
+    TYPE: ClassVar[str] = "pong"
+    data: int = 0
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    """The sender is closing the connection (a client quitting, a server stopping)."""
+
+    TYPE: ClassVar[str] = "bye"
+    reason: str = "quit"
+    message: str = ""
+    ref: int | None = None
+
+
+# --- server to client -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """The server accepted a `hello`: the session is open."""
+
+    TYPE: ClassVar[str] = "welcome"
+    version: int
+    server: str
+    name: str
+    rooms: tuple[str, ...]
+    users: tuple[str, ...]
+    motd: str = ""
+    limits: dict[str, int] | None = None
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message posted to a room, delivered to every member (the sender too)."""
+
+    TYPE: ClassVar[str] = "message"
+    room: str
+    seq: int
+    sender: str
+    text: str
+    ts: int
+    action: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The server accepted a `send`; `seq` is the message's place in the room."""
+
+    TYPE: ClassVar[str] = "ack"
+    room: str
+    seq: int
+    ts: int
+    id: str = ""
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateMessage:
+    """A private message; the target gets it, the sender gets a copy with its `ref`."""
+
+    TYPE: ClassVar[str] = "private_message"
+    sender: str
+    to: str
+    text: str
+    ts: int
+    action: bool = False
+    id: str = ""
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """`name` joined `room` (sent to every member, the newcomer included)."""
+
+    TYPE: ClassVar[str] = "joined"
+    room: str
+    name: str
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """`name` left `room`; `reason` is `part`, `quit`, `disconnect` or `shutdown`."""
+
+    TYPE: ClassVar[str] = "left"
+    room: str
+    name: str
+    ts: int
+    reason: str = "part"
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """The reply to `join`: the room and who is in it."""
+
+    TYPE: ClassVar[str] = "room_state"
+    room: str
+    users: tuple[str, ...]
+    seq: int = 0
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Parted:
+    """The reply to `part`."""
+
+    TYPE: ClassVar[str] = "parted"
+    room: str
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomList:
+    """The reply to `list_rooms`."""
+
+    TYPE: ClassVar[str] = "room_list"
+    rooms: tuple[RoomInfo, ...]
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserList:
+    """The reply to `who`: online users of `room` (of the server if `room` is empty)."""
+
+    TYPE: ClassVar[str] = "user_list"
+    room: str
+    users: tuple[str, ...]
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A line of text from the server itself, for one room or (room empty) for the user."""
+
+    TYPE: ClassVar[str] = "notice"
+    text: str
+    room: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """A request failed, or (with `fatal`) the server is about to close the connection."""
+
+    TYPE: ClassVar[str] = "error"
+    code: str
+    message: str
+    fatal: bool = False
+    ref: int | None = None
+
+
+ClientMessage = Hello | Send | Private | Join | Part | ListRooms | Who | Ping | Pong | Bye
+ServerMessage = (
+    Welcome
+    | Message
+    | Ack
+    | PrivateMessage
+    | Joined
+    | Left
+    | RoomState
+    | Parted
+    | RoomList
+    | UserList
+    | Notice
+    | Error
+    | Ping
+    | Pong
+    | Bye
+)
+AnyMessage = ClientMessage | ServerMessage
+
+CLIENT_MESSAGE_TYPES: tuple[type[ClientMessage], ...] = (
+    Hello, Send, Private, Join, Part, ListRooms, Who, Ping, Pong, Bye,
+)  # fmt: skip
+SERVER_MESSAGE_TYPES: tuple[type[ServerMessage], ...] = (
+    Welcome, Message, Ack, PrivateMessage, Joined, Left, RoomState, Parted,
+    RoomList, UserList, Notice, Error, Ping, Pong, Bye,
+)  # fmt: skip
+
+__all__ = [
+    "CLIENT_MESSAGE_TYPES",
+    "PROTOCOL_VERSION",
+    "SERVER_MESSAGE_TYPES",
+    "Ack",
+    "AnyMessage",
+    "Bye",
+    "ClientMessage",
+    "Error",
+    "Hello",
+    "Join",
+    "Joined",
+    "Left",
+    "ListRooms",
+    "Message",
+    "Notice",
+    "Part",
+    "Parted",
+    "Ping",
+    "Pong",
+    "Private",
+    "PrivateMessage",
+    "RoomInfo",
+    "RoomList",
+    "RoomState",
+    "Send",
+    "ServerMessage",
+    "UserList",
+    "Welcome",
+    "Who",
+]

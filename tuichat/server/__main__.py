@@ -1,0 +1,5 @@
+import sys
+
+from tuichat.server.cli import main
+
+sys.exit(main())

@@ -1,0 +1,108 @@
+"""`tuichat-server`: run a chat server from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from tuichat import DEFAULT_PORT, __version__
+from tuichat.chat import ChatLimits
+from tuichat.protocol import DEFAULT_MAX_FRAME
+from tuichat.server.config import DEFAULT_HOST, ServerConfig
+from tuichat.server.server import ChatServer
+
+log = logging.getLogger("tuichat.server")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Return the parsed command line."""
+    defaults = ChatLimits()
+    parser = argparse.ArgumentParser(
+        prog="tuichat-server",
+        description="Run a tuichat server. Clients connect with: tuichat --host HOST --name NAME",
+    )
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 to accept other machines)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--name", default=socket.gethostname(), help="server name shown to clients (default: host name)"
+    )
+    parser.add_argument("--motd", default="", help="welcome line sent to every user who connects")
+    parser.add_argument(
+        "--max-frame",
+        type=int,
+        default=DEFAULT_MAX_FRAME,
+        help=f"largest frame accepted from a client, in bytes (default {DEFAULT_MAX_FRAME})",
+    )
+    parser.add_argument(
+        "--max-text-bytes",
+        type=int,
+        default=defaults.max_text_bytes,
+        help=f"longest message text, in UTF-8 bytes (default {defaults.max_text_bytes})",
+    )
+    parser.add_argument(
+        "--max-rooms-per-user",
+        type=int,
+        default=defaults.max_rooms_per_user,
+        help=f"rooms one user may be in at once (default {defaults.max_rooms_per_user})",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--version", action="version", version=f"tuichat-server {__version__}")
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """Return the server configuration the command line asks for."""
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        server_name=args.name,
+        motd=args.motd,
+        max_frame=args.max_frame,
+        chat=ChatLimits(
+            max_text_bytes=args.max_text_bytes, max_rooms_per_user=args.max_rooms_per_user
+        ),
+    )
+
+
+async def serve(config: ServerConfig) -> None:
+    """Run the server until SIGINT or SIGTERM, then say goodbye to every client."""
+    server = ChatServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: telling %d client(s)", len(server.sessions))
+    await server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `tuichat-server`; returns the exit status."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(serve(config_from_args(args)))
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

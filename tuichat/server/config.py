@@ -1,0 +1,24 @@
+"""The server's settings, in one typed object."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+from tuichat import DEFAULT_PORT
+from tuichat.chat import ChatLimits
+from tuichat.protocol import DEFAULT_MAX_FRAME
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything `ChatServer` needs to know before it starts."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    server_name: str = field(default_factory=socket.gethostname)
+    motd: str = ""
+    max_frame: int = DEFAULT_MAX_FRAME
+    chat: ChatLimits = field(default_factory=ChatLimits)
