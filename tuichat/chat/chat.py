@@ -88,9 +88,7 @@ class Chat(Generic[H]):
         """Bring `name` online in the lobby; raise `ChatError` if the name is invalid or taken."""
         check_name(name)
         if name_key(name) in self.users:
-            raise ChatError(
-                ErrorCode.NAME_TAKEN, f"the name {name!r} is taken; pick another"
-            )
+            raise ChatError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken; pick another")
         user = User(name, handle)
         self.users[user.key] = user
         _, deliveries = self.join(user, LOBBY, now)
@@ -105,9 +103,7 @@ class Chat(Generic[H]):
         for room in list(user.rooms.values()):
             self._remove_member(room, user)
             if room.members:
-                deliveries.append(
-                    Delivery(room.handles(), Left(room.name, user.name, now, reason))
-                )
+                deliveries.append(Delivery(room.handles(), Left(room.name, user.name, now, reason)))
         user.rooms.clear()
         return deliveries
 
@@ -143,7 +139,8 @@ class Chat(Generic[H]):
     def room_list(self) -> tuple[RoomInfo, ...]:
         """Return every room with its member count, sorted by name."""
         return tuple(
-            RoomInfo(room.name, len(room.members)) for room in sorted(self.rooms.values(), key=_by_name)
+            RoomInfo(room.name, len(room.members))
+            for room in sorted(self.rooms.values(), key=_by_name)
         )
 
     def who(self, room_name: str = "") -> tuple[str, ...]:
@@ -194,4 +191,3 @@ class Chat(Generic[H]):
 
 def _by_name(room: Room[H]) -> str:
     return room.name
-

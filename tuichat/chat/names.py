@@ -32,9 +32,7 @@ def check_name(name: str) -> str:
     if not name:
         raise ChatError(ErrorCode.INVALID_NAME, "a name cannot be empty")
     if len(name) > MAX_NAME_LENGTH:
-        raise ChatError(
-            ErrorCode.INVALID_NAME, f"a name has at most {MAX_NAME_LENGTH} characters"
-        )
+        raise ChatError(ErrorCode.INVALID_NAME, f"a name has at most {MAX_NAME_LENGTH} characters")
     if not _is_letter_or_digit(name[0]):
         raise ChatError(ErrorCode.INVALID_NAME, "a name starts with a letter or a digit")
     for char in name:
@@ -49,8 +47,9 @@ def check_name(name: str) -> str:
 def check_room(room: str) -> str:
     """Return the canonical (case-folded) form of a room name, or raise `ChatError(invalid_room)`.
 
-    A room name is `#` followed by 1 to 32 letters, digits, `_` or `-`.
+    A room name, once case-folded, is `#` followed by 1 to 32 letters, digits, `_` or `-`.
     """
+    room = room.casefold()
     body = room[1:]
     if not room.startswith(ROOM_PREFIX) or not body or len(body) > MAX_ROOM_LENGTH:
         raise ChatError(
@@ -60,7 +59,7 @@ def check_room(room: str) -> str:
     for char in body:
         if not (_is_letter_or_digit(char) or char in ROOM_PUNCTUATION):
             raise ChatError(ErrorCode.INVALID_ROOM, f"{char!r} is not allowed in a room name")
-    return room.casefold()
+    return room
 
 
 def check_text(text: str, max_bytes: int) -> str:

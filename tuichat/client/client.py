@@ -10,17 +10,18 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from tuichat import DEFAULT_PORT
 from tuichat.protocol import (
+    SERVER_MESSAGE_TYPES,
     Ack,
     AnyMessage,
     Bye,
     Connection,
     Error,
+    Event,
     Hello,
-    InvalidMessage,
     Join,
     ListRooms,
     Part,
@@ -205,6 +206,16 @@ class ChatClient:
             self._events.put_nowait(event)
         return event
 
+    async def next_events(self, limit: int = 4096) -> list[ClientEvent]:
+        """Wait for at least one event; return it with those already waiting (up to `limit`)."""
+        batch = [await self.next_event()]
+        queue = self._events
+        while len(batch) < limit and not queue.empty() and not isinstance(batch[-1], Disconnected):
+            batch.append(queue.get_nowait())
+        if isinstance(batch[-1], Disconnected) and queue.empty():
+            queue.put_nowait(batch[-1])
+        return batch
+
     async def __aiter__(self) -> AsyncIterator[ClientEvent]:
         while True:
             event = await self.next_event()
@@ -250,9 +261,9 @@ class ChatClient:
         finally:
             self._finish(reason, clean)
 
-    def _dispatch(self, event: ServerMessage | InvalidMessage) -> None:
-        if isinstance(event, InvalidMessage):
-            return  # a newer server's message type we do not know: skip it
+    def _dispatch(self, event: Event) -> None:
+        if not isinstance(event, SERVER_MESSAGE_TYPES):
+            return  # InvalidMessage: a newer server's message type we do not know
         if isinstance(event, Ping):
             self._writer.write(self._conn.send(Pong(data=event.data, ref=event.ref)))
             return
@@ -278,7 +289,8 @@ class ChatClient:
 
 
 def _with_ref(message: AnyMessage, ref: int) -> AnyMessage:
-    return dataclasses.replace(message, ref=ref)  # type: ignore[type-var]
+    with_ref: AnyMessage = dataclasses.replace(cast(Any, message), ref=ref)
+    return with_ref
 
 
 def new_message_id() -> str:

@@ -108,8 +108,8 @@ class _Schema:
 
 def _schema(cls: type[Any]) -> _Schema:
     hints = typing.get_type_hints(cls)
-    required = []
-    optional = []
+    required: list[tuple[str, Validator]] = []
+    optional: list[tuple[str, Validator]] = []
     for f in dataclasses.fields(cls):
         check = (f.name, _validator(hints[f.name]))
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
@@ -147,7 +147,9 @@ class Codec:
                 ext_hook=_refuse_ext,
             )
         except Exception as exc:  # msgpack raises many kinds; all mean "not msgpack"
-            raise ProtocolError(ErrorCode.BAD_FRAME, f"not a single msgpack value ({type(exc).__name__}: {exc})") from None
+            raise ProtocolError(
+                ErrorCode.BAD_FRAME, f"not a single msgpack value ({type(exc).__name__}: {exc})"
+            ) from None
         if type(value) is not dict:
             return InvalidMessage(ErrorCode.BAD_MESSAGE, "a message must be a map")
         raw_ref = value.get("ref")
@@ -157,7 +159,9 @@ class Codec:
             return InvalidMessage(ErrorCode.BAD_MESSAGE, "missing string field 'type'", ref)
         schema = self._schemas.get(type_name)
         if schema is None:
-            return InvalidMessage(ErrorCode.UNKNOWN_TYPE, f"unknown message type {type_name!r}", ref)
+            return InvalidMessage(
+                ErrorCode.UNKNOWN_TYPE, f"unknown message type {type_name!r}", ref
+            )
         kwargs: dict[str, Any] = {}
         try:
             for name, check in schema.required:
@@ -197,4 +201,3 @@ def to_wire(message: Any) -> dict[str, Any]:
 
 def _refuse_ext(code: int, data: bytes) -> Any:
     raise ValueError("ext types are not allowed")
-

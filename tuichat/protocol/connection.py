@@ -73,6 +73,11 @@ class Connection:
         accepts = CLIENT_MESSAGE_TYPES if role is Role.SERVER else SERVER_MESSAGE_TYPES
         self._codec = Codec(accepts, max_frame)
 
+    @property
+    def finished(self) -> bool:
+        """Whether this connection is done: closed, or we already said `bye`."""
+        return self.state is State.CLOSED or self.we_closed
+
     # --- receiving -------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[Event]:
@@ -125,6 +130,7 @@ class Connection:
                     ErrorCode.UNSUPPORTED_VERSION,
                     f"protocol version {message.version} is not supported; "
                     f"this server speaks version {PROTOCOL_VERSION}",
+                    ref,
                 )
         elif isinstance(message, Hello):
             return InvalidMessage(ErrorCode.ALREADY_WELCOMED, "the session is already open", ref)
@@ -165,10 +171,9 @@ class Connection:
 
     # --- internals -------------------------------------------------------
 
-    def _broken(self, code: ErrorCode, detail: str) -> None:
+    def _broken(self, code: ErrorCode, detail: str, ref: int | None = None) -> None:
         self._close()
-        raise ProtocolError(code, detail)
+        raise ProtocolError(code, detail, ref)
 
     def _close(self) -> None:
         self.state = State.CLOSED
-

@@ -42,10 +42,11 @@ class ProtocolError(Exception):
     decoder raise; after it, the connection accepts no more data.
     """
 
-    def __init__(self, code: ErrorCode, detail: str) -> None:
+    def __init__(self, code: ErrorCode, detail: str, ref: int | None = None) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
+        self.ref = ref  # the `ref` of the message that caused it, when there was one
 
 
 class LocalProtocolError(Exception):

@@ -195,7 +195,7 @@ class Joined:
 
 @dataclass(frozen=True, slots=True)
 class Left:
-    """`name` left `room`; `reason` is `part`, `quit`, `disconnect` or `shutdown`."""
+    """`name` left `room`; `reason` is `part`, `quit` or `disconnect`."""
 
     TYPE: ClassVar[str] = "left"
     room: str

@@ -19,6 +19,17 @@ from tuichat.server.server import ChatServer
 log = logging.getLogger("tuichat.server")
 
 
+def positive_int(text: str) -> int:
+    """Parse a command-line value that must be a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small (the least is 1)")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Return the parsed command line."""
     defaults = ChatLimits()
@@ -32,31 +43,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"address to listen on (default {DEFAULT_HOST}; 0.0.0.0 to accept other machines)",
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)"
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)",
     )
     parser.add_argument(
-        "--name", default=socket.gethostname(), help="server name shown to clients (default: host name)"
+        "--name",
+        default=socket.gethostname(),
+        help="server name shown to clients (default: host name)",
     )
     parser.add_argument("--motd", default="", help="welcome line sent to every user who connects")
     parser.add_argument(
         "--max-frame",
-        type=int,
+        type=positive_int,
         default=DEFAULT_MAX_FRAME,
         help=f"largest frame accepted from a client, in bytes (default {DEFAULT_MAX_FRAME})",
     )
     parser.add_argument(
         "--max-text-bytes",
-        type=int,
+        type=positive_int,
         default=defaults.max_text_bytes,
         help=f"longest message text, in UTF-8 bytes (default {defaults.max_text_bytes})",
     )
     parser.add_argument(
         "--max-rooms-per-user",
-        type=int,
+        type=positive_int,
         default=defaults.max_rooms_per_user,
         help=f"rooms one user may be in at once (default {defaults.max_rooms_per_user})",
     )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     parser.add_argument("--version", action="version", version=f"tuichat-server {__version__}")
     return parser.parse_args(argv)
 

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tuichat.chat import LOBBY, Chat, ChatError, Delivery, User
@@ -86,7 +86,7 @@ class Session(asyncio.Protocol):
             return
         for event in events:
             self.server.handle(self, event)
-            if self.conn.state is State.CLOSED or self.conn.we_closed:
+            if self.conn.finished:
                 break
 
     def eof_received(self) -> bool | None:
@@ -112,7 +112,7 @@ class Session(asyncio.Protocol):
     def fail(self, exc: ProtocolError) -> None:
         """Tell the client why, then close: the stream from it cannot be trusted."""
         log.info("%s: closing after protocol error: %s", self.describe(), exc)
-        self.send(Error(code=str(exc.code), message=exc.detail, fatal=True))
+        self.send(Error(code=str(exc.code), message=exc.detail, fatal=True, ref=exc.ref))
         self.close("disconnect")
 
     def close(self, reason: str) -> None:
@@ -129,8 +129,11 @@ class Session(asyncio.Protocol):
 class ChatServer:
     """A tuichat server: a listening socket, every session, and the chat they share."""
 
-    def __init__(self, config: ServerConfig | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig | None = None, *, clock: Callable[[], int] = now_ms
+    ) -> None:
         self.config = config or ServerConfig()
+        self.clock = clock
         self.chat: Chat[Session] = Chat(self.config.chat)
         self.sessions: set[Session] = set()
         self._server: asyncio.Server | None = None
@@ -208,7 +211,7 @@ class ChatServer:
         if user is None:
             return
         session.user = None
-        self.deliver(self.chat.logout(user, reason, now_ms()))
+        self.deliver(self.chat.logout(user, reason, self.clock()))
         log.info("%s left (%s)", user.name, reason)
 
     # --- handlers --------------------------------------------------------
@@ -218,7 +221,7 @@ class ChatServer:
         return session.user
 
     def _hello(self, session: Session, hello: Hello) -> None:
-        user, deliveries = self.chat.login(hello.name, session, now_ms())
+        user, deliveries = self.chat.login(hello.name, session, self.clock())
         session.user = user
         online = len(self.chat.users)
         motd = self.config.motd or (
@@ -246,28 +249,30 @@ class ChatServer:
 
     def _send(self, session: Session, send: Send) -> None:
         message, deliveries = self.chat.post(
-            self._user(session), send.room, send.text, send.action, now_ms()
+            self._user(session), send.room, send.text, send.action, self.clock()
         )
-        session.send(Ack(room=message.room, seq=message.seq, ts=message.ts, id=send.id, ref=send.ref))
+        session.send(
+            Ack(room=message.room, seq=message.seq, ts=message.ts, id=send.id, ref=send.ref)
+        )
         self.deliver(deliveries)
 
     def _private(self, session: Session, private: Private) -> None:
         message, target = self.chat.private(
-            self._user(session), private.to, private.text, private.action, now_ms()
+            self._user(session), private.to, private.text, private.action, self.clock()
         )
         target.handle.send(message)
         session.send(dataclasses.replace(message, id=private.id, ref=private.ref))
 
     def _join(self, session: Session, join: Join) -> None:
         user = self._user(session)
-        room, deliveries = self.chat.join(user, join.room, now_ms())
+        room, deliveries = self.chat.join(user, join.room, self.clock())
         session.send(RoomState(room=room.name, users=room.names(), seq=room.seq, ref=join.ref))
         self.deliver(deliveries)
         log.info("%s joined %s", user.name, room.name)
 
     def _part(self, session: Session, part: Part) -> None:
         user = self._user(session)
-        room_name, deliveries = self.chat.part(user, part.room, now_ms())
+        room_name, deliveries = self.chat.part(user, part.room, self.clock())
         self.deliver(deliveries)
         session.send(Parted(room=room_name, ref=part.ref))
         log.info("%s left %s", user.name, room_name)

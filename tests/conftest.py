@@ -1,0 +1,45 @@
+"""Fixtures: a real server on 127.0.0.1 with an ephemeral port, and real clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from tuichat.client import ChatClient
+from tuichat.server import ChatServer, ServerConfig
+
+Connect = Callable[[str], Awaitable[ChatClient]]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ChatServer]:
+    """A running server in the test's event loop."""
+    srv = ChatServer(ServerConfig(host="127.0.0.1", port=0, server_name="testserver"))
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+@pytest.fixture
+async def connect(server: ChatServer) -> AsyncIterator[Connect]:
+    """Connect welcomed clients to `server`; they are dropped after the test."""
+    clients: list[ChatClient] = []
+
+    async def _connect(name: str) -> ChatClient:
+        host, port = server.address
+        client = await ChatClient.connect(name, host, port)
+        clients.append(client)
+        return client
+
+    yield _connect
+    for client in clients:
+        await client.abort()
+
+
+@pytest.fixture(autouse=True)
+def _steady_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The input cursor does not blink in tests, so that screenshots are deterministic."""
+    from textual.widgets import Input
+
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)

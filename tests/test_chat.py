@@ -1,0 +1,87 @@
+"""The chat logic as plain objects: no sockets, no loop, no clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuichat.chat import LOBBY, Chat, ChatError, ChatLimits
+from tuichat.protocol import Joined, Left, Message
+
+NOW = 1_700_000_000_000
+
+
+def test_login_puts_the_user_in_the_lobby_and_announces_them_to_everyone_there() -> None:
+    chat: Chat[str] = Chat()
+    chat.login("ali", "h-ali", NOW)
+    bob, deliveries = chat.login("bob", "h-bob", NOW + 1)
+    assert list(bob.rooms) == [LOBBY]
+    (delivery,) = deliveries
+    assert delivery.message == Joined(LOBBY, "bob", NOW + 1)
+    assert sorted(delivery.recipients) == ["h-ali", "h-bob"]
+
+
+def test_names_are_unique_case_insensitively() -> None:
+    chat: Chat[str] = Chat()
+    chat.login("Ali", "h1", NOW)
+    with pytest.raises(ChatError) as taken:
+        chat.login("aLI", "h2", NOW)
+    assert taken.value.code == "name_taken"
+
+
+def test_posting_numbers_messages_per_room_and_addresses_every_member() -> None:
+    chat: Chat[str] = Chat()
+    ali, _ = chat.login("ali", "h-ali", NOW)
+    bob, _ = chat.login("bob", "h-bob", NOW)
+    chat.join(ali, "#dev", NOW)
+    first, _ = chat.post(ali, "#dev", "one", False, NOW)
+    second, deliveries = chat.post(ali, "#dev", "two", False, NOW)
+    lobby, _ = chat.post(bob, LOBBY, "hi", False, NOW)
+    assert (first.seq, second.seq, lobby.seq) == (1, 2, 1)
+    assert deliveries[0].recipients == ("h-ali",)
+    assert deliveries[0].message == Message("#dev", 2, "ali", "two", NOW, False)
+
+
+def test_logout_tells_every_room_the_user_was_in_and_frees_the_name() -> None:
+    chat: Chat[str] = Chat()
+    ali, _ = chat.login("ali", "h-ali", NOW)
+    bob, _ = chat.login("bob", "h-bob", NOW)
+    chat.join(ali, "#dev", NOW)
+    chat.join(bob, "#dev", NOW)
+    deliveries = chat.logout(bob, "disconnect", NOW)
+    assert sorted((d.message.room, d.recipients) for d in deliveries) == [  # type: ignore[union-attr]
+        ("#dev", ("h-ali",)),
+        (LOBBY, ("h-ali",)),
+    ]
+    assert all(isinstance(d.message, Left) and d.message.reason == "disconnect" for d in deliveries)
+    chat.login("BOB", "h-bob2", NOW)  # the name is free again
+    assert (
+        chat.logout(bob, "disconnect", NOW) == []
+    )  # a second logout of the old session is a no-op
+
+
+def test_an_empty_room_is_forgotten_but_the_lobby_stays() -> None:
+    chat: Chat[str] = Chat()
+    ali, _ = chat.login("ali", "h", NOW)
+    chat.join(ali, "#tmp", NOW)
+    chat.part(ali, "#tmp", NOW)
+    chat.logout(ali, "quit", NOW)
+    assert list(chat.rooms) == [LOBBY]
+
+
+def test_a_user_may_be_in_a_limited_number_of_rooms() -> None:
+    chat: Chat[str] = Chat(ChatLimits(max_rooms_per_user=3))
+    ali, _ = chat.login("ali", "h", NOW)
+    chat.join(ali, "#a", NOW)
+    chat.join(ali, "#b", NOW)
+    with pytest.raises(ChatError) as refused:
+        chat.join(ali, "#c", NOW)
+    assert refused.value.code == "too_many_rooms"
+
+
+def test_a_private_message_is_addressed_to_the_target_only() -> None:
+    chat: Chat[str] = Chat()
+    ali, _ = chat.login("ali", "h-ali", NOW)
+    chat.login("Bob", "h-bob", NOW)
+    message, target = chat.private(ali, "bob", "psst", False, NOW)
+    assert target.handle == "h-bob"
+    assert (message.sender, message.to, message.text) == ("ali", "Bob", "psst")
