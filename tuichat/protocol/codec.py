@@ -133,16 +133,18 @@ class Codec:
 
         Raises `ProtocolError` (code `bad_frame`) if `body` is not exactly one msgpack value.
         """
+        # No length inside a body can exceed the body: msgpack must not pre-allocate more.
+        limit = min(self._max, len(body))
         try:
             value = msgpack.unpackb(
                 body,
                 raw=False,
                 use_list=False,
                 strict_map_key=True,
-                max_str_len=self._max,
-                max_bin_len=self._max,
-                max_array_len=self._max,
-                max_map_len=self._max,
+                max_str_len=limit,
+                max_bin_len=limit,
+                max_array_len=limit,
+                max_map_len=limit,
                 max_ext_len=0,
                 ext_hook=_refuse_ext,
             )

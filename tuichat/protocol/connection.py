@@ -82,7 +82,7 @@ class Connection:
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes read from the peer; return the events they complete."""
-        if self.they_closed:
+        if self.they_closed or self.state is State.CLOSED:
             if data:
                 self._broken(ErrorCode.BAD_FRAME, "data after the end of the session")
             return []
@@ -115,6 +115,8 @@ class Connection:
             return event
         if isinstance(event, Bye):
             self.they_closed = True
+            if self.we_closed:
+                self._close()
             return event
         if self.role is Role.SERVER:
             return self._server_receive(event)
@@ -167,6 +169,8 @@ class Connection:
             self.state = State.OPEN
         if isinstance(message, Bye):
             self.we_closed = True
+            if self.they_closed:
+                self._close()
         return encode_frame(self._codec.encode(message))
 
     # --- internals -------------------------------------------------------
