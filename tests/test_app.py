@@ -1,0 +1,212 @@
+"""The Textual app driven with Pilot against a real server in the test's loop."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app_support import connected, log_texts, make_app, sidebar_users, until
+from tests.conftest import Connect
+from tests.helpers import events_until, expect
+from tuichat.app.model import Kind
+from tuichat.app.widgets.chat_input import ChatInput
+from tuichat.app.widgets.chat_log import ChatLog
+from tuichat.protocol import Message, PrivateMessage
+from tuichat.server import ChatServer
+
+
+async def test_two_apps_chat_and_the_sidebar_follows_joins_and_exits(server: ChatServer) -> None:
+    ali_app = make_app(server.address, "ali")
+    async with ali_app.run_test(size=(100, 30)) as ali:
+        await until(ali, lambda: connected(ali_app))
+        assert sidebar_users(ali_app) == ("ali",)
+        bob_app = make_app(server.address, "bob")
+        async with bob_app.run_test(size=(100, 30)) as bob:
+            await until(bob, lambda: connected(bob_app))
+            await until(ali, lambda: sidebar_users(ali_app) == ("ali", "bob"))
+            await bob.press(*"hi ali", "enter")
+            await until(ali, lambda: "hi ali" in log_texts(ali_app))
+            await until(bob, lambda: "hi ali" in log_texts(bob_app))
+            await bob.press(*"/exit", "enter")
+            await until(ali, lambda: sidebar_users(ali_app) == ("ali",))
+        assert "bob quit #lobby" in log_texts(ali_app)
+        kinds = {e.text: e.kind for e in ali_app.query_one(ChatLog).entries}
+        assert kinds["hi ali"] is Kind.MESSAGE
+        assert kinds["bob quit #lobby"] is Kind.SYSTEM
+
+
+async def test_own_messages_and_mentions_look_different(
+    server: ChatServer, connect: Connect
+) -> None:
+    app = make_app(server.address, "ali")
+    bells: list[None] = []
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        app.bell = lambda: bells.append(None)  # type: ignore[method-assign]
+        bob = await connect("bob")
+        await pilot.press(*"my own words", "enter")
+        await bob.send("#lobby", "hey @ALI look")
+        await bob.send("#lobby", "alibaba is not a mention")
+        await until(pilot, lambda: "alibaba is not a mention" in log_texts(app))
+        entries = {e.text: e for e in app.query_one(ChatLog).entries}
+        assert entries["my own words"].kind is Kind.OWN
+        assert entries["hey @ALI look"].mention
+        assert not entries["alibaba is not a mention"].mention
+        assert len(bells) == 1
+
+
+async def test_slash_msg_reaches_only_its_target(server: ChatServer, connect: Connect) -> None:
+    app = make_app(server.address, "ali")
+    bob = await connect("bob")
+    carol = await connect("carol")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        await pilot.press(*"/msg bob meet me at 5", "enter")
+        received = await expect(bob, PrivateMessage)
+        assert (received.sender, received.text) == ("ali", "meet me at 5")
+        await until(pilot, lambda: "meet me at 5" in log_texts(app))
+        entry = next(e for e in app.query_one(ChatLog).entries if e.text == "meet me at 5")
+        assert (entry.kind, entry.sender) == (Kind.PRIVATE_OUT, "bob")
+        await pilot.press(*"public", "enter")
+        seen = await events_until(carol, Message, text="public")
+        assert not [e for e in seen if isinstance(e, PrivateMessage)]
+
+
+async def test_palette_private_message_reaches_only_its_target(
+    server: ChatServer, connect: Connect
+) -> None:
+    app = make_app(server.address, "ali")
+    bob = await connect("bob")
+    carol = await connect("carol")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: sidebar_users(app) == ("ali", "bob", "carol"))
+        await pilot.press("ctrl+p")
+        await pilot.press(*"private bob")
+        from textual.command import CommandPalette
+
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        palette = app.screen
+        await until(pilot, lambda: palette.query_one("CommandList").option_count > 0)  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        from tuichat.app.screens.prompt import PromptDialog
+
+        await until(pilot, lambda: isinstance(app.screen, PromptDialog))
+        await pilot.press(*"via the palette", "enter")
+        received = await expect(bob, PrivateMessage)
+        assert (received.sender, received.text) == ("ali", "via the palette")
+        await pilot.press(*"public", "enter")
+        seen = await events_until(carol, Message, text="public")
+        assert not [e for e in seen if isinstance(e, PrivateMessage)]
+
+
+async def test_tab_completes_names_and_rooms(server: ChatServer, connect: Connect) -> None:
+    app = make_app(server.address, "ali")
+    await connect("bobby")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: "bobby" in sidebar_users(app))
+        chat_input = app.query_one(ChatInput)
+        await pilot.press(*"bo", "tab")
+        assert chat_input.value == "bobby: "
+        chat_input.value = ""
+        await pilot.press(*"/msg BO", "tab")
+        assert chat_input.value == "/msg bobby "
+        chat_input.value = ""
+        await pilot.press(*"see #lo", "tab")
+        assert chat_input.value == "see #lobby "
+        assert chat_input.has_focus  # Tab completed instead of moving the focus
+
+
+async def test_up_and_down_walk_the_input_history(server: ChatServer) -> None:
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        chat_input = app.query_one(ChatInput)
+        for line in ("first", "second"):
+            await pilot.press(*line, "enter")
+        await pilot.press(*"draft")
+        await pilot.press("up")
+        assert chat_input.value == "second"
+        await pilot.press("up")
+        assert chat_input.value == "first"
+        await pilot.press("down", "down")
+        assert chat_input.value == "draft"
+
+
+async def test_an_unknown_slash_command_shows_help_and_is_not_sent(
+    server: ChatServer, connect: Connect
+) -> None:
+    app = make_app(server.address, "ali")
+    bob = await connect("bob")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        await pilot.press(*"/shrug oops", "enter")
+        await until(pilot, lambda: "unknown command /shrug" in log_texts(app))
+        assert any(text.startswith("commands:") for text in log_texts(app))
+        await pilot.press(*"real", "enter")
+        seen = await events_until(bob, Message, text="real")
+        assert [e.text for e in seen if isinstance(e, Message)] == ["real"]
+
+
+async def test_join_switch_and_part_rooms(server: ChatServer, connect: Connect) -> None:
+    app = make_app(server.address, "ali")
+    bob = await connect("bob")
+    await bob.join("#dev")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        await pilot.press(*"/join #dev", "enter")
+        await until(pilot, lambda: app.current_room == "#dev")
+        await until(pilot, lambda: sidebar_users(app) == ("ali", "bob"))
+        await bob.send("#dev", "welcome to dev")
+        await until(pilot, lambda: "welcome to dev" in log_texts(app))
+        await pilot.press(*"/part", "enter")
+        await until(pilot, lambda: app.current_room == "#lobby")
+        assert "welcome to dev" not in log_texts(app)
+
+
+@pytest.mark.parametrize("name", ["bob", "BOB"])
+async def test_a_taken_name_opens_a_dialog_to_choose_another(
+    server: ChatServer, connect: Connect, name: str
+) -> None:
+    await connect("bob")
+    app = make_app(server.address, name)
+    async with app.run_test(size=(100, 30)) as pilot:
+        from tuichat.app.screens.prompt import PromptDialog
+
+        await until(pilot, lambda: isinstance(app.screen, PromptDialog))
+        dialog_input = app.screen.query_one("#answer")
+        dialog_input.value = ""  # type: ignore[attr-defined]
+        await pilot.press(*"robert", "enter")
+        await until(pilot, lambda: connected(app))
+        assert app.my_name == "robert"
+
+
+async def test_a_server_going_away_shows_a_banner(server: ChatServer) -> None:
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        await server.stop()
+        banner = app.query_one("#banner")
+        await until(pilot, lambda: banner.has_class("-visible"))
+        assert "going away" in str(banner.render())
+
+
+async def test_scrolled_up_log_stays_put_and_counts_new_messages(
+    server: ChatServer, connect: Connect
+) -> None:
+    app = make_app(server.address, "ali")
+    bob = await connect("bob")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        for i in range(60):
+            await bob.send("#lobby", f"line {i}")
+        await until(pilot, lambda: "line 59" in log_texts(app))
+        log = app.query_one(ChatLog)
+        await until(pilot, lambda: log.is_vertical_scroll_end)
+        log.scroll_to(y=0, animate=False)
+        await pilot.pause()
+        for i in range(3):
+            await bob.send("#lobby", f"late {i}")
+        await until(pilot, lambda: "late 2" in log_texts(app))
+        assert log.scroll_y == 0
+        assert log.unseen == 3
+        await pilot.press("ctrl+end")
+        await until(pilot, lambda: log.unseen == 0)

@@ -1,0 +1,181 @@
+"""What the app looks like: SVG snapshots at fixed sizes, with the clock frozen.
+
+The server runs in a thread with its own loop (snapshot tests run the app in a
+loop of their own); the other users are clients on the server's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from textual.command import CommandPalette
+from textual.pilot import Pilot
+
+from tests.app_support import (
+    connected,
+    fixed_clock,
+    log_texts,
+    make_app,
+    sidebar_users,
+    until,
+)
+from tuichat.app.app import ChatApp
+from tuichat.app.screens.prompt import PromptDialog
+from tuichat.client import ChatClient
+from tuichat.server import ChatServer, ServerConfig
+
+T = TypeVar("T")
+SIZE = (100, 30)
+
+
+class ServerThread:
+    """A real server on its own loop in a thread, plus clients for the other users."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = ChatServer(
+            ServerConfig(host="127.0.0.1", port=0, server_name="snapserver"), clock=fixed_clock
+        )
+        self.run(self.server.start())
+        self.clients: dict[str, ChatClient] = {}
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    def connect(self, name: str) -> ChatClient:
+        client = self.run(ChatClient.connect(name, *self.server.address))
+        self.clients[name] = client
+        return client
+
+    def stop(self) -> None:
+        for client in self.clients.values():
+            self.run(client.abort())
+        self.run(self.server.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@pytest.fixture
+def chat() -> Iterator[ServerThread]:
+    server = ServerThread()
+    yield server
+    server.stop()
+
+
+def ali_app(chat: ServerThread) -> ChatApp:
+    return make_app(chat.server.address, "ali")
+
+
+async def three_users_talking(pilot: Pilot[Any], chat: ServerThread) -> None:
+    app = pilot.app
+    assert isinstance(app, ChatApp)
+    await until(pilot, lambda: connected(app))
+    bob, carol = chat.connect("bob"), chat.connect("carol")
+    await until(pilot, lambda: sidebar_users(app) == ("ali", "bob", "carol"))
+    chat.run(bob.send("#lobby", "morning all! who broke the build?"))
+    chat.run(carol.send("#lobby", "not me — ali, was it the new linter?"))
+    await pilot.press(*"guilty. fixing it now", "enter")
+    await until(pilot, lambda: "guilty. fixing it now" in log_texts(app))
+    chat.run(bob.send("#lobby", "hands ali a coffee", action=True))
+    chat.run(
+        carol.send(
+            "#lobby",
+            "a long line to show wrapping: the quick brown fox jumps over the lazy dog, "
+            "again and again, until the line is much wider than the log itself",
+        )
+    )
+    chat.run(bob.send("#lobby", "wide characters line up: 你好世界 🎉 ok"))
+    await until(pilot, lambda: "wide characters line up: 你好世界 🎉 ok" in log_texts(app))
+
+
+def test_main_screen_with_three_users(snap_compare: Any, chat: ServerThread) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await three_users_talking(pilot, chat)
+
+    assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)
+
+
+def test_main_screen_at_80x24(snap_compare: Any, chat: ServerThread) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await three_users_talking(pilot, chat)
+
+    assert snap_compare(ali_app(chat), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_main_screen_at_200x60(snap_compare: Any, chat: ServerThread) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await three_users_talking(pilot, chat)
+
+    assert snap_compare(ali_app(chat), terminal_size=(200, 60), run_before=run_before)
+
+
+def test_palette_lists_private_message_targets(snap_compare: Any, chat: ServerThread) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        await until(pilot, lambda: connected(app))  # type: ignore[arg-type]
+        chat.connect("bob")
+        chat.connect("carol")
+        await until(pilot, lambda: sidebar_users(app) == ("ali", "bob", "carol"))  # type: ignore[arg-type]
+        await pilot.press("ctrl+p", *"private")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await until(pilot, lambda: app.screen.query_one("CommandList").option_count == 2)  # type: ignore[attr-defined]
+
+    assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)
+
+
+def test_private_messages_in_the_log(snap_compare: Any, chat: ServerThread) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, ChatApp)
+        await until(pilot, lambda: connected(app))
+        bob = chat.connect("bob")
+        await until(pilot, lambda: "bob" in sidebar_users(app))
+        chat.run(bob.private("ali", "psst — lunch at noon?"))
+        await until(pilot, lambda: "psst — lunch at noon?" in log_texts(app))
+        await pilot.press(*"/msg bob yes, the usual place", "enter")
+        await until(pilot, lambda: "yes, the usual place" in log_texts(app))
+
+    assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)
+
+
+def test_sidebar_after_someone_left(snap_compare: Any, chat: ServerThread) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, ChatApp)
+        await until(pilot, lambda: connected(app))
+        chat.connect("bob")
+        carol = chat.connect("carol")
+        await until(pilot, lambda: sidebar_users(app) == ("ali", "bob", "carol"))
+        chat.run(carol.close())
+        await until(pilot, lambda: sidebar_users(app) == ("ali", "bob"))
+        await until(pilot, lambda: "carol quit #lobby" in log_texts(app))
+
+    assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)
+
+
+def test_name_taken_dialog(snap_compare: Any, chat: ServerThread) -> None:
+    chat.connect("ali")
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: isinstance(pilot.app.screen, PromptDialog))
+
+    assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)
+
+
+def test_server_going_away_banner(snap_compare: Any, chat: ServerThread) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, ChatApp)
+        await until(pilot, lambda: connected(app))
+        chat.run(chat.server.stop())
+        await until(pilot, lambda: app.query_one("#banner").has_class("-visible"))
+        await until(pilot, lambda: not connected(app))
+
+    assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)

@@ -1,0 +1,67 @@
+"""A small modal dialog that asks for one line of text."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label
+
+
+class PromptDialog(ModalScreen[str | None]):
+    """Asks a question; dismisses with the text entered, or None on Escape."""
+
+    DEFAULT_CSS = """
+    PromptDialog {
+        align: center middle;
+    }
+    PromptDialog > Vertical {
+        width: 60;
+        max-width: 90%;
+        height: auto;
+        border: thick $primary;
+        background: $surface;
+        padding: 1 2;
+    }
+    PromptDialog .title {
+        text-style: bold;
+        margin-bottom: 1;
+    }
+    PromptDialog .problem {
+        color: $error;
+        margin-bottom: 1;
+    }
+    PromptDialog .hint {
+        color: $text-muted;
+        margin-top: 1;
+    }
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(
+        self, title: str, *, problem: str = "", placeholder: str = "", value: str = ""
+    ) -> None:
+        super().__init__()
+        self._title = title
+        self._problem = problem
+        self._placeholder = placeholder
+        self._value = value
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self._title, classes="title")
+            if self._problem:
+                yield Label(self._problem, classes="problem", id="problem")
+            yield Input(value=self._value, placeholder=self._placeholder, id="answer")
+            yield Label("Enter to confirm · Escape to cancel", classes="hint")
+
+    @on(Input.Submitted)
+    def submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

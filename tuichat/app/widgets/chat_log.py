@@ -1,0 +1,235 @@
+"""The chat log: a Line-API scroll view that draws only the lines on screen.
+
+Entries are laid out (wrapped) once per width; a line is turned into a `Strip`
+only when it becomes visible, and kept in a small cache. So 100,000 entries cost
+their text and an offset each, and re-wrap when the terminal is resized.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from tuichat.app.colors import name_color
+from tuichat.app.model import Kind, LogEntry
+from tuichat.app.wrap import fits, wrap
+
+TIME_STYLE = Style(color="#7f848e")
+SYSTEM_STYLE = Style(color="#8b929e", italic=True)
+ERROR_STYLE = Style(color="#ff6b6b", bold=True)
+PRIVATE_STYLE = Style(color="#d58fe6", bold=True)
+OWN_TEXT_STYLE = Style(color="#c8d3e0")
+MENTION_STYLE = Style(bgcolor="#4a3b00")
+MIN_HANGING_WIDTH = 24
+NARROW_INDENT = 2
+
+
+class ChatLog(ScrollView, can_focus=True):
+    """Shows a list of `LogEntry`, following the end unless the user scrolled up."""
+
+    DEFAULT_CSS = """
+    ChatLog {
+        background: $surface;
+        scrollbar-gutter: stable;
+        overflow-x: hidden;
+    }
+    """
+
+    unseen: reactive[int] = reactive(0)
+    """Entries added while the user was scrolled up."""
+
+    def __init__(
+        self,
+        *,
+        tz: tzinfo | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self._tz = tz
+        self._entries: list[LogEntry] = []
+        self._starts = array("q")  # first screen line of each entry
+        self._total = 0  # screen lines of the laid-out entries
+        self._width = 0  # the width the layout was made for
+        self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
+        self._time_cache: dict[int, str] = {}
+        self.time_format: Callable[[int], str] = self._format_time
+
+    # --- what to show ------------------------------------------------------
+
+    @property
+    def entries(self) -> list[LogEntry]:
+        """The entries shown (the list itself, shared with the caller)."""
+        return self._entries
+
+    def show(self, entries: list[LogEntry]) -> None:
+        """Show another list of entries (another room), scrolled to its end."""
+        self._entries = entries
+        self._relayout()
+        self.unseen = 0
+        self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+
+    def entries_added(self) -> None:
+        """Lay out entries appended to the shown list since the last call."""
+        at_end = self.is_vertical_scroll_end or self.max_scroll_y == 0
+        before = len(self._starts)
+        self._layout_from(before)
+        added = len(self._starts) - before
+        if not added:
+            return
+        self.virtual_size = Size(self._width, self._total)
+        if at_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+        else:
+            self.unseen += added
+        self.refresh()
+
+    def clear(self) -> None:
+        """Forget every entry of the shown list."""
+        self._entries.clear()
+        self._relayout()
+
+    # --- layout ------------------------------------------------------------
+
+    def _text_width(self) -> int:
+        return max(self.scrollable_content_region.width, 1)
+
+    def _relayout(self) -> None:
+        self._starts = array("q")
+        self._total = 0
+        self._cache.clear()
+        self._width = self._text_width()
+        self._layout_from(0)
+        self.virtual_size = Size(self._width, self._total)
+        self.refresh()
+
+    def _layout_from(self, index: int) -> None:
+        starts = self._starts
+        width = self._width or self._text_width()
+        total = self._total
+        for entry in self._entries[index:]:
+            starts.append(total)
+            prefix = self._prefix_cells(entry)
+            if width - prefix >= MIN_HANGING_WIDTH and fits(entry.text, width - prefix):
+                total += 1
+            else:
+                total += len(self._wrapped(entry, width))
+        self._total = total
+
+    def on_resize(self) -> None:
+        if self._text_width() != self._width:
+            at_end = self.is_vertical_scroll_end
+            self._relayout()
+            if at_end:
+                self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if self.unseen and self.is_vertical_scroll_end:
+            self.unseen = 0
+
+    # --- drawing -----------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        line = self.scroll_offset.y + y
+        width = self.scrollable_content_region.width
+        if line >= self._total or not self._entries:
+            return Strip.blank(width, self.rich_style)
+        index = bisect_right(self._starts, line) - 1
+        key = (index, line - self._starts[index])
+        strip = self._cache.get(key)
+        if strip is None:
+            strip = self._render_entry_line(self._entries[index], key[1], width)
+            self._cache[key] = strip
+        return strip
+
+    def _render_entry_line(self, entry: LogEntry, row: int, width: int) -> Strip:
+        base = self.rich_style
+        if entry.mention:
+            base += MENTION_STYLE
+        lines = self._wrapped(entry, self._width)
+        text = lines[row] if row < len(lines) else ""
+        segments: list[Segment]
+        if row == 0:
+            segments = [Segment(self.time_format(entry.ts) + " ", base + TIME_STYLE)]
+            segments += self._label(entry, base)
+        else:
+            segments = [Segment(" " * self._indent(entry, self._width), base)]
+        segments.append(Segment(text, base + self._text_style(entry)))
+        return Strip(segments).adjust_cell_length(width, base)
+
+    def _label(self, entry: LogEntry, base: Style) -> list[Segment]:
+        color = Style(color=name_color(entry.sender), bold=True)
+        kind = entry.kind
+        if kind is Kind.PRIVATE_OUT:
+            return [Segment(f"→ {entry.sender} ", base + PRIVATE_STYLE)]
+        if kind is Kind.PRIVATE_IN:
+            return [Segment(f"← {entry.sender} ", base + PRIVATE_STYLE)]
+        if kind is Kind.SYSTEM:
+            return [Segment("-- ", base + SYSTEM_STYLE)]
+        if kind is Kind.ERROR:
+            return [Segment("!! ", base + ERROR_STYLE)]
+        if kind is Kind.ACTION:
+            return [Segment("* ", base + SYSTEM_STYLE), Segment(f"{entry.sender} ", base + color)]
+        return [Segment(f"{entry.sender} ", base + color)]
+
+    @staticmethod
+    def _text_style(entry: LogEntry) -> Style:
+        kind = entry.kind
+        if kind is Kind.SYSTEM:
+            return SYSTEM_STYLE
+        if kind is Kind.ERROR:
+            return ERROR_STYLE
+        if kind is Kind.ACTION:
+            return Style(italic=True)
+        if kind is Kind.OWN:
+            return OWN_TEXT_STYLE
+        return Style()
+
+    # --- wrapping ----------------------------------------------------------
+
+    def _prefix_cells(self, entry: LogEntry) -> int:
+        kind = entry.kind
+        if kind in (Kind.SYSTEM, Kind.ERROR):
+            label = 3
+        elif kind in (Kind.PRIVATE_IN, Kind.PRIVATE_OUT, Kind.ACTION):
+            label = 3 + _cells(entry.sender)
+        else:
+            label = 1 + _cells(entry.sender)
+        return 6 + label  # "HH:MM " + label
+
+    def _indent(self, entry: LogEntry, width: int) -> int:
+        prefix = self._prefix_cells(entry)
+        return prefix if width - prefix >= MIN_HANGING_WIDTH else NARROW_INDENT
+
+    def _wrapped(self, entry: LogEntry, width: int) -> list[str]:
+        prefix = self._prefix_cells(entry)
+        if width - prefix >= MIN_HANGING_WIDTH:
+            return wrap(entry.text, width - prefix)
+        # a narrow log: the label stands alone, the text follows below it
+        return ["", *wrap(entry.text, max(width - NARROW_INDENT, 1))]
+
+    def _format_time(self, ts: int) -> str:
+        minute = ts // 60_000
+        text = self._time_cache.get(minute)
+        if text is None:
+            text = datetime.fromtimestamp(minute * 60, self._tz).strftime("%H:%M")
+            if len(self._time_cache) > 4096:
+                self._time_cache.clear()
+            self._time_cache[minute] = text
+        return text
+
+
+def _cells(text: str) -> int:
+    return len(text) if text.isascii() else cell_len(text)

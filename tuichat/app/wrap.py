@@ -1,0 +1,58 @@
+"""Word wrapping by terminal cells, so that wide characters (CJK, emoji) line up."""
+
+from __future__ import annotations
+
+from rich.cells import cell_len
+
+TAB = "    "
+
+
+def fits(text: str, width: int) -> bool:
+    """Whether `text` is one line of at most `width` cells (the common, fast case)."""
+    if "\n" in text or "\t" in text:
+        return False
+    if text.isascii():
+        return len(text) <= width
+    return cell_len(text) <= width
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """Return `text` as lines of at most `width` cells, breaking at spaces when possible.
+
+    Newlines in `text` are kept as line breaks; words longer than a line are split.
+    """
+    width = max(width, 1)
+    lines: list[str] = []
+    for paragraph in text.replace("\t", TAB).split("\n"):
+        if fits(paragraph, width):
+            lines.append(paragraph)
+            continue
+        line = ""
+        line_cells = 0
+        for word in paragraph.split(" "):
+            word_cells = cell_len(word)
+            needed = word_cells if not line else line_cells + 1 + word_cells
+            if needed <= width:
+                line = word if not line else f"{line} {word}"
+                line_cells = needed
+                continue
+            if line:
+                lines.append(line)
+                line, line_cells = "", 0
+            while word_cells > width:
+                head, word = _split_cells(word, width)
+                lines.append(head)
+                word_cells = cell_len(word)
+            line, line_cells = word, word_cells
+        lines.append(line)
+    return lines
+
+
+def _split_cells(word: str, width: int) -> tuple[str, str]:
+    """Split `word` after at most `width` cells (at least one character)."""
+    cells = 0
+    for i, char in enumerate(word):
+        cells += cell_len(char)
+        if cells > width:
+            return word[: max(i, 1)], word[max(i, 1) :]
+    return word, ""
