@@ -10,7 +10,7 @@ from tests.helpers import events_until, expect
 from tuichat.app.model import Kind
 from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.chat_log import ChatLog
-from tuichat.protocol import Message, PrivateMessage
+from tuichat.protocol import Left, Message, PrivateMessage
 from tuichat.server import ChatServer
 
 
@@ -210,3 +210,32 @@ async def test_scrolled_up_log_stays_put_and_counts_new_messages(
         assert log.unseen == 3
         await pilot.press("ctrl+end")
         await until(pilot, lambda: log.unseen == 0)
+
+
+async def test_long_lines_rewrap_when_the_terminal_is_resized(
+    server: ChatServer, connect: Connect
+) -> None:
+    app = make_app(server.address, "ali")
+    bob = await connect("bob")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        await bob.send("#lobby", "word " * 40)
+        await until(pilot, lambda: any(t.startswith("word word") for t in log_texts(app)))
+        log = app.query_one(ChatLog)
+        await pilot.pause()
+        wide = log.virtual_size.height
+        await pilot.resize_terminal(60, 30)
+        await until(pilot, lambda: log.virtual_size.height > wide)
+        assert log.virtual_size.width <= 60
+        assert len(log.entries) == len(log_texts(app))  # nothing lost, only re-wrapped
+
+
+async def test_ctrl_q_says_goodbye_and_quits(server: ChatServer, connect: Connect) -> None:
+    bob = await connect("bob")
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        await pilot.press("ctrl+q")
+        left = await expect(bob, Left, name="ali")
+        assert left.reason == "quit"
+    assert app.return_code == 0

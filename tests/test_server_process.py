@@ -122,3 +122,21 @@ async def test_a_port_in_use_is_a_one_line_error_and_exit_1(
     assert second.returncode == 1
     assert b"cannot listen on" in err
     assert b"Traceback" not in err
+
+
+async def test_the_app_without_a_server_says_so_in_one_line_and_exits_1() -> None:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()  # a port where nothing listens any more
+    app = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tuichat.app", "--port", str(port), "--name", "ali",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(20):
+        out, err = await app.communicate()
+    assert app.returncode == 1
+    assert err.decode().splitlines() == [
+        f"tuichat: cannot reach a server at 127.0.0.1:{port}: Connection refused"
+    ]
+    assert out == b""
