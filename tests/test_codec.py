@@ -28,7 +28,9 @@ from tuichat.protocol.messages import (
     PROTOCOL_VERSION,
     SERVER_MESSAGE_TYPES,
     Hello,
+    Message,
     Ping,
+    Position,
     RoomInfo,
     RoomList,
     Send,
@@ -62,8 +64,9 @@ def strategy_for(hint: Any) -> st.SearchStrategy[Any]:
         return st.booleans()
     if hint is int:
         return st.integers(INT_MIN, UINT_MAX)
-    if hint is RoomInfo:
-        return st.builds(RoomInfo, room=st.text(), members=strategy_for(int))
+    if dataclasses.is_dataclass(hint):  # a map nested in a message (RoomInfo, Position, ...)
+        fields = {name: strategy_for(h) for name, h in field_hints(hint).items()}
+        return st.builds(hint, **fields)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (types.UnionType, typing.Union) and type(None) in args:
         (inner,) = [a for a in args if a is not type(None)]
@@ -228,6 +231,10 @@ SAMPLE_VALUES: dict[Any, Any] = {
     int | None: 7,
     tuple[str, ...]: ("a", "b"),
     tuple[RoomInfo, ...]: (RoomInfo("lobby", 2),),
+    tuple[Position, ...]: (Position("#lobby", 5, 9),),
+    tuple[Position, ...] | None: (Position("#lobby", 5, 9),),
+    str | None: "token",
+    tuple[Message, ...]: (Message("#lobby", 1, "ann", "hi", 1000),),
     dict[str, int] | None: {"max_text": 10},
 }
 
@@ -246,6 +253,25 @@ WRONG_VALUES: dict[Any, tuple[Any, ...]] = {
         ["lobby"],
         [["lobby", 1]],
         {"room": "a", "members": 1},
+        None,
+    ),
+    tuple[Position, ...]: (
+        [{"room": "a", "epoch": 1}],
+        [{"room": "a", "epoch": "1", "seq": 2}],
+        ["#lobby"],
+        {"room": "a", "epoch": 1, "seq": 2},
+        None,
+    ),
+    tuple[Position, ...] | None: (
+        [{"room": "a", "epoch": 1}],
+        ["#lobby"],
+        {"room": "a", "epoch": 1, "seq": 2},
+    ),
+    str | None: (1, b"x", True, ["x"]),
+    tuple[Message, ...]: (
+        [{"room": "a", "seq": 1, "sender": "b", "text": "c"}],
+        [{"room": "a", "seq": 1, "sender": "b", "text": 3, "ts": 1}],
+        ["hi"],
         None,
     ),
     dict[str, int] | None: ([], ["a", 1], {"a": "b"}, {"a": True}, {b"a": 1}, "x"),
@@ -549,8 +575,8 @@ string_keyed_values = st.recursive(
 
 
 def as_msgpack(value: Any) -> Any:
-    """RoomInfo is not msgpack: put it on the wire the way to_wire does."""
-    if isinstance(value, tuple) and value and isinstance(value[0], RoomInfo):
+    """Nested dataclasses are not msgpack: put them on the wire the way to_wire does."""
+    if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
         return [dataclasses.asdict(r) for r in value]
     return value
 
@@ -578,9 +604,9 @@ def conforms(value: Any, hint: Any) -> bool:
     """Whether a decoded value has exactly the declared type (no bool for int etc.)."""
     if hint in (str, int, bool):
         return type(value) is hint
-    if hint is RoomInfo:
-        return (
-            type(value) is RoomInfo and conforms(value.room, str) and conforms(value.members, int)
+    if dataclasses.is_dataclass(hint):
+        return type(value) is hint and all(
+            conforms(getattr(value, name), h) for name, h in field_hints(hint).items()
         )
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):

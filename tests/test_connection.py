@@ -29,6 +29,8 @@ from tuichat.protocol.messages import (
     Bye,
     Error,
     Hello,
+    History,
+    HistoryPage,
     Join,
     Joined,
     Left,
@@ -43,6 +45,7 @@ from tuichat.protocol.messages import (
     PrivateMessage,
     RoomInfo,
     RoomList,
+    RoomReset,
     RoomState,
     Send,
     UserList,
@@ -80,6 +83,11 @@ EXAMPLES: dict[type[Any], Any] = {
     UserList: UserList(room="lobby", users=("ann", "bob"), ref=7),
     Notice: Notice(text="maintenance at noon"),
     Error: Error(code="no_such_user", message="no user 'carl'", ref=3),
+    History: History(room="#dev", before=10, limit=5, ref=11),
+    HistoryPage: HistoryPage(
+        room="#dev", epoch=7, messages=(Message("#dev", 9, "bob", "old", 999),), ref=11
+    ),
+    RoomReset: RoomReset(room="#dev", epoch=8, seq=0),
 }
 
 CLIENT_HANDSHAKE = (Hello, Ping, Pong, Bye)

@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -53,8 +54,8 @@ async def start_server_process(*args: str) -> ServerProcess:
 
 
 @pytest.fixture
-async def server_process() -> AsyncIterator[ServerProcess]:
-    server = await start_server_process("--name", "proc")
+async def server_process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    server = await start_server_process("--name", "proc", "--db", str(tmp_path / "h.sqlite3"))
     yield server
     if server.process.returncode is None:
         server.process.kill()
@@ -115,7 +116,7 @@ async def test_a_port_in_use_is_a_one_line_error_and_exit_1(
 ) -> None:
     second = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tuichat.server", "--port", str(server_process.port),
-        stderr=asyncio.subprocess.PIPE,
+        "--no-history", stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     async with asyncio.timeout(10):
         _, err = await second.communicate()

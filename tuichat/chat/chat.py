@@ -7,6 +7,8 @@ writes it to every recipient.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -29,11 +31,22 @@ LOBBY = "#lobby"
 
 
 @dataclass(frozen=True, slots=True)
+class RoomRecord:
+    """A room as stored: its epoch, its last sequence number, its recent client ids."""
+
+    epoch: int
+    seq: int
+    recent_ids: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    """(sender key, client id) → (seq, ts), for the newest messages that had an id."""
+
+
+@dataclass(frozen=True, slots=True)
 class ChatLimits:
     """Per-user limits the chat enforces."""
 
     max_text_bytes: int = 4096
     max_rooms_per_user: int = 32
+    recent_ids_per_room: int = 4096
 
 
 @dataclass(eq=False)
@@ -51,11 +64,19 @@ class User(Generic[H]):
 
 @dataclass(eq=False)
 class Room(Generic[H]):
-    """A room, its members, and the sequence number of its last message."""
+    """A room, its members, and its position: epoch, last seq given out, last seq delivered.
+
+    A message gets its `seq` when posted and is delivered (acknowledged and fanned
+    out) once durable; `delivered` trails `seq` by the messages still being stored.
+    """
 
     name: str
+    epoch: int
     members: dict[str, User[H]] = field(default_factory=dict)
     seq: int = 0
+    delivered: int = 0
+    recent_ids: OrderedDict[tuple[str, str], tuple[int, int]] = field(default_factory=OrderedDict)
+    """(sender key, client id) → (seq, ts) of recent messages, to recognise retried sends."""
 
     def handles(self) -> tuple[H, ...]:
         """Return the handles of every member."""
@@ -75,12 +96,32 @@ class Delivery(Generic[H]):
 
 
 class Chat(Generic[H]):
-    """Everyone online, every room, and the rules between them."""
+    """Everyone online, every room, and the rules between them.
 
-    def __init__(self, limits: ChatLimits | None = None) -> None:
+    `rooms` are the positions loaded from storage; `new_epoch` makes the epoch of
+    a room that has no history yet.
+    """
+
+    def __init__(
+        self,
+        limits: ChatLimits | None = None,
+        *,
+        rooms: Mapping[str, RoomRecord] | None = None,
+        last_private_id: int = 0,
+        new_epoch: Callable[[], int] = lambda: 1,
+    ) -> None:
         self.limits = limits or ChatLimits()
         self.users: dict[str, User[H]] = {}
-        self.rooms: dict[str, Room[H]] = {LOBBY: Room(LOBBY)}
+        self._new_epoch = new_epoch
+        self.rooms: dict[str, Room[H]] = {}
+        for name, record in (rooms or {}).items():
+            room: Room[H] = Room(name, record.epoch, seq=record.seq, delivered=record.seq)
+            room.recent_ids.update(record.recent_ids)
+            self.rooms[name] = room
+        if LOBBY not in self.rooms:
+            self.rooms[LOBBY] = Room(LOBBY, new_epoch())
+        self.last_private_id = last_private_id
+        self._recent_privates: OrderedDict[tuple[str, str], PrivateMessage] = OrderedDict()
 
     # --- sessions --------------------------------------------------------
 
@@ -121,7 +162,7 @@ class Chat(Generic[H]):
             )
         room = self.rooms.get(key)
         if room is None:
-            room = self.rooms[key] = Room(key)
+            room = self.rooms[key] = Room(key, self._new_epoch())
         room.members[user.key] = user
         user.rooms[key] = room
         return room, [Delivery(room.handles(), Joined(key, user.name, now))]
@@ -137,42 +178,82 @@ class Chat(Generic[H]):
         return room.name, [Delivery(recipients, Left(room.name, user.name, now, "part"))]
 
     def room_list(self) -> tuple[RoomInfo, ...]:
-        """Return every room with its member count, sorted by name."""
+        """Return every room someone is in (and the lobby) with its member count, by name."""
         return tuple(
             RoomInfo(room.name, len(room.members))
             for room in sorted(self.rooms.values(), key=_by_name)
+            if room.members or room.name == LOBBY
         )
 
     def who(self, room_name: str = "") -> tuple[str, ...]:
         """Return who is online in a room, or on the whole server for `""`."""
         if not room_name:
             return tuple(sorted((u.name for u in self.users.values()), key=name_key))
+        return self.room(room_name).names()
+
+    def room(self, room_name: str) -> Room[H]:
+        """Return an existing room (with members or history); raise `no_such_room` if none."""
         room = self.rooms.get(check_room(room_name))
-        if room is None:
+        if room is None or not (room.members or room.seq or room.name == LOBBY):
             raise ChatError(ErrorCode.NO_SUCH_ROOM, f"there is no room {room_name}")
-        return room.names()
+        return room
 
     # --- messages --------------------------------------------------------
 
     def post(
-        self, user: User[H], room_name: str, text: str, action: bool, now: int
-    ) -> tuple[Message, list[Delivery[H]]]:
-        """Give a message the room's next sequence number and address it to every member."""
+        self, user: User[H], room_name: str, text: str, action: bool, client_id: str, now: int
+    ) -> tuple[Message, bool]:
+        """Give a message the room's next sequence number; return it and whether it is new.
+
+        A retried send (same sender and client id as a recent message) is not new:
+        it gets the original message's position back.
+        """
         room = self._membership(user, room_name)
         check_text(text, self.limits.max_text_bytes)
+        if client_id:
+            earlier = room.recent_ids.get((user.key, client_id))
+            if earlier is not None:
+                seq, ts = earlier
+                return Message(room.name, seq, user.name, text, ts, action), False
         room.seq += 1
         message = Message(room.name, room.seq, user.name, text, now, action)
-        return message, [Delivery(room.handles(), message)]
+        if client_id:
+            room.recent_ids[(user.key, client_id)] = (room.seq, now)
+            if len(room.recent_ids) > self.limits.recent_ids_per_room:
+                room.recent_ids.popitem(last=False)
+        return message, True
+
+    def delivered(self, message: Message) -> Delivery[H]:
+        """Note that `message` is durable; return its delivery to the room's members now."""
+        room = self.rooms[message.room]
+        room.delivered = message.seq
+        return Delivery(room.handles(), message)
 
     def private(
-        self, user: User[H], to: str, text: str, action: bool, now: int
-    ) -> tuple[PrivateMessage, User[H]]:
-        """Return the private message for the target and the target; raise if they are offline."""
+        self, user: User[H], to: str, text: str, action: bool, client_id: str, now: int
+    ) -> tuple[PrivateMessage, User[H] | None]:
+        """Number a private message; return it and its online target.
+
+        A retried send (same sender and client id as a recent private message)
+        returns the original message and no target: it is not delivered again.
+        Raises `no_such_user` if the target is offline.
+        """
+        if client_id:
+            earlier = self._recent_privates.get((user.key, client_id))
+            if earlier is not None:
+                return earlier, None
         target = self.users.get(name_key(to))
         if target is None:
             raise ChatError(ErrorCode.NO_SUCH_USER, f"{to!r} is not online")
         check_text(text, self.limits.max_text_bytes)
-        return PrivateMessage(user.name, target.name, text, now, action), target
+        self.last_private_id += 1
+        pid = self.last_private_id
+        message = PrivateMessage(user.name, target.name, text, now, action, pid=pid)
+        if client_id:
+            self._recent_privates[(user.key, client_id)] = message
+            if len(self._recent_privates) > self.limits.recent_ids_per_room:
+                self._recent_privates.popitem(last=False)
+        return message, target
 
     # --- internals -------------------------------------------------------
 
@@ -185,8 +266,6 @@ class Chat(Generic[H]):
 
     def _remove_member(self, room: Room[H], user: User[H]) -> None:
         room.members.pop(user.key, None)
-        if not room.members and room.name != LOBBY:
-            del self.rooms[room.name]
 
 
 def _by_name(room: Room[H]) -> str:

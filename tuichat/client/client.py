@@ -1,39 +1,52 @@
-"""An asyncio client for tuichat servers: requests as coroutines, everything else as events."""
+"""An asyncio client for tuichat servers: requests as coroutines, everything else as events.
+
+A `ChatClient` is a session that can outlive its connections. With
+`reconnect=True` it reconnects after a drop (exponential backoff with jitter),
+resumes every room from the last position it delivered, and sends again what
+the server had not acknowledged, so that the events it yields have no gaps and
+no duplicates.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import random
 import secrets
 import ssl
 import time
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from tuichat import DEFAULT_PORT
+from tuichat.client.link import Link
 from tuichat.protocol import (
     SERVER_MESSAGE_TYPES,
     Ack,
     AnyMessage,
     Bye,
-    Connection,
     Error,
     Event,
     Hello,
+    History,
+    HistoryPage,
     Join,
+    Left,
     ListRooms,
+    Message,
     Part,
     Parted,
     Ping,
     Pong,
+    Position,
     Private,
     PrivateMessage,
-    ProtocolError,
-    Role,
     RoomInfo,
     RoomList,
+    RoomReset,
     RoomState,
     Send,
     ServerMessage,
@@ -42,8 +55,10 @@ from tuichat.protocol import (
     Who,
 )
 
-READ_SIZE = 256 * 1024
 T = TypeVar("T")
+
+FATAL_REFUSALS = frozenset({"invalid_name", "unsupported_version"})
+"""Refusals of a `hello` that no retry will change."""
 
 
 class ClientError(Exception):
@@ -65,36 +80,95 @@ class ConnectionClosed(ClientError):
 
 @dataclass(frozen=True, slots=True)
 class Disconnected:
-    """The last event of every client: the connection is gone, and why."""
+    """The last event of every client: the session is over, and why."""
 
     reason: str
     clean: bool
 
 
-ClientEvent = ServerMessage | Disconnected
+@dataclass(frozen=True, slots=True)
+class Reconnecting:
+    """The connection dropped; the client tries again in `delay` seconds."""
+
+    reason: str
+    attempt: int
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnected:
+    """The session is back; missed messages follow, then live ones."""
+
+    welcome: Welcome
+
+
+ClientEvent = ServerMessage | Disconnected | Reconnecting | Reconnected
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delays between reconnection attempts: exponential, capped, with full jitter."""
+
+    first: float = 0.25
+    factor: float = 2.0
+    cap: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        """Return a random delay for attempt number `attempt` (1, 2, ...)."""
+        return random.uniform(0, min(self.cap, self.first * self.factor ** (attempt - 1)))
+
+
+@dataclass
+class _Unacked:
+    message: Send | Private
+    future: asyncio.Future[Any]
 
 
 class ChatClient:
-    """A connected, welcomed tuichat session. Create it with `ChatClient.connect`.
+    """A welcomed tuichat session. Create it with `ChatClient.connect`.
 
     Requests (`send`, `private`, `join`, ...) return the server's reply or raise
     `RequestFailed`. Everything the server pushes (messages, joins, leaves,
-    notices, errors not tied to a request, the server's `bye`) arrives through
-    `async for event in client`, which ends after a `Disconnected` event.
+    notices, errors not tied to a request) arrives through `async for event in
+    client`, which ends after a `Disconnected` event.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._conn = Connection(Role.CLIENT)
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None,
+        timeout: float,
+        client_name: str,
+        reconnect: bool,
+        backoff: Backoff,
+        heartbeat: float,
+    ) -> None:
+        self._name = name
+        self._host = host
+        self._port = port
+        self._ssl = ssl_context
+        self._timeout = timeout
+        self._client_name = client_name
+        self._reconnect = reconnect
+        self._backoff = backoff
+        self._heartbeat = heartbeat
+        self._link: Link | None = None
         self._events: asyncio.Queue[ClientEvent] = asyncio.Queue()
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._unacked: OrderedDict[str, _Unacked] = OrderedDict()
         self._next_ref = 0
-        self._closed = False
-        self._reader_task = asyncio.get_running_loop().create_task(
-            self._read_loop(), name="tuichat-read"
-        )
+        self._closing = False
+        self._finished = False
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.welcome: Welcome | None = None
+        self.positions: dict[str, Position] = {}
+        """The last position delivered in each room we are in."""
+        self._token: str | None = None
+        self._private_seen: deque[int] = deque(maxlen=4096)
+        self._private_after = 0
 
     # --- connecting ------------------------------------------------------
 
@@ -108,47 +182,80 @@ class ChatClient:
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 10.0,
         client_name: str = "tuichat",
+        reconnect: bool = False,
+        backoff: Backoff | None = None,
+        heartbeat: float = 10.0,
     ) -> ChatClient:
         """Connect, say hello as `name` and return the welcomed client.
 
         Raises `OSError` if the server cannot be reached, `RequestFailed` if it
         refuses the name (codes `invalid_name`, `name_taken`), and `TimeoutError`.
+        With `reconnect`, a later drop is followed by reconnection attempts
+        instead of the end of the session. `heartbeat` is how often (seconds)
+        a quiet connection is pinged; three times that without a word from the
+        server counts as a drop.
         """
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port, ssl=ssl_context)
-            client = cls(reader, writer)
-            try:
-                welcome = await client._request(Hello(name=name, client=client_name), Welcome)
-            except BaseException:
-                await client.abort()
-                raise
-        client.welcome = welcome
+        client = cls(
+            name,
+            host,
+            port,
+            ssl_context=ssl_context,
+            timeout=timeout,
+            client_name=client_name,
+            reconnect=reconnect,
+            backoff=backoff or Backoff(),
+            heartbeat=heartbeat,
+        )
+        try:
+            await client._open()
+        except BaseException:
+            client._closing = True
+            if client._link is not None:
+                await client._link.abort()
+            raise
+        client._spawn(client._heartbeats())
         return client
+
+    async def _open(self) -> Welcome:
+        """Open a connection and say hello (resuming if this session had one before)."""
+        async with asyncio.timeout(self._timeout):
+            self._link = await Link.open(
+                self._host, self._port, self._ssl, self._on_event, self._on_lost
+            )
+            resuming = self.welcome is not None
+            hello = Hello(
+                name=self._name,
+                client=self._client_name,
+                positions=tuple(self.positions.values()) if resuming else None,
+                private_after=self._private_after if resuming else None,
+                token=self._token if resuming else None,
+            )
+            return await self._request(hello, Welcome, link=self._link)
 
     @property
     def name(self) -> str:
         """Our name as the server spells it."""
-        assert self.welcome is not None
-        return self.welcome.name
+        return self._name
 
     @property
     def connected(self) -> bool:
-        """Whether the connection is still up."""
-        return not self._closed
+        """Whether a connection is up right now."""
+        return self._link is not None and not self._link.closed and not self._finished
 
     # --- requests --------------------------------------------------------
 
     async def send(self, room: str, text: str, *, action: bool = False, id: str = "") -> Ack:
-        """Post to a room; return the acknowledgement with the message's sequence number."""
-        return await self._request(
-            Send(room=room, text=text, action=action, id=id or new_message_id()), Ack
-        )
+        """Post to a room; return the acknowledgement (the message is stored).
+
+        The send survives reconnections: it is retried until acknowledged.
+        """
+        message = Send(room=room, text=text, action=action, id=id or new_message_id())
+        return await self._send_until_acknowledged(message, Ack)
 
     async def private(self, to: str, text: str, *, action: bool = False) -> PrivateMessage:
-        """Send a private message; return the server's copy of it."""
-        return await self._request(
-            Private(to=to, text=text, action=action, id=new_message_id()), PrivateMessage
-        )
+        """Send a private message; return the server's copy of it (retried like `send`)."""
+        message = Private(to=to, text=text, action=action, id=new_message_id())
+        return await self._send_until_acknowledged(message, PrivateMessage)
 
     async def join(self, room: str) -> RoomState:
         """Join (or create) a room; return who is in it."""
@@ -157,6 +264,10 @@ class ChatClient:
     async def part(self, room: str) -> None:
         """Leave a room."""
         await self._request(Part(room=room), Parted)
+
+    async def history(self, room: str, before: int = 0, limit: int = 50) -> HistoryPage:
+        """Return up to `limit` messages of `room` older than seq `before` (0: the newest)."""
+        return await self._request(History(room=room, before=before, limit=limit), HistoryPage)
 
     async def list_rooms(self) -> tuple[RoomInfo, ...]:
         """Return every room with its member count."""
@@ -174,22 +285,28 @@ class ChatClient:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Say goodbye, wait for the server to close, then close our end."""
-        if not self._closed:
+        link = self._link
+        self._closing = True
+        if link is not None and not link.closed:
             with contextlib.suppress(OSError, ClientError, TimeoutError):
                 async with asyncio.timeout(timeout):
-                    await self._request(Bye(), Bye)
-                    await self._reader_task
+                    await self._request(Bye(), Bye, link=link)
+                    await link.wait_closed()
         await self.abort()
 
     async def abort(self) -> None:
-        """Drop the connection at once, without a goodbye."""
-        self._writer.close()
-        with contextlib.suppress(OSError):
-            await self._writer.wait_closed()
-        self._reader_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader_task
+        """Drop the connection at once, without a goodbye; the session ends."""
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._link is not None:
+            await self._link.abort()
         self._finish("closed by us", clean=True)
+
+    def drop_connection(self) -> None:
+        """Cut the current connection as a network failure would (for tests and tools)."""
+        if self._link is not None:
+            self._link.kill()
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -210,7 +327,7 @@ class ChatClient:
         """Wait for at least one event; return it with those already waiting (up to `limit`)."""
         batch = [await self.next_event()]
         queue = self._events
-        while len(batch) < limit and not queue.empty() and not isinstance(batch[-1], Disconnected):
+        while len(batch) < limit and not isinstance(batch[-1], Disconnected) and not queue.empty():
             batch.append(queue.get_nowait())
         if isinstance(batch[-1], Disconnected) and queue.empty():
             queue.put_nowait(batch[-1])
@@ -223,74 +340,182 @@ class ChatClient:
             if isinstance(event, Disconnected):
                 return
 
-    # --- internals -------------------------------------------------------
+    # --- internals: requests ----------------------------------------------
 
-    async def _request(self, message: AnyMessage, reply_type: type[T]) -> T:
-        if self._closed:
-            raise ConnectionClosed("the connection is closed")
-        self._next_ref += 1
-        ref = self._next_ref
+    async def _request(
+        self, message: AnyMessage, reply_type: type[T], link: Link | None = None
+    ) -> T:
+        link = link or self._link
+        if link is None or link.closed or (self._finished and not isinstance(message, Bye)):
+            raise ConnectionClosed("not connected")
+        ref = self._new_ref()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[ref] = future
         try:
-            self._writer.write(self._conn.send(_with_ref(message, ref)))
-            await self._writer.drain()
+            link.send(_with_ref(message, ref))
+            await link.drain()
             reply = await future
         finally:
             self._pending.pop(ref, None)
-        if not isinstance(reply, reply_type):
-            raise ClientError(f"expected {reply_type.__name__}, got {type(reply).__name__}")
-        return reply
+        return _expect(reply, reply_type)
 
-    async def _read_loop(self) -> None:
-        reason, clean = "the server closed the connection", False
+    async def _send_until_acknowledged(self, message: Send | Private, reply_type: type[T]) -> T:
+        if self._finished:
+            raise ConnectionClosed("the session is over")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._unacked[message.id] = _Unacked(message, future)
         try:
-            while True:
-                data = await self._reader.read(READ_SIZE)
-                if not data:
-                    self._conn.receive_eof()
-                    break
-                for event in self._conn.receive_data(data):
-                    if isinstance(event, Bye):
-                        reason, clean = event.message or event.reason, True
-                    self._dispatch(event)
-        except ProtocolError as exc:
-            reason = f"protocol error from the server: {exc}"
-        except OSError as exc:
-            reason = f"connection lost: {exc.strerror or exc}"
+            if self.connected:
+                self._transmit(message)
+            return _expect(await future, reply_type)
         finally:
-            self._finish(reason, clean)
+            self._unacked.pop(message.id, None)
 
-    def _dispatch(self, event: Event) -> None:
+    def _transmit(self, message: Send | Private) -> None:
+        assert self._link is not None
+        ref = self._new_ref()
+        self._pending[ref] = self._unacked[message.id].future
+        self._link.send(_with_ref(message, ref))
+
+    def _new_ref(self) -> int:
+        self._next_ref += 1
+        return self._next_ref
+
+    # --- internals: incoming ----------------------------------------------
+
+    def _on_event(self, link: Link, event: Event) -> None:
         if not isinstance(event, SERVER_MESSAGE_TYPES):
             return  # InvalidMessage: a newer server's message type we do not know
         if isinstance(event, Ping):
-            self._writer.write(self._conn.send(Pong(data=event.data, ref=event.ref)))
+            link.send(Pong(data=event.data, ref=event.ref))
             return
         ref = getattr(event, "ref", None)
-        future = self._pending.get(ref) if ref is not None else None
+        future = self._pending.pop(ref, None) if ref is not None else None
         if future is not None and not future.done():
             if isinstance(event, Error):
                 future.set_exception(RequestFailed(event.code, event.message))
             else:
                 future.set_result(event)
-            if not isinstance(event, PrivateMessage):
+        if isinstance(event, Welcome):
+            self._welcomed(event)
+        elif isinstance(event, RoomState):
+            self.positions[event.room] = Position(event.room, event.epoch, event.seq)
+        elif isinstance(event, Parted):
+            self.positions.pop(event.room, None)
+        if isinstance(event, Message):
+            if not self._deliverable(event):
                 return
+        elif isinstance(event, PrivateMessage):
+            if event.pid and event.pid in self._private_seen:
+                return
+            self._private_seen.append(event.pid)
+            self._private_after = max(self._private_after, event.pid)
+        elif isinstance(event, RoomReset):
+            self.positions[event.room] = Position(event.room, event.epoch, event.seq)
+        elif isinstance(event, Left) and event.name == self._name:
+            self.positions.pop(event.room, None)
+        elif future is not None:
+            return  # a reply: it went to whoever asked
         self._events.put_nowait(event)
 
-    def _finish(self, reason: str, clean: bool) -> None:
-        if self._closed:
+    def _welcomed(self, welcome: Welcome) -> None:
+        """Take our name, token and positions from a `welcome` (first or resumed)."""
+        if self.welcome is None:
+            self._private_after = welcome.private_seq
+        self.welcome = welcome
+        self._name = welcome.name
+        self._token = welcome.token or None
+        for position in welcome.positions:
+            known = self.positions.get(position.room)
+            if known is None or known.epoch != position.epoch:
+                self.positions[position.room] = position
+
+    def _deliverable(self, message: Message) -> bool:
+        """Whether `message` is new in its room (not a duplicate); advance the position."""
+        position = self.positions.get(message.room)
+        if position is None:
+            return True
+        if message.seq <= position.seq:
+            return False
+        self.positions[message.room] = Position(message.room, position.epoch, message.seq)
+        return True
+
+    def _on_lost(self, link: Link, reason: str, clean: bool) -> None:
+        if link is not self._link:
             return
-        self._closed = True
+        retried = {id(u.future) for u in self._unacked.values()}
+        for future in self._pending.values():
+            if not future.done() and id(future) not in retried:
+                future.set_exception(ConnectionClosed(reason))
+        self._pending.clear()  # unacknowledged sends get new refs when they are sent again
+        if self._closing or not self._reconnect or self.welcome is None:
+            self._finish(reason, clean)
+        else:
+            self._spawn(self._reconnect_loop(reason))
+
+    async def _reconnect_loop(self, reason: str) -> None:
+        attempt = 0
+        while not self._closing:
+            attempt += 1
+            delay = self._backoff.delay(attempt)
+            self._events.put_nowait(Reconnecting(reason, attempt, delay))
+            await asyncio.sleep(delay)
+            try:
+                welcome = await self._open()
+            except RequestFailed as exc:
+                if exc.code in FATAL_REFUSALS:
+                    self._finish(f"the server refused us: {exc.message}", clean=False)
+                    return
+                reason = exc.message
+                continue
+            except (OSError, TimeoutError, ClientError) as exc:
+                reason = str(exc) or type(exc).__name__
+                continue
+            self._events.put_nowait(Reconnected(welcome))
+            for unacked in list(self._unacked.values()):
+                self._transmit(unacked.message)
+            return
+
+    async def _heartbeats(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._finished:
+            await asyncio.sleep(self._heartbeat / 2)
+            link = self._link
+            if link is None or link.closed:
+                continue
+            quiet = loop.time() - link.last_heard
+            if quiet > 3 * self._heartbeat:
+                link.kill()  # the server is gone without a word: treat it as a drop
+            elif quiet > self._heartbeat:
+                link.send(Ping(data=0))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _finish(self, reason: str, clean: bool) -> None:
+        if self._finished:
+            return
+        self._finished = True
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(ConnectionClosed(reason))
+        for unacked in self._unacked.values():
+            if not unacked.future.done():
+                unacked.future.set_exception(ConnectionClosed(reason))
         self._events.put_nowait(Disconnected(reason, clean))
 
 
 def _with_ref(message: AnyMessage, ref: int) -> AnyMessage:
     with_ref: AnyMessage = dataclasses.replace(cast(Any, message), ref=ref)
     return with_ref
+
+
+def _expect(reply: Any, reply_type: type[T]) -> T:
+    if not isinstance(reply, reply_type):
+        raise ClientError(f"expected {reply_type.__name__}, got {type(reply).__name__}")
+    return reply
 
 
 def new_message_id() -> str:

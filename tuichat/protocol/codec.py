@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 
 from tuichat.protocol.errors import ErrorCode, ProtocolError
-from tuichat.protocol.messages import AnyMessage, RoomInfo
+from tuichat.protocol.messages import AnyMessage
 
 TYPE_KEY = "type"
 
@@ -54,24 +54,16 @@ def _check_bool(value: Any) -> bool:
     return value
 
 
-def _check_room_info(value: Any) -> RoomInfo:
-    if type(value) is not dict:
-        raise _FieldError("must be a map")
-    try:
-        return RoomInfo(room=_check_str(value["room"]), members=_check_int(value["members"]))
-    except KeyError as exc:
-        raise _FieldError(f"is missing {exc.args[0]!r}") from None
-
-
 def _validator(hint: Any) -> Validator:
     simple: dict[Any, Validator] = {
         str: _check_str,
         int: _check_int,
         bool: _check_bool,
-        RoomInfo: _check_room_info,
     }
     if hint in simple:
         return simple[hint]
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _nested_validator(hint)
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (types.UnionType, typing.Union) and type(None) in args:
@@ -98,6 +90,26 @@ def _validator(hint: Any) -> Validator:
     raise TypeError(f"no validator for {hint!r}")
 
 
+def _nested_validator(cls: type[Any]) -> Validator:
+    """A map inside a message (a row of a list, a history entry) checked by its own schema."""
+
+    def check_nested(value: Any) -> Any:
+        if type(value) is not dict:
+            raise _FieldError("must be a map")
+        schema = _schema(cls)
+        kwargs: dict[str, Any] = {}
+        for name, check in schema.required:
+            if name not in value:
+                raise _FieldError(f"is missing {name!r}")
+            kwargs[name] = check(value[name])
+        for name, check in schema.optional:
+            if name in value:
+                kwargs[name] = check(value[name])
+        return cls(**kwargs)
+
+    return check_nested
+
+
 @dataclass(frozen=True, slots=True)
 class _Schema:
     cls: type[Any]
@@ -107,6 +119,16 @@ class _Schema:
 
 
 def _schema(cls: type[Any]) -> _Schema:
+    schema = _SCHEMAS.get(cls)
+    if schema is None:
+        schema = _SCHEMAS[cls] = _make_schema(cls)
+    return schema
+
+
+_SCHEMAS: dict[type[Any], _Schema] = {}
+
+
+def _make_schema(cls: type[Any]) -> _Schema:
     hints = typing.get_type_hints(cls)
     required: list[tuple[str, Validator]] = []
     optional: list[tuple[str, Validator]] = []
@@ -191,14 +213,21 @@ class Codec:
 def to_wire(message: Any) -> dict[str, Any]:
     """Return the map that represents `message` on the wire."""
     wire: dict[str, Any] = {TYPE_KEY: message.TYPE}
-    for f in dataclasses.fields(message):
-        value = getattr(message, f.name)
-        if value is None:
-            continue
-        if type(value) is tuple and value and type(value[0]) is RoomInfo:
-            value = [{"room": r.room, "members": r.members} for r in value]
-        wire[f.name] = value
+    wire.update(_fields(message))
     return wire
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    """The fields of a dataclass as a map, nested dataclasses as maps, None left out."""
+    result: dict[str, Any] = {}
+    for name in _schema(type(value)).names:
+        item = getattr(value, name)
+        if item is None:
+            continue
+        if type(item) is tuple and item and dataclasses.is_dataclass(item[0]):
+            item = [_fields(row) for row in item]
+        result[name] = item
+    return result
 
 
 def _refuse_ext(code: int, data: bytes) -> Any:

@@ -22,6 +22,15 @@ class RoomInfo:
     members: int
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a reader is in a room: the room's `epoch` and the last `seq` seen."""
+
+    room: str
+    epoch: int
+    seq: int
+
+
 # --- client to server -------------------------------------------------------
 
 
@@ -33,6 +42,9 @@ class Hello:
     name: str
     version: int = PROTOCOL_VERSION
     client: str = ""
+    positions: tuple[Position, ...] | None = None  # resuming: where we were in each room
+    private_after: int | None = None  # resuming: the last private message `pid` we saw
+    token: str | None = None  # resuming: the `token` of our previous `welcome`
     ref: int | None = None
 
 
@@ -83,6 +95,17 @@ class ListRooms:
     """Ask for every room and its member count."""
 
     TYPE: ClassVar[str] = "list_rooms"
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """Ask for up to `limit` messages of a room before `seq` `before` (0: the newest)."""
+
+    TYPE: ClassVar[str] = "history"
+    room: str
+    before: int = 0
+    limit: int = 50
     ref: int | None = None
 
 
@@ -141,6 +164,9 @@ class Welcome:
     users: tuple[str, ...]
     motd: str = ""
     limits: dict[str, int] | None = None
+    positions: tuple[Position, ...] = ()
+    token: str = ""
+    private_seq: int = 0
     ref: int | None = None
 
 
@@ -180,6 +206,7 @@ class PrivateMessage:
     ts: int
     action: bool = False
     id: str = ""
+    pid: int = 0
     ref: int | None = None
 
 
@@ -195,7 +222,7 @@ class Joined:
 
 @dataclass(frozen=True, slots=True)
 class Left:
-    """`name` left `room`; `reason` is `part`, `quit` or `disconnect`."""
+    """`name` left `room`; `reason` is `part`, `quit`, `disconnect` or `timeout`."""
 
     TYPE: ClassVar[str] = "left"
     room: str
@@ -212,7 +239,30 @@ class RoomState:
     room: str
     users: tuple[str, ...]
     seq: int = 0
+    epoch: int = 0
     ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """The reply to `history`: messages oldest first; `complete` at the start of the room."""
+
+    TYPE: ClassVar[str] = "history_page"
+    room: str
+    epoch: int
+    messages: tuple[Message, ...]
+    complete: bool = False
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomReset:
+    """The server cannot replay what the client missed in `room`: reload it from `seq`."""
+
+    TYPE: ClassVar[str] = "room_reset"
+    room: str
+    epoch: int
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +313,7 @@ class Error:
     ref: int | None = None
 
 
-ClientMessage = Hello | Send | Private | Join | Part | ListRooms | Who | Ping | Pong | Bye
+ClientMessage = Hello | Send | Private | Join | Part | ListRooms | Who | History | Ping | Pong | Bye
 ServerMessage = (
     Welcome
     | Message
@@ -272,6 +322,8 @@ ServerMessage = (
     | Joined
     | Left
     | RoomState
+    | HistoryPage
+    | RoomReset
     | Parted
     | RoomList
     | UserList
@@ -284,11 +336,11 @@ ServerMessage = (
 AnyMessage = ClientMessage | ServerMessage
 
 CLIENT_MESSAGE_TYPES: tuple[type[ClientMessage], ...] = (
-    Hello, Send, Private, Join, Part, ListRooms, Who, Ping, Pong, Bye,
+    Hello, Send, Private, Join, Part, ListRooms, Who, History, Ping, Pong, Bye,
 )  # fmt: skip
 SERVER_MESSAGE_TYPES: tuple[type[ServerMessage], ...] = (
-    Welcome, Message, Ack, PrivateMessage, Joined, Left, RoomState, Parted,
-    RoomList, UserList, Notice, Error, Ping, Pong, Bye,
+    Welcome, Message, Ack, PrivateMessage, Joined, Left, RoomState, HistoryPage,
+    RoomReset, Parted, RoomList, UserList, Notice, Error, Ping, Pong, Bye,
 )  # fmt: skip
 
 __all__ = [
@@ -301,6 +353,8 @@ __all__ = [
     "ClientMessage",
     "Error",
     "Hello",
+    "History",
+    "HistoryPage",
     "Join",
     "Joined",
     "Left",
@@ -311,10 +365,12 @@ __all__ = [
     "Parted",
     "Ping",
     "Pong",
+    "Position",
     "Private",
     "PrivateMessage",
     "RoomInfo",
     "RoomList",
+    "RoomReset",
     "RoomState",
     "Send",
     "ServerMessage",

@@ -7,13 +7,18 @@ import asyncio
 import logging
 import signal
 import socket
+import sqlite3
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import platformdirs
 
 from tuichat import DEFAULT_PORT, __version__
 from tuichat.chat import ChatLimits
 from tuichat.protocol import DEFAULT_MAX_FRAME
 from tuichat.server.config import DEFAULT_HOST, ServerConfig
+from tuichat.server.history.sqlite import SchemaTooNew
 from tuichat.server.server import ChatServer
 
 log = logging.getLogger("tuichat.server")
@@ -28,6 +33,22 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is too small (the least is 1)")
     return value
+
+
+def positive_float(text: str) -> float:
+    """Parse a command-line value that must be a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be above 0")
+    return value
+
+
+def default_db_path() -> Path:
+    """Where the history lives unless `--db` says otherwise."""
+    return Path(platformdirs.user_data_dir("tuichat")) / "history.sqlite3"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -72,6 +93,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=defaults.max_rooms_per_user,
         help=f"rooms one user may be in at once (default {defaults.max_rooms_per_user})",
     )
+    history = parser.add_mutually_exclusive_group()
+    history.add_argument(
+        "--db",
+        default=str(default_db_path()),
+        help=f"SQLite file for the history (default {default_db_path()})",
+    )
+    history.add_argument(
+        "--no-history",
+        action="store_true",
+        help="keep only the last 1,000 messages of each room, in memory",
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=positive_float,
+        default=10.0,
+        help="seconds of silence after which a client is pinged (default 10)",
+    )
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=positive_float,
+        default=30.0,
+        help="seconds of silence after which a client is dropped (default 30)",
+    )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
@@ -90,6 +134,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         chat=ChatLimits(
             max_text_bytes=args.max_text_bytes, max_rooms_per_user=args.max_rooms_per_user
         ),
+        db=None if args.no_history else args.db,
+        heartbeat_interval=args.heartbeat_interval,
+        heartbeat_timeout=max(args.heartbeat_timeout, args.heartbeat_interval),
     )
 
 
@@ -118,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(serve(config_from_args(args)))
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
+        return 1
+    except (sqlite3.Error, SchemaTooNew) as exc:
+        log.error("cannot open the history %s: %s", args.db, exc)
         return 1
     return 0
 

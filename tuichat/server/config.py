@@ -22,3 +22,9 @@ class ServerConfig:
     motd: str = ""
     max_frame: int = DEFAULT_MAX_FRAME
     chat: ChatLimits = field(default_factory=ChatLimits)
+    db: str | None = None
+    """The SQLite history file; None keeps history in memory only."""
+    heartbeat_interval: float = 10.0
+    """Seconds of silence from a client after which the server pings it."""
+    heartbeat_timeout: float = 30.0
+    """Seconds of silence after which a client is dropped (and its leave announced)."""

@@ -1,54 +1,69 @@
-"""The asyncio shell around the protocol state machine and the chat logic.
+"""The asyncio shell around the protocol state machine, the chat logic and the history.
 
-Each connection is an `asyncio.Protocol`: bytes read go into its `Connection`,
-the events that come out are handed to the `Chat`, and the deliveries that come
-back are encoded once and written to every recipient's transport without
-awaiting anyone.
+Sessions hand events to `ChatServer.handle`; the chat decides; messages are
+stored, and once durable they are acknowledged and written to every recipient,
+encoded once, without awaiting anyone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
+import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from tuichat.chat import LOBBY, Chat, ChatError, Delivery, User
-from tuichat.chat.names import check_room
+from tuichat.chat import LOBBY, Chat, ChatError, Delivery, Room, User
+from tuichat.chat.names import check_room, name_key
 from tuichat.protocol import (
     PROTOCOL_VERSION,
     Ack,
     AnyMessage,
     Bye,
     Codec,
-    Connection,
     Error,
     Event,
     Hello,
+    History,
+    HistoryPage,
     InvalidMessage,
     Join,
     ListRooms,
+    Message,
     Part,
     Parted,
     Ping,
     Pong,
+    Position,
     Private,
-    ProtocolError,
-    Role,
     RoomList,
+    RoomReset,
     RoomState,
     Send,
-    State,
     UserList,
     Welcome,
     Who,
     encode_frame,
 )
 from tuichat.server.config import ServerConfig
+from tuichat.server.history import (
+    HistoryStore,
+    MemoryHistory,
+    SQLiteHistory,
+    StoredMessage,
+    StoredPrivate,
+)
+from tuichat.server.session import Session
 
 log = logging.getLogger("tuichat.server")
+
+MAX_REPLAY = 10_000
+"""Most missed messages of one room replayed on resume; beyond it the client reloads."""
+MAX_PAGE = 500
+"""Most messages in one `history_page`."""
 
 
 def now_ms() -> int:
@@ -56,88 +71,45 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class Session(asyncio.Protocol):
-    """One client's connection: moves bytes between its socket and the server."""
+def new_epoch() -> int:
+    """Return a random room epoch (fits in 53 bits, so every language can hold it)."""
+    return secrets.randbelow(2**53 - 1) + 1
 
-    def __init__(self, server: ChatServer) -> None:
-        self.server = server
-        self.conn = Connection(Role.SERVER, max_frame=server.config.max_frame)
-        self.user: User[Session] | None = None
-        self.peer = "?"
-        self.transport: asyncio.Transport | None = None
-        self.close_reason = "disconnect"
 
-    # --- asyncio.Protocol ------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self.server.sessions.add(self)
-
-    def data_received(self, data: bytes) -> None:
-        if self.conn.state is State.CLOSED:
-            return
-        try:
-            events = self.conn.receive_data(data)
-        except ProtocolError as exc:
-            self.fail(exc)
-            return
-        for event in events:
-            self.server.handle(self, event)
-            if self.conn.finished:
-                break
-
-    def eof_received(self) -> bool | None:
-        self.conn.receive_eof()
-        return None  # let the transport close itself
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.server.sessions.discard(self)
-        self.server.logout(self, self.close_reason)
-
-    # --- writing ---------------------------------------------------------
-
-    def send(self, message: AnyMessage) -> None:
-        """Encode and write one message to this client alone."""
-        if self.transport is not None and not self.conn.we_closed:
-            self.transport.write(self.conn.send(message))
-
-    def write_frame(self, frame: bytes) -> None:
-        """Write an already encoded frame (a broadcast shared by many sessions)."""
-        if self.transport is not None and not self.conn.we_closed:
-            self.transport.write(frame)
-
-    def fail(self, exc: ProtocolError) -> None:
-        """Tell the client why, then close: the stream from it cannot be trusted."""
-        log.info("%s: closing after protocol error: %s", self.describe(), exc)
-        self.send(Error(code=str(exc.code), message=exc.detail, fatal=True, ref=exc.ref))
-        self.close("disconnect")
-
-    def close(self, reason: str) -> None:
-        """Close the connection once what was written has been sent."""
-        self.close_reason = reason
-        if self.transport is not None:
-            self.transport.close()
-
-    def describe(self) -> str:
-        """Return who this is, for the log."""
-        return f"{self.user.name} ({self.peer})" if self.user else self.peer
+def token_hash(token: str) -> str:
+    """Return what is stored of a resume token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class ChatServer:
-    """A tuichat server: a listening socket, every session, and the chat they share."""
+    """A tuichat server: a listening socket, every session, the chat and its history."""
 
     def __init__(
-        self, config: ServerConfig | None = None, *, clock: Callable[[], int] = now_ms
+        self,
+        config: ServerConfig | None = None,
+        *,
+        clock: Callable[[], int] = now_ms,
+        history: HistoryStore | None = None,
     ) -> None:
         self.config = config or ServerConfig()
         self.clock = clock
-        self.chat: Chat[Session] = Chat(self.config.chat)
+        if history is None:
+            db = self.config.db
+            history = MemoryHistory() if db is None else SQLiteHistory(db)
+        self.history = history
+        loaded = history.load()
+        self.chat: Chat[Session] = Chat(
+            self.config.chat,
+            rooms=loaded.rooms,
+            last_private_id=loaded.last_private_id,
+            new_epoch=new_epoch,
+        )
+        self._tokens = dict(loaded.tokens)
         self.sessions: set[Session] = set()
         self._server: asyncio.Server | None = None
-        self._handlers: dict[type[Any], Any] = {
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._waiting_acks: dict[tuple[str, int], list[tuple[Session, Send]]] = {}
+        self._handlers: dict[type[Any], Callable[[Session, Any], None]] = {
             Hello: self._hello,
             Send: self._send,
             Private: self._private,
@@ -145,6 +117,7 @@ class ChatServer:
             Part: self._part,
             ListRooms: self._list_rooms,
             Who: self._who,
+            History: self._history,
             Ping: self._ping,
             Pong: _ignore,
             Bye: self._bye,
@@ -158,8 +131,11 @@ class ChatServer:
         self._server = await loop.create_server(
             lambda: Session(self), self.config.host, self.config.port
         )
+        self._spawn(self._heartbeats())
         host, port = self.address
+        where = self.config.db or "memory only"
         log.info("listening on %s:%d (protocol version %d)", host, port, PROTOCOL_VERSION)
+        log.info("history: %s", where)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -168,21 +144,46 @@ class ChatServer:
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]
 
-    async def serve_forever(self) -> None:
-        """Serve until cancelled."""
-        assert self._server is not None
-        await self._server.serve_forever()
-
     async def stop(self, message: str = "the server is shutting down") -> None:
-        """Tell every client the server is going away, close them all and stop listening."""
-        if self._server is not None:
-            self._server.close()
+        """Store what is pending, tell every client the server is going away, and close."""
+        if self._server is None:
+            return
+        self._server.close()
+        for session in self.sessions:
+            if session.transport is not None:
+                session.transport.pause_reading()
+        await self.history.close()  # everything accepted is durable, acknowledged and sent
+        await asyncio.sleep(0)
         for session in list(self.sessions):
             session.send(Bye(reason="shutdown", message=message))
             session.close("shutdown")
-        if self._server is not None:
-            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await self._server.wait_closed()
+        self._server = None
         log.info("stopped")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _heartbeats(self) -> None:
+        """Ping quiet clients; drop those silent for longer than the heartbeat timeout."""
+        interval = self.config.heartbeat_interval
+        timeout = self.config.heartbeat_timeout
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(interval, timeout) / 4)
+            now = loop.time()
+            for session in list(self.sessions):
+                quiet = now - session.last_heard
+                if quiet > timeout:
+                    log.info("%s: no answer for %.0f s, dropping", session.describe(), quiet)
+                    session.abort("timeout")
+                elif quiet > interval and not session.ping_outstanding:
+                    session.ping_outstanding = True
+                    session.send(Ping(data=int(now * 1000)))
 
     # --- dispatch --------------------------------------------------------
 
@@ -191,19 +192,19 @@ class ChatServer:
         if isinstance(event, InvalidMessage):
             session.send(Error(code=str(event.code), message=event.detail, ref=event.ref))
             return
-        ref: int | None = getattr(event, "ref", None)
-        handler = self._handlers[type(event)]
         try:
-            handler(session, event)
+            self._handlers[type(event)](session, event)
         except ChatError as exc:
+            ref: int | None = getattr(event, "ref", None)
             session.send(Error(code=str(exc.code), message=exc.message, ref=ref))
 
     def deliver(self, deliveries: Iterable[Delivery[Session]]) -> None:
         """Encode each message once and write it to all its recipients."""
         for delivery in deliveries:
             frame = encode_frame(Codec.encode(delivery.message))
+            room: str = getattr(delivery.message, "room", "")
             for session in delivery.recipients:
-                session.write_frame(frame)
+                session.write_frame(frame, room)
 
     def logout(self, session: Session, reason: str) -> None:
         """Take the session's user offline (if it had one) and tell their rooms."""
@@ -214,15 +215,21 @@ class ChatServer:
         self.deliver(self.chat.logout(user, reason, self.clock()))
         log.info("%s left (%s)", user.name, reason)
 
-    # --- handlers --------------------------------------------------------
+    # --- sessions --------------------------------------------------------
 
     def _user(self, session: Session) -> User[Session]:
         assert session.user is not None  # the state machine only passes these after welcome
         return session.user
 
     def _hello(self, session: Session, hello: Hello) -> None:
+        self._replace_ghost(hello)
         user, deliveries = self.chat.login(hello.name, session, self.clock())
         session.user = user
+        resumed = self._rejoin(user, hello.positions or ())
+        trusted = self._check_token(user, hello.token)
+        token = secrets.token_urlsafe(18)
+        self._tokens[user.key] = token_hash(token)
+        self.history.save_token(user.key, token_hash(token))
         online = len(self.chat.users)
         motd = self.config.motd or (
             f"Welcome to {self.config.server_name}, {user.name}! "
@@ -240,33 +247,162 @@ class ChatServer:
                     "max_frame": self.config.max_frame,
                     "max_text_bytes": self.config.chat.max_text_bytes,
                     "max_rooms_per_user": self.config.chat.max_rooms_per_user,
+                    "heartbeat_interval_ms": int(self.config.heartbeat_interval * 1000),
+                    "heartbeat_timeout_ms": int(self.config.heartbeat_timeout * 1000),
                 },
+                positions=tuple(_position(room) for room in user.rooms.values()),
+                token=token,
+                private_seq=self.chat.last_private_id,
                 ref=hello.ref,
             )
         )
         log.info("%s joined from %s", user.name, session.peer)
         self.deliver(deliveries)
+        for room, position in resumed:
+            self._resume_room(session, room, position)
+        if trusted and hello.private_after is not None:
+            self._spawn(self._replay_privates(session, user, hello.private_after))
+
+    def _replace_ghost(self, hello: Hello) -> None:
+        """A returning user with a valid token takes over a session that still looks alive."""
+        ghost = self.chat.users.get(name_key(hello.name))
+        if ghost is None or not self._check_token(ghost, hello.token):
+            return
+        old = ghost.handle
+        log.info("%s is back from another connection; dropping the old one", ghost.name)
+        self.logout(old, "disconnect")
+        old.abort("disconnect")
+
+    def _rejoin(
+        self, user: User[Session], positions: Iterable[Position]
+    ) -> list[tuple[Room[Session], Position]]:
+        """Put a returning user back in the rooms they were in; return what to replay."""
+        resumed = []
+        for position in positions:
+            try:
+                name = check_room(position.room)
+                if name not in user.rooms:
+                    _, deliveries = self.chat.join(user, name, self.clock())
+                    self.deliver(deliveries)
+                resumed.append((user.rooms[name], position))
+            except ChatError:
+                continue  # a room that cannot be joined any more is simply not resumed
+        return resumed
+
+    def _check_token(self, user: User[Session], token: str | None) -> bool:
+        stored = self._tokens.get(user.key)
+        return (
+            bool(token)
+            and stored is not None
+            and secrets.compare_digest(stored, token_hash(token or ""))
+        )
+
+    def _resume_room(self, session: Session, room: Room[Session], position: Position) -> None:
+        """Replay what the client missed in `room`, or tell it to reload the room."""
+        missed = room.delivered - position.seq
+        if position.epoch != room.epoch or missed < 0 or missed > MAX_REPLAY:
+            session.send(RoomReset(room=room.name, epoch=room.epoch, seq=room.delivered))
+            return
+        if missed == 0:
+            return
+        session.hold(room.name)
+        self._spawn(self._replay(session, room, position.seq, room.delivered))
+
+    async def _replay(self, session: Session, room: Room[Session], after: int, upto: int) -> None:
+        try:
+            messages = await self.history.after(room.name, after, upto)
+            if [m.seq for m in messages] != list(range(after + 1, upto + 1)):
+                session.send(RoomReset(room=room.name, epoch=room.epoch, seq=upto))
+            else:
+                for message in messages:
+                    session.write_frame(encode_frame(Codec.encode(message)))
+        finally:
+            session.release(room.name)
+
+    async def _replay_privates(self, session: Session, user: User[Session], after: int) -> None:
+        while session.open:
+            messages = await self.history.privates(user.key, after, MAX_PAGE)
+            for message in messages:
+                session.send(message)
+            if len(messages) < MAX_PAGE:
+                return
+            after = messages[-1].pid
+
+    # --- messages --------------------------------------------------------
 
     def _send(self, session: Session, send: Send) -> None:
-        message, deliveries = self.chat.post(
-            self._user(session), send.room, send.text, send.action, self.clock()
+        user = self._user(session)
+        message, new = self.chat.post(
+            user, send.room, send.text, send.action, send.id, self.clock()
         )
-        session.send(
-            Ack(room=message.room, seq=message.seq, ts=message.ts, id=send.id, ref=send.ref)
-        )
-        self.deliver(deliveries)
+        if new:
+            room = self.chat.rooms[message.room]
+            record = StoredMessage(message, room.epoch, user.key, send.id)
+            self.history.append([record], lambda: self._durable(message, session, send))
+        elif message.seq <= self.chat.rooms[message.room].delivered:
+            session.send(_ack(message, send))  # a retry of a stored message
+        else:  # a retry of a message still being stored
+            self._waiting_acks.setdefault((message.room, message.seq), []).append((session, send))
+
+    def _durable(self, message: Message, session: Session, send: Send) -> None:
+        """A message is stored: acknowledge it and deliver it to the room."""
+        session.send(_ack(message, send))
+        for waiting, retried in self._waiting_acks.pop((message.room, message.seq), ()):
+            waiting.send(_ack(message, retried))
+        self.deliver([self.chat.delivered(message)])
 
     def _private(self, session: Session, private: Private) -> None:
+        user = self._user(session)
         message, target = self.chat.private(
-            self._user(session), private.to, private.text, private.action, self.clock()
+            user, private.to, private.text, private.action, private.id, self.clock()
         )
-        target.handle.send(message)
-        session.send(dataclasses.replace(message, id=private.id, ref=private.ref))
+        echo = dataclasses.replace(message, id=private.id, ref=private.ref)
+        if target is None:  # a retry: the target has it already
+            session.send(echo)
+            return
+
+        def durable() -> None:
+            if target.handle.user is target:
+                target.handle.send(message)
+            session.send(echo)
+
+        self.history.append([StoredPrivate(message, user.key, target.key)], durable)
+
+    def _history(self, session: Session, request: History) -> None:
+        room = self.chat.room(request.room)
+        newest = room.delivered + 1
+        before = min(request.before, newest) if request.before > 0 else newest
+        limit = max(1, min(request.limit, MAX_PAGE))
+
+        async def reply() -> None:
+            messages = await self.history.page(room.name, before, limit)
+            complete = not messages or messages[0].seq == 1 or len(messages) < limit
+            session.send(
+                HistoryPage(
+                    room=room.name,
+                    epoch=room.epoch,
+                    messages=tuple(messages),
+                    complete=complete,
+                    ref=request.ref,
+                )
+            )
+
+        self._spawn(reply())
+
+    # --- rooms and presence ----------------------------------------------
 
     def _join(self, session: Session, join: Join) -> None:
         user = self._user(session)
         room, deliveries = self.chat.join(user, join.room, self.clock())
-        session.send(RoomState(room=room.name, users=room.names(), seq=room.seq, ref=join.ref))
+        session.send(
+            RoomState(
+                room=room.name,
+                users=room.names(),
+                seq=room.delivered,
+                epoch=room.epoch,
+                ref=join.ref,
+            )
+        )
         self.deliver(deliveries)
         log.info("%s joined %s", user.name, room.name)
 
@@ -291,6 +427,14 @@ class ChatServer:
         self.logout(session, "quit")
         session.send(Bye(reason="quit", message="goodbye", ref=bye.ref))
         session.close("quit")
+
+
+def _ack(message: Message, send: Send) -> Ack:
+    return Ack(room=message.room, seq=message.seq, ts=message.ts, id=send.id, ref=send.ref)
+
+
+def _position(room: Room[Session]) -> Position:
+    return Position(room=room.name, epoch=room.epoch, seq=room.delivered)
 
 
 def _ignore(session: Session, message: AnyMessage) -> None:

@@ -1,0 +1,16 @@
+"""Message history: the storage interface and its implementations."""
+
+from tuichat.chat import RoomRecord
+from tuichat.server.history.base import HistoryStore, LoadedState, StoredMessage, StoredPrivate
+from tuichat.server.history.memory import MemoryHistory
+from tuichat.server.history.sqlite import SQLiteHistory
+
+__all__ = [
+    "HistoryStore",
+    "LoadedState",
+    "MemoryHistory",
+    "RoomRecord",
+    "SQLiteHistory",
+    "StoredMessage",
+    "StoredPrivate",
+]
