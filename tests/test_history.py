@@ -1,0 +1,236 @@
+"""History in real SQLite files: durable acknowledgements, pages, resume, retries, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import collect, expect
+from tests.proxy import Proxy
+from tuichat.client import ChatClient, Reconnected, Reconnecting
+from tuichat.protocol import (
+    Codec,
+    Connection,
+    Hello,
+    Joined,
+    Left,
+    Message,
+    Position,
+    PrivateMessage,
+    Role,
+    RoomReset,
+    Welcome,
+    encode_frame,
+)
+from tuichat.server import ChatServer, ServerConfig
+from tuichat.server.history import SQLiteHistory
+from tuichat.server.history.sqlite import SCHEMA_VERSION, SchemaTooNew
+
+Start = Callable[..., Awaitable[ChatServer]]
+
+
+@pytest.fixture
+async def start(tmp_path: Path) -> AsyncIterator[Start]:
+    """Start servers on one SQLite file; each is stopped after the test."""
+    servers: list[ChatServer] = []
+
+    async def _start(port: int = 0, **config: object) -> ChatServer:
+        settings = ServerConfig(
+            host="127.0.0.1", port=port, server_name="hist", db=str(tmp_path / "h.sqlite3"),
+            **config,  # type: ignore[arg-type]
+        )  # fmt: skip
+        server = ChatServer(settings)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield _start
+    for server in servers:
+        await server.stop()
+
+
+async def connect(server: ChatServer, name: str, **options: object) -> ChatClient:
+    return await ChatClient.connect(name, *server.address, **options)  # type: ignore[arg-type]
+
+
+async def test_acknowledged_messages_survive_a_restart_and_numbering_continues(
+    start: Start,
+) -> None:
+    server = await start()
+    ali = await connect(server, "ali")
+    acks = [await ali.send("#lobby", f"message {i}") for i in range(5)]
+    assert [a.seq for a in acks] == [1, 2, 3, 4, 5]
+    epoch = ali.positions["#lobby"].epoch
+    await ali.close()
+    port = server.address[1]
+    await server.stop()
+
+    again = await start(port)
+    bob = await connect(again, "bob")
+    page = await bob.history("#lobby")
+    assert [(m.seq, m.sender, m.text) for m in page.messages] == [
+        (i + 1, "ali", f"message {i}") for i in range(5)
+    ]
+    assert page.complete and page.epoch == epoch
+    assert (await bob.send("#lobby", "after the restart")).seq == 6
+    await bob.close()
+
+
+async def test_history_pages_walk_back_to_the_start_of_the_room(start: Start) -> None:
+    server = await start()
+    ali = await connect(server, "ali")
+    for i in range(120):
+        await ali.send("#lobby", f"m{i}")
+    newest = await ali.history("#lobby", limit=50)
+    assert [m.seq for m in newest.messages] == list(range(71, 121)) and not newest.complete
+    older = await ali.history("#lobby", before=71, limit=50)
+    assert [m.seq for m in older.messages] == list(range(21, 71)) and not older.complete
+    oldest = await ali.history("#lobby", before=21, limit=50)
+    assert [m.seq for m in oldest.messages] == list(range(1, 21)) and oldest.complete
+    await ali.close()
+
+
+async def test_a_retried_send_is_stored_once_and_answered_with_its_first_position(
+    start: Start, tmp_path: Path
+) -> None:
+    server = await start()
+    ali = await connect(server, "ali")
+    bob = await connect(server, "bob")
+    first = await ali.send("#lobby", "only once", id="fixed-id-1")
+    retry = await ali.send("#lobby", "only once", id="fixed-id-1")
+    await ali.send("#lobby", "next")
+    assert (retry.seq, retry.ts) == (first.seq, first.ts)
+    seen = await collect(bob, Message, 2)
+    assert [m.text for m in seen] == ["only once", "next"]
+    await ali.close()
+    await bob.close()
+    port = server.address[1]
+    await server.stop()
+    again = await start(port)  # the id is still known after a restart
+    ali = await connect(again, "ali")
+    assert (await ali.send("#lobby", "only once", id="fixed-id-1")).seq == first.seq
+    await ali.close()
+    rows = sqlite3.connect(tmp_path / "h.sqlite3").execute(
+        "SELECT COUNT(*) FROM messages WHERE client_id = 'fixed-id-1'"
+    )
+    assert rows.fetchone() == (1,)
+
+
+async def test_a_cut_connection_resumes_with_every_message_once_and_queued_sends_delivered(
+    start: Start,
+) -> None:
+    server = await start()
+    proxy = Proxy(server.address)
+    host, port = await proxy.start()
+    reader = await ChatClient.connect("reader", host, port, reconnect=True)
+    writer = await connect(server, "writer")
+    total = 300
+
+    async def write() -> None:
+        for i in range(total):
+            await writer.send("#lobby", f"live {i}")
+
+    flow = asyncio.create_task(write())
+    seen: list[Message] = []
+    async with asyncio.timeout(20):
+        while len(seen) < 50:  # messages are flowing
+            event = await reader.next_event()
+            if isinstance(event, Message):
+                seen.append(event)
+        proxy.cut()
+        queued = [asyncio.create_task(reader.send("#lobby", f"queued {i}")) for i in range(5)]
+        await expect(reader, Reconnecting)
+        await expect(reader, Reconnected)
+        acks = await asyncio.gather(*queued)
+        await flow
+        while seen[-1].seq < total + 5:  # the last message of all
+            event = await reader.next_event()
+            if isinstance(event, Message):
+                seen.append(event)
+    assert proxy.connections == 2  # it really was cut and came back
+    assert seen[49].seq == 50 and len(seen) == total + 5
+    assert [m.seq for m in seen] == list(range(1, total + 6))  # no gap, no duplicate
+    texts = [m.text for m in seen]
+    assert sorted(t for t in texts if t.startswith("queued")) == [f"queued {i}" for i in range(5)]
+    assert sorted(a.seq for a in acks) == sorted(m.seq for m in seen if m.text.startswith("queued"))
+    await reader.close()
+    await writer.close()
+    await proxy.stop()
+
+
+async def test_a_client_with_a_position_from_another_history_is_told_to_reload(
+    start: Start,
+) -> None:
+    server = await start()
+    ali = await connect(server, "ali")
+    await ali.send("#lobby", "hello")
+    epoch = ali.positions["#lobby"].epoch
+    await ali.close()
+    reader, writer = await asyncio.open_connection(*server.address)
+    stale = Position("#lobby", epoch + 1, 1)  # as if the server had lost its history
+    writer.write(encode_frame(Codec.encode(Hello(name="ali", positions=(stale,), ref=1))))
+    receiver = Connection(Role.CLIENT)
+    events: list[object] = []
+    async with asyncio.timeout(5):
+        while not any(isinstance(e, RoomReset) for e in events):
+            events += receiver.receive_data(await reader.read(65536))
+    assert isinstance(events[0], Welcome)
+    reset = next(e for e in events if isinstance(e, RoomReset))
+    assert (reset.room, reset.epoch, reset.seq) == ("#lobby", epoch, 1)
+    writer.close()
+
+
+async def test_private_messages_missed_during_a_drop_are_replayed_to_their_owner(
+    start: Start,
+) -> None:
+    server = await start()
+    proxy = Proxy(server.address)
+    host, port = await proxy.start()
+    bob = await ChatClient.connect("bob", host, port, reconnect=True)
+    ali = await connect(server, "ali")
+    await ali.private("bob", "before")
+    await expect(bob, PrivateMessage, text="before")
+    proxy.cut()
+    await expect(bob, Reconnecting)
+    await expect(bob, Reconnected)
+    await ali.private("bob", "after")
+    received = await expect(bob, PrivateMessage, text="after")
+    assert received.sender == "ali"
+    await ali.close()
+    await bob.close()
+    await proxy.stop()
+
+
+async def test_a_silent_peer_is_dropped_within_the_heartbeat_timeout(start: Start) -> None:
+    server = await start(heartbeat_interval=0.2, heartbeat_timeout=0.8)
+    ali = await connect(server, "ali", heartbeat=0.2)
+    _, writer = await asyncio.open_connection(*server.address)
+    writer.write(encode_frame(Codec.encode(Hello(name="silent", ref=1))))  # then never a word
+    await expect(ali, Joined, name="silent")
+    loop = asyncio.get_running_loop()
+    silent_since = loop.time()
+    left = await expect(ali, Left, name="silent", timeout=5)
+    elapsed = loop.time() - silent_since
+    assert left.reason == "timeout"
+    assert 0.6 < elapsed < 0.8 + 0.5  # the timeout, plus a check period and scheduling slack
+    assert await ali.who() == ("ali",)  # ali answers the server's pings and stays
+    assert ali.connected
+    await ali.close()
+    writer.close()
+
+
+async def test_the_database_has_a_schema_version_and_refuses_a_newer_one(tmp_path: Path) -> None:
+    path = tmp_path / "h.sqlite3"
+    store = SQLiteHistory(path)
+    await store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    SQLiteHistory(path)  # opening again migrates nothing and works
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    with pytest.raises(SchemaTooNew):
+        SQLiteHistory(path)
