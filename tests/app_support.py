@@ -11,7 +11,7 @@ from textual.pilot import Pilot
 from tuichat.app.app import ChatApp
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import Sidebar
-from tuichat.client import ChatClient
+from tuichat.client import Backoff, ChatClient
 
 FIXED_MS = 1_767_269_400_000  # 2026-01-01 12:10 UTC
 TIMEOUT = 10.0
@@ -21,12 +21,14 @@ def fixed_clock() -> int:
     return FIXED_MS
 
 
-def make_app(address: tuple[str, int], name: str) -> ChatApp:
+def make_app(address: tuple[str, int], name: str, *, reconnect: bool = False) -> ChatApp:
     """An app for `name` connected to the server at `address`, with time frozen."""
     host, port = address
 
     async def connector(user: str) -> ChatClient:
-        return await ChatClient.connect(user, host, port)
+        return await ChatClient.connect(
+            user, host, port, reconnect=reconnect, backoff=Backoff(first=0.05, cap=0.2)
+        )
 
     return ChatApp(
         connector,
@@ -58,4 +60,10 @@ def sidebar_users(app: ChatApp) -> tuple[str, ...]:
 
 
 def connected(app: ChatApp) -> bool:
-    return app.client is not None and app.client.connected
+    """Connected, and the first page of history of every room is in."""
+    return (
+        app.client is not None
+        and app.client.connected
+        and bool(app.rooms)
+        and all(view.pages_loaded for view in app.rooms.values())
+    )

@@ -16,10 +16,22 @@ class Proxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections = 0
 
-    async def start(self) -> tuple[str, int]:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return host, port
+    async def start(self, port: int = 0) -> tuple[str, int]:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", port)
+        host, self.port = self._server.sockets[0].getsockname()[:2]
+        return host, self.port
+
+    async def refuse(self) -> None:
+        """Cut every connection and refuse new ones, as if the server were unreachable."""
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def accept(self) -> None:
+        """Accept connections again, on the same port."""
+        await self.start(self.port)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

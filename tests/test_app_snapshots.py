@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -35,13 +36,12 @@ SIZE = (100, 30)
 class ServerThread:
     """A real server on its own loop in a thread, plus clients for the other users."""
 
-    def __init__(self) -> None:
+    def __init__(self, db: str | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.server = ChatServer(
-            ServerConfig(host="127.0.0.1", port=0, server_name="snapserver"), clock=fixed_clock
-        )
+        config = ServerConfig(host="127.0.0.1", port=0, server_name="snapserver", db=db)
+        self.server = self.run(_make_server(config))
         self.run(self.server.start())
         self.clients: dict[str, ChatClient] = {}
 
@@ -62,9 +62,13 @@ class ServerThread:
         self.loop.close()
 
 
+async def _make_server(config: ServerConfig) -> ChatServer:
+    return ChatServer(config, clock=fixed_clock)
+
+
 @pytest.fixture
-def chat() -> Iterator[ServerThread]:
-    server = ServerThread()
+def chat(tmp_path: Path) -> Iterator[ServerThread]:
+    server = ServerThread(db=str(tmp_path / "history.sqlite3"))
     yield server
     server.stop()
 
@@ -179,3 +183,30 @@ def test_server_going_away_banner(snap_compare: Any, chat: ServerThread) -> None
         await until(pilot, lambda: not connected(app))
 
     assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)
+
+
+def test_history_on_join_looks_distinct(snap_compare: Any, chat: ServerThread) -> None:
+    bob = chat.connect("bob")
+    for text in ("did anyone see the deploy?", "it went fine", "coffee later?"):
+        chat.run(bob.send("#lobby", text))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, ChatApp)
+        await until(pilot, lambda: connected(app))
+        chat.run(bob.send("#lobby", "oh hi ali, this one is live"))
+        await until(pilot, lambda: "oh hi ali, this one is live" in log_texts(app))
+
+    assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)
+
+
+def test_reconnecting_banner(snap_compare: Any, chat: ServerThread) -> None:
+    app = make_app(chat.server.address, "ali", reconnect=True)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: connected(app))
+        chat.run(chat.server.stop())  # gone, and it does not come back
+        await until(pilot, lambda: app.query_one("#status").state == "reconnecting…")  # type: ignore[attr-defined]
+        await until(pilot, lambda: app.query_one("#banner").has_class("-visible"))
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

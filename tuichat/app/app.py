@@ -24,21 +24,33 @@ from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import Sidebar
 from tuichat.app.widgets.status_bar import StatusBar
 from tuichat.chat.names import name_key
-from tuichat.client import ChatClient, ClientError, ClientEvent, Disconnected, RequestFailed
+from tuichat.client import (
+    ChatClient,
+    ClientError,
+    ClientEvent,
+    Disconnected,
+    Reconnected,
+    Reconnecting,
+    RequestFailed,
+)
 from tuichat.protocol import (
     Bye,
     Error,
+    HistoryPage,
     Joined,
     Left,
     Message,
     Notice,
     PrivateMessage,
+    RoomReset,
 )
 
 Connector = Callable[[str], Awaitable[ChatClient]]
 Clock = Callable[[], int]
 
 LOBBY = "#lobby"
+HISTORY_PAGE = 50
+"""Messages fetched at a time: when a room is shown, and each time the log reaches its top."""
 
 
 def wall_clock_ms() -> int:
@@ -174,6 +186,8 @@ class ChatApp(App[int]):
         if welcome.motd:
             self._add(LOBBY, LogEntry(Kind.SYSTEM, self._clock(), "", welcome.motd))
         self.switch_room(LOBBY)
+        for room in self.rooms:
+            self._load_history(room)
 
     @on(NameRefused)
     def _name_refused(self, event: NameRefused) -> None:
@@ -204,10 +218,16 @@ class ChatApp(App[int]):
     def _apply(self, event: ClientEvent) -> None:
         me = self.my_name
         if isinstance(event, Message):
+            view = self.rooms.get(event.room)
+            if view is not None:
+                if event.seq in view.seqs:
+                    return  # already shown from the history
+                view.seqs.add(event.seq)
             own = event.sender == me
             kind = Kind.ACTION if event.action else Kind.OWN if own else Kind.MESSAGE
             mentioned = not own and mentions(event.text, me)
-            self._add(event.room, LogEntry(kind, event.ts, event.sender, event.text, mentioned))
+            entry = LogEntry(kind, event.ts, event.sender, event.text, mentioned, event.seq)
+            self._add(event.room, entry)
             if mentioned:
                 self.bell()
         elif isinstance(event, PrivateMessage):
@@ -232,8 +252,25 @@ class ChatApp(App[int]):
             self._system(event.room or self.current_room, event.text, self._clock())
         elif isinstance(event, Error):
             self._error(event.message)
+        elif isinstance(event, RoomReset):
+            view = self.rooms.get(event.room)
+            if view is not None:
+                view.clear()
+                if event.room == self.current_room:
+                    self.query_one(ChatLog).show(view.entries)
+                self._system(event.room, f"{event.room} was reset on the server; reloading")
+                self._load_history(event.room)
         elif isinstance(event, Bye):
             self._banner(f"The server is going away: {event.message or event.reason}")
+        elif isinstance(event, Reconnecting):
+            self.query_one(StatusBar).state = "reconnecting…"
+            if event.attempt == 1:
+                self._error(f"connection lost: {event.reason}")
+            self._banner("Connection lost — reconnecting…")
+        elif isinstance(event, Reconnected):
+            self.query_one(StatusBar).state = "connected"
+            self.query_one("#banner").remove_class("-visible")
+            self._system(self.current_room, "reconnected; missed messages follow")
         elif isinstance(event, Disconnected):
             self.query_one(StatusBar).state = "disconnected"
             if not event.clean or not self.query_one("#banner").has_class("-visible"):
@@ -323,8 +360,8 @@ class ChatApp(App[int]):
             self.action_exit_chat()
 
     def _request(self, call: Callable[[ChatClient], Coroutine[Any, Any, object]]) -> None:
-        client = self.client
-        if client is None or not client.connected:
+        client = self.client  # while reconnecting, sends wait in the client and go out after
+        if client is None:
             self._error("not connected")
             return
 
@@ -350,6 +387,7 @@ class ChatApp(App[int]):
             view = self.rooms.setdefault(state.room, RoomView(state.room))
             view.members.update(state.users)
             self.switch_room(state.room)
+            self._load_history(state.room)
 
         self.run_worker(run(), group="requests")
 
@@ -371,6 +409,54 @@ class ChatApp(App[int]):
                 self._refresh_sidebar()
 
         self.run_worker(run(), group="requests")
+
+    def _load_history(self, room: str) -> None:
+        """Fetch the page of history before the oldest message shown in `room`."""
+        client = self.client
+        view = self.rooms.get(room)
+        if client is None or view is None or view.loading or view.history_complete:
+            return
+        view.loading = True
+
+        async def run() -> None:
+            try:
+                page = await client.history(room, before=view.oldest_seq, limit=HISTORY_PAGE)
+            except ClientError as exc:
+                self._error(exc.message if isinstance(exc, RequestFailed) else str(exc))
+                return
+            finally:
+                view.loading = False
+            self._prepend_history(view, page)
+
+        self.run_worker(run(), group="history")
+
+    def _prepend_history(self, view: RoomView, page: HistoryPage) -> None:
+        me = self.my_name
+        first_page = not any(entry.history for entry in view.entries)
+        older = [
+            LogEntry(
+                Kind.ACTION if m.action else Kind.OWN if m.sender == me else Kind.MESSAGE,
+                m.ts, m.sender, m.text, seq=m.seq, history=True,
+            )
+            for m in page.messages
+            if m.seq not in view.seqs
+        ]  # fmt: skip
+        view.history_complete = page.complete
+        view.pages_loaded += 1
+        view.seqs.update(entry.seq for entry in older)
+        if page.complete and page.messages:
+            older.insert(0, LogEntry(Kind.SYSTEM, page.messages[0].ts, "", "start of the room"))
+        if first_page and older:
+            older.append(LogEntry(Kind.SYSTEM, older[-1].ts, "", "── earlier messages above ──"))
+        if not older:
+            return
+        view.entries[:0] = older
+        if view.name == self.current_room:
+            self.query_one(ChatLog).entries_prepended(len(older))
+
+    @on(ChatLog.ReachedTop)
+    def _reached_top(self) -> None:
+        self._load_history(self.current_room)
 
     async def _measure_rtt(self) -> None:
         client = self.client
@@ -419,6 +505,8 @@ class ChatApp(App[int]):
         """Scroll the log a page up (-1) or down (1), whatever has the focus."""
         log = self.query_one(ChatLog)
         if direction < 0:
+            if log.scroll_y == 0:
+                self._load_history(self.current_room)
             log.scroll_page_up(animate=False)
         else:
             log.scroll_page_down(animate=False)

@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tuichat.app.app import ChatApp
 
     async def connector(name: str) -> ChatClient:
-        return await ChatClient.connect(name, args.host, args.port)
+        return await ChatClient.connect(name, args.host, args.port, reconnect=True)
 
     app = ChatApp(connector, args.name, server_label=f"{args.host}:{args.port}")
     app.run()

@@ -28,6 +28,8 @@ class LogEntry:
     sender: str
     text: str
     mention: bool = False
+    seq: int = 0  # the room message's sequence number (0 for other lines)
+    history: bool = False  # loaded from the room's history, not received live
 
 
 @dataclass
@@ -37,6 +39,23 @@ class RoomView:
     name: str
     entries: list[LogEntry] = field(default_factory=list)
     members: set[str] = field(default_factory=set)
+    seqs: set[int] = field(default_factory=set)
+    """Sequence numbers of the room messages in `entries`."""
+    history_complete: bool = False
+    """Whether `entries` reach back to the first message of the room."""
+    loading: bool = False
+    pages_loaded: int = 0
+
+    @property
+    def oldest_seq(self) -> int:
+        """The smallest sequence number shown (0 if none)."""
+        return min(self.seqs, default=0)
+
+    def clear(self) -> None:
+        """Forget the log (members stay)."""
+        self.entries.clear()
+        self.seqs.clear()
+        self.history_complete = False
 
 
 def mentions(text: str, name: str) -> bool:

@@ -17,6 +17,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.cache import LRUCache
 from textual.geometry import Size
+from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -31,6 +32,7 @@ ERROR_STYLE = Style(color="#ff6b6b", bold=True)
 PRIVATE_STYLE = Style(color="#d58fe6", bold=True)
 OWN_TEXT_STYLE = Style(color="#c8d3e0")
 MENTION_STYLE = Style(bgcolor="#4a3b00")
+HISTORY_STYLE = Style(color="#9aa3ad")
 MIN_HANGING_WIDTH = 24
 NARROW_INDENT = 2
 
@@ -48,6 +50,13 @@ class ChatLog(ScrollView, can_focus=True):
 
     unseen: reactive[int] = reactive(0)
     """Entries added while the user was scrolled up."""
+
+    class ReachedTop(Message):
+        """The user scrolled to the first line: older history may be wanted."""
+
+        def __init__(self, log: ChatLog) -> None:
+            super().__init__()
+            self.log = log
 
     def __init__(
         self,
@@ -95,6 +104,16 @@ class ChatLog(ScrollView, can_focus=True):
             self.unseen += added
         self.refresh()
 
+    def entries_prepended(self, count: int) -> None:
+        """Lay out again after `count` entries were put in front; the view does not move."""
+        at_end = self.is_vertical_scroll_end
+        before = self._total
+        self._relayout()
+        if at_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+        else:
+            self.scroll_to(y=self.scroll_y + self._total - before, animate=False, force=True)
+
     def clear(self) -> None:
         """Forget every entry of the shown list."""
         self._entries.clear()
@@ -138,6 +157,8 @@ class ChatLog(ScrollView, can_focus=True):
         super().watch_scroll_y(old, new)
         if self.unseen and self.is_vertical_scroll_end:
             self.unseen = 0
+        if new <= 0 < old:
+            self.post_message(self.ReachedTop(self))
 
     # --- drawing -----------------------------------------------------------
 
@@ -170,7 +191,7 @@ class ChatLog(ScrollView, can_focus=True):
         return Strip(segments).adjust_cell_length(width, base)
 
     def _label(self, entry: LogEntry, base: Style) -> list[Segment]:
-        color = Style(color=name_color(entry.sender), bold=True)
+        color = Style(color=name_color(entry.sender), bold=not entry.history, dim=entry.history)
         kind = entry.kind
         if kind is Kind.PRIVATE_OUT:
             return [Segment(f"→ {entry.sender} ", base + PRIVATE_STYLE)]
@@ -186,6 +207,8 @@ class ChatLog(ScrollView, can_focus=True):
 
     @staticmethod
     def _text_style(entry: LogEntry) -> Style:
+        if entry.history:
+            return HISTORY_STYLE
         kind = entry.kind
         if kind is Kind.SYSTEM:
             return SYSTEM_STYLE
