@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from tests.server_process import kill_leftovers
 from tuichat.client import ChatClient
 from tuichat.server import ChatServer, ServerConfig
 
@@ -43,3 +44,10 @@ def _steady_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
     from textual.widgets import Input
 
     monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+
+
+@pytest.fixture(autouse=True)
+async def _no_leftover_server_processes() -> AsyncIterator[None]:
+    """A test that fails half-way still leaves no server process behind."""
+    yield
+    await kill_leftovers()

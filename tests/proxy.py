@@ -14,6 +14,7 @@ class Proxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._frozen: set[asyncio.StreamWriter] = set()
         self.connections = 0
 
     async def start(self, port: int = 0) -> tuple[str, int]:
@@ -51,12 +52,16 @@ class Proxy:
             writer_.transport.abort()
             self._writers.discard(writer_)
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
+                if writer not in self._frozen:
+                    writer.write(data)
+                    await writer.drain()
+
+    def freeze(self) -> None:
+        """Let every open connection go silent (bytes are swallowed), without closing it."""
+        self._frozen |= self._writers
 
     def cut(self) -> None:
         """Drop every open connection, both ways, without a goodbye."""

@@ -48,6 +48,10 @@ class ServerThread:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
 
+    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the server's loop without blocking the caller's loop."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
     def connect(self, name: str) -> ChatClient:
         client = self.run(ChatClient.connect(name, *self.server.address))
         self.clients[name] = client
@@ -178,7 +182,7 @@ def test_server_going_away_banner(snap_compare: Any, chat: ServerThread) -> None
         app = pilot.app
         assert isinstance(app, ChatApp)
         await until(pilot, lambda: connected(app))
-        chat.run(chat.server.stop())
+        await chat.run_async(chat.server.stop())
         await until(pilot, lambda: app.query_one("#banner").has_class("-visible"))
         await until(pilot, lambda: not connected(app))
 
@@ -205,7 +209,7 @@ def test_reconnecting_banner(snap_compare: Any, chat: ServerThread) -> None:
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await until(pilot, lambda: connected(app))
-        chat.run(chat.server.stop())  # gone, and it does not come back
+        await chat.run_async(chat.server.stop())  # gone, and it does not come back
         await until(pilot, lambda: app.query_one("#status").state == "reconnecting…")  # type: ignore[attr-defined]
         await until(pilot, lambda: app.query_one("#banner").has_class("-visible"))
 

@@ -8,7 +8,7 @@ import socket
 import sqlite3
 from pathlib import Path
 
-from tests.test_server_process import ServerProcess, start_server_process
+from tests.server_process import ServerProcess, start_server_process
 from tuichat.client import Backoff, ChatClient, Disconnected
 from tuichat.protocol import Ack, Message
 
@@ -92,5 +92,33 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_message(tmp_path: Path) 
 
     for client in clients:
         await client.close()
+    server.process.send_signal(signal.SIGTERM)
+    assert await server.process.wait() == 0
+
+
+async def test_sigterm_flushes_and_clients_resume_after_the_restart(tmp_path: Path) -> None:
+    db = tmp_path / "history.sqlite3"
+    port = free_port()
+    args = ("--port", str(port), "--db", str(db))
+    server = await start_server_process(*args)
+    options = {"reconnect": True, "backoff": Backoff(first=0.05, cap=0.3)}
+    ali = await ChatClient.connect("ali", "127.0.0.1", port, **options)  # type: ignore[arg-type]
+    bob = await ChatClient.connect("bob", "127.0.0.1", port, **options)  # type: ignore[arg-type]
+    await ali.send("#lobby", "before the restart")
+    server.process.send_signal(signal.SIGTERM)
+    assert await server.process.wait() == 0
+    while_down = asyncio.create_task(ali.send("#lobby", "sent while the server was down"))
+    server = await start_server_process(*args)
+    ack = await asyncio.wait_for(while_down, 20)
+    assert ack.seq == 2
+    texts = []
+    async with asyncio.timeout(20):
+        while len(texts) < 2:
+            event = await bob.next_event()
+            if isinstance(event, Message):
+                texts.append(event.text)
+    assert texts == ["before the restart", "sent while the server was down"]
+    await ali.close()
+    await bob.close()
     server.process.send_signal(signal.SIGTERM)
     assert await server.process.wait() == 0

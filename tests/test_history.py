@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import collect, expect
 from tests.proxy import Proxy
-from tuichat.client import ChatClient, Reconnected, Reconnecting
+from tuichat.client import Backoff, ChatClient, Reconnected, Reconnecting
 from tuichat.protocol import (
     Codec,
     Connection,
@@ -234,3 +234,49 @@ async def test_the_database_has_a_schema_version_and_refuses_a_newer_one(tmp_pat
     conn.commit()
     with pytest.raises(SchemaTooNew):
         SQLiteHistory(path)
+
+
+async def test_a_client_notices_a_silent_server_and_reconnects(start: Start) -> None:
+    server = await start()
+    proxy = Proxy(server.address)
+    host, port = await proxy.start()
+    ali = await ChatClient.connect(
+        "ali", host, port, reconnect=True, heartbeat=0.2, backoff=Backoff(first=0.05, cap=0.2)
+    )
+    bob = await connect(server, "bob")
+    proxy.freeze()  # the connection stays open, but nothing gets through any more
+    loop = asyncio.get_running_loop()
+    frozen_at = loop.time()
+    await expect(ali, Reconnecting, timeout=5)
+    assert loop.time() - frozen_at < 3 * 0.2 + 0.5  # three heartbeats of silence, and slack
+    await expect(ali, Reconnected, timeout=5)
+    await bob.send("#lobby", "can you hear me now")
+    await expect(ali, Message, text="can you hear me now")
+    await ali.close()
+    await bob.close()
+    await proxy.stop()
+
+
+async def test_resume_puts_the_user_back_in_every_room_with_nothing_missed(start: Start) -> None:
+    server = await start()
+    proxy = Proxy(server.address)
+    host, port = await proxy.start()
+    ali = await ChatClient.connect(
+        "ali", host, port, reconnect=True, backoff=Backoff(first=0.05, cap=0.2)
+    )
+    bob = await connect(server, "bob")
+    await ali.join("#dev")
+    await bob.join("#dev")
+    await bob.send("#dev", "dev 1")
+    await expect(ali, Message, text="dev 1")
+    proxy.cut()
+    await expect(ali, Reconnecting)
+    await bob.send("#dev", "dev 2")  # while ali is away
+    await expect(ali, Reconnected)
+    await bob.send("#dev", "dev 3")
+    seen = await collect(ali, Message, 2)
+    assert [(m.room, m.seq, m.text) for m in seen] == [("#dev", 2, "dev 2"), ("#dev", 3, "dev 3")]
+    assert await ali.who("#dev") == ("ali", "bob")
+    await ali.close()
+    await bob.close()
+    await proxy.stop()

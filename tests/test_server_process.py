@@ -3,54 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import expect
+from tests.server_process import ServerProcess, start_server_process
 from tuichat.client import ChatClient, Disconnected
 from tuichat.protocol import Bye, Left
-
-LISTENING = re.compile(rb"listening on ([\d.]+):(\d+)")
-
-
-@dataclass
-class ServerProcess:
-    process: asyncio.subprocess.Process
-    host: str
-    port: int
-    log: list[bytes]
-
-    async def wait_for_log(self, pattern: bytes, timeout: float = 10.0) -> bytes:
-        """Return the first log line (already seen or still to come) containing `pattern`."""
-        async with asyncio.timeout(timeout):
-            for line in self.log:
-                if pattern in line:
-                    return line
-            assert self.process.stderr is not None
-            while line := await self.process.stderr.readline():
-                self.log.append(line)
-                if pattern in line:
-                    return line
-        raise AssertionError(f"the server exited without logging {pattern!r}")
-
-
-async def start_server_process(*args: str) -> ServerProcess:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tuichat.server", "--port", "0", *args,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    server = ServerProcess(process, "", 0, [])
-    line = await server.wait_for_log(b"listening on")
-    match = LISTENING.search(line)
-    assert match, line
-    server.host, server.port = match.group(1).decode(), int(match.group(2))
-    return server
 
 
 @pytest.fixture

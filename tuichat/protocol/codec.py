@@ -101,13 +101,20 @@ def _nested_validator(cls: type[Any]) -> Validator:
         for name, check in schema.required:
             if name not in value:
                 raise _FieldError(f"is missing {name!r}")
-            kwargs[name] = check(value[name])
+            kwargs[name] = _check_field(name, check, value[name])
         for name, check in schema.optional:
             if name in value:
-                kwargs[name] = check(value[name])
+                kwargs[name] = _check_field(name, check, value[name])
         return cls(**kwargs)
 
     return check_nested
+
+
+def _check_field(name: str, check: Validator, value: Any) -> Any:
+    try:
+        return check(value)
+    except _FieldError as exc:
+        raise _FieldError(f"has {name!r} that {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ encoded once, without awaiting anyone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -39,6 +40,7 @@ from tuichat.protocol import (
     Pong,
     Position,
     Private,
+    PrivateMessage,
     RoomList,
     RoomReset,
     RoomState,
@@ -62,6 +64,8 @@ log = logging.getLogger("tuichat.server")
 
 MAX_REPLAY = 10_000
 """Most missed messages of one room replayed on resume; beyond it the client reloads."""
+SHUTDOWN_GRACE = 2.0
+"""Seconds clients get, at shutdown, to read their last frames and close."""
 MAX_PAGE = 500
 """Most messages in one `history_page`."""
 
@@ -109,6 +113,7 @@ class ChatServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting_acks: dict[tuple[str, int], list[tuple[Session, Send]]] = {}
+        self._waiting_privates: dict[int, list[tuple[Session, PrivateMessage]]] = {}
         self._handlers: dict[type[Any], Callable[[Session, Any], None]] = {
             Hello: self._hello,
             Send: self._send,
@@ -154,11 +159,18 @@ class ChatServer:
                 session.transport.pause_reading()
         await self.history.close()  # everything accepted is durable, acknowledged and sent
         await asyncio.sleep(0)
-        for session in list(self.sessions):
-            session.send(Bye(reason="shutdown", message=message))
-            session.close("shutdown")
         for task in list(self._tasks):
             task.cancel()
+        sessions = list(self.sessions)
+        for session in sessions:
+            session.send(Bye(reason="shutdown", message=message))
+            session.finish("shutdown")
+        # let clients read to the end before the sockets go (closing with unread input resets)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_GRACE):
+                await asyncio.gather(*(s.closed.wait() for s in sessions))
+        for session in sessions:
+            session.abort("shutdown")
         await self._server.wait_closed()
         self._server = None
         log.info("stopped")
@@ -225,7 +237,7 @@ class ChatServer:
         self._replace_ghost(hello)
         user, deliveries = self.chat.login(hello.name, session, self.clock())
         session.user = user
-        resumed = self._rejoin(user, hello.positions or ())
+        resumed, rejoined = self._rejoin(user, hello.positions or ())
         trusted = self._check_token(user, hello.token)
         token = secrets.token_urlsafe(18)
         self._tokens[user.key] = token_hash(token)
@@ -258,6 +270,7 @@ class ChatServer:
         )
         log.info("%s joined from %s", user.name, session.peer)
         self.deliver(deliveries)
+        self.deliver(rejoined)
         for room, position in resumed:
             self._resume_room(session, room, position)
         if trusted and hello.private_after is not None:
@@ -275,19 +288,24 @@ class ChatServer:
 
     def _rejoin(
         self, user: User[Session], positions: Iterable[Position]
-    ) -> list[tuple[Room[Session], Position]]:
-        """Put a returning user back in the rooms they were in; return what to replay."""
-        resumed = []
+    ) -> tuple[list[tuple[Room[Session], Position]], list[Delivery[Session]]]:
+        """Put a returning user back in the rooms they were in.
+
+        Returns the rooms to replay and the `joined` announcements (to deliver
+        after the `welcome`).
+        """
+        resumed: dict[str, tuple[Room[Session], Position]] = {}
+        announcements: list[Delivery[Session]] = []
         for position in positions:
             try:
                 name = check_room(position.room)
                 if name not in user.rooms:
                     _, deliveries = self.chat.join(user, name, self.clock())
-                    self.deliver(deliveries)
-                resumed.append((user.rooms[name], position))
+                    announcements += deliveries
             except ChatError:
                 continue  # a room that cannot be joined any more is simply not resumed
-        return resumed
+            resumed.setdefault(name, (user.rooms[name], position))
+        return list(resumed.values()), announcements
 
     def _check_token(self, user: User[Session], token: str | None) -> bool:
         stored = self._tokens.get(user.key)
@@ -357,14 +375,20 @@ class ChatServer:
             user, private.to, private.text, private.action, private.id, self.clock()
         )
         echo = dataclasses.replace(message, id=private.id, ref=private.ref)
-        if target is None:  # a retry: the target has it already
-            session.send(echo)
+        if target is None:  # a retry: the target has it, or will once it is stored
+            waiting = self._waiting_privates.get(message.pid)
+            if waiting is None:
+                session.send(echo)
+            else:
+                waiting.append((session, echo))
             return
+        self._waiting_privates[message.pid] = [(session, echo)]
 
         def durable() -> None:
             if target.handle.user is target:
                 target.handle.send(message)
-            session.send(echo)
+            for waiting_session, copy in self._waiting_privates.pop(message.pid, ()):
+                waiting_session.send(copy)
 
         self.history.append([StoredPrivate(message, user.key, target.key)], durable)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,8 @@ class Session(asyncio.Protocol):
         self.last_heard = asyncio.get_running_loop().time()
         self.ping_outstanding = False
         self._held: dict[str, list[bytes]] = {}
+        self._draining = False
+        self.closed = asyncio.Event()
 
     # --- asyncio.Protocol ------------------------------------------------
 
@@ -43,7 +46,7 @@ class Session(asyncio.Protocol):
         self.server.sessions.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.finished:
+        if self.conn.finished or self._draining:
             return
         self.last_heard = asyncio.get_running_loop().time()
         self.ping_outstanding = False
@@ -64,6 +67,7 @@ class Session(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.sessions.discard(self)
         self.server.logout(self, self.close_reason)
+        self.closed.set()
 
     # --- writing ---------------------------------------------------------
 
@@ -101,6 +105,15 @@ class Session(asyncio.Protocol):
         log.info("%s: closing after protocol error: %s", self.describe(), exc)
         self.send(Error(code=str(exc.code), message=exc.detail, fatal=True, ref=exc.ref))
         self.close("disconnect")
+
+    def finish(self, reason: str) -> None:
+        """Send what is written, then end our side; read and discard until the client closes."""
+        self.close_reason = reason
+        self._draining = True
+        if self.transport is not None and not self.transport.is_closing():
+            with contextlib.suppress(OSError):  # the peer may be gone already
+                self.transport.write_eof()
+            self.transport.resume_reading()
 
     def close(self, reason: str) -> None:
         """Close the connection once what was written has been sent."""

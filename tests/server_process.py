@@ -1,0 +1,55 @@
+"""Servers run as real processes (`python -m tuichat.server`), never left running."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from dataclasses import dataclass
+
+LISTENING = re.compile(rb"listening on ([\d.]+):(\d+)")
+_started: list[asyncio.subprocess.Process] = []
+
+
+@dataclass
+class ServerProcess:
+    process: asyncio.subprocess.Process
+    host: str
+    port: int
+    log: list[bytes]
+
+    async def wait_for_log(self, pattern: bytes, timeout: float = 10.0) -> bytes:
+        """Return the first log line (already seen or still to come) containing `pattern`."""
+        async with asyncio.timeout(timeout):
+            for line in self.log:
+                if pattern in line:
+                    return line
+            assert self.process.stderr is not None
+            while line := await self.process.stderr.readline():
+                self.log.append(line)
+                if pattern in line:
+                    return line
+        raise AssertionError(f"the server exited without logging {pattern!r}")
+
+
+async def start_server_process(*args: str) -> ServerProcess:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tuichat.server", "--port", "0", *args,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _started.append(process)
+    server = ServerProcess(process, "", 0, [])
+    line = await server.wait_for_log(b"listening on")
+    match = LISTENING.search(line)
+    assert match, line
+    server.host, server.port = match.group(1).decode(), int(match.group(2))
+    return server
+
+
+async def kill_leftovers() -> None:
+    """Kill every server process a test started and did not stop."""
+    while _started:
+        process = _started.pop()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
