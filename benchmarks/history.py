@@ -36,6 +36,8 @@ SPAWN = multiprocessing.get_context("spawn")  # a forked child would inherit the
 async def start_server(extra: list[str]) -> tuple[asyncio.subprocess.Process, int]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tuichat.server", "--port", "0", "--log-level", "INFO", *extra,
+        "--messages-per-second", "1e12", "--message-burst", "1000000000",
+        "--text-bytes-per-second", "1e12", "--text-byte-burst", "1000000000000",
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert process.stderr is not None

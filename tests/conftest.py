@@ -9,6 +9,7 @@ import pytest
 from tests.server_process import kill_leftovers
 from tuichat.client import ChatClient
 from tuichat.server import ChatServer, ServerConfig
+from tuichat.server.config import RateLimits
 
 Connect = Callable[[str], Awaitable[ChatClient]]
 
@@ -16,7 +17,10 @@ Connect = Callable[[str], Awaitable[ChatClient]]
 @pytest.fixture
 async def server() -> AsyncIterator[ChatServer]:
     """A running server in the test's event loop."""
-    srv = ChatServer(ServerConfig(host="127.0.0.1", port=0, server_name="testserver"))
+    config = ServerConfig(
+        host="127.0.0.1", port=0, server_name="testserver", rate=RateLimits.unlimited()
+    )
+    srv = ChatServer(config)
     await srv.start()
     yield srv
     await srv.stop()

@@ -9,6 +9,11 @@ from dataclasses import dataclass
 
 LISTENING = re.compile(rb"listening on ([\d.]+):(\d+)")
 _started: list[asyncio.subprocess.Process] = []
+NO_FLOOD_CONTROL = (
+    "--messages-per-second", "1e12", "--message-burst", "1000000000",
+    "--text-bytes-per-second", "1e12", "--text-byte-burst", "1000000000000",
+)  # fmt: skip
+"""Flags that lift the flood limits, for tests that send as fast as they can."""
 
 
 @dataclass

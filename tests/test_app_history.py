@@ -12,12 +12,18 @@ from tests.proxy import Proxy
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.client import ChatClient
 from tuichat.server import ChatServer, ServerConfig
+from tuichat.server.config import RateLimits
 
 
 @pytest.fixture
 async def history_server(tmp_path: Path) -> AsyncIterator[ChatServer]:
     server = ChatServer(
-        ServerConfig(port=0, server_name="hist", db=str(tmp_path / "history.sqlite3"))
+        ServerConfig(
+            port=0,
+            server_name="hist",
+            db=str(tmp_path / "history.sqlite3"),
+            rate=RateLimits.unlimited(),
+        )
     )
     await server.start()
     yield server

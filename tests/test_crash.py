@@ -8,7 +8,7 @@ import socket
 import sqlite3
 from pathlib import Path
 
-from tests.server_process import ServerProcess, start_server_process
+from tests.server_process import NO_FLOOD_CONTROL, ServerProcess, start_server_process
 from tuichat.client import Backoff, ChatClient, Disconnected
 from tuichat.protocol import Ack, Message
 
@@ -26,7 +26,7 @@ def free_port() -> int:
 async def test_sigkill_mid_stream_loses_no_acknowledged_message(tmp_path: Path) -> None:
     db = tmp_path / "history.sqlite3"
     port = free_port()
-    args = ("--port", str(port), "--db", str(db), "--heartbeat-interval", "0.5")
+    args = ("--port", str(port), "--db", str(db), "--heartbeat-interval", "0.5", *NO_FLOOD_CONTROL)
 
     async def start() -> ServerProcess:
         return await start_server_process(*args)

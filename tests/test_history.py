@@ -27,6 +27,7 @@ from tuichat.protocol import (
     encode_frame,
 )
 from tuichat.server import ChatServer, ServerConfig
+from tuichat.server.config import RateLimits
 from tuichat.server.history import SQLiteHistory
 from tuichat.server.history.sqlite import SCHEMA_VERSION, SchemaTooNew
 
@@ -41,6 +42,7 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
     async def _start(port: int = 0, **config: object) -> ChatServer:
         settings = ServerConfig(
             host="127.0.0.1", port=port, server_name="hist", db=str(tmp_path / "h.sqlite3"),
+            rate=RateLimits.unlimited(),
             **config,  # type: ignore[arg-type]
         )  # fmt: skip
         server = ChatServer(settings)

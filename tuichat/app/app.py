@@ -23,7 +23,7 @@ from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import Sidebar
 from tuichat.app.widgets.status_bar import StatusBar
-from tuichat.chat.names import name_key
+from tuichat.chat.names import sort_key
 from tuichat.client import (
     ChatClient,
     ClientError,
@@ -139,7 +139,7 @@ class ChatApp(App[int]):
     def online_users(self) -> list[str]:
         """Everyone online (all are in the lobby), sorted."""
         lobby = self.rooms.get(LOBBY)
-        return sorted(lobby.members, key=name_key) if lobby else []
+        return sorted(lobby.members, key=sort_key) if lobby else []
 
     def joined_rooms(self) -> list[str]:
         """The rooms we are in, the lobby first."""
@@ -320,7 +320,7 @@ class ChatApp(App[int]):
         sidebar = self.query_one(Sidebar)
         view = self.rooms.get(self.current_room)
         sidebar.me = self.my_name
-        sidebar.users = tuple(sorted(view.members, key=name_key)) if view else ()
+        sidebar.users = tuple(sorted(view.members, key=sort_key)) if view else ()
         sidebar.rooms = tuple(self.rooms)
         sidebar.current = self.current_room
 
@@ -350,7 +350,7 @@ class ChatApp(App[int]):
         elif isinstance(command, cmd.PartRoom):
             self._part(command.room or room)
         elif isinstance(command, cmd.ListUsers):
-            members = sorted(self.rooms[room].members, key=name_key) if room in self.rooms else []
+            members = sorted(self.rooms[room].members, key=sort_key) if room in self.rooms else []
             self._system(room, f"{len(members)} in {room}: {', '.join(members)}")
         elif isinstance(command, cmd.ShowHelp):
             if command.problem:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from tuichat.chat.errors import ChatError
-from tuichat.chat.names import check_name, check_room, check_text, name_key
+from tuichat.chat.names import check_name, check_room, check_text, name_key, sort_key
 from tuichat.protocol.errors import ErrorCode
 from tuichat.protocol.messages import (
     Joined,
@@ -46,6 +46,7 @@ class ChatLimits:
 
     max_text_bytes: int = 4096
     max_rooms_per_user: int = 32
+    max_text_lines: int = 100
     recent_ids_per_room: int = 4096
 
 
@@ -55,11 +56,13 @@ class User(Generic[H]):
 
     name: str
     handle: H
+    key: str = ""
+    """The name's unique key (see `name_key`)."""
     rooms: dict[str, Room[H]] = field(default_factory=dict)
 
-    @property
-    def key(self) -> str:
-        return name_key(self.name)
+    def __post_init__(self) -> None:
+        if not self.key:
+            self.key = name_key(self.name)
 
 
 @dataclass(eq=False)
@@ -84,7 +87,7 @@ class Room(Generic[H]):
 
     def names(self) -> tuple[str, ...]:
         """Return the members' names, sorted case-insensitively."""
-        return tuple(sorted((u.name for u in self.members.values()), key=name_key))
+        return tuple(sorted((u.name for u in self.members.values()), key=sort_key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +130,7 @@ class Chat(Generic[H]):
 
     def login(self, name: str, handle: H, now: int) -> tuple[User[H], list[Delivery[H]]]:
         """Bring `name` online in the lobby; raise `ChatError` if the name is invalid or taken."""
-        check_name(name)
+        name = check_name(name)
         if name_key(name) in self.users:
             raise ChatError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken; pick another")
         user = User(name, handle)
@@ -188,7 +191,7 @@ class Chat(Generic[H]):
     def who(self, room_name: str = "") -> tuple[str, ...]:
         """Return who is online in a room, or on the whole server for `""`."""
         if not room_name:
-            return tuple(sorted((u.name for u in self.users.values()), key=name_key))
+            return tuple(sorted((u.name for u in self.users.values()), key=sort_key))
         return self.room(room_name).names()
 
     def room(self, room_name: str) -> Room[H]:
@@ -209,7 +212,7 @@ class Chat(Generic[H]):
         it gets the original message's position back.
         """
         room = self._membership(user, room_name)
-        check_text(text, self.limits.max_text_bytes)
+        text = check_text(text, self.limits.max_text_bytes, self.limits.max_text_lines)
         if client_id:
             earlier = room.recent_ids.get((user.key, client_id))
             if earlier is not None:
@@ -245,7 +248,7 @@ class Chat(Generic[H]):
         target = self.users.get(name_key(to))
         if target is None:
             raise ChatError(ErrorCode.NO_SUCH_USER, f"{to!r} is not online")
-        check_text(text, self.limits.max_text_bytes)
+        text = check_text(text, self.limits.max_text_bytes, self.limits.max_text_lines)
         self.last_private_id += 1
         pid = self.last_private_id
         message = PrivateMessage(user.name, target.name, text, now, action, pid=pid)

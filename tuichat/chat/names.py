@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
+from tuichat.chat.confusables import skeleton
 from tuichat.chat.errors import ChatError
 from tuichat.protocol.errors import ErrorCode
 
@@ -19,16 +20,30 @@ def _is_letter_or_digit(char: str) -> bool:
 
 
 def name_key(name: str) -> str:
-    """Return the key under which `name` is unique (names differ only case-insensitively)."""
+    """Return the key under which `name` is unique.
+
+    Names that differ only in case, in Unicode compatibility forms, or by
+    look-alike characters (Cyrillic a, U+0430, for Latin a; "0" for "o") have the same key.
+    """
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    for _ in range(2):  # skeletons may be upper case ("0" → "O"): fold, and map again
+        folded = skeleton(folded).casefold()
+    return folded
+
+
+def sort_key(name: str) -> str:
+    """Return the key that sorts names for display (case-insensitively)."""
     return name.casefold()
 
 
 def check_name(name: str) -> str:
-    """Return `name` if it is a valid user name, else raise `ChatError(invalid_name)`.
+    """Return the normalised (NFKC) form of `name`, or raise `ChatError(invalid_name)`.
 
     A name has 1 to 24 characters: letters and digits of any script, and `_ - .`;
-    it starts with a letter or a digit.
+    it starts with a letter or a digit. Control, format (bidi, zero-width) and
+    space characters are not letters, so no name can hold them.
     """
+    name = unicodedata.normalize("NFKC", name)
     if not name:
         raise ChatError(ErrorCode.INVALID_NAME, "a name cannot be empty")
     if len(name) > MAX_NAME_LENGTH:
@@ -62,8 +77,17 @@ def check_room(room: str) -> str:
     return room
 
 
-def check_text(text: str, max_bytes: int) -> str:
-    """Return `text` if it can be posted, else raise `ChatError` (empty or too long)."""
+def clean_text(text: str) -> str:
+    """Return `text` without control characters (newline and tab are kept; CRLF becomes LF)."""
+    if text.isprintable():
+        return text
+    text = text.replace("\r\n", "\n")
+    return "".join(char for char in text if char in "\n\t" or unicodedata.category(char) != "Cc")
+
+
+def check_text(text: str, max_bytes: int, max_lines: int = 100) -> str:
+    """Return `text` cleaned of control characters, or raise `ChatError` (empty, too long)."""
+    text = clean_text(text)
     if not text.strip():
         raise ChatError(ErrorCode.EMPTY_TEXT, "a message cannot be empty")
     size = len(text.encode("utf-8", "surrogatepass"))
@@ -71,5 +95,11 @@ def check_text(text: str, max_bytes: int) -> str:
         raise ChatError(
             ErrorCode.TEXT_TOO_LONG,
             f"a message has at most {max_bytes} bytes of UTF-8 (this one has {size})",
+        )
+    lines = text.count("\n") + 1
+    if lines > max_lines:
+        raise ChatError(
+            ErrorCode.TEXT_TOO_LONG,
+            f"a message has at most {max_lines} lines (this one has {lines})",
         )
     return text

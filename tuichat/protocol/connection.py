@@ -78,6 +78,11 @@ class Connection:
         """Whether this connection is done: closed, or we already said `bye`."""
         return self.state is State.CLOSED or self.we_closed
 
+    @property
+    def partial_frame(self) -> bool:
+        """Whether part of a frame has arrived and the rest is awaited."""
+        return self._frames.pending > 0
+
     # --- receiving -------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[Event]:

@@ -12,6 +12,11 @@ class ErrorCode(StrEnum):
     BAD_FRAME = "bad_frame"
     FRAME_TOO_LARGE = "frame_too_large"
     UNSUPPORTED_VERSION = "unsupported_version"
+    SERVER_FULL = "server_full"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    HELLO_TIMEOUT = "hello_timeout"
+    FRAME_TIMEOUT = "frame_timeout"
+    FLOOD = "flood"
     # The connection stays open after these.
     BAD_MESSAGE = "bad_message"
     UNKNOWN_TYPE = "unknown_type"
@@ -25,13 +30,24 @@ class ErrorCode(StrEnum):
     CANNOT_LEAVE_LOBBY = "cannot_leave_lobby"
     TOO_MANY_ROOMS = "too_many_rooms"
     NO_SUCH_USER = "no_such_user"
+    RATE_LIMITED = "rate_limited"
+    NAME_REGISTERED = "name_registered"
     NO_SUCH_ROOM = "no_such_room"
     EMPTY_TEXT = "empty_text"
     TEXT_TOO_LONG = "text_too_long"
 
 
 FATAL_CODES = frozenset(
-    {ErrorCode.BAD_FRAME, ErrorCode.FRAME_TOO_LARGE, ErrorCode.UNSUPPORTED_VERSION}
+    {
+        ErrorCode.BAD_FRAME,
+        ErrorCode.FRAME_TOO_LARGE,
+        ErrorCode.UNSUPPORTED_VERSION,
+        ErrorCode.SERVER_FULL,
+        ErrorCode.TOO_MANY_CONNECTIONS,
+        ErrorCode.HELLO_TIMEOUT,
+        ErrorCode.FRAME_TIMEOUT,
+        ErrorCode.FLOOD,
+    }
 )
 
 

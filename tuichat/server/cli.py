@@ -11,13 +11,14 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
 from tuichat import DEFAULT_PORT, __version__
 from tuichat.chat import ChatLimits
 from tuichat.protocol import DEFAULT_MAX_FRAME
-from tuichat.server.config import DEFAULT_HOST, ServerConfig
+from tuichat.server.config import DEFAULT_HOST, RateLimits, ServerConfig
 from tuichat.server.history.sqlite import SchemaTooNew
 from tuichat.server.server import ChatServer
 
@@ -116,6 +117,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=30.0,
         help="seconds of silence after which a client is dropped (default 30)",
     )
+    defaults_config = ServerConfig()
+    rate = defaults_config.rate
+    limits: list[tuple[str, Any, Any, str]] = [
+        ("--max-text-lines", positive_int, defaults.max_text_lines, "lines in one message"),
+        ("--hello-timeout", positive_float, defaults_config.hello_timeout,
+         "seconds a new connection has to say hello"),
+        ("--frame-timeout", positive_float, defaults_config.frame_timeout,
+         "seconds a frame's body has to arrive once its length has"),
+        ("--max-connections", positive_int, defaults_config.max_connections,
+         "connections in all"),
+        ("--max-connections-per-ip", positive_int, defaults_config.max_connections_per_ip,
+         "connections from one address"),
+        ("--messages-per-second", positive_float, rate.messages_per_second,
+         "requests per second one connection may keep up"),
+        ("--message-burst", positive_int, rate.message_burst,
+         "requests one connection may send at once"),
+        ("--text-bytes-per-second", positive_float, rate.bytes_per_second,
+         "message text bytes per second one connection may keep up"),
+        ("--text-byte-burst", positive_int, rate.byte_burst,
+         "message text bytes one connection may send at once"),
+        ("--flood-strikes", positive_int, rate.strikes,
+         "refused requests (one forgiven per second) before a connection is dropped"),
+        ("--max-pending-write", positive_int, defaults_config.max_pending_write,
+         "bytes that may wait to be written to one client before it is dropped as too slow"),
+    ]  # fmt: skip
+    for flag, kind, default, meaning in limits:
+        parser.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default})")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
@@ -132,11 +160,25 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         motd=args.motd,
         max_frame=args.max_frame,
         chat=ChatLimits(
-            max_text_bytes=args.max_text_bytes, max_rooms_per_user=args.max_rooms_per_user
+            max_text_bytes=args.max_text_bytes,
+            max_rooms_per_user=args.max_rooms_per_user,
+            max_text_lines=args.max_text_lines,
         ),
         db=None if args.no_history else args.db,
         heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=max(args.heartbeat_timeout, args.heartbeat_interval),
+        hello_timeout=args.hello_timeout,
+        frame_timeout=args.frame_timeout,
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        rate=RateLimits(
+            messages_per_second=args.messages_per_second,
+            message_burst=args.message_burst,
+            bytes_per_second=args.text_bytes_per_second,
+            byte_burst=args.text_byte_burst,
+            strikes=args.flood_strikes,
+        ),
+        max_pending_write=args.max_pending_write,
     )
 
 

@@ -28,3 +28,29 @@ class ServerConfig:
     """Seconds of silence from a client after which the server pings it."""
     heartbeat_timeout: float = 30.0
     """Seconds of silence after which a client is dropped (and its leave announced)."""
+    hello_timeout: float = 10.0
+    """Seconds a new connection has to send its `hello`."""
+    frame_timeout: float = 10.0
+    """Seconds a frame's body has to arrive once its length has."""
+    max_connections: int = 10_000
+    max_connections_per_ip: int = 100
+    rate: RateLimits = field(default_factory=lambda: RateLimits())
+    max_pending_write: int = 1024 * 1024
+    """Bytes that may wait to be written to one client; a client that reads slower is dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Token buckets per connection: requests and text bytes, with room for bursts."""
+
+    messages_per_second: float = 10.0
+    message_burst: int = 30
+    bytes_per_second: float = 16 * 1024
+    byte_burst: int = 64 * 1024
+    strikes: int = 30
+    """Refused requests (refilled one per second) before the connection is dropped."""
+
+    @classmethod
+    def unlimited(cls) -> RateLimits:
+        """No flood control (for benchmarks and tests that send as fast as they can)."""
+        return cls(1e12, 10**12, 1e12, 10**12, 10**12)

@@ -26,6 +26,7 @@ from tuichat.protocol import (
     Bye,
     Codec,
     Error,
+    ErrorCode,
     Event,
     Hello,
     History,
@@ -41,6 +42,7 @@ from tuichat.protocol import (
     Position,
     Private,
     PrivateMessage,
+    ProtocolError,
     RoomList,
     RoomReset,
     RoomState,
@@ -110,6 +112,7 @@ class ChatServer:
         )
         self._tokens = dict(loaded.tokens)
         self.sessions: set[Session] = set()
+        self._per_ip: dict[str, int] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting_acks: dict[tuple[str, int], list[tuple[Session, Send]]] = {}
@@ -181,21 +184,59 @@ class ChatServer:
         task.add_done_callback(self._tasks.discard)
 
     async def _heartbeats(self) -> None:
-        """Ping quiet clients; drop those silent for longer than the heartbeat timeout."""
-        interval = self.config.heartbeat_interval
-        timeout = self.config.heartbeat_timeout
+        """Ping quiet clients; drop the silent, the nameless and the half-sent."""
+        config = self.config
+        interval, timeout = config.heartbeat_interval, config.heartbeat_timeout
+        tick = min(interval, timeout, config.hello_timeout, config.frame_timeout) / 4
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(min(interval, timeout) / 4)
+            await asyncio.sleep(tick)
             now = loop.time()
             for session in list(self.sessions):
                 quiet = now - session.last_heard
-                if quiet > timeout:
+                if session.user is None and now - session.opened_at > config.hello_timeout:
+                    session.fail(
+                        ProtocolError(ErrorCode.HELLO_TIMEOUT, "no 'hello' in time; goodbye")
+                    )
+                elif (
+                    session.partial_since is not None
+                    and now - session.partial_since > config.frame_timeout
+                ):
+                    session.fail(
+                        ProtocolError(ErrorCode.FRAME_TIMEOUT, "a frame's body did not arrive")
+                    )
+                elif quiet > timeout:
                     log.info("%s: no answer for %.0f s, dropping", session.describe(), quiet)
                     session.abort("timeout")
                 elif quiet > interval and not session.ping_outstanding:
                     session.ping_outstanding = True
                     session.send(Ping(data=int(now * 1000)))
+
+    # --- admission -------------------------------------------------------
+
+    def admit(self, session: Session) -> ProtocolError | None:
+        """Count a new connection in, or say why it is refused."""
+        config = self.config
+        if len(self.sessions) >= config.max_connections:
+            return ProtocolError(ErrorCode.SERVER_FULL, "the server is full; try again later")
+        count = self._per_ip.get(session.ip, 0)
+        if count >= config.max_connections_per_ip:
+            return ProtocolError(
+                ErrorCode.TOO_MANY_CONNECTIONS,
+                f"at most {config.max_connections_per_ip} connections from one address",
+            )
+        self._per_ip[session.ip] = count + 1
+        return None
+
+    def forget(self, session: Session) -> None:
+        """A connection ended: count it out."""
+        if session in self.sessions:
+            self.sessions.discard(session)
+            left = self._per_ip.get(session.ip, 1) - 1
+            if left:
+                self._per_ip[session.ip] = left
+            else:
+                self._per_ip.pop(session.ip, None)
 
     # --- dispatch --------------------------------------------------------
 

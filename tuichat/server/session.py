@@ -8,7 +8,17 @@ import logging
 from typing import TYPE_CHECKING
 
 from tuichat.chat import User
-from tuichat.protocol import AnyMessage, Connection, Error, ProtocolError, Role
+from tuichat.protocol import (
+    AnyMessage,
+    Bye,
+    Connection,
+    Error,
+    ErrorCode,
+    Pong,
+    ProtocolError,
+    Role,
+)
+from tuichat.server.limits import TokenBucket
 
 if TYPE_CHECKING:
     from tuichat.server.server import ChatServer
@@ -30,8 +40,15 @@ class Session(asyncio.Protocol):
         self.peer = "?"
         self.transport: asyncio.Transport | None = None
         self.close_reason = "disconnect"
-        self.last_heard = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self.opened_at = self.last_heard = loop.time()
+        self.partial_since: float | None = None
         self.ping_outstanding = False
+        rate = server.config.rate
+        self._requests = TokenBucket(rate.messages_per_second, rate.message_burst, self.opened_at)
+        self._text_bytes = TokenBucket(rate.bytes_per_second, rate.byte_burst, self.opened_at)
+        self._strikes = TokenBucket(1.0, rate.strikes, self.opened_at)
+        self.ip = "?"
         self._held: dict[str, list[bytes]] = {}
         self._draining = False
         self.closed = asyncio.Event()
@@ -42,30 +59,61 @@ class Session(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
+        self.ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        transport.set_write_buffer_limits(high=self.server.config.max_pending_write)
+        refusal = self.server.admit(self)
+        if refusal is not None:
+            self.fail(refusal)
+            return
         self.server.sessions.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self.conn.finished or self._draining:
             return
-        self.last_heard = asyncio.get_running_loop().time()
+        now = self.last_heard = asyncio.get_running_loop().time()
         self.ping_outstanding = False
         try:
             events = self.conn.receive_data(data)
         except ProtocolError as exc:
             self.fail(exc)
             return
+        if not self.conn.partial_frame:
+            self.partial_since = None
+        elif self.partial_since is None:
+            self.partial_since = now
         for event in events:
-            self.server.handle(self, event)
+            if self._allowed(event, now):
+                self.server.handle(self, event)
             if self.conn.finished:
                 break
+
+    def _allowed(self, event: object, now: float) -> bool:
+        """Whether the flood limits let this request through; refuse it (or drop us) if not."""
+        if isinstance(event, Pong | Bye):
+            return True
+        text = getattr(event, "text", None)
+        cost = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
+        if self._requests.take(1, now) and self._text_bytes.take(cost, now):
+            return True
+        if not self._strikes.take(1, now):
+            self.fail(ProtocolError(ErrorCode.FLOOD, "too many requests refused; goodbye"))
+            return False
+        ref = getattr(event, "ref", None)
+        self.send(Error(code=str(ErrorCode.RATE_LIMITED), message="slow down", ref=ref))
+        return False
+
+    def pause_writing(self) -> None:
+        """More than the budget waits to be written: this client reads too slowly; drop it."""
+        log.info("%s: reads too slowly, dropping (it can resume)", self.describe())
+        self.abort("slow")
 
     def eof_received(self) -> bool | None:
         self.conn.receive_eof()
         return None  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.sessions.discard(self)
+        self.server.forget(self)
         self.server.logout(self, self.close_reason)
         self.closed.set()
 

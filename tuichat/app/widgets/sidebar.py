@@ -7,7 +7,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from tuichat.app.colors import name_color
-from tuichat.chat.names import name_key
+from tuichat.chat.names import sort_key
 
 
 class Sidebar(Widget):
@@ -31,7 +31,7 @@ class Sidebar(Widget):
     def render(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"Online — {len(self.users)}\n", style="bold")
-        for user in sorted(self.users, key=name_key):
+        for user in sorted(self.users, key=sort_key):
             marker = "●" if user != self.me else "◉"
             text.append(f"{marker} ", style=name_color(user))
             text.append(f"{user}\n", style="bold" if user == self.me else "")
