@@ -29,7 +29,7 @@ from tuichat.protocol import (
 from tuichat.server import ChatServer, ServerConfig
 from tuichat.server.config import RateLimits
 from tuichat.server.history import SQLiteHistory
-from tuichat.server.history.sqlite import SCHEMA_VERSION, SchemaTooNew
+from tuichat.server.history.sqlite import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew
 
 Start = Callable[..., Awaitable[ChatServer]]
 
@@ -282,3 +282,26 @@ async def test_resume_puts_the_user_back_in_every_room_with_nothing_missed(start
     await ali.close()
     await bob.close()
     await proxy.stop()
+
+
+async def test_an_older_database_is_migrated_forward_and_keeps_its_history(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0] + "PRAGMA user_version = 1;")  # as the first release left it
+    conn.execute("INSERT INTO rooms VALUES ('#lobby', 42)")
+    conn.execute(
+        "INSERT INTO messages VALUES ('#lobby', 1, 'ali', 'ali', 'from long ago', 1000, 0, NULL)"
+    )
+    conn.commit()
+    server = ChatServer(ServerConfig(port=0, db=str(path)))
+    await server.start()
+    bob = await connect(server, "bob")
+    page = await bob.history("#lobby")
+    assert [(m.seq, m.text) for m in page.messages] == [(1, "from long ago")]
+    assert page.epoch == 42
+    await bob.close()
+    await server.stop()
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert conn.execute("SELECT COUNT(*) FROM identities").fetchone() == (0,)

@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import getpass
 import os
+import ssl
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from tuichat import DEFAULT_PORT, __version__
+from tuichat.app.identity import IdentityError, IdentityStore, default_path
 from tuichat.client import ChatClient
 
 
@@ -21,8 +24,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--port", type=int, default=DEFAULT_PORT, help=f"server port (default {DEFAULT_PORT})"
     )
     parser.add_argument("--name", default=_default_name(), help="your name (default: your login)")
+    parser.add_argument(
+        "--tls", action="store_true", help="connect with TLS, verifying the server's certificate"
+    )
+    parser.add_argument(
+        "--ca", metavar="FILE", help="trust the CA certificates in FILE (PEM) for --tls"
+    )
+    parser.add_argument(
+        "--export-identity",
+        metavar="NAME",
+        help="print the line that lets another device use NAME, then exit",
+    )
+    parser.add_argument(
+        "--import-identity",
+        metavar="LINE",
+        help="store an identity line made by --export-identity on another device, then exit",
+    )
+    parser.add_argument(
+        "--identities", type=Path, default=None, help=f"identity file (default {default_path()})"
+    )
     parser.add_argument("--version", action="version", version=f"tuichat {__version__}")
     return parser.parse_args(argv)
+
+
+def tls_context(ca: str | None) -> ssl.SSLContext:
+    """A client TLS context that verifies the server (against `ca`, or the system's CAs)."""
+    return ssl.create_default_context(cafile=ca)
 
 
 def _default_name() -> str:
@@ -48,6 +75,18 @@ async def _reachable(host: str, port: int) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `tuichat`; returns the exit status."""
     args = parse_args(argv)
+    identities = IdentityStore(args.identities)
+    if args.export_identity:
+        print(identities.export(args.export_identity))
+        return 0
+    if args.import_identity:
+        try:
+            name = identities.import_line(args.import_identity)
+        except IdentityError as exc:
+            print(f"tuichat: {exc}", file=sys.stderr)
+            return 1
+        print(f"tuichat: this device can now use the name {name}")
+        return 0
     problem = asyncio.run(_reachable(args.host, args.port))
     if problem is not None:
         print(
@@ -56,8 +95,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     from tuichat.app.app import ChatApp
 
+    tls = tls_context(args.ca) if args.tls or args.ca else None
+
     async def connector(name: str) -> ChatClient:
-        return await ChatClient.connect(name, args.host, args.port, reconnect=True)
+        return await ChatClient.connect(
+            name,
+            args.host,
+            args.port,
+            ssl_context=tls,
+            reconnect=True,
+            key=identities.key_for(name),
+        )
 
     app = ChatApp(connector, args.name, server_label=f"{args.host}:{args.port}")
     app.run()

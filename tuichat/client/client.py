@@ -57,7 +57,7 @@ from tuichat.protocol import (
 
 T = TypeVar("T")
 
-FATAL_REFUSALS = frozenset({"invalid_name", "unsupported_version"})
+FATAL_REFUSALS = frozenset({"invalid_name", "unsupported_version", "name_registered"})
 """Refusals of a `hello` that no retry will change."""
 
 
@@ -145,8 +145,10 @@ class ChatClient:
         reconnect: bool,
         backoff: Backoff,
         heartbeat: float,
+        key: str | None = None,
     ) -> None:
         self._name = name
+        self._key = key
         self._host = host
         self._port = port
         self._ssl = ssl_context
@@ -185,6 +187,7 @@ class ChatClient:
         reconnect: bool = False,
         backoff: Backoff | None = None,
         heartbeat: float = 10.0,
+        key: str | None = None,
     ) -> ChatClient:
         """Connect, say hello as `name` and return the welcomed client.
 
@@ -193,7 +196,9 @@ class ChatClient:
         With `reconnect`, a later drop is followed by reconnection attempts
         instead of the end of the session. `heartbeat` is how often (seconds)
         a quiet connection is pinged; three times that without a word from the
-        server counts as a drop.
+        server counts as a drop. `key` is the secret that owns the name: the first
+        `hello` with a key registers the name to it, and from then on the server
+        refuses the name (code `name_registered`) to anyone without it.
         """
         client = cls(
             name,
@@ -205,6 +210,7 @@ class ChatClient:
             reconnect=reconnect,
             backoff=backoff or Backoff(),
             heartbeat=heartbeat,
+            key=key,
         )
         try:
             await client._open()
@@ -229,6 +235,7 @@ class ChatClient:
                 positions=tuple(self.positions.values()) if resuming else None,
                 private_after=self._private_after if resuming else None,
                 token=self._token if resuming else None,
+                key=self._key,
             )
             return await self._request(hello, Welcome, link=self._link)
 

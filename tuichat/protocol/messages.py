@@ -45,6 +45,7 @@ class Hello:
     positions: tuple[Position, ...] | None = None  # resuming: where we were in each room
     private_after: int | None = None  # resuming: the last private message `pid` we saw
     token: str | None = None  # resuming: the `token` of our previous `welcome`
+    key: str | None = None  # the secret that owns `name` (registers it on first use)
     ref: int | None = None
 
 

@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 import sqlite3
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,6 +76,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=socket.gethostname(),
         help="server name shown to clients (default: host name)",
     )
+    parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: serve TLS")
+    parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
     parser.add_argument("--motd", default="", help="welcome line sent to every user who connects")
     parser.add_argument(
         "--max-frame",
@@ -179,6 +182,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             strikes=args.flood_strikes,
         ),
         max_pending_write=args.max_pending_write,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
 
@@ -198,6 +203,9 @@ async def serve(config: ServerConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `tuichat-server`; returns the exit status."""
     args = parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("tuichat-server: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(message)s",
@@ -210,6 +218,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (sqlite3.Error, SchemaTooNew) as exc:
         log.error("cannot open the history %s: %s", args.db, exc)
+        return 1
+    except ssl.SSLError as exc:
+        log.error("cannot use the TLS certificate %s: %s", args.tls_cert, exc)
         return 1
     return 0
 

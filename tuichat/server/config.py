@@ -35,6 +35,9 @@ class ServerConfig:
     max_connections: int = 10_000
     max_connections_per_ip: int = 100
     rate: RateLimits = field(default_factory=lambda: RateLimits())
+    tls_cert: str | None = None
+    """PEM certificate chain; with `tls_key`, clients must speak TLS."""
+    tls_key: str | None = None
     max_pending_write: int = 1024 * 1024
     """Bytes that may wait to be written to one client; a client that reads slower is dropped."""
 

@@ -13,12 +13,13 @@ import dataclasses
 import hashlib
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from tuichat.chat import LOBBY, Chat, ChatError, Delivery, Room, User
-from tuichat.chat.names import check_room, name_key
+from tuichat.chat.names import check_name, check_room, name_key
 from tuichat.protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -111,6 +112,7 @@ class ChatServer:
             new_epoch=new_epoch,
         )
         self._tokens = dict(loaded.tokens)
+        self._identities = dict(loaded.identities)
         self.sessions: set[Session] = set()
         self._per_ip: dict[str, int] = {}
         self._server: asyncio.Server | None = None
@@ -137,13 +139,21 @@ class ChatServer:
         """Start listening; `port` 0 picks a free port (see `address`)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: Session(self), self.config.host, self.config.port
+            lambda: Session(self), self.config.host, self.config.port, ssl=self._tls_context()
         )
         self._spawn(self._heartbeats())
         host, port = self.address
         where = self.config.db or "memory only"
-        log.info("listening on %s:%d (protocol version %d)", host, port, PROTOCOL_VERSION)
+        tls = " with TLS" if self.config.tls_cert else ""
+        log.info("listening on %s:%d%s (protocol version %d)", host, port, tls, PROTOCOL_VERSION)
         log.info("history: %s", where)
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if not self.config.tls_cert:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        return context
 
     @property
     def address(self) -> tuple[str, int]:
@@ -275,8 +285,14 @@ class ChatServer:
         return session.user
 
     def _hello(self, session: Session, hello: Hello) -> None:
+        key = name_key(check_name(hello.name))
+        self._check_owner(key, hello)
         self._replace_ghost(hello)
         user, deliveries = self.chat.login(hello.name, session, self.clock())
+        if hello.key and key not in self._identities:
+            self._identities[key] = token_hash(hello.key)
+            self.history.save_identity(key, user.name, token_hash(hello.key), self.clock())
+            log.info("%s is now registered to its key", user.name)
         session.user = user
         resumed, rejoined = self._rejoin(user, hello.positions or ())
         trusted = self._check_token(user, hello.token)
@@ -317,10 +333,26 @@ class ChatServer:
         if trusted and hello.private_after is not None:
             self._spawn(self._replay_privates(session, user, hello.private_after))
 
+    def _check_owner(self, key: str, hello: Hello) -> None:
+        """Refuse a registered name (or a look-alike of it) to anyone without its key."""
+        owner = self._identities.get(key)
+        if owner is None:
+            return
+        if not hello.key or not secrets.compare_digest(owner, token_hash(hello.key)):
+            raise ChatError(
+                ErrorCode.NAME_REGISTERED,
+                f"{hello.name} is registered to another key; pick another name "
+                "(or bring your identity to this device: tuichat --export-identity)",
+            )
+
     def _replace_ghost(self, hello: Hello) -> None:
         """A returning user with a valid token takes over a session that still looks alive."""
         ghost = self.chat.users.get(name_key(hello.name))
-        if ghost is None or not self._check_token(ghost, hello.token):
+        if ghost is None:
+            return
+        owner = self._identities.get(ghost.key)
+        same_key = bool(hello.key) and owner == token_hash(hello.key or "")
+        if not (same_key or self._check_token(ghost, hello.token)):
             return
         old = ghost.handle
         log.info("%s is back from another connection; dropping the old one", ghost.name)

@@ -46,6 +46,8 @@ class LoadedState:
     last_private_id: int
     tokens: dict[str, str]
     """User key → hash of the resume token of their last session."""
+    identities: dict[str, str]
+    """Name key → hash of the key that owns the name."""
 
 
 class HistoryStore(ABC):
@@ -68,6 +70,10 @@ class HistoryStore(ABC):
     @abstractmethod
     def save_token(self, user_key: str, token_hash: str) -> None:
         """Remember the resume token of a user's current session."""
+
+    @abstractmethod
+    def save_identity(self, name_key: str, name: str, key_hash: str, now: int) -> None:
+        """Remember that `name` belongs to the holder of the key with hash `key_hash`."""
 
     @abstractmethod
     async def page(self, room: str, before: int, limit: int) -> list[Message]:

@@ -24,7 +24,7 @@ class MemoryHistory(HistoryStore):
         self._privates: deque[tuple[str, str, PrivateMessage]] = deque(maxlen=keep)
 
     def load(self) -> LoadedState:
-        return LoadedState(rooms={}, last_private_id=0, tokens={})
+        return LoadedState(rooms={}, last_private_id=0, tokens={}, identities={})
 
     def append(self, records: Sequence[Record], durable: Callable[[], None]) -> None:
         for record in records:
@@ -38,7 +38,10 @@ class MemoryHistory(HistoryStore):
         asyncio.get_running_loop().call_soon(durable)
 
     def save_token(self, user_key: str, token_hash: str) -> None:
-        pass
+        pass  # tokens live in the server's memory already
+
+    def save_identity(self, name_key: str, name: str, key_hash: str, now: int) -> None:
+        pass  # identities live in the server's memory already
 
     async def page(self, room: str, before: int, limit: int) -> list[Message]:
         kept = [m for m in self._rooms.get(room, ()) if not before or m.seq < before]

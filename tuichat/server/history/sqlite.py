@@ -66,6 +66,15 @@ MIGRATIONS: tuple[str, ...] = (
         token_hash TEXT NOT NULL
     );
     """,
+    # version 2: names that belong to the holder of a key
+    """
+    CREATE TABLE identities (
+        name_key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    """,
 )
 """Forward migrations: entry N brings a database from `user_version` N to N + 1."""
 
@@ -112,6 +121,7 @@ class _Append:
     tokens: Sequence[tuple[str, str]]
     durable: Callable[[], None] | None
     loop: asyncio.AbstractEventLoop | None
+    identities: Sequence[tuple[str, str, str, int]] = ()
 
 
 _STOP = object()
@@ -152,7 +162,10 @@ class SQLiteHistory(HistoryStore):
             rooms[room] = RoomRecord(epoch=epoch, seq=seqs.get(room, 0), recent_ids=recent)
         (last_private,) = conn.execute("SELECT COALESCE(MAX(pid), 0) FROM privates").fetchone()
         tokens = dict(conn.execute("SELECT user_key, token_hash FROM tokens").fetchall())
-        return LoadedState(rooms=rooms, last_private_id=last_private, tokens=tokens)
+        identities = dict(conn.execute("SELECT name_key, key_hash FROM identities").fetchall())
+        return LoadedState(
+            rooms=rooms, last_private_id=last_private, tokens=tokens, identities=identities
+        )
 
     # --- writing -----------------------------------------------------------
 
@@ -161,6 +174,9 @@ class SQLiteHistory(HistoryStore):
 
     def save_token(self, user_key: str, token_hash: str) -> None:
         self._queue.put(_Append((), ((user_key, token_hash),), None, None))
+
+    def save_identity(self, name_key: str, name: str, key_hash: str, now: int) -> None:
+        self._queue.put(_Append((), (), None, None, ((name_key, name, key_hash, now),)))
 
     def _write_loop(self) -> None:
         while True:
@@ -189,8 +205,10 @@ class SQLiteHistory(HistoryStore):
         messages: list[tuple[Any, ...]] = []
         privates: list[tuple[Any, ...]] = []
         tokens: list[tuple[str, str]] = []
+        identities: list[tuple[str, str, str, int]] = []
         for append in appends:
             tokens.extend(append.tokens)
+            identities.extend(append.identities)
             for record in append.records:
                 if isinstance(record, StoredMessage):
                     m = record.message
@@ -215,6 +233,7 @@ class SQLiteHistory(HistoryStore):
                 conn.executemany(f"INSERT INTO messages VALUES ({_marks(8)})", messages)
                 conn.executemany(f"INSERT INTO privates VALUES ({_marks(9)})", privates)
                 conn.executemany("INSERT OR REPLACE INTO tokens VALUES (?, ?)", tokens)
+                conn.executemany("INSERT OR IGNORE INTO identities VALUES (?, ?, ?, ?)", identities)
                 conn.execute("COMMIT")
                 break
             except sqlite3.IntegrityError:  # a bug: never acknowledge what was not stored
