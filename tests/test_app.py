@@ -239,3 +239,30 @@ async def test_ctrl_q_says_goodbye_and_quits(server: ChatServer, connect: Connec
         left = await expect(bob, Left, name="ali")
         assert left.reason == "quit"
     assert app.return_code == 0
+
+
+async def test_a_flood_shows_slow_down_and_nothing_is_dropped_silently() -> None:
+    from tuichat.server import ServerConfig
+    from tuichat.server.config import RateLimits
+
+    limits = RateLimits(messages_per_second=0.5, message_burst=3)
+    server = ChatServer(ServerConfig(host="127.0.0.1", port=0, rate=limits))
+    await server.start()
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        for i in range(5):
+            await pilot.press(*f"line {i}", "enter")
+
+        def outcomes() -> tuple[list[str], list[str]]:
+            texts = log_texts(app)
+            shown = [t for t in texts if t.startswith("line ")]
+            return shown, [t for t in texts if t.startswith("slow down")]
+
+        # every line either goes through or is refused: nothing is dropped silently
+        await until(pilot, lambda: sum(map(len, outcomes())) == 5)
+        _, refused = outcomes()
+        assert len(refused) >= 2
+        kinds = {e.text: e.kind for e in app.query_one(ChatLog).entries}
+        assert all(kinds[t] is Kind.ERROR for t in refused)
+    await server.stop()

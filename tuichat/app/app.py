@@ -129,6 +129,10 @@ class ChatApp(App[int]):
         if self._ping_interval:
             self.set_interval(self._ping_interval, self._measure_rtt)
 
+    async def on_unmount(self) -> None:
+        if self.client is not None:
+            await self.client.abort()  # the app is gone: so is its connection
+
     # --- state the palette and the widgets read ---------------------------
 
     @property

@@ -100,7 +100,13 @@ class Session(asyncio.Protocol):
             self.fail(ProtocolError(ErrorCode.FLOOD, "too many requests refused; goodbye"))
             return False
         ref = getattr(event, "ref", None)
-        self.send(Error(code=str(ErrorCode.RATE_LIMITED), message="slow down", ref=ref))
+        self.send(
+            Error(
+                code=str(ErrorCode.RATE_LIMITED),
+                message="slow down: you are sending faster than this server allows",
+                ref=ref,
+            )
+        )
         return False
 
     def pause_writing(self) -> None:
