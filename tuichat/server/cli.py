@@ -18,7 +18,6 @@ import platformdirs
 
 from tuichat import DEFAULT_PORT, __version__
 from tuichat.chat import ChatLimits
-from tuichat.protocol import DEFAULT_MAX_FRAME
 from tuichat.server.config import DEFAULT_HOST, RateLimits, ServerConfig
 from tuichat.server.history.sqlite import SchemaTooNew
 from tuichat.server.server import ChatServer
@@ -79,24 +78,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: serve TLS")
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
     parser.add_argument("--motd", default="", help="welcome line sent to every user who connects")
-    parser.add_argument(
-        "--max-frame",
-        type=positive_int,
-        default=DEFAULT_MAX_FRAME,
-        help=f"largest frame accepted from a client, in bytes (default {DEFAULT_MAX_FRAME})",
-    )
-    parser.add_argument(
-        "--max-text-bytes",
-        type=positive_int,
-        default=defaults.max_text_bytes,
-        help=f"longest message text, in UTF-8 bytes (default {defaults.max_text_bytes})",
-    )
-    parser.add_argument(
-        "--max-rooms-per-user",
-        type=positive_int,
-        default=defaults.max_rooms_per_user,
-        help=f"rooms one user may be in at once (default {defaults.max_rooms_per_user})",
-    )
     history = parser.add_mutually_exclusive_group()
     history.add_argument(
         "--db",
@@ -108,29 +89,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="keep only the last 1,000 messages of each room, in memory",
     )
-    parser.add_argument(
-        "--heartbeat-interval",
-        type=positive_float,
-        default=10.0,
-        help="seconds of silence after which a client is pinged (default 10)",
-    )
-    parser.add_argument(
-        "--heartbeat-timeout",
-        type=positive_float,
-        default=30.0,
-        help="seconds of silence after which a client is dropped (default 30)",
-    )
-    defaults_config = ServerConfig()
-    rate = defaults_config.rate
+    config = ServerConfig()
+    rate = config.rate
     limits: list[tuple[str, Any, Any, str]] = [
+        ("--max-frame", positive_int, config.max_frame,
+         "largest frame accepted from a client, in bytes"),
+        ("--max-text-bytes", positive_int, defaults.max_text_bytes,
+         "longest message text, in UTF-8 bytes"),
         ("--max-text-lines", positive_int, defaults.max_text_lines, "lines in one message"),
-        ("--hello-timeout", positive_float, defaults_config.hello_timeout,
+        ("--max-rooms-per-user", positive_int, defaults.max_rooms_per_user,
+         "rooms one user may be in at once"),
+        ("--heartbeat-interval", positive_float, config.heartbeat_interval,
+         "seconds of silence after which a client is pinged"),
+        ("--heartbeat-timeout", positive_float, config.heartbeat_timeout,
+         "seconds of silence after which a client is dropped"),
+        ("--hello-timeout", positive_float, config.hello_timeout,
          "seconds a new connection has to say hello"),
-        ("--frame-timeout", positive_float, defaults_config.frame_timeout,
+        ("--frame-timeout", positive_float, config.frame_timeout,
          "seconds a frame's body has to arrive once its length has"),
-        ("--max-connections", positive_int, defaults_config.max_connections,
-         "connections in all"),
-        ("--max-connections-per-ip", positive_int, defaults_config.max_connections_per_ip,
+        ("--max-connections", positive_int, config.max_connections, "connections in all"),
+        ("--max-connections-per-ip", positive_int, config.max_connections_per_ip,
          "connections from one address"),
         ("--messages-per-second", positive_float, rate.messages_per_second,
          "requests per second one connection may keep up"),
@@ -142,7 +120,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
          "message text bytes one connection may send at once"),
         ("--flood-strikes", positive_int, rate.strikes,
          "refused requests (one forgiven per second) before a connection is dropped"),
-        ("--max-pending-write", positive_int, defaults_config.max_pending_write,
+        ("--max-pending-write", positive_int, config.max_pending_write,
          "bytes that may wait to be written to one client before it is dropped as too slow"),
     ]  # fmt: skip
     for flag, kind, default, meaning in limits:
