@@ -305,3 +305,34 @@ async def test_an_older_database_is_migrated_forward_and_keeps_its_history(
     await server.stop()
     assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     assert conn.execute("SELECT COUNT(*) FROM identities").fetchone() == (0,)
+
+
+async def test_a_large_backlog_is_replayed_at_the_readers_pace_not_dropped_as_slow(
+    start: Start,
+) -> None:
+    server = await start(max_pending_write=256 * 1024)
+    proxy = Proxy(server.address)
+    host, port = await proxy.start()
+    ali = await ChatClient.connect(
+        "ali", host, port, reconnect=True, backoff=Backoff(first=0.05, cap=0.2)
+    )
+    bob = await connect(server, "bob")
+    await proxy.refuse()
+    await expect(ali, Reconnecting)
+    missed = 3000
+    text = "y" * 4000  # 12 MB of backlog: far more than socket buffers and the write budget
+    for i in range(missed):
+        await bob.send("#lobby", f"{i} {text}")
+    await proxy.accept()
+    await expect(ali, Reconnected, timeout=10)
+    seen: list[Message] = []
+    async with asyncio.timeout(20):
+        while len(seen) < missed:
+            event = await ali.next_event()
+            assert not isinstance(event, Reconnecting), "dropped as a slow reader"
+            if isinstance(event, Message):
+                seen.append(event)
+    assert [m.seq for m in seen] == list(range(1, missed + 1))
+    await ali.close()
+    await bob.close()
+    await proxy.stop()

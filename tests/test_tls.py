@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -77,3 +78,32 @@ async def test_a_certificate_for_another_host_is_refused(ca: trustme.CA, tmp_pat
 async def test_a_plain_client_cannot_talk_to_a_tls_server(tls_server: ChatServer) -> None:
     with pytest.raises((ConnectionClosed, OSError, TimeoutError)):
         await ChatClient.connect("ali", *tls_server.address, timeout=3)
+
+
+async def test_a_tls_server_says_goodbye_to_everyone_and_exits_0_on_sigterm(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    import signal
+
+    from tests.server_process import start_server_process
+    from tuichat.client import Disconnected
+    from tuichat.protocol import Bye
+
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    server = await start_server_process(
+        "--no-history", "--tls-cert", str(cert_file), "--tls-key", str(key_file)
+    )
+    context = trusting(ca, tmp_path)
+    clients = [
+        await ChatClient.connect(name, server.host, server.port, ssl_context=context)
+        for name in ("ali", "bob")
+    ]
+    server.process.send_signal(signal.SIGTERM)
+    for client in clients:
+        assert (await expect(client, Bye)).reason == "shutdown"
+        await expect(client, Disconnected)
+    async with asyncio.timeout(20):
+        assert await server.process.wait() == 0

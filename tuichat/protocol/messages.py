@@ -223,7 +223,7 @@ class Joined:
 
 @dataclass(frozen=True, slots=True)
 class Left:
-    """`name` left `room`; `reason` is `part`, `quit`, `disconnect` or `timeout`."""
+    """`name` left `room`; `reason` is `part`, `quit`, `disconnect`, `timeout` or `slow`."""
 
     TYPE: ClassVar[str] = "left"
     room: str

@@ -67,9 +67,13 @@ log = logging.getLogger("tuichat.server")
 
 MAX_REPLAY = 10_000
 """Most missed messages of one room replayed on resume; beyond it the client reloads."""
+MIN_KEY, MAX_KEY = 16, 256
+"""Length limits of a name's key (the reference client uses 43 characters: 32 random bytes)."""
 SHUTDOWN_GRACE = 2.0
 """Seconds clients get, at shutdown, to read their last frames and close."""
 MAX_PAGE = 500
+MAX_PAGE_BYTES = 256 * 1024
+"""A `history_page` holds fewer messages when their texts would pass this size."""
 """Most messages in one `history_page`."""
 
 
@@ -139,7 +143,11 @@ class ChatServer:
         """Start listening; `port` 0 picks a free port (see `address`)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: Session(self), self.config.host, self.config.port, ssl=self._tls_context()
+            lambda: Session(self),
+            self.config.host,
+            self.config.port,
+            ssl=self._tls_context(),
+            ssl_handshake_timeout=self.config.hello_timeout if self.config.tls_cert else None,
         )
         self._spawn(self._heartbeats())
         host, port = self.address
@@ -335,6 +343,8 @@ class ChatServer:
 
     def _check_owner(self, key: str, hello: Hello) -> None:
         """Refuse a registered name (or a look-alike of it) to anyone without its key."""
+        if hello.key is not None and not MIN_KEY <= len(hello.key) <= MAX_KEY:
+            raise ChatError(ErrorCode.BAD_MESSAGE, f"a key has {MIN_KEY} to {MAX_KEY} characters")
         owner = self._identities.get(key)
         if owner is None:
             return
@@ -405,16 +415,14 @@ class ChatServer:
             if [m.seq for m in messages] != list(range(after + 1, upto + 1)):
                 session.send(RoomReset(room=room.name, epoch=room.epoch, seq=upto))
             else:
-                for message in messages:
-                    session.write_frame(encode_frame(Codec.encode(message)))
+                await session.paced_write(encode_frame(Codec.encode(m)) for m in messages)
         finally:
             session.release(room.name)
 
     async def _replay_privates(self, session: Session, user: User[Session], after: int) -> None:
         while session.open:
             messages = await self.history.privates(user.key, after, MAX_PAGE)
-            for message in messages:
-                session.send(message)
+            await session.paced_write(encode_frame(Codec.encode(m)) for m in messages)
             if len(messages) < MAX_PAGE:
                 return
             after = messages[-1].pid
@@ -472,7 +480,7 @@ class ChatServer:
         limit = max(1, min(request.limit, MAX_PAGE))
 
         async def reply() -> None:
-            messages = await self.history.page(room.name, before, limit)
+            messages = _within(await self.history.page(room.name, before, limit), MAX_PAGE_BYTES)
             complete = not messages or messages[0].seq == 1 or len(messages) < limit
             session.send(
                 HistoryPage(
@@ -524,6 +532,18 @@ class ChatServer:
         self.logout(session, "quit")
         session.send(Bye(reason="quit", message="goodbye", ref=bye.ref))
         session.close("quit")
+
+
+def _within(messages: list[Message], budget: int) -> list[Message]:
+    """The newest of `messages` (oldest first) whose texts fit in `budget` bytes (at least one)."""
+    kept = 0
+    size = 0
+    for message in reversed(messages):
+        size += len(message.text.encode("utf-8", "surrogatepass")) + 64
+        if size > budget and kept:
+            break
+        kept += 1
+    return messages[len(messages) - kept :]
 
 
 def _ack(message: Message, send: Send) -> Ack:

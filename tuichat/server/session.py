@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from tuichat.chat import User
@@ -51,6 +52,10 @@ class Session(asyncio.Protocol):
         self.ip = "?"
         self._held: dict[str, list[bytes]] = {}
         self._draining = False
+        self._failed = False
+        self._pacing = 0  # large replies in progress: wait for the client instead of dropping it
+        self._writable = asyncio.Event()
+        self._writable.set()
         self.closed = asyncio.Event()
 
     # --- asyncio.Protocol ------------------------------------------------
@@ -69,7 +74,7 @@ class Session(asyncio.Protocol):
         self.server.sessions.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.finished or self._draining:
+        if self.conn.finished or self._draining or self._failed:
             return
         now = self.last_heard = asyncio.get_running_loop().time()
         self.ping_outstanding = False
@@ -80,12 +85,12 @@ class Session(asyncio.Protocol):
             return
         if not self.conn.partial_frame:
             self.partial_since = None
-        elif self.partial_since is None:
-            self.partial_since = now
+        elif events or self.partial_since is None:
+            self.partial_since = now  # a frame completed, or one began: its body has time
         for event in events:
             if self._allowed(event, now):
                 self.server.handle(self, event)
-            if self.conn.finished:
+            if self.conn.finished or self._failed:
                 break
 
     def _allowed(self, event: object, now: float) -> bool:
@@ -110,15 +115,39 @@ class Session(asyncio.Protocol):
         return False
 
     def pause_writing(self) -> None:
-        """More than the budget waits to be written: this client reads too slowly; drop it."""
+        """More than the budget waits to be written: this client reads too slowly; drop it.
+
+        While a large reply is being paced out (`paced_write`), wait for it instead.
+        """
+        if self._pacing:
+            self._writable.clear()
+            return
         log.info("%s: reads too slowly, dropping (it can resume)", self.describe())
         self.abort("slow")
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    async def paced_write(self, frames: Iterable[bytes]) -> None:
+        """Write many frames (a replay, a page), waiting whenever the client falls behind."""
+        self._pacing += 1
+        try:
+            for frame in frames:
+                if not self.open:
+                    return
+                assert self.transport is not None
+                self.transport.write(frame)
+                if not self._writable.is_set():
+                    await self._writable.wait()
+        finally:
+            self._pacing -= 1
 
     def eof_received(self) -> bool | None:
         self.conn.receive_eof()
         return None  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._writable.set()  # a paced writer waiting on us must not wait forever
         self.server.forget(self)
         self.server.logout(self, self.close_reason)
         self.closed.set()
@@ -156,6 +185,7 @@ class Session(asyncio.Protocol):
 
     def fail(self, exc: ProtocolError) -> None:
         """Tell the client why, then close: the stream from it cannot be trusted."""
+        self._failed = True
         log.info("%s: closing after protocol error: %s", self.describe(), exc)
         self.send(Error(code=str(exc.code), message=exc.detail, fatal=True, ref=exc.ref))
         self.close("disconnect")
@@ -164,10 +194,12 @@ class Session(asyncio.Protocol):
         """Send what is written, then end our side; read and discard until the client closes."""
         self.close_reason = reason
         self._draining = True
-        if self.transport is not None and not self.transport.is_closing():
-            with contextlib.suppress(OSError):  # the peer may be gone already
-                self.transport.write_eof()
-            self.transport.resume_reading()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            if transport.can_write_eof():  # TLS cannot half-close
+                with contextlib.suppress(OSError):  # the peer may be gone already
+                    transport.write_eof()
+            transport.resume_reading()
 
     def close(self, reason: str) -> None:
         """Close the connection once what was written has been sent."""
