@@ -11,6 +11,8 @@ from tuichat.protocol.errors import ErrorCode
 MAX_NAME_LENGTH = 24
 MAX_ROOM_LENGTH = 32
 NAME_PUNCTUATION = "_-."
+INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+"""Hangul fillers: letters by category, but they draw nothing."""
 ROOM_PUNCTUATION = "_-"
 ROOM_PREFIX = "#"
 
@@ -51,7 +53,7 @@ def check_name(name: str) -> str:
     if not _is_letter_or_digit(name[0]):
         raise ChatError(ErrorCode.INVALID_NAME, "a name starts with a letter or a digit")
     for char in name:
-        if not (_is_letter_or_digit(char) or char in NAME_PUNCTUATION):
+        if char in INVISIBLE_LETTERS or not (_is_letter_or_digit(char) or char in NAME_PUNCTUATION):
             raise ChatError(
                 ErrorCode.INVALID_NAME,
                 f"{char!r} is not allowed in a name (letters, digits and {NAME_PUNCTUATION} are)",

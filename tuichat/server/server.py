@@ -67,6 +67,8 @@ log = logging.getLogger("tuichat.server")
 
 MAX_REPLAY = 10_000
 """Most missed messages of one room replayed on resume; beyond it the client reloads."""
+MAX_ID = 64
+"""Longest client-made message id."""
 MIN_KEY, MAX_KEY = 16, 256
 """Length limits of a name's key (the reference client uses 43 characters: 32 random bytes)."""
 SHUTDOWN_GRACE = 2.0
@@ -339,7 +341,8 @@ class ChatServer:
         for room, position in resumed:
             self._resume_room(session, room, position)
         if trusted and hello.private_after is not None:
-            self._spawn(self._replay_privates(session, user, hello.private_after))
+            after = min(max(hello.private_after, 0), 2**63 - 1)  # SQLite integers are 64-bit
+            self._spawn(self._replay_privates(session, user, after))
 
     def _check_owner(self, key: str, hello: Hello) -> None:
         """Refuse a registered name (or a look-alike of it) to anyone without its key."""
@@ -431,6 +434,7 @@ class ChatServer:
 
     def _send(self, session: Session, send: Send) -> None:
         user = self._user(session)
+        _check_id(send.id)
         message, new = self.chat.post(
             user, send.room, send.text, send.action, send.id, self.clock()
         )
@@ -452,6 +456,7 @@ class ChatServer:
 
     def _private(self, session: Session, private: Private) -> None:
         user = self._user(session)
+        _check_id(private.id)
         message, target = self.chat.private(
             user, private.to, private.text, private.action, private.id, self.clock()
         )
@@ -532,6 +537,11 @@ class ChatServer:
         self.logout(session, "quit")
         session.send(Bye(reason="quit", message="goodbye", ref=bye.ref))
         session.close("quit")
+
+
+def _check_id(client_id: str) -> None:
+    if len(client_id) > MAX_ID:
+        raise ChatError(ErrorCode.BAD_MESSAGE, f"an id has at most {MAX_ID} characters")
 
 
 def _within(messages: list[Message], budget: int) -> list[Message]:

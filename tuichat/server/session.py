@@ -157,7 +157,8 @@ class Session(asyncio.Protocol):
     @property
     def open(self) -> bool:
         """Whether frames can still be written to this client."""
-        return self.transport is not None and not self.conn.we_closed
+        transport = self.transport
+        return transport is not None and not transport.is_closing() and not self.conn.we_closed
 
     def send(self, message: AnyMessage) -> None:
         """Encode and write one message to this client alone."""
