@@ -34,6 +34,7 @@ async def test_a_registered_name_is_refused_to_anyone_without_its_key(
         ("ali", None),
         ("ALI", thief.key_for("ALI")),
         ("\u0430li", None),  # a Cyrillic a: looks the same
+        ("aIi", thief.key_for("aIi")),  # a capital I for the l
     ]:
         with pytest.raises(RequestFailed) as refused:
             await ChatClient.connect(name, *server.address, key=key)

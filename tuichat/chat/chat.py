@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from tuichat.chat.errors import ChatError
-from tuichat.chat.names import check_name, check_room, check_text, name_key, sort_key
+from tuichat.chat.names import check_name, check_room, check_text, name_key, name_keys, sort_key
 from tuichat.protocol.errors import ErrorCode
 from tuichat.protocol.messages import (
     Joined,
@@ -125,24 +125,40 @@ class Chat(Generic[H]):
             self.rooms[LOBBY] = Room(LOBBY, new_epoch())
         self.last_private_id = last_private_id
         self._recent_privates: OrderedDict[tuple[str, str], PrivateMessage] = OrderedDict()
+        self._taken: dict[str, User[H]] = {}
+        """Both keys of every online name (see `name_keys`)."""
 
     # --- sessions --------------------------------------------------------
 
     def login(self, name: str, handle: H, now: int) -> tuple[User[H], list[Delivery[H]]]:
         """Bring `name` online in the lobby; raise `ChatError` if the name is invalid or taken."""
         name = check_name(name)
-        if name_key(name) in self.users:
+        keys = name_keys(name)
+        if any(key in self._taken for key in keys):
             raise ChatError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken; pick another")
-        user = User(name, handle)
+        user = User(name, handle, keys[0])
         self.users[user.key] = user
+        for key in keys:
+            self._taken[key] = user
         _, deliveries = self.join(user, LOBBY, now)
         return user, deliveries
+
+    def find(self, name: str) -> User[H] | None:
+        """Return the online user whose name is `name` or looks like it."""
+        for key in name_keys(name):
+            user = self._taken.get(key)
+            if user is not None:
+                return user
+        return None
 
     def logout(self, user: User[H], reason: str, now: int) -> list[Delivery[H]]:
         """Take `user` offline; every room they were in hears that they left."""
         if self.users.get(user.key) is not user:
             return []
         del self.users[user.key]
+        for key in name_keys(user.name):
+            if self._taken.get(key) is user:
+                del self._taken[key]
         deliveries = []
         for room in list(user.rooms.values()):
             self._remove_member(room, user)
@@ -245,7 +261,7 @@ class Chat(Generic[H]):
             earlier = self._recent_privates.get((user.key, client_id))
             if earlier is not None:
                 return earlier, None
-        target = self.users.get(name_key(to))
+        target = self.find(to)
         if target is None:
             raise ChatError(ErrorCode.NO_SUCH_USER, f"{to!r} is not online")
         text = check_text(text, self.limits.max_text_bytes, self.limits.max_text_lines)

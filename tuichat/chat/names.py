@@ -22,15 +22,26 @@ def _is_letter_or_digit(char: str) -> bool:
 
 
 def name_key(name: str) -> str:
-    """Return the key under which `name` is unique.
+    """Return the key under which `name` is known (the first of `name_keys`)."""
+    return name_keys(name)[0]
+
+
+def name_keys(name: str) -> tuple[str, str]:
+    """Return the two keys of `name`; two names clash when any of their keys are equal.
 
     Names that differ only in case, in Unicode compatibility forms, or by
-    look-alike characters (Cyrillic a, U+0430, for Latin a; "0" for "o") have the same key.
+    look-alike characters (Cyrillic a, U+0430, for Latin a; "0" for "o"; capital
+    I for l) share a key. Look-alikes depend on case (I looks like l, i does not),
+    so one key folds case before mapping look-alikes and the other maps first.
     """
-    folded = unicodedata.normalize("NFKC", name).casefold()
+    normal = unicodedata.normalize("NFKC", name)
+    return _fold_and_map(normal.casefold()), _fold_and_map(skeleton(normal))
+
+
+def _fold_and_map(text: str) -> str:
     for _ in range(2):  # skeletons may be upper case ("0" → "O"): fold, and map again
-        folded = skeleton(folded).casefold()
-    return folded
+        text = skeleton(text.casefold())
+    return text.casefold()
 
 
 def sort_key(name: str) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from tuichat.chat import LOBBY, Chat, ChatError, Delivery, Room, User
-from tuichat.chat.names import check_name, check_room, name_key
+from tuichat.chat.names import check_name, check_room, name_keys
 from tuichat.protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -295,13 +295,14 @@ class ChatServer:
         return session.user
 
     def _hello(self, session: Session, hello: Hello) -> None:
-        key = name_key(check_name(hello.name))
-        self._check_owner(key, hello)
+        keys = name_keys(check_name(hello.name))
+        self._check_owner(keys, hello)
         self._replace_ghost(hello)
         user, deliveries = self.chat.login(hello.name, session, self.clock())
-        if hello.key and key not in self._identities:
-            self._identities[key] = token_hash(hello.key)
-            self.history.save_identity(key, user.name, token_hash(hello.key), self.clock())
+        if hello.key and not any(key in self._identities for key in keys):
+            for key in dict.fromkeys(keys):
+                self._identities[key] = token_hash(hello.key)
+                self.history.save_identity(key, user.name, token_hash(hello.key), self.clock())
             log.info("%s is now registered to its key", user.name)
         session.user = user
         resumed, rejoined = self._rejoin(user, hello.positions or ())
@@ -344,14 +345,15 @@ class ChatServer:
             after = min(max(hello.private_after, 0), 2**63 - 1)  # SQLite integers are 64-bit
             self._spawn(self._replay_privates(session, user, after))
 
-    def _check_owner(self, key: str, hello: Hello) -> None:
+    def _check_owner(self, keys: tuple[str, str], hello: Hello) -> None:
         """Refuse a registered name (or a look-alike of it) to anyone without its key."""
         if hello.key is not None and not MIN_KEY <= len(hello.key) <= MAX_KEY:
             raise ChatError(ErrorCode.BAD_MESSAGE, f"a key has {MIN_KEY} to {MAX_KEY} characters")
-        owner = self._identities.get(key)
-        if owner is None:
+        owners = {self._identities[key] for key in keys if key in self._identities}
+        if not owners:
             return
-        if not hello.key or not secrets.compare_digest(owner, token_hash(hello.key)):
+        offered = token_hash(hello.key) if hello.key else ""
+        if not all(secrets.compare_digest(owner, offered) for owner in owners):
             raise ChatError(
                 ErrorCode.NAME_REGISTERED,
                 f"{hello.name} is registered to another key; pick another name "
@@ -360,7 +362,7 @@ class ChatServer:
 
     def _replace_ghost(self, hello: Hello) -> None:
         """A returning user with a valid token takes over a session that still looks alive."""
-        ghost = self.chat.users.get(name_key(hello.name))
+        ghost = self.chat.find(hello.name)
         if ghost is None:
             return
         owner = self._identities.get(ghost.key)
