@@ -336,3 +336,43 @@ async def test_a_large_backlog_is_replayed_at_the_readers_pace_not_dropped_as_sl
     await ali.close()
     await bob.close()
     await proxy.stop()
+
+
+async def test_a_page_cut_short_by_its_size_is_not_called_complete(start: Start) -> None:
+    server = await start()
+    ali = await connect(server, "ali")
+    for i in range(100):
+        await ali.send("#lobby", f"{i:03d} " + "z" * 4000)
+    seqs: list[int] = []
+    before = 0
+    async with asyncio.timeout(10):
+        while True:
+            page = await ali.history("#lobby", before=before, limit=100)
+            seqs[:0] = [m.seq for m in page.messages]
+            if page.complete:
+                break
+            before = page.messages[0].seq
+    assert seqs == list(range(1, 101))  # the byte budget split the pages, nothing was skipped
+    await ali.close()
+
+
+async def test_reconnection_attempts_do_not_multiply_when_the_server_hangs_up(
+    start: Start,
+) -> None:
+    server = await start()
+    proxy = Proxy(server.address)
+    host, port = await proxy.start()
+    ali = await ChatClient.connect(
+        "ali", host, port, reconnect=True, backoff=Backoff(first=0.01, cap=0.02)
+    )
+    proxy.target = ("127.0.0.1", 1)  # from now on the proxy accepts and hangs up at once
+    proxy.cut()
+    attempts: list[int] = []
+    async with asyncio.timeout(10):
+        while len(attempts) < 20:
+            event = await ali.next_event()
+            if isinstance(event, Reconnecting):
+                attempts.append(event.attempt)
+    assert attempts == list(range(1, 21))  # one loop, counting up; not one loop per failed link
+    await ali.abort()
+    await proxy.stop()

@@ -300,3 +300,36 @@ async def test_a_malformed_frame_closes_only_that_connection(
     assert (events[0].code, events[0].fatal) == ("bad_frame", True)
     writer.close()
     assert (await ali.send("#lobby", "still here")).seq == 1
+
+
+async def test_two_hellos_in_one_packet_leave_no_ghost(
+    server: ChatServer, connect: Connect
+) -> None:
+    watcher = await connect("watcher")
+    reader, writer = await asyncio.open_connection(*server.address)
+    hellos = [Hello(name="alice", ref=1), Hello(name="bob", ref=2)]
+    writer.write(b"".join(encode_frame(Codec.encode(h)) for h in hellos))
+    receiver = Connection(Role.CLIENT)
+    events: list[object] = []
+    async with asyncio.timeout(5):
+        while not any(isinstance(e, Error) for e in events):
+            data = await reader.read(65536)
+            assert data, f"the server closed the connection after {events}"
+            events += receiver.receive_data(data)
+    refusal = next(e for e in events if isinstance(e, Error))
+    assert (refusal.code, refusal.ref) == ("already_welcomed", 2)
+    writer.close()
+    await expect(watcher, Left, name="alice")
+    assert await watcher.who() == ("watcher",)
+    again = await connect("alice")  # the name is free again
+    assert again.name == "alice"
+
+
+async def test_rooms_that_were_only_joined_and_left_are_forgotten(
+    server: ChatServer, connect: Connect
+) -> None:
+    ali = await connect("ali")
+    for i in range(50):
+        await ali.join(f"#tmp{i}")
+        await ali.part(f"#tmp{i}")
+    assert list(server.chat.rooms) == ["#lobby"]

@@ -285,6 +285,8 @@ class Chat(Generic[H]):
 
     def _remove_member(self, room: Room[H], user: User[H]) -> None:
         room.members.pop(user.key, None)
+        if not room.members and not room.seq and room.name != LOBBY:
+            del self.rooms[room.name]  # nothing to remember: joining and leaving costs nothing
 
 
 def _by_name(room: Room[H]) -> str:

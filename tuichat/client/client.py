@@ -29,6 +29,7 @@ from tuichat.protocol import (
     AnyMessage,
     Bye,
     Error,
+    ErrorCode,
     Event,
     Hello,
     History,
@@ -57,7 +58,9 @@ from tuichat.protocol import (
 
 T = TypeVar("T")
 
-FATAL_REFUSALS = frozenset({"invalid_name", "unsupported_version", "name_registered"})
+FATAL_REFUSALS = frozenset(
+    {ErrorCode.INVALID_NAME, ErrorCode.UNSUPPORTED_VERSION, ErrorCode.NAME_REGISTERED}
+)
 """Refusals of a `hello` that no retry will change."""
 
 
@@ -164,6 +167,8 @@ class ChatClient:
         self._next_ref = 0
         self._closing = False
         self._finished = False
+        self._ready = False  # welcomed on the current link (and unacknowledged sends re-sent)
+        self._reconnecting = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self.welcome: Welcome | None = None
         self.positions: dict[str, Position] = {}
@@ -214,6 +219,7 @@ class ChatClient:
         )
         try:
             await client._open()
+            client._ready = True
         except BaseException:
             client._closing = True
             if client._link is not None:
@@ -224,6 +230,7 @@ class ChatClient:
 
     async def _open(self) -> Welcome:
         """Open a connection and say hello (resuming if this session had one before)."""
+        self._ready = False
         async with asyncio.timeout(self._timeout):
             self._link = await Link.open(
                 self._host, self._port, self._ssl, self._on_event, self._on_lost
@@ -247,7 +254,8 @@ class ChatClient:
     @property
     def connected(self) -> bool:
         """Whether a connection is up right now."""
-        return self._link is not None and not self._link.closed and not self._finished
+        link = self._link
+        return self._ready and link is not None and not link.closed and not self._finished
 
     # --- requests --------------------------------------------------------
 
@@ -352,7 +360,10 @@ class ChatClient:
     async def _request(
         self, message: AnyMessage, reply_type: type[T], link: Link | None = None
     ) -> T:
-        link = link or self._link
+        if link is None:
+            if not self.connected:
+                raise ConnectionClosed("not connected")
+            link = self._link
         if link is None or link.closed or (self._finished and not isinstance(message, Bye)):
             raise ConnectionClosed("not connected")
         ref = self._new_ref()
@@ -455,32 +466,41 @@ class ChatClient:
             if not future.done() and id(future) not in retried:
                 future.set_exception(ConnectionClosed(reason))
         self._pending.clear()  # unacknowledged sends get new refs when they are sent again
+        self._ready = False
         if self._closing or not self._reconnect or self.welcome is None:
             self._finish(reason, clean)
-        else:
+        elif not self._reconnecting:  # a link lost during a reconnection attempt: that loop goes on
+            self._reconnecting = True
             self._spawn(self._reconnect_loop(reason))
 
     async def _reconnect_loop(self, reason: str) -> None:
+        try:
+            await self._reconnect_attempts(reason)
+        finally:
+            self._reconnecting = False
+
+    async def _reconnect_attempts(self, reason: str) -> None:
         attempt = 0
-        while not self._closing:
+        while not (self._closing or self._finished):
             attempt += 1
             delay = self._backoff.delay(attempt)
             self._events.put_nowait(Reconnecting(reason, attempt, delay))
             await asyncio.sleep(delay)
             try:
                 welcome = await self._open()
-            except RequestFailed as exc:
-                if exc.code in FATAL_REFUSALS:
+            except (OSError, TimeoutError, ClientError) as exc:
+                if self._link is not None:
+                    await self._link.abort()
+                if isinstance(exc, RequestFailed) and exc.code in FATAL_REFUSALS:
                     self._finish(f"the server refused us: {exc.message}", clean=False)
                     return
-                reason = exc.message
-                continue
-            except (OSError, TimeoutError, ClientError) as exc:
-                reason = str(exc) or type(exc).__name__
+                reason = exc.message if isinstance(exc, RequestFailed) else str(exc)
+                reason = reason or type(exc).__name__
                 continue
             self._events.put_nowait(Reconnected(welcome))
             for unacked in list(self._unacked.values()):
                 self._transmit(unacked.message)
+            self._ready = True
             return
 
     async def _heartbeats(self) -> None:

@@ -74,9 +74,9 @@ MIN_KEY, MAX_KEY = 16, 256
 SHUTDOWN_GRACE = 2.0
 """Seconds clients get, at shutdown, to read their last frames and close."""
 MAX_PAGE = 500
+"""Most messages in one `history_page`."""
 MAX_PAGE_BYTES = 256 * 1024
 """A `history_page` holds fewer messages when their texts would pass this size."""
-"""Most messages in one `history_page`."""
 
 
 def now_ms() -> int:
@@ -295,6 +295,8 @@ class ChatServer:
         return session.user
 
     def _hello(self, session: Session, hello: Hello) -> None:
+        if session.user is not None:  # a second hello in the same read as the first
+            raise ChatError(ErrorCode.ALREADY_WELCOMED, "the session is already open")
         keys = name_keys(check_name(hello.name))
         self._check_owner(keys, hello)
         self._replace_ghost(hello)
@@ -352,8 +354,7 @@ class ChatServer:
         owners = {self._identities[key] for key in keys if key in self._identities}
         if not owners:
             return
-        offered = token_hash(hello.key) if hello.key else ""
-        if not all(secrets.compare_digest(owner, offered) for owner in owners):
+        if not hello.key or not all(_same(owner, hello.key) for owner in owners):
             raise ChatError(
                 ErrorCode.NAME_REGISTERED,
                 f"{hello.name} is registered to another key; pick another name "
@@ -366,7 +367,7 @@ class ChatServer:
         if ghost is None:
             return
         owner = self._identities.get(ghost.key)
-        same_key = bool(hello.key) and owner == token_hash(hello.key or "")
+        same_key = bool(hello.key) and owner is not None and _same(owner, hello.key or "")
         if not (same_key or self._check_token(ghost, hello.token)):
             return
         old = ghost.handle
@@ -397,11 +398,7 @@ class ChatServer:
 
     def _check_token(self, user: User[Session], token: str | None) -> bool:
         stored = self._tokens.get(user.key)
-        return (
-            bool(token)
-            and stored is not None
-            and secrets.compare_digest(stored, token_hash(token or ""))
-        )
+        return bool(token) and stored is not None and _same(stored, token or "")
 
     def _resume_room(self, session: Session, room: Room[Session], position: Position) -> None:
         """Replay what the client missed in `room`, or tell it to reload the room."""
@@ -473,8 +470,9 @@ class ChatServer:
         self._waiting_privates[message.pid] = [(session, echo)]
 
         def durable() -> None:
-            if target.handle.user is target:
-                target.handle.send(message)
+            online = self.chat.users.get(target.key)  # the target may have reconnected since
+            if online is not None:
+                online.handle.send(message)
             for waiting_session, copy in self._waiting_privates.pop(message.pid, ()):
                 waiting_session.send(copy)
 
@@ -487,8 +485,10 @@ class ChatServer:
         limit = max(1, min(request.limit, MAX_PAGE))
 
         async def reply() -> None:
-            messages = _within(await self.history.page(room.name, before, limit), MAX_PAGE_BYTES)
-            complete = not messages or messages[0].seq == 1 or len(messages) < limit
+            page = await self.history.page(room.name, before, limit)
+            complete = not page or page[0].seq == 1 or len(page) < limit
+            messages = _within(page, MAX_PAGE_BYTES)
+            complete = complete and len(messages) == len(page)
             session.send(
                 HistoryPage(
                     room=room.name,
@@ -539,6 +539,11 @@ class ChatServer:
         self.logout(session, "quit")
         session.send(Bye(reason="quit", message="goodbye", ref=bye.ref))
         session.close("quit")
+
+
+def _same(stored_hash: str, secret: str) -> bool:
+    """Whether `secret` hashes to `stored_hash` (compared in constant time)."""
+    return secrets.compare_digest(stored_hash, token_hash(secret))
 
 
 def _check_id(client_id: str) -> None:

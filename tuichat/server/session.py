@@ -55,6 +55,7 @@ class Session(asyncio.Protocol):
         self._failed = False
         self._pacing = 0  # large replies in progress: wait for the client instead of dropping it
         self._writable = asyncio.Event()
+        self._hard_limit = 4 * server.config.max_pending_write
         self._writable.set()
         self.closed = asyncio.Event()
 
@@ -125,6 +126,11 @@ class Session(asyncio.Protocol):
         log.info("%s: reads too slowly, dropping (it can resume)", self.describe())
         self.abort("slow")
 
+    def pause_writing_hard(self) -> None:
+        """Even while pacing a reply, a client this far behind is dropped."""
+        log.info("%s: far behind while catching up, dropping", self.describe())
+        self.abort("slow")
+
     def resume_writing(self) -> None:
         self._writable.set()
 
@@ -174,6 +180,8 @@ class Session(asyncio.Protocol):
         elif self.open:
             assert self.transport is not None
             self.transport.write(frame)
+            if self._pacing and self.transport.get_write_buffer_size() > self._hard_limit:
+                self.pause_writing_hard()
 
     def hold(self, room: str) -> None:
         """Hold back live frames for `room` until `release(room)`."""

@@ -195,7 +195,12 @@ class SQLiteHistory(HistoryStore):
                     break
                 batch.append(item)
             appends = [item for item in batch if isinstance(item, _Append)]
-            if self._commit(appends):
+            try:
+                stored = self._commit(appends)
+            except Exception:  # the writer must outlive any one batch
+                log.exception("history batch failed in %s; not acknowledged", self.path)
+                stored = False
+            if stored:
                 self._report(appends)
             if stop:
                 return
@@ -236,8 +241,10 @@ class SQLiteHistory(HistoryStore):
                 conn.executemany("INSERT OR IGNORE INTO identities VALUES (?, ?, ?, ?)", identities)
                 conn.execute("COMMIT")
                 break
-            except sqlite3.IntegrityError:  # a bug: never acknowledge what was not stored
-                conn.execute("ROLLBACK")
+            except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError):
+                # a bug, and retrying cannot help: never acknowledge what was not stored
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 log.exception("history batch refused by %s; not acknowledged", self.path)
                 return False
             except sqlite3.Error:
@@ -311,7 +318,10 @@ def _marks(count: int) -> str:
 
 def _call_all(callbacks: list[Callable[[], None]]) -> None:
     for callback in callbacks:
-        callback()
+        try:
+            callback()
+        except Exception:  # one failing callback must not cost the others their acks
+            log.exception("acknowledging stored history failed")
 
 
 def _message(row: tuple[Any, ...]) -> Message:
