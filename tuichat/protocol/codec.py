@@ -96,25 +96,32 @@ def _nested_validator(cls: type[Any]) -> Validator:
     def check_nested(value: Any) -> Any:
         if type(value) is not dict:
             raise _FieldError("must be a map")
-        schema = _schema(cls)
-        kwargs: dict[str, Any] = {}
-        for name, check in schema.required:
-            if name not in value:
-                raise _FieldError(f"is missing {name!r}")
-            kwargs[name] = _check_field(name, check, value[name])
-        for name, check in schema.optional:
-            if name in value:
-                kwargs[name] = _check_field(name, check, value[name])
-        return cls(**kwargs)
+        try:
+            return _build(_schema(cls), value)
+        except _FieldError as exc:
+            raise _FieldError(f"holds a wrong entry: {exc}") from None
 
     return check_nested
+
+
+def _build(schema: _Schema, value: dict[Any, Any]) -> Any:
+    """Return `schema.cls` made from a wire map; raise `_FieldError` naming the bad field."""
+    kwargs: dict[str, Any] = {}
+    for name, check in schema.required:
+        if name not in value:
+            raise _FieldError(f"missing field {name!r}")
+        kwargs[name] = _check_field(name, check, value[name])
+    for name, check in schema.optional:
+        if name in value:
+            kwargs[name] = _check_field(name, check, value[name])
+    return schema.cls(**kwargs)
 
 
 def _check_field(name: str, check: Validator, value: Any) -> Any:
     try:
         return check(value)
     except _FieldError as exc:
-        raise _FieldError(f"has {name!r} that {exc}") from None
+        raise _FieldError(f"{name!r} {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,22 +200,10 @@ class Codec:
             return InvalidMessage(
                 ErrorCode.UNKNOWN_TYPE, f"unknown message type {type_name!r}", ref
             )
-        kwargs: dict[str, Any] = {}
         try:
-            for name, check in schema.required:
-                if name not in value:
-                    return InvalidMessage(
-                        ErrorCode.BAD_MESSAGE, f"{type_name}: missing field {name!r}", ref
-                    )
-                current = name
-                kwargs[name] = check(value[name])
-            for name, check in schema.optional:
-                if name in value:
-                    current = name
-                    kwargs[name] = check(value[name])
+            result: AnyMessage = _build(schema, value)
         except _FieldError as exc:
-            return InvalidMessage(ErrorCode.BAD_MESSAGE, f"{type_name}: {current!r} {exc}", ref)
-        result: AnyMessage = schema.cls(**kwargs)
+            return InvalidMessage(ErrorCode.BAD_MESSAGE, f"{type_name}: {exc}", ref)
         return result
 
     @staticmethod

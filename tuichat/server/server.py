@@ -110,7 +110,7 @@ class ChatServer:
             db = self.config.db
             history = MemoryHistory() if db is None else SQLiteHistory(db)
         self.history = history
-        loaded = history.load()
+        loaded = history.load(self.config.chat.recent_ids_per_room)
         self.chat: Chat[Session] = Chat(
             self.config.chat,
             rooms=loaded.rooms,

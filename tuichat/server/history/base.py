@@ -53,12 +53,10 @@ class LoadedState:
 class HistoryStore(ABC):
     """Durable history: appends with a callback when durable, and range reads."""
 
-    recent_ids_per_room = 4096
-    """How many client ids per room are remembered to recognise a retried send."""
-
     @abstractmethod
-    def load(self) -> LoadedState:
-        """Return the stored rooms, the last private message id and the resume tokens."""
+    def load(self, recent_ids: int) -> LoadedState:
+        """Return the stored rooms (with up to `recent_ids` client ids each, to recognise
+        retried sends), the last private message id, the resume tokens and the identities."""
 
     @abstractmethod
     def append(self, records: Sequence[Record], durable: Callable[[], None]) -> None:

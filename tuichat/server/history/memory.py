@@ -23,7 +23,7 @@ class MemoryHistory(HistoryStore):
         self._rooms: dict[str, deque[Message]] = {}
         self._privates: deque[tuple[str, str, PrivateMessage]] = deque(maxlen=keep)
 
-    def load(self) -> LoadedState:
+    def load(self, recent_ids: int) -> LoadedState:
         return LoadedState(rooms={}, last_private_id=0, tokens={}, identities={})
 
     def append(self, records: Sequence[Record], durable: Callable[[], None]) -> None:

@@ -146,7 +146,7 @@ class SQLiteHistory(HistoryStore):
 
     # --- loading -----------------------------------------------------------
 
-    def load(self) -> LoadedState:
+    def load(self, recent_ids: int) -> LoadedState:
         conn = self._write_conn
         rooms: dict[str, RoomRecord] = {}
         seqs = dict(conn.execute("SELECT room, MAX(seq) FROM messages GROUP BY room").fetchall())
@@ -155,7 +155,7 @@ class SQLiteHistory(HistoryStore):
             rows = conn.execute(
                 "SELECT sender_key, client_id, seq, ts FROM messages"
                 " WHERE room = ? AND client_id IS NOT NULL ORDER BY seq DESC LIMIT ?",
-                (room, self.recent_ids_per_room),
+                (room, recent_ids),
             ).fetchall()
             for sender_key, client_id, seq, ts in reversed(rows):
                 recent[(sender_key, client_id)] = (seq, ts)
