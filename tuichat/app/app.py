@@ -373,9 +373,13 @@ class ChatApp(App[int]):
             try:
                 await call(client)
             except ClientError as exc:
-                self._error(str(exc) if not isinstance(exc, RequestFailed) else exc.message)
+                self._failed(exc)
 
         self.run_worker(run(), group="requests")
+
+    def _failed(self, exc: ClientError) -> None:
+        """Show why a request failed: the server's words if it refused, else what broke."""
+        self._error(exc.message if isinstance(exc, RequestFailed) else str(exc))
 
     def _join(self, room: str) -> None:
         client = self.client
@@ -386,7 +390,7 @@ class ChatApp(App[int]):
             try:
                 state = await client.join(room)
             except ClientError as exc:
-                self._error(exc.message if isinstance(exc, RequestFailed) else str(exc))
+                self._failed(exc)
                 return
             view = self.rooms.setdefault(state.room, RoomView(state.room))
             view.members.update(state.users)
@@ -404,7 +408,7 @@ class ChatApp(App[int]):
             try:
                 await client.part(room)
             except ClientError as exc:
-                self._error(exc.message if isinstance(exc, RequestFailed) else str(exc))
+                self._failed(exc)
                 return
             self.rooms.pop(room.casefold(), None)
             if self.current_room == room.casefold():
@@ -426,7 +430,7 @@ class ChatApp(App[int]):
             try:
                 page = await client.history(room, before=view.oldest_seq, limit=HISTORY_PAGE)
             except ClientError as exc:
-                self._error(exc.message if isinstance(exc, RequestFailed) else str(exc))
+                self._failed(exc)
                 return
             finally:
                 view.loading = False

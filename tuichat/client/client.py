@@ -318,11 +318,6 @@ class ChatClient:
             await self._link.abort()
         self._finish("closed by us", clean=True)
 
-    def drop_connection(self) -> None:
-        """Cut the current connection as a network failure would (for tests and tools)."""
-        if self._link is not None:
-            self._link.kill()
-
     async def __aenter__(self) -> ChatClient:
         return self
 

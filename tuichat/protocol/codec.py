@@ -214,14 +214,14 @@ class Codec:
 
 def to_wire(message: Any) -> dict[str, Any]:
     """Return the map that represents `message` on the wire."""
-    wire: dict[str, Any] = {TYPE_KEY: message.TYPE}
-    wire.update(_fields(message))
-    return wire
+    return _fields(message, {TYPE_KEY: message.TYPE})
 
 
-def _fields(value: Any) -> dict[str, Any]:
-    """The fields of a dataclass as a map, nested dataclasses as maps, None left out."""
-    result: dict[str, Any] = {}
+def _fields(value: Any, result: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The fields of a dataclass added to `result` (a new map by default), nested
+    dataclasses as maps, None left out."""
+    if result is None:
+        result = {}
     for name in _schema(type(value)).names:
         item = getattr(value, name)
         if item is None:
