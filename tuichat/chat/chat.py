@@ -7,6 +7,7 @@ writes it to every recipient.
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -81,21 +82,50 @@ class Room(Generic[H]):
     recent_ids: OrderedDict[tuple[str, str], tuple[int, int]] = field(default_factory=OrderedDict)
     """(sender key, client id) → (seq, ts) of recent messages, to recognise retried sends."""
 
+    _sort_keys: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    _names: list[str] = field(default_factory=list, repr=False)
+    """The members' names in `sort_key` order (kept sorted as members come and go)."""
+
+    def add(self, user: User[H]) -> None:
+        """Make `user` a member."""
+        self.members[user.key] = user
+        position = bisect.bisect(self._sort_keys, (sort_key(user.name), user.name))
+        self._sort_keys.insert(position, (sort_key(user.name), user.name))
+        self._names.insert(position, user.name)
+
+    def remove(self, user: User[H]) -> None:
+        """Make `user` no longer a member."""
+        if self.members.pop(user.key, None) is None:
+            return
+        position = bisect.bisect_left(self._sort_keys, (sort_key(user.name), user.name))
+        del self._sort_keys[position], self._names[position]
+
     def handles(self) -> tuple[H, ...]:
         """Return the handles of every member."""
         return tuple(user.handle for user in self.members.values())
 
     def names(self) -> tuple[str, ...]:
         """Return the members' names, sorted case-insensitively."""
-        return tuple(sorted((u.name for u in self.members.values()), key=sort_key))
+        return tuple(self._names)
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery(Generic[H]):
-    """One message and everyone who must receive it."""
+    """One message for every member of a room (as they are when it is delivered).
 
-    recipients: tuple[H, ...]
+    `leaver` also gets it: the member a `left` announcement is about, who is no
+    longer in the room.
+    """
+
+    room: Room[H]
     message: ServerMessage
+    leaver: H | None = None
+
+    @property
+    def recipients(self) -> tuple[H, ...]:
+        """Everyone who receives the message, were it delivered now."""
+        extra = () if self.leaver is None else (self.leaver,)
+        return self.room.handles() + extra
 
 
 class Chat(Generic[H]):
@@ -163,7 +193,7 @@ class Chat(Generic[H]):
         for room in list(user.rooms.values()):
             self._remove_member(room, user)
             if room.members:
-                deliveries.append(Delivery(room.handles(), Left(room.name, user.name, now, reason)))
+                deliveries.append(Delivery(room, Left(room.name, user.name, now, reason)))
         user.rooms.clear()
         return deliveries
 
@@ -182,19 +212,18 @@ class Chat(Generic[H]):
         room = self.rooms.get(key)
         if room is None:
             room = self.rooms[key] = Room(key, self._new_epoch())
-        room.members[user.key] = user
+        room.add(user)
         user.rooms[key] = room
-        return room, [Delivery(room.handles(), Joined(key, user.name, now))]
+        return room, [Delivery(room, Joined(key, user.name, now))]
 
     def part(self, user: User[H], room_name: str, now: int) -> tuple[str, list[Delivery[H]]]:
         """Remove `user` from a room; the members, the leaver too, hear it."""
         room = self._membership(user, room_name)
         if room.name == LOBBY:
             raise ChatError(ErrorCode.CANNOT_LEAVE_LOBBY, f"everyone stays in {LOBBY}")
-        recipients = room.handles()
         self._remove_member(room, user)
         del user.rooms[room.name]
-        return room.name, [Delivery(recipients, Left(room.name, user.name, now, "part"))]
+        return room.name, [Delivery(room, Left(room.name, user.name, now, "part"), user.handle)]
 
     def room_list(self) -> tuple[RoomInfo, ...]:
         """Return every room someone is in (and the lobby) with its member count, by name."""
@@ -246,7 +275,7 @@ class Chat(Generic[H]):
         """Note that `message` is durable; return its delivery to the room's members now."""
         room = self.rooms[message.room]
         room.delivered = message.seq
-        return Delivery(room.handles(), message)
+        return Delivery(room, message)
 
     def private(
         self, user: User[H], to: str, text: str, action: bool, client_id: str, now: int
@@ -284,7 +313,7 @@ class Chat(Generic[H]):
         return room
 
     def _remove_member(self, room: Room[H], user: User[H]) -> None:
-        room.members.pop(user.key, None)
+        room.remove(user)
         if not room.members and not room.seq and room.name != LOBBY:
             del self.rooms[room.name]  # nothing to remember: joining and leaving costs nothing
 

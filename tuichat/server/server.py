@@ -1,8 +1,9 @@
 """The asyncio shell around the protocol state machine, the chat logic and the history.
 
 Sessions hand events to `ChatServer.handle`; the chat decides; messages are
-stored, and once durable they are acknowledged and written to every recipient,
-encoded once, without awaiting anyone.
+stored, and once durable they are acknowledged and handed to the room's fan-out,
+encoded once: at the end of the loop's pass each member gets one write of
+everything its rooms heard, without awaiting anyone.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from tuichat.protocol import (
     encode_frame,
 )
 from tuichat.server.config import ServerConfig
+from tuichat.server.fanout import Fanout
 from tuichat.server.history import (
     HistoryStore,
     MemoryHistory,
@@ -71,6 +73,8 @@ MAX_ID = 64
 """Longest client-made message id."""
 MIN_KEY, MAX_KEY = 16, 256
 """Length limits of a name's key (the reference client uses 43 characters: 32 random bytes)."""
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues before the server accepts them (a reconnect storm)."""
 SHUTDOWN_GRACE = 2.0
 """Seconds clients get, at shutdown, to read their last frames and close."""
 MAX_PAGE = 500
@@ -120,6 +124,7 @@ class ChatServer:
         self._tokens = dict(loaded.tokens)
         self._identities = dict(loaded.identities)
         self.sessions: set[Session] = set()
+        self.fanout = Fanout()
         self._per_ip: dict[str, int] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -150,6 +155,7 @@ class ChatServer:
             self.config.port,
             ssl=self._tls_context(),
             ssl_handshake_timeout=self.config.hello_timeout if self.config.tls_cert else None,
+            backlog=LISTEN_BACKLOG,
         )
         self._spawn(self._heartbeats())
         host, port = self.address
@@ -182,6 +188,7 @@ class ChatServer:
                 session.transport.pause_reading()
         await self.history.close()  # everything accepted is durable, acknowledged and sent
         await asyncio.sleep(0)
+        self.fanout.flush()
         for task in list(self._tasks):
             task.cancel()
         sessions = list(self.sessions)
@@ -272,12 +279,12 @@ class ChatServer:
             session.send(Error(code=str(exc.code), message=exc.message, ref=ref))
 
     def deliver(self, deliveries: Iterable[Delivery[Session]]) -> None:
-        """Encode each message once and write it to all its recipients."""
+        """Encode each message once and queue it for its room's members."""
         for delivery in deliveries:
             frame = encode_frame(Codec.encode(delivery.message))
-            room: str = getattr(delivery.message, "room", "")
-            for session in delivery.recipients:
-                session.write_frame(frame, room)
+            self.fanout.add(delivery.room, frame)
+            if delivery.leaver is not None:
+                delivery.leaver.write_frame(frame, delivery.room.name)
 
     def logout(self, session: Session, reason: str) -> None:
         """Take the session's user offline (if it had one) and tell their rooms."""
@@ -301,6 +308,7 @@ class ChatServer:
         self._check_owner(keys, hello)
         self._replace_ghost(hello)
         user, deliveries = self.chat.login(hello.name, session, self.clock())
+        self.fanout.joined(user.rooms[LOBBY], session)
         if hello.key and not any(key in self._identities for key in keys):
             for key in dict.fromkeys(keys):
                 self._identities[key] = token_hash(hello.key)
@@ -389,7 +397,8 @@ class ChatServer:
             try:
                 name = check_room(position.room)
                 if name not in user.rooms:
-                    _, deliveries = self.chat.join(user, name, self.clock())
+                    room, deliveries = self.chat.join(user, name, self.clock())
+                    self.fanout.joined(room, user.handle)
                     announcements += deliveries
             except ChatError:
                 continue  # a room that cannot be joined any more is simply not resumed
@@ -506,6 +515,7 @@ class ChatServer:
     def _join(self, session: Session, join: Join) -> None:
         user = self._user(session)
         room, deliveries = self.chat.join(user, join.room, self.clock())
+        self.fanout.joined(room, session)
         session.send(
             RoomState(
                 room=room.name,
@@ -520,6 +530,9 @@ class ChatServer:
 
     def _part(self, session: Session, part: Part) -> None:
         user = self._user(session)
+        room = user.rooms.get(check_room(part.room))
+        if room is not None:
+            self.fanout.flush_room(room)  # what the room heard before the leave reaches the leaver
         room_name, deliveries = self.chat.part(user, part.room, self.clock())
         self.deliver(deliveries)
         session.send(Parted(room=room_name, ref=part.ref))
@@ -536,6 +549,9 @@ class ChatServer:
         session.send(Pong(data=ping.data, ref=ping.ref))
 
     def _bye(self, session: Session, bye: Bye) -> None:
+        if session.user is not None:  # what its rooms heard before the bye still reaches it
+            for room in session.user.rooms.values():
+                self.fanout.flush_room(room)
         self.logout(session, "quit")
         session.send(Bye(reason="quit", message="goodbye", ref=bye.ref))
         session.close("quit")
