@@ -10,7 +10,7 @@ import socket
 import sqlite3
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for flag, kind, default, meaning in limits:
         parser.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default})")
     parser.add_argument(
+        "--event-loop",
+        default="auto",
+        choices=["auto", "uvloop", "asyncio"],
+        help="auto: uvloop when it is installed (pip install 'tuichat[fast]'), else asyncio's own",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     parser.add_argument("--version", action="version", version=f"tuichat-server {__version__}")
@@ -178,6 +184,19 @@ async def serve(config: ServerConfig) -> None:
     await server.stop()
 
 
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """Return how to make the event loop `--event-loop` asks for (None: asyncio's own)."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `tuichat-server`; returns the exit status."""
     args = parse_args(argv)
@@ -190,7 +209,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        asyncio.run(serve(config_from_args(args)))
+        factory = loop_factory(args.event_loop)
+    except ImportError:
+        print(
+            "tuichat-server: uvloop is not installed: pip install 'tuichat[fast]'",
+            file=sys.stderr,
+        )
+        return 2
+    log.info("event loop: %s", "uvloop" if factory else "asyncio")
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve(config_from_args(args)))
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
         return 1

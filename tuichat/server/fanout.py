@@ -1,10 +1,16 @@
-"""Room fan-out: what a room hears in one event-loop iteration, written once to each member.
+"""Room fan-out: what a room hears in one event-loop pass, written once to each member.
 
 A chat server's work is fan-out: one message in, a copy out to every member.
 Writing each message to each member costs a system call per delivery. Instead,
 the frames a room gets during one pass of the event loop are collected, joined
 into one `bytes` at the end of the pass, and that same object is written to every
 member: one write per member per pass, however many messages the pass carried.
+
+Presence (`joined`, `left`) may wait a little longer: a batch that holds only
+presence is written after a delay that grows with the room (10 µs a member, at
+most a quarter of a second), so a storm of logins into a large room costs a
+bounded number of writes per second instead of one write per member per login.
+A message in the room writes the presence before it at once.
 """
 
 from __future__ import annotations
@@ -18,12 +24,21 @@ from tuichat.chat import Room
 if TYPE_CHECKING:
     from tuichat.server.session import Session
 
+PRESENCE_DELAY_PER_MEMBER = 10e-6
+"""Seconds presence may wait per member of its room."""
+MAX_PRESENCE_DELAY = 0.25
+"""The longest presence waits, in seconds."""
+
 
 @dataclass(slots=True)
 class _Batch:
     frames: list[bytes] = field(default_factory=list)
     joined_at: dict[Session, int] = field(default_factory=dict)
     """Members who joined after the batch began, and the first frame that is theirs."""
+    due: bool = False
+    """Written at the end of this pass (it holds more than presence)."""
+    timer: asyncio.TimerHandle | None = None
+    """Writes a presence-only batch when its delay is over."""
 
 
 class Fanout:
@@ -31,17 +46,27 @@ class Fanout:
 
     def __init__(self) -> None:
         self._batches: dict[Room[Session], _Batch] = {}
-        self.flushes = 0
-        """Batches written so far (each is one write per member)."""
+        self._due: list[Room[Session]] = []
 
-    def add(self, room: Room[Session], frame: bytes) -> None:
+    def add(self, room: Room[Session], frame: bytes, presence: bool = False) -> None:
         """Queue `frame` for every member of `room` (as they are when it is written)."""
         batch = self._batches.get(room)
         if batch is None:
-            if not self._batches:
-                asyncio.get_running_loop().call_soon(self.flush)
             batch = self._batches[room] = _Batch()
         batch.frames.append(frame)
+        if batch.due:
+            return
+        loop = asyncio.get_running_loop()
+        if not presence:
+            batch.due = True
+            if batch.timer is not None:
+                batch.timer.cancel()
+            if not self._due:
+                loop.call_soon(self.flush)
+            self._due.append(room)
+        elif batch.timer is None:
+            delay = min(MAX_PRESENCE_DELAY, len(room.members) * PRESENCE_DELAY_PER_MEMBER)
+            batch.timer = loop.call_later(delay, self.flush_room, room)
 
     def joined(self, room: Room[Session], session: Session) -> None:
         """`session` just joined `room`: frames queued before now are not for it."""
@@ -52,17 +77,25 @@ class Fanout:
     def flush_room(self, room: Room[Session]) -> None:
         """Write what `room` has queued now (before its membership changes)."""
         batch = self._batches.pop(room, None)
-        if batch is not None:
-            self._write(room, batch)
+        if batch is None:
+            return
+        if batch.timer is not None:
+            batch.timer.cancel()
+        self._write(room, batch)
 
     def flush(self) -> None:
-        """Write every room's queued frames, rooms in the order they were first queued."""
-        batches, self._batches = self._batches, {}
-        for room, batch in batches.items():
-            self._write(room, batch)
+        """Write the batches that are due, rooms in the order they became due."""
+        due, self._due = self._due, []
+        for room in due:
+            self.flush_room(room)
+
+    def flush_all(self) -> None:
+        """Write everything queued, presence too (at shutdown)."""
+        for room in list(self._batches):
+            self.flush_room(room)
+        self._due.clear()
 
     def _write(self, room: Room[Session], batch: _Batch) -> None:
-        self.flushes += 1
         frames = batch.frames
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         name = room.name

@@ -35,6 +35,8 @@ from tuichat.protocol import (
     HistoryPage,
     InvalidMessage,
     Join,
+    Joined,
+    Left,
     ListRooms,
     Message,
     Part,
@@ -188,7 +190,7 @@ class ChatServer:
                 session.transport.pause_reading()
         await self.history.close()  # everything accepted is durable, acknowledged and sent
         await asyncio.sleep(0)
-        self.fanout.flush()
+        self.fanout.flush_all()
         for task in list(self._tasks):
             task.cancel()
         sessions = list(self.sessions)
@@ -282,7 +284,8 @@ class ChatServer:
         """Encode each message once and queue it for its room's members."""
         for delivery in deliveries:
             frame = encode_frame(Codec.encode(delivery.message))
-            self.fanout.add(delivery.room, frame)
+            presence = isinstance(delivery.message, Joined | Left)
+            self.fanout.add(delivery.room, frame, presence)
             if delivery.leaver is not None:
                 delivery.leaver.write_frame(frame, delivery.room.name)
 

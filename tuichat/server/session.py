@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tuichat.chat import User
 from tuichat.protocol import (
@@ -62,12 +62,11 @@ class Session(asyncio.Protocol):
     # --- asyncio.Protocol ------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         peer = transport.get_extra_info("peername")
         self.ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        transport.set_write_buffer_limits(high=self.server.config.max_pending_write)
+        self.transport.set_write_buffer_limits(high=self.server.config.max_pending_write)
         refusal = self.server.admit(self)
         if refusal is not None:
             self.fail(refusal)

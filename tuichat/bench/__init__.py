@@ -1,0 +1,1 @@
+"""`tuichat-bench`: fan-out throughput, latency and memory of tuichat, beside an IRC server."""

@@ -1,0 +1,5 @@
+import sys
+
+from tuichat.bench.cli import main
+
+sys.exit(main())

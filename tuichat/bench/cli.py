@@ -1,0 +1,196 @@
+"""`tuichat-bench`: run the benchmark and print a table (or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from tuichat.bench import servers
+from tuichat.bench.run import Generator, fanout, idle
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of whole numbers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("give whole numbers of at least 1, like 200,1000")
+    return values
+
+
+def _names(text: str) -> list[str]:
+    names = [part for part in text.split(",") if part]
+    unknown = [n for n in names if n not in servers.SERVERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown server {', '.join(unknown)}; choose from {', '.join(servers.SERVERS)}"
+        )
+    return names
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="tuichat-bench",
+        description="Room fan-out: N clients in one room, S of them sending M messages of ~100 "
+        "bytes; deliveries/s, latency, server CPU per delivery and memory per connection, for "
+        "tuichat and (when installed) ngIRCd in the same run.",
+    )
+    parser.add_argument(
+        "--clients",
+        type=_counts,
+        default=[200, 1000],
+        metavar="N[,N...]",
+        help="clients in the room, one scenario each (default 200,1000)",
+    )
+    parser.add_argument("--senders", type=int, default=10, help="clients that send (default 10)")
+    parser.add_argument(
+        "--messages", type=int, default=500, help="messages each sender sends per run (default 500)"
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=3,
+        help="flat-out runs per scenario; the table shows medians (default 3)",
+    )
+    parser.add_argument(
+        "--paced",
+        type=float,
+        default=200_000,
+        metavar="DELIVERIES_PER_S",
+        help="offered load of the paced run (default 200000)",
+    )
+    parser.add_argument(
+        "--paced-seconds",
+        type=float,
+        default=5.0,
+        help="about how long the paced run sends (default 5)",
+    )
+    parser.add_argument(
+        "--idle",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="idle connections to open on tuichat at the end; 0 skips (default 10000)",
+    )
+    parser.add_argument(
+        "--servers",
+        type=_names,
+        default=["tuichat", "ngircd"],
+        help=f"which servers, of {','.join(servers.SERVERS)} (default tuichat,ngircd)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="load-generating processes (default 2)"
+    )
+    parser.add_argument(
+        "--event-loop",
+        default="auto",
+        choices=["auto", "uvloop", "asyncio"],
+        help="the tuichat server's event loop (default auto: uvloop if installed)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    return parser.parse_args(argv)  # fmt: skip
+
+
+def raise_file_limit(wanted: int) -> int:
+    """Allow `wanted` open files if we may (servers and workers inherit it); return the limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:  # only a privileged process may raise its hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):
+            pass
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard if hard != resource.RLIM_INFINITY else wanted
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    chosen = [n for n in args.servers if n != "ngircd" or servers.ngircd_binary()]
+    if chosen != args.servers:
+        say("ngircd is not installed (Debian: apt-get install ngircd): skipping it")
+    wanted = max([*args.clients, args.idle]) + 1000  # the server holds one file per client
+    limit = raise_file_limit(wanted)
+    if limit < wanted:
+        say(f"the open-file limit is {limit}: too low; raise it (ulimit -n {wanted})")
+        return 2
+    results: dict[str, Any] = {"fanout": [], "idle": None, "started": time.time()}
+    generator = Generator(args.workers)
+    try:
+        for clients in args.clients:
+            for name in chosen:  # the servers take turns, so that noise hits them alike
+                server = servers.start(name, args.event_loop)
+                try:
+                    results["fanout"].append(
+                        fanout(server, generator, clients, args.senders, args.messages,
+                               args.runs, args.paced, args.paced_seconds, say)
+                    )  # fmt: skip
+                finally:
+                    server.stop()
+        if args.idle:
+            server = servers.start("tuichat", args.event_loop)
+            try:
+                results["idle"] = idle(server, generator, args.idle, say)
+            finally:
+                server.stop()
+    finally:
+        generator.stop()
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(table(results))
+    lost = sum(
+        r.get("flat_median", {}).get("lost", 0) + r.get("paced", {}).get("lost", 0)
+        for r in results["fanout"]
+    )
+    return 1 if lost else 0
+
+
+def table(results: dict[str, Any]) -> str:
+    """The results as a table, then tuichat's rate against each other server's."""
+    head = (
+        f"{'server':<18} {'N':>5} {'join s':>7} {'KiB/conn':>8} | {'flat deliv/s':>12} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'ns/deliv':>8} {'srv cores':>9} {'gen cores':>9} | "
+        f"{'paced p50':>9} {'p99 ms':>7} {'ns/deliv':>8} | {'lost':>4}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in results["fanout"]:
+        if "flat_median" not in r:
+            lines.append(f"{r['server']:<18} {r['clients']:>5}  failed to connect")
+            continue
+        flat, paced = r["flat_median"], r["paced"]
+        lines.append(
+            f"{r['server']:<18} {r['clients']:>5} {r['connect_s']:>7.2f} "
+            f"{r['rss_per_client_bytes'] / 1024:>8.1f} | {flat['deliveries_per_s']:>12,} "
+            f"{flat['latency_p50_ms']:>7} {flat['latency_p99_ms']:>7} "
+            f"{flat['server_cpu_ns_per_delivery']:>8} {flat['server_cpu_cores']:>9} "
+            f"{flat['generator_cpu_cores']:>9} | {paced['latency_p50_ms']:>9} "
+            f"{paced['latency_p99_ms']:>7} {paced['server_cpu_ns_per_delivery']:>8} | "
+            f"{flat['lost'] + paced['lost']:>4}"
+        )
+    by_key = {(r["server"], r["clients"]): r for r in results["fanout"] if "flat_median" in r}
+    for (name, clients), r in by_key.items():
+        if name == "tuichat":
+            continue
+        ours = by_key.get(("tuichat", clients))
+        if ours:
+            ratio = ours["flat_median"]["deliveries_per_s"] / r["flat_median"]["deliveries_per_s"]
+            lines.append(f"tuichat / {name} at N={clients}: {ratio:.2f}x the deliveries per second")
+    if results["idle"]:
+        i = results["idle"]
+        lines.append(
+            f"{i['clients']:,} idle connections on tuichat: connected and joined in "
+            f"{i['connect_s']:.2f} s, {i['rss_per_client_bytes'] / 1024:.2f} KiB of server memory "
+            f"each ({i['failed']} failed)"
+        )
+    return "\n".join(lines)

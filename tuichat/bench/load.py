@@ -1,0 +1,405 @@
+"""The load generator: many client connections in one process, cheap enough to outrun a server.
+
+Every connection is a plain `asyncio.Protocol`. After its handshake a
+connection stops decoding: it counts the deliveries in each chunk it reads by
+searching for the bytes every delivered message starts with (C speed), so one
+process can take millions of deliveries a second. A few connections are
+*probes*: they decode every frame, check sequence numbers and measure latency
+from the send timestamp carried at the start of each message's text.
+
+A worker process runs `serve(pipe)` and takes commands from the benchmark's
+main process (see `tuichat.bench.run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection as Pipe
+from typing import Any, cast
+
+from tuichat.protocol import (
+    Connection,
+    Error,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    ProtocolError,
+    Role,
+    Send,
+    Welcome,
+    encode_frame,
+)
+from tuichat.protocol.codec import Codec
+
+ROOM_TUICHAT = "#lobby"
+ROOM_IRC = "#bench"
+TEXT_BYTES = 100
+"""Size of each message's text: a 19-digit send time in nanoseconds, then padding."""
+
+
+def message_text(sender: int, number: int) -> str:
+    """Return a ~100-byte text that starts with the time it is sent at."""
+    head = f"{time.monotonic_ns():019d} {sender:04d} {number:06d} "
+    return head + "x" * (TEXT_BYTES - len(head))
+
+
+def sent_at(text: str | bytes) -> int:
+    """The send time (ns) at the start of a benchmark message's text."""
+    return int(text[:19])
+
+
+@dataclass
+class Tally:
+    """What one connection received during a phase."""
+
+    count: int = 0
+    target: int = 0
+    latencies: list[int] = field(default_factory=list)
+    """Per delivery, in microseconds (probes only)."""
+    gaps: int = 0
+    """Sequence numbers missing or repeated (probes only)."""
+
+
+class LoadConnection(asyncio.Protocol):
+    """One client connection of the load: what tuichat and IRC connections share."""
+
+    tag: bytes = b""
+    """Bytes that occur once in every delivered message and nowhere else."""
+
+    def __init__(self, worker: Worker, name: str, probe: bool) -> None:
+        self.worker = worker
+        self.name = name
+        self.probe = probe
+        self.transport: asyncio.Transport | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.tally = Tally()
+        self.done = True
+        self.dropped = ""
+        self._tail = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.greet()
+
+    def greet(self) -> None:
+        """Say hello to the server (its protocol's handshake)."""
+        raise NotImplementedError
+
+    def send_message(self, sender: int, number: int) -> None:
+        """Send one ~100-byte message to the benchmark room."""
+        raise NotImplementedError
+
+    def expect(self, count: int) -> None:
+        """Start a phase in which this connection should receive `count` messages."""
+        self.tally = Tally(target=count)
+        self.done = count == 0
+        if not self.done:
+            self.worker.waiting += 1
+
+    def counted(self, found: int) -> None:
+        tally = self.tally
+        tally.count += found
+        if not self.done and tally.count >= tally.target:
+            self.done = True
+            self.worker.one_done()
+
+    def count_tags(self, data: bytes) -> None:
+        """Count deliveries without decoding (the tag may straddle two reads)."""
+        tag = self.tag
+        edge = self._tail + data[: len(tag) - 1]
+        self._tail = data[1 - len(tag) :]
+        self.counted(data.count(tag) + edge.count(tag))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"{self.name}: connection lost ({exc})"))
+        self.dropped = self.dropped or "connection lost"
+        if not self.done:
+            self.done = True
+            self.worker.one_done()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class TuichatLoad(LoadConnection):
+    """One tuichat connection."""
+
+    tag = b"\xa4type\xa7message"
+    _ping = b"\xa4type\xa4ping"
+    _bad = (b"\xa4type\xa5error", b"\xa4type\xa3bye")
+    _pong = encode_frame(Codec.encode(Pong(data=0)))
+
+    def __init__(self, worker: Worker, name: str, probe: bool) -> None:
+        super().__init__(worker, name, probe)
+        self.conn = Connection(Role.CLIENT)
+        self.seq = 0
+        self.sent = 0
+        """Messages sent so far: each gets its own id (a repeated id is a retry)."""
+
+    def greet(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.conn.send(Hello(name=self.name, client="tuichat-bench")))
+
+    def data_received(self, data: bytes) -> None:
+        if self.probe or not self.ready.done():
+            self._decode(data)
+            return
+        self.count_tags(data)
+        if self._ping in data:
+            assert self.transport is not None
+            self.transport.write(self._pong)
+        if self._bad[0] in data or self._bad[1] in data:
+            self.dropped = self.dropped or "an error or a bye from the server"
+
+    def _decode(self, data: bytes) -> None:
+        try:
+            events = self.conn.receive_data(data)
+        except ProtocolError as exc:
+            self.dropped = f"protocol error: {exc}"
+            self.close()
+            return
+        now = time.monotonic_ns()
+        for event in events:
+            if isinstance(event, Message):
+                if self.probe:
+                    self.tally.latencies.append((now - sent_at(event.text)) // 1000)
+                    self.tally.gaps += event.seq != self.seq + 1
+                self.seq = event.seq
+                self.counted(1)
+            elif isinstance(event, Welcome):
+                self.seq = next((p.seq for p in event.positions if p.room == ROOM_TUICHAT), 0)
+                if not self.ready.done():
+                    self.ready.set_result(None)
+            elif isinstance(event, Ping):
+                assert self.transport is not None
+                self.transport.write(self.conn.send(Pong(data=event.data)))
+            elif isinstance(event, Error):
+                self.dropped = f"{event.code}: {event.message}"
+                if not self.ready.done():
+                    self.ready.set_exception(ConnectionError(f"{self.name}: {event.message}"))
+
+    def send_message(self, sender: int, number: int) -> None:
+        assert self.transport is not None
+        text = message_text(sender, number)
+        self.sent += 1
+        self.transport.write(self.conn.send(Send(ROOM_TUICHAT, text, id=str(self.sent))))
+
+
+class IrcLoad(LoadConnection):
+    """One IRC connection (for the same workload against an IRC server)."""
+
+    tag = f" PRIVMSG {ROOM_IRC} :".encode()
+
+    def __init__(self, worker: Worker, name: str, probe: bool, oper: bool) -> None:
+        super().__init__(worker, name, probe)
+        self.oper = oper
+        self._partial = b""
+
+    def greet(self) -> None:
+        assert self.transport is not None
+        self.transport.write(f"NICK {self.name}\r\nUSER {self.name} 0 * :bench\r\n".encode())
+
+    def data_received(self, data: bytes) -> None:
+        if self.probe or not self.ready.done():
+            self._lines(data)
+            return
+        self.count_tags(data)
+        if b"PING :" in data or b"ERROR :" in data:
+            self._lines(data, count=False)
+
+    def _lines(self, data: bytes, count: bool = True) -> None:
+        lines = (self._partial + data).split(b"\r\n")
+        self._partial = lines.pop()
+        now = time.monotonic_ns()
+        assert self.transport is not None
+        for line in lines:
+            if self.tag in line:
+                if count:
+                    if self.probe:
+                        text = line.split(self.tag, 1)[1]
+                        self.tally.latencies.append((now - sent_at(text)) // 1000)
+                    self.counted(1)
+            elif line.startswith(b"PING "):
+                self.transport.write(b"PONG " + line[5:] + b"\r\n")
+            elif line.startswith(b"ERROR "):
+                self.dropped = line.decode(errors="replace")
+            else:
+                self._handshake(line)
+
+    def _handshake(self, line: bytes) -> None:
+        assert self.transport is not None
+        parts = line.split(b" ", 2)
+        if len(parts) < 2 or self.ready.done():
+            return
+        if parts[1] == b"001":  # welcome: raise our flood limits if we send, then join
+            if self.oper:
+                self.transport.write(f"OPER bench bench\r\nMODE {self.name} +F\r\n".encode())
+            self.transport.write(f"JOIN {ROOM_IRC}\r\n".encode())
+        elif parts[1] == b"366":  # end of the channel's names: joined
+            self.ready.set_result(None)
+        elif parts[1] in (b"433", b"464", b"465", b"471", b"473", b"474", b"475"):
+            self.ready.set_exception(ConnectionError(line.decode(errors="replace")))
+
+    def send_message(self, sender: int, number: int) -> None:
+        assert self.transport is not None
+        text = message_text(sender, number)
+        self.transport.write(f"PRIVMSG {ROOM_IRC} :{text}\r\n".encode())
+
+
+class Worker:
+    """One load-generating process: its connections and the phases it runs."""
+
+    def __init__(self) -> None:
+        self.connections: list[LoadConnection] = []
+        self.senders: list[tuple[int, LoadConnection]] = []
+        self.waiting = 0
+        self.all_done: asyncio.Event = asyncio.Event()
+        self.last_done = 0
+
+    def one_done(self) -> None:
+        self.waiting -= 1
+        if self.waiting <= 0:
+            self.last_done = time.monotonic_ns()
+            self.all_done.set()
+
+    async def connect(
+        self, kind: str, port: int, clients: list[dict[str, Any]], concurrency: int
+    ) -> dict[str, Any]:
+        """Open every connection, `concurrency` at a time, and wait until each has joined."""
+        loop = asyncio.get_running_loop()
+        limit = asyncio.Semaphore(concurrency)
+        failures: list[str] = []
+
+        async def one(client: dict[str, Any]) -> None:
+            factory: Callable[[], LoadConnection]
+            if kind == "irc":
+                sends = client["sender"] is not None
+                factory = lambda: IrcLoad(self, client["name"], client["probe"], sends)  # noqa: E731
+            else:
+                factory = lambda: TuichatLoad(self, client["name"], client["probe"])  # noqa: E731
+            async with limit:
+                try:
+                    _, protocol = await loop.create_connection(factory, "127.0.0.1", port)
+                    await asyncio.wait_for(protocol.ready, 60)
+                except (OSError, ConnectionError, TimeoutError) as exc:
+                    failures.append(f"{client['name']}: {exc}")
+                    return
+            self.connections.append(protocol)
+            if client["sender"] is not None:
+                self.senders.append((client["sender"], protocol))
+
+        started = time.monotonic_ns()
+        await asyncio.gather(*(one(c) for c in clients))
+        return {
+            "connected": len(self.connections),
+            "failures": failures[:5],
+            "failed": len(failures),
+            "started_ns": started,
+            "ended_ns": time.monotonic_ns(),
+        }
+
+    async def run(
+        self,
+        messages: int,
+        interval: float,
+        expected: int,
+        timeout: float,
+        echo: bool,
+        senders: int,
+        start_at: float,
+    ) -> dict[str, Any]:
+        """Send `messages` from each sender and count arrivals.
+
+        Flat out, or paced: every `interval` seconds from `start_at` (`time.monotonic`),
+        the `senders` spread evenly over each interval.
+        """
+        self.all_done.clear()
+        self.waiting = 0
+        sender_ids = {id(c) for _, c in self.senders}
+        for connection in self.connections:
+            own = 0 if echo or id(connection) not in sender_ids else messages
+            connection.expect(expected - own)
+        if self.waiting == 0:
+            self.all_done.set()
+        cpu = time.process_time()
+        started = time.monotonic_ns()
+        await asyncio.gather(
+            *(
+                self._send(i, c, messages, interval, start_at + interval * i / senders)
+                for i, c in self.senders
+            )
+        )
+        sent = time.monotonic_ns()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.all_done.wait(), timeout)
+        cpu = time.process_time() - cpu
+        tallies = [c.tally for c in self.connections]
+        return {
+            "started_ns": started,
+            "sent_ns": sent,
+            "ended_ns": self.last_done if self.all_done.is_set() else time.monotonic_ns(),
+            "received": sum(min(t.count, t.target) for t in tallies),
+            "expected": sum(t.target for t in tallies),
+            "extra": sum(max(t.count - t.target, 0) for t in tallies),
+            "gaps": sum(t.gaps for t in tallies),
+            "latencies_us": [v for t in tallies for v in t.latencies],
+            "dropped": [f"{c.name}: {c.dropped}" for c in self.connections if c.dropped][:5],
+            "cpu_s": cpu,
+        }
+
+    @staticmethod
+    async def _send(
+        sender: int, connection: LoadConnection, messages: int, interval: float, first: float
+    ) -> None:
+        if not interval:
+            for number in range(messages):
+                connection.send_message(sender, number)
+                if number % 64 == 63:
+                    await asyncio.sleep(0)  # let the other senders go too
+            return
+        for number in range(messages):
+            delay = first + number * interval - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            connection.send_message(sender, number)
+
+    def close(self) -> None:
+        for connection in self.connections:
+            connection.close()
+        self.connections.clear()
+        self.senders.clear()
+
+
+def serve(pipe: Pipe) -> None:
+    """A worker process's main: carry out commands from the pipe until told to stop."""
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(_serve(pipe))
+
+
+async def _serve(pipe: Pipe) -> None:
+    worker = Worker()
+    while True:
+        command = await asyncio.to_thread(pipe.recv)  # the pipe stays blocking for big answers
+        action = command.pop("action")
+        if action == "connect":
+            pipe.send(await worker.connect(**command))
+        elif action == "run":
+            pipe.send(await worker.run(**command))
+        else:  # "close" or "stop"
+            worker.close()
+            pipe.send({})
+            if action == "stop":
+                return
