@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,25 +17,21 @@ import msgpack
 import pytest
 
 from tests.helpers import events_until, expect
+from tests.raw import Raw, open_raw
 from tests.server_process import start_server_process
 from tuichat.client import ChatClient, RequestFailed
 from tuichat.protocol import (
     DEFAULT_MAX_FRAME,
     Ack,
-    AnyMessage,
     Codec,
-    Connection,
     Error,
     Event,
-    Hello,
     Left,
     Message,
     Ping,
     Pong,
     PrivateMessage,
-    Role,
     Send,
-    Welcome,
     encode_frame,
 )
 from tuichat.server import ChatServer, ServerConfig
@@ -57,80 +52,6 @@ BASE = ServerConfig(
     frame_timeout=FRAME_TIMEOUT,
     rate=RateLimits.unlimited(),
 )
-
-
-class Raw:
-    """A connection driven by hand: bytes written as given, the server's frames decoded."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.conn = Connection(Role.CLIENT)
-        self.pending: deque[Event] = deque()
-        self.eof = False
-
-    def send(self, *messages: AnyMessage) -> None:
-        self.write(b"".join(encode_frame(Codec.encode(m)) for m in messages))
-
-    def send_map(self, *values: Any) -> None:
-        """Send msgpack values of our own making (maps with wrong fields, not maps at all)."""
-        self.write(b"".join(encode_frame(msgpack.packb(v)) for v in values))
-
-    def write(self, data: bytes) -> None:
-        self.writer.write(data)
-
-    async def _next(self) -> Event | None:
-        while not self.pending:
-            if self.eof:
-                return None
-            try:
-                data = await self.reader.read(65536)
-            except ConnectionResetError:
-                data = b""
-            if not data:
-                self.eof = True
-                continue
-            self.pending.extend(self.conn.receive_data(data))
-        return self.pending.popleft()
-
-    async def next(self, timeout: float = 5.0) -> Event | None:
-        """Return the server's next frame, or None once it has closed the connection."""
-        async with asyncio.timeout(timeout):
-            return await self._next()
-
-    async def next_error(self, timeout: float = 5.0) -> Error:
-        """Return the server's next `error` frame (skipping pushed events)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await self._next()
-                assert event is not None, "the server closed the connection"
-                if isinstance(event, Error):
-                    return event
-
-    async def reply(self, ref: int, timeout: float = 5.0) -> Event:
-        """Return the frame that answers request `ref` (skipping pushed events)."""
-        skipped: list[Event] = []
-        async with asyncio.timeout(timeout):
-            while True:
-                event = await self._next()
-                assert event is not None, f"closed before the answer to {ref}, after {skipped}"
-                if getattr(event, "ref", None) == ref:
-                    return event
-                skipped.append(event)
-
-    async def rest(self, timeout: float = 5.0) -> list[Event]:
-        """Return every frame up to the end of the connection, which the server must close."""
-        events: list[Event] = []
-        async with asyncio.timeout(timeout):
-            while (event := await self._next()) is not None:
-                events.append(event)
-        return events
-
-    async def hello(self, name: str) -> Welcome:
-        self.send(Hello(name=name, ref=0))
-        welcome = await self.reply(0)
-        assert isinstance(welcome, Welcome), welcome
-        return welcome
 
 
 class Lab:
@@ -154,8 +75,7 @@ class Lab:
 
     async def raw(self, source: str = "127.0.0.1") -> Raw:
         assert self.server is not None
-        reader, writer = await asyncio.open_connection(*self.server.address, local_addr=(source, 0))
-        raw = Raw(reader, writer)
+        raw = await open_raw(*self.server.address, source=source)
         self.raws.append(raw)
         return raw
 
@@ -556,8 +476,7 @@ async def test_message_ids_cannot_pile_up_in_the_servers_memory() -> None:
     per_connection = 29  # the burst of 30 requests, less the hello
 
     async def spam(number: int) -> None:
-        reader, writer = await asyncio.open_connection(server.host, server.port)
-        raw = Raw(reader, writer)
+        raw = await open_raw(server.host, server.port)
         await raw.hello(f"spammer{number}")
         raw.send(
             *(
@@ -567,7 +486,7 @@ async def test_message_ids_cannot_pile_up_in_the_servers_memory() -> None:
         )
         for i in range(per_connection):
             assert isinstance(await raw.reply(i + 1), Ack | Error)
-        writer.close()
+        raw.writer.close()
 
     try:
         for first in range(0, 70, 10):  # 70 connections, 10 at a time: 2,030 sends

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from tests.conftest import Connect
-from tests.helpers import collect, events_until, expect
+from tests.helpers import TIMEOUT, collect, events_until, expect
+from tests.raw import open_raw
 from tuichat.client import ChatClient, Disconnected, RequestFailed
 from tuichat.protocol import (
     Bye,
@@ -15,11 +16,13 @@ from tuichat.protocol import (
     Connection,
     Error,
     Hello,
+    Join,
     Joined,
     Left,
     Message,
     PrivateMessage,
     Role,
+    RoomState,
     Send,
     Welcome,
     encode_frame,
@@ -333,3 +336,38 @@ async def test_rooms_that_were_only_joined_and_left_are_forgotten(
         await ali.join(f"#tmp{i}")
         await ali.part(f"#tmp{i}")
     assert list(server.chat.rooms) == ["#lobby"]
+
+
+async def test_members_who_join_mid_stream_get_exactly_the_messages_after_their_room_state(
+    server: ChatServer, connect: Connect
+) -> None:
+    total = 600
+    ali = await connect("ali")
+    joiners = [await open_raw(*server.address) for _ in range(5)]  # raw: no client-side dedup
+    for n, joiner in enumerate(joiners):
+        await joiner.hello(f"joiner{n}")
+    await ali.join("#dev")
+    window = asyncio.Semaphore(20)  # a steady stream: deliveries in every pass of the loop
+
+    async def send(i: int) -> None:
+        async with window:
+            await ali.send("#dev", f"message {i}")
+
+    sends = [asyncio.create_task(send(i)) for i in range(total)]
+    states = []
+    for n, joiner in enumerate(joiners):
+        await sends[100 * (n + 1)]
+        for _ in range(n):  # each joiner meets the server's pipeline at a different step
+            await asyncio.sleep(0)
+        joiner.send(Join(room="#dev", ref=1))  # lands while messages are being fanned out
+        states.append(await joiner.reply(1))
+    await asyncio.gather(*sends)
+    for joiner, state in zip(joiners, states, strict=True):
+        assert isinstance(state, RoomState)
+        received: list[int] = []
+        while state.seq + len(received) < total:
+            event = await joiner.next(TIMEOUT)
+            if isinstance(event, Message) and event.room == "#dev":
+                received.append(event.seq)
+        assert received == list(range(state.seq + 1, total + 1))  # no gap, nothing from before
+        joiner.writer.close()
