@@ -55,10 +55,16 @@ def sent_at(text: str | bytes) -> int:
 
 @dataclass
 class Tally:
-    """What one connection received during a phase."""
+    """What one connection has received, against what it should have by the end of this phase.
+
+    Counts run on across phases: another worker's senders may start a phase
+    before this worker has heard of it, and what arrives early must still count.
+    """
 
     count: int = 0
     target: int = 0
+    phase_start: int = 0
+    """`target` when this phase began."""
     latencies: list[int] = field(default_factory=list)
     """Per delivery, in microseconds (probes only)."""
     gaps: int = 0
@@ -95,9 +101,13 @@ class LoadConnection(asyncio.Protocol):
         raise NotImplementedError
 
     def expect(self, count: int) -> None:
-        """Start a phase in which this connection should receive `count` messages."""
-        self.tally = Tally(target=count)
-        self.done = count == 0
+        """Start a phase in which this connection should receive `count` more messages."""
+        tally = self.tally
+        tally.phase_start = tally.target
+        tally.target += count
+        tally.latencies = []
+        tally.gaps = 0
+        self.done = tally.count >= tally.target
         if not self.done:
             self.worker.waiting += 1
 
@@ -327,6 +337,7 @@ class Worker:
             own = 0 if echo or id(connection) not in sender_ids else messages
             connection.expect(expected - own)
         if self.waiting == 0:
+            self.last_done = time.monotonic_ns()
             self.all_done.set()
         cpu = time.process_time()
         started = time.monotonic_ns()
@@ -345,12 +356,18 @@ class Worker:
             "started_ns": started,
             "sent_ns": sent,
             "ended_ns": self.last_done if self.all_done.is_set() else time.monotonic_ns(),
-            "received": sum(min(t.count, t.target) for t in tallies),
-            "expected": sum(t.target for t in tallies),
+            "received": sum(min(t.count, t.target) - t.phase_start for t in tallies),
+            "expected": sum(t.target - t.phase_start for t in tallies),
             "extra": sum(max(t.count - t.target, 0) for t in tallies),
             "gaps": sum(t.gaps for t in tallies),
             "latencies_us": [v for t in tallies for v in t.latencies],
             "dropped": [f"{c.name}: {c.dropped}" for c in self.connections if c.dropped][:5],
+            "short": [
+                f"{c.name}: {c.tally.count - c.tally.phase_start} of "
+                f"{c.tally.target - c.tally.phase_start}"
+                for c in self.connections
+                if c.tally.count < c.tally.target
+            ][:5],
             "cpu_s": cpu,
         }
 

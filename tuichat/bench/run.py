@@ -30,6 +30,8 @@ class Phase:
     gaps: int = 0
     extra: int = 0
     dropped: list[str] = field(default_factory=list)
+    short: list[str] = field(default_factory=list)
+    """Connections that got fewer messages than they should (what they got)."""
 
     @property
     def lost(self) -> int:
@@ -54,6 +56,7 @@ class Phase:
             if self.seconds
             else 0,
             "dropped": self.dropped[:5],
+            "short": self.short[:5],
         }
 
 
@@ -183,6 +186,7 @@ def phase(
         gaps=sum(a["gaps"] for a in answers),
         extra=sum(a["extra"] for a in answers),
         dropped=[d for a in answers for d in a["dropped"]],
+        short=[d for a in answers for d in a["short"]],
     )
 
 
@@ -239,7 +243,6 @@ def idle(
 ) -> dict[str, Any]:
     """Connect `clients` that stay idle: how long it takes, and the server's memory per client."""
     say(f"{server.name}: connecting {clients} idle clients")
-    time.sleep(0.5)  # let the server's memory settle before the baseline
     joined = connect(generator, server, clients, 0, 0)
     say(f"  {joined.clients} connected and joined in {joined.seconds:.2f} s, "
         f"{joined.rss_per_client / 1024:.2f} KiB each; {joined.failed} failed")  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -72,10 +73,12 @@ class ServerProcess:
     workdir: tempfile.TemporaryDirectory[str]
 
     def cpu_seconds(self) -> float:
-        """CPU time (user + system) the server has used so far."""
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time the server's threads have used so far (nanosecond resolution)."""
+        total = 0
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that just ended
+                total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9
 
     def rss_bytes(self) -> int:
         """The server's resident memory now."""

@@ -1,0 +1,64 @@
+"""`tuichat-bench` end to end, small: every delivery counted, figures present, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tuichat.bench.servers import ngircd_binary
+
+CLIENTS, SENDERS, MESSAGES, RUNS, IDLE = 30, 3, 40, 2, 300
+
+
+def run_bench(*servers: str) -> dict[str, object]:
+    command = [
+        sys.executable, "-m", "tuichat.bench", "--json",
+        "--clients", str(CLIENTS), "--senders", str(SENDERS), "--messages", str(MESSAGES),
+        "--runs", str(RUNS), "--paced", "20000", "--paced-seconds", "0.5",
+        "--idle", str(IDLE), "--servers", ",".join(servers),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "connecting" in done.stderr  # progress goes to stderr, the JSON alone to stdout
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def check_scenario(scenario: dict[str, object], per_message: int) -> None:
+    flat = scenario["flat"]
+    assert isinstance(flat, list) and len(flat) == RUNS
+    paced = scenario["paced"]
+    assert isinstance(paced, dict)
+    for phase in [*flat, paced]:
+        assert phase["lost"] == 0
+        assert phase["duplicates_or_gaps"] == 0
+        assert phase["dropped"] == []
+        assert phase["latency_samples"] > 0
+        assert 0 < phase["latency_p50_ms"] <= phase["latency_p99_ms"]
+        assert phase["server_cpu_ns_per_delivery"] > 0
+    for phase in flat:
+        assert phase["deliveries"] == SENDERS * MESSAGES * per_message
+    assert paced["deliveries"] == SENDERS * paced["messages_per_sender"] * per_message
+    assert scenario["connect_failed"] == 0
+
+
+def test_the_benchmark_counts_every_delivery_with_and_without_history() -> None:
+    result = run_bench("tuichat", "tuichat-nohistory")
+    scenarios = {s["server"]: s for s in result["fanout"]}  # type: ignore[attr-defined]
+    assert set(scenarios) == {"tuichat", "tuichat-nohistory"}
+    for scenario in scenarios.values():
+        check_scenario(scenario, per_message=CLIENTS)  # tuichat echoes to the sender too
+    idle = result["idle"]
+    assert isinstance(idle, dict)
+    assert idle["clients"] == IDLE and idle["failed"] == 0
+    assert 0 < idle["rss_per_client_bytes"] < 64 * 1024
+
+
+@pytest.mark.skipif(ngircd_binary() is None, reason="ngircd is not installed")
+def test_the_benchmark_drives_ngircd_with_the_same_workload() -> None:
+    result = run_bench("ngircd")
+    (scenario,) = result["fanout"]  # type: ignore[misc]
+    check_scenario(scenario, per_message=CLIENTS - 1)  # IRC does not echo to the sender
