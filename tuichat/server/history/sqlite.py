@@ -234,11 +234,15 @@ class SQLiteHistory(HistoryStore):
             try:
                 conn = self._write_conn
                 conn.execute("BEGIN")
-                conn.executemany("INSERT OR IGNORE INTO rooms VALUES (?, ?)", rooms)
-                conn.executemany(f"INSERT INTO messages VALUES ({_marks(8)})", messages)
-                conn.executemany(f"INSERT INTO privates VALUES ({_marks(9)})", privates)
-                conn.executemany("INSERT OR REPLACE INTO tokens VALUES (?, ?)", tokens)
-                conn.executemany("INSERT OR IGNORE INTO identities VALUES (?, ?, ?, ?)", identities)
+                for statement, rows in (
+                    ("INSERT OR IGNORE INTO rooms VALUES (?, ?)", rooms),
+                    (f"INSERT INTO messages VALUES ({_marks(8)})", messages),
+                    (f"INSERT INTO privates VALUES ({_marks(9)})", privates),
+                    ("INSERT OR REPLACE INTO tokens VALUES (?, ?)", tokens),
+                    ("INSERT OR IGNORE INTO identities VALUES (?, ?, ?, ?)", identities),
+                ):
+                    if rows:  # each call hands the interpreter lock back and forth: skip empties
+                        conn.executemany(statement, rows)
                 conn.execute("COMMIT")
                 break
             except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError):
