@@ -31,8 +31,8 @@ def check_scenario(scenario: dict[str, object], per_message: int) -> None:
     flat = scenario["flat"]
     assert isinstance(flat, list) and len(flat) == RUNS
     paced = scenario["paced"]
-    assert isinstance(paced, dict)
-    for phase in [*flat, paced]:
+    assert isinstance(paced, list) and len(paced) == RUNS
+    for phase in [*flat, *paced]:
         assert phase["lost"] == 0
         assert phase["duplicates_or_gaps"] == 0
         assert phase["dropped"] == []
@@ -41,7 +41,8 @@ def check_scenario(scenario: dict[str, object], per_message: int) -> None:
         assert phase["server_cpu_ns_per_delivery"] > 0
     for phase in flat:
         assert phase["deliveries"] == SENDERS * MESSAGES * per_message
-    assert paced["deliveries"] == SENDERS * paced["messages_per_sender"] * per_message
+    for phase in paced:
+        assert phase["deliveries"] == SENDERS * scenario["paced_messages_per_sender"] * per_message
     assert scenario["connect_failed"] == 0
 
 

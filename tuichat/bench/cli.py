@@ -56,7 +56,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--runs",
         type=int,
         default=3,
-        help="flat-out runs per scenario; the table shows medians (default 3)",
+        help="flat-out and paced runs per scenario; the table shows medians (default 3)",
     )
     parser.add_argument(
         "--paced",
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(table(results))
     lost = sum(
-        r.get("flat_median", {}).get("lost", 0) + r.get("paced", {}).get("lost", 0)
+        r.get("flat_median", {}).get("lost", 0) + r.get("paced_median", {}).get("lost", 0)
         for r in results["fanout"]
     )
     return 1 if lost else 0
@@ -168,7 +168,7 @@ def table(results: dict[str, Any]) -> str:
         if "flat_median" not in r:
             lines.append(f"{r['server']:<18} {r['clients']:>5}  failed to connect")
             continue
-        flat, paced = r["flat_median"], r["paced"]
+        flat, paced = r["flat_median"], r["paced_median"]
         lines.append(
             f"{r['server']:<18} {r['clients']:>5} {r['connect_s']:>7.2f} "
             f"{r['rss_per_client_bytes'] / 1024:>8.1f} | {flat['deliveries_per_s']:>12,} "

@@ -201,7 +201,7 @@ def fanout(
     paced_seconds: float,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
-    """The room fan-out workload against one server: connect, flat-out runs, one paced run."""
+    """The room fan-out workload against one server: connect, then `runs` flat out and paced."""
     probes = max(2, clients // 100)
     say(f"{server.name} N={clients}: connecting {clients} clients ({senders} send, {probes} probe)")
     joined = connect(generator, server, clients, senders, probes)
@@ -228,12 +228,16 @@ def fanout(
     per_message = clients if server.protocol == "tuichat" else clients - 1
     interval = senders * per_message / paced_rate
     paced_messages = max(1, min(messages, int(paced_seconds / interval)))
-    paced = phase(generator, server, senders, paced_messages, interval).summary()
-    paced["offered_deliveries_per_s"] = paced_rate
-    paced["messages_per_sender"] = paced_messages
-    result["paced"] = paced
-    say(f"  paced at {paced_rate:,.0f} deliveries/s offered: {_line(paced)}")
+    result["paced_offered_deliveries_per_s"] = paced_rate
+    result["paced_messages_per_sender"] = paced_messages
+    result["paced"] = []
+    for run in range(runs):
+        paced = phase(generator, server, senders, paced_messages, interval).summary()
+        result["paced"].append(paced)
+        say(f"  paced at {paced_rate:,.0f} deliveries/s offered, run {run + 1}/{runs}: "
+            f"{_line(paced)}")  # fmt: skip
     result["flat_median"] = _medians(result["flat"])
+    result["paced_median"] = _medians(result["paced"])
     generator.ask_all({"action": "close"})
     return result
 
