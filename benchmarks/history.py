@@ -1,17 +1,16 @@
-"""What durable history costs: acknowledged writes per second, and fan-out with history on and off.
+"""What durable history costs: acknowledged writes per second, history on and off.
 
 Starts `tuichat-server` as a subprocess, once with SQLite history (acknowledgement
 after the group commit, synchronous=FULL) and once with `--no-history`, and runs
-the same load against each:
+the same load against each: S senders (`tuichat.client.ChatClient`), each keeping W
+sends in flight, M messages each. Reported: acknowledged messages per second (each
+one durable before its ack), then the SQLite store's own rate.
 
-- writes: S senders, each keeping W sends in flight, M messages each; no other
-  readers. Reported: acknowledged messages per second (each one durable before
-  its ack).
-- fan-out: the same senders plus R receivers in two other processes; reported:
-  deliveries per second (messages x receivers) until every receiver has all.
+Fan-out with history on and off is measured by `tuichat-bench --servers
+tuichat,tuichat-nohistory`.
 
     python benchmarks/history.py                      # defaults below
-    python benchmarks/history.py --senders 4 --messages 5000 --receivers 20
+    python benchmarks/history.py --senders 4 --messages 5000
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import argparse
 import asyncio
 import multiprocessing
 import re
-import resource
 import statistics
 import sys
 import tempfile
@@ -71,73 +69,17 @@ async def send_all(port: int, senders: int, messages: int, window: int) -> float
     return elapsed
 
 
-def receive(port: int, count: int, expected: int, ready: object, done: object) -> None:
-    """A receiver process: `count` clients that each wait for `expected` messages."""
-
-    async def main() -> None:
-        clients = [
-            await ChatClient.connect(f"r{id(object())}{i}", "127.0.0.1", port) for i in range(count)
-        ]
-        ready.set()  # type: ignore[attr-defined]
-
-        async def drain(client: ChatClient) -> None:
-            got = 0
-            while got < expected:
-                for event in await client.next_events():
-                    got += isinstance(event, Message)
-
-        await asyncio.gather(*(drain(c) for c in clients))
-        done.set()  # type: ignore[attr-defined]
-        for client in clients:
-            await client.abort()
-
-    asyncio.run(main())
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])
-    return ticks / 100
-
-
-async def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
+async def measure(mode: str, args: argparse.Namespace) -> float:
+    """Acknowledged writes per second against a server with `mode` history."""
     with tempfile.TemporaryDirectory() as tmp:
         extra = ["--db", str(Path(tmp) / "h.sqlite3")] if mode == "sqlite" else ["--no-history"]
         server, port = await start_server(extra)
         try:
             seconds = await send_all(port, args.senders, args.messages, args.window)
-            writes = args.senders * args.messages / seconds
-            total = args.senders * args.messages
-            ready = [SPAWN.Event() for _ in range(2)]
-            done = [SPAWN.Event() for _ in range(2)]
-            per_process = args.receivers // 2
-            receivers = [
-                SPAWN.Process(target=receive, args=(port, per_process, total, ready[i], done[i]))
-                for i in range(2)
-            ]
-            for process in receivers:
-                process.start()
-            for event in ready:
-                await asyncio.to_thread(event.wait)
-            cpu_before = cpu_seconds(server.pid)
-            started = time.perf_counter()
-            await send_all(port, args.senders, args.messages, args.window)
-            for event in done:
-                await asyncio.to_thread(event.wait)
-            fanout_seconds = time.perf_counter() - started
-            server_cpu = cpu_seconds(server.pid) - cpu_before
-            for process in receivers:
-                process.join()
         finally:
             server.terminate()
             await server.wait()
-    deliveries = total * per_process * 2
-    return {
-        "writes_per_s": writes,
-        "deliveries_per_s": deliveries / fanout_seconds,
-        "server_cpu_share": server_cpu / fanout_seconds,
-    }
+    return args.senders * args.messages / seconds
 
 
 async def store_alone(count: int) -> float:
@@ -174,29 +116,15 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--messages", type=int, default=5000, help="per sender")
     parser.add_argument("--window", type=int, default=64, help="sends in flight per sender")
-    parser.add_argument("--receivers", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3, help="report the median of this many")
     args = parser.parse_args()
-    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
-    results: dict[str, list[dict[str, float]]] = {"sqlite": [], "off": []}
+    results: dict[str, list[float]] = {"sqlite": [], "off": []}
     for run in range(args.runs):
         for mode in results:  # alternate, so that noise hits both alike
             results[mode].append(asyncio.run(measure(mode, args)))
-            print(f"run {run + 1} {mode:>6}: " + ", ".join(
-                f"{k} {v:,.2f}" for k, v in results[mode][-1].items()
-            ), flush=True)  # fmt: skip
-    print()
-    print(f"{'history':>8} {'acked writes/s':>15} {'deliveries/s':>13} {'server CPU':>11}")
-    medians = {}
+            print(f"run {run + 1} {mode:>6}: {results[mode][-1]:,.0f} acknowledged writes/s")
     for mode, runs in results.items():
-        medians[mode] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        m = medians[mode]
-        print(
-            f"{mode:>8} {m['writes_per_s']:>15,.0f} {m['deliveries_per_s']:>13,.0f}"
-            f" {m['server_cpu_share']:>10.0%}"
-        )
-    ratio = medians["sqlite"]["deliveries_per_s"] / medians["off"]["deliveries_per_s"]
-    print(f"fan-out with SQLite history / without: {ratio:.2f}")
+        print(f"history {mode:>6}: median {statistics.median(runs):,.0f} acknowledged writes/s")
     asyncio.run(store_alone(100_000))
 
 
