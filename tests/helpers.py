@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, TypeVar
 
-from tuichat.client import ChatClient, ClientEvent
+from tuichat.client import ChatClient, ClientEvent, Disconnected
 
 T = TypeVar("T")
 
@@ -19,6 +19,8 @@ async def expect(client: ChatClient, kind: type[T], timeout: float = TIMEOUT, **
             event = await client.next_event()
             if isinstance(event, kind) and all(getattr(event, k) == v for k, v in fields.items()):
                 return event
+            if isinstance(event, Disconnected):
+                raise AssertionError(f"disconnected while waiting for {kind.__name__}: {event}")
 
 
 async def collect(
@@ -31,6 +33,8 @@ async def collect(
             event: ClientEvent = await client.next_event()
             if isinstance(event, kind):
                 found.append(event)
+            elif isinstance(event, Disconnected):
+                raise AssertionError(f"disconnected after {len(found)} of {count}: {event}")
     return found
 
 

@@ -57,7 +57,7 @@ def test_a_retried_send_gets_its_original_position_and_no_new_number() -> None:
 
 def test_rooms_continue_from_their_stored_position() -> None:
     stored = {"#dev": RoomRecord(epoch=77, seq=41, recent_ids={("ali", "x"): (41, NOW)})}
-    chat: Chat[str] = Chat(rooms=stored, new_epoch=lambda: 5)
+    chat: Chat[str] = Chat(rooms=stored, new_epoch=lambda room: 5)
     ali, _ = chat.login("ali", "h", NOW)
     room, _ = chat.join(ali, "#dev", NOW)
     assert (room.epoch, room.delivered) == (77, 41)

@@ -131,8 +131,8 @@ class Delivery(Generic[H]):
 class Chat(Generic[H]):
     """Everyone online, every room, and the rules between them.
 
-    `rooms` are the positions loaded from storage; `new_epoch` makes the epoch of
-    a room that has no history yet.
+    `rooms` are the positions loaded from storage; `new_epoch(name)` makes the epoch
+    of a room that has no history yet.
     """
 
     def __init__(
@@ -141,18 +141,18 @@ class Chat(Generic[H]):
         *,
         rooms: Mapping[str, RoomRecord] | None = None,
         last_private_id: int = 0,
-        new_epoch: Callable[[], int] = lambda: 1,
+        new_epoch: Callable[[str], int] = lambda room: 1,
     ) -> None:
         self.limits = limits or ChatLimits()
         self.users: dict[str, User[H]] = {}
-        self._new_epoch = new_epoch
+        self.new_epoch = new_epoch
         self.rooms: dict[str, Room[H]] = {}
         for name, record in (rooms or {}).items():
             room: Room[H] = Room(name, record.epoch, seq=record.seq, delivered=record.seq)
             room.recent_ids.update(record.recent_ids)
             self.rooms[name] = room
         if LOBBY not in self.rooms:
-            self.rooms[LOBBY] = Room(LOBBY, new_epoch())
+            self.rooms[LOBBY] = Room(LOBBY, new_epoch(LOBBY))
         self.last_private_id = last_private_id
         self._recent_privates: OrderedDict[tuple[str, str], PrivateMessage] = OrderedDict()
         self._taken: dict[str, User[H]] = {}
@@ -211,7 +211,7 @@ class Chat(Generic[H]):
             )
         room = self.rooms.get(key)
         if room is None:
-            room = self.rooms[key] = Room(key, self._new_epoch())
+            room = self.rooms[key] = Room(key, self.new_epoch(key))
         room.add(user)
         user.rooms[key] = room
         return room, [Delivery(room, Joined(key, user.name, now))]
@@ -256,8 +256,7 @@ class Chat(Generic[H]):
         A retried send (same sender and client id as a recent message) is not new:
         it gets the original message's position back.
         """
-        room = self._membership(user, room_name)
-        text = check_text(text, self.limits.max_text_bytes, self.limits.max_text_lines)
+        room, text = self.check_post(user, room_name, text)
         if client_id:
             earlier = room.recent_ids.get((user.key, client_id))
             if earlier is not None:
@@ -270,6 +269,14 @@ class Chat(Generic[H]):
             if len(room.recent_ids) > self.limits.recent_ids_per_room:
                 room.recent_ids.popitem(last=False)
         return message, True
+
+    def check_post(self, user: User[H], room_name: str, text: str) -> tuple[Room[H], str]:
+        """Return the room `user` may post `text` to, and the text as it will be stored."""
+        return self._membership(user, room_name), self.clean_text(text)
+
+    def clean_text(self, text: str) -> str:
+        """Return `text` as it will be stored; raise `ChatError` if it is too long."""
+        return check_text(text, self.limits.max_text_bytes, self.limits.max_text_lines)
 
     def delivered(self, message: Message) -> Delivery[H]:
         """Note that `message` is durable; return its delivery to the room's members now."""
@@ -293,7 +300,7 @@ class Chat(Generic[H]):
         target = self.find(to)
         if target is None:
             raise ChatError(ErrorCode.NO_SUCH_USER, f"{to!r} is not online")
-        text = check_text(text, self.limits.max_text_bytes, self.limits.max_text_lines)
+        text = self.clean_text(text)
         self.last_private_id += 1
         pid = self.last_private_id
         message = PrivateMessage(user.name, target.name, text, now, action, pid=pid)

@@ -35,6 +35,7 @@ class ErrorCode(StrEnum):
     NO_SUCH_ROOM = "no_such_room"
     EMPTY_TEXT = "empty_text"
     TEXT_TOO_LONG = "text_too_long"
+    UNAVAILABLE = "unavailable"
 
 
 FATAL_CODES = frozenset(

@@ -85,6 +85,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"SQLite file for the history (default {default_db_path()})",
     )
     history.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share rooms, presence and history with other servers through this Redis "
+        "(redis://HOST:PORT/DB; needs pip install 'tuichat[redis]')",
+    )
+    history.add_argument(
         "--no-history",
         action="store_true",
         help="keep only the last 1,000 messages of each room, in memory",
@@ -122,6 +128,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
          "refused requests (one forgiven per second) before a connection is dropped"),
         ("--max-pending-write", positive_int, config.max_pending_write,
          "bytes that may wait to be written to one client before it is dropped as too slow"),
+        ("--redis-history", positive_int, config.redis_history,
+         "with --redis: messages kept per room in Redis"),
     ]  # fmt: skip
     for flag, kind, default, meaning in limits:
         parser.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default})")
@@ -151,7 +159,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             max_rooms_per_user=args.max_rooms_per_user,
             max_text_lines=args.max_text_lines,
         ),
-        db=None if args.no_history else args.db,
+        db=None if args.no_history or args.redis else args.db,
+        redis_url=args.redis,
+        redis_history=args.redis_history,
         heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=max(args.heartbeat_timeout, args.heartbeat_interval),
         hello_timeout=args.hello_timeout,

@@ -40,6 +40,10 @@ class ServerConfig:
     tls_key: str | None = None
     max_pending_write: int = 1024 * 1024
     """Bytes that may wait to be written to one client; a client that reads slower is dropped."""
+    redis_url: str | None = None
+    """Share the chat with other servers through this Redis (`redis://host:port/db`)."""
+    redis_history: int = 100_000
+    """Messages kept per room (and per user's private messages) in Redis."""
 
 
 @dataclass(frozen=True, slots=True)

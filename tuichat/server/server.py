@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from tuichat.chat import LOBBY, Chat, ChatError, Delivery, Room, User
-from tuichat.chat.names import check_name, check_room, name_keys
+from tuichat.chat.names import check_name, check_room, name_keys, sort_key
 from tuichat.protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -47,6 +47,7 @@ from tuichat.protocol import (
     Private,
     PrivateMessage,
     ProtocolError,
+    RoomInfo,
     RoomList,
     RoomReset,
     RoomState,
@@ -56,6 +57,7 @@ from tuichat.protocol import (
     Who,
     encode_frame,
 )
+from tuichat.server.cluster import Cluster
 from tuichat.server.config import ServerConfig
 from tuichat.server.fanout import Fanout
 from tuichat.server.history import (
@@ -90,8 +92,8 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def new_epoch() -> int:
-    """Return a random room epoch (fits in 53 bits, so every language can hold it)."""
+def new_epoch(room: str) -> int:
+    """Return a random epoch for a new room (fits in 53 bits, so every language can hold it)."""
     return secrets.randbelow(2**53 - 1) + 1
 
 
@@ -112,7 +114,10 @@ class ChatServer:
     ) -> None:
         self.config = config or ServerConfig()
         self.clock = clock
-        if history is None:
+        self.cluster: Cluster | None = None
+        if history is None and self.config.redis_url:
+            self.cluster = history = Cluster(self, self.config.redis_url, self.config.redis_history)
+        elif history is None:
             db = self.config.db
             history = MemoryHistory() if db is None else SQLiteHistory(db)
         self.history = history
@@ -150,6 +155,8 @@ class ChatServer:
 
     async def start(self) -> None:
         """Start listening; `port` 0 picks a free port (see `address`)."""
+        if self.cluster is not None:
+            await self.cluster.start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: Session(self),
@@ -161,7 +168,7 @@ class ChatServer:
         )
         self._spawn(self._heartbeats())
         host, port = self.address
-        where = self.config.db or "memory only"
+        where = self.config.redis_url or self.config.db or "memory only"
         tls = " with TLS" if self.config.tls_cert else ""
         log.info("listening on %s:%d%s (protocol version %d)", host, port, tls, PROTOCOL_VERSION)
         log.info("history: %s", where)
@@ -296,7 +303,40 @@ class ChatServer:
             return
         session.user = None
         self.deliver(self.chat.logout(user, reason, self.clock()))
+        if self.cluster is not None:
+            self.cluster.announce("logout", user.key, user.name, reason=reason)
         log.info("%s left (%s)", user.name, reason)
+
+    def deliver_message(self, message: Message) -> None:
+        """A room message is stored: acknowledge retries waiting for it, deliver it to the room."""
+        room = self.chat.rooms[message.room]
+        room.seq = max(room.seq, message.seq)
+        for waiting, retried in self._waiting_acks.pop((message.room, message.seq), ()):
+            waiting.send(_ack(message, retried))
+        self.deliver([self.chat.delivered(message)])
+
+    def deliver_private(self, message: PrivateMessage, target_key: str) -> None:
+        """A stored private message for `target_key` (from another server, or this one)."""
+        target = self.chat.users.get(target_key)
+        if target is not None:
+            target.handle.send(message)
+
+    def load_tokens(self, tokens: dict[str, str]) -> None:
+        """Resume tokens (hashed) by user key, as another server or the store has them."""
+        self._tokens.update(tokens)
+
+    def load_identities(self, identities: dict[str, str]) -> None:
+        """Key hashes by name key, as another server or the store has them."""
+        self._identities.update(identities)
+
+    def kick(self, user_key: str) -> None:
+        """The owner of a session here came back on another server: drop this one."""
+        user = self.chat.users.get(user_key)
+        if user is not None:
+            log.info("%s is back on another server; dropping this connection", user.name)
+            session = user.handle
+            self.logout(session, "disconnect")
+            session.abort("disconnect")
 
     # --- sessions --------------------------------------------------------
 
@@ -310,6 +350,7 @@ class ChatServer:
         keys = name_keys(check_name(hello.name))
         self._check_owner(keys, hello)
         self._replace_ghost(hello)
+        self._replace_remote_ghost(hello)
         user, deliveries = self.chat.login(hello.name, session, self.clock())
         self.fanout.joined(user.rooms[LOBBY], session)
         if hello.key and not any(key in self._identities for key in keys):
@@ -319,6 +360,10 @@ class ChatServer:
             log.info("%s is now registered to its key", user.name)
         session.user = user
         resumed, rejoined = self._rejoin(user, hello.positions or ())
+        if self.cluster is not None:
+            self.cluster.announce("login", user.key, user.name)
+            for room_name in user.rooms:
+                self.cluster.announce("join", user.key, user.name, room_name)
         trusted = self._check_token(user, hello.token)
         token = secrets.token_urlsafe(18)
         self._tokens[user.key] = token_hash(token)
@@ -334,7 +379,7 @@ class ChatServer:
                 server=self.config.server_name,
                 name=user.name,
                 rooms=tuple(user.rooms),
-                users=self.chat.who(LOBBY),
+                users=self._who_names(LOBBY),
                 motd=motd,
                 limits={
                     "max_frame": self.config.max_frame,
@@ -385,6 +430,31 @@ class ChatServer:
         log.info("%s is back from another connection; dropping the old one", ghost.name)
         self.logout(old, "disconnect")
         old.abort("disconnect")
+
+    def _replace_remote_ghost(self, hello: Hello) -> None:
+        """The name is in use on another server: its owner takes it over, anyone else is refused."""
+        ghost = self.cluster.find(hello.name) if self.cluster is not None else None
+        if ghost is None or self.cluster is None:
+            return
+        owner = self._identities.get(ghost.key)
+        same_key = bool(hello.key) and owner is not None and _same(owner, hello.key or "")
+        stored = self._tokens.get(ghost.key)
+        same_token = bool(hello.token) and stored is not None and _same(stored, hello.token or "")
+        if not (same_key or same_token):
+            raise ChatError(ErrorCode.NAME_TAKEN, f"the name {hello.name!r} is taken; pick another")
+        log.info("%s is back from another server; dropping the old connection", ghost.name)
+        self.cluster.kick(ghost)
+
+    def _who_names(self, room: str) -> tuple[str, ...]:
+        """Who is in `room` (everyone for `""`), on this server and the others."""
+        remote = self.cluster.names(room) if self.cluster is not None else []
+        try:
+            local = self.chat.who(room)
+        except ChatError:  # no such room here; there may be one on the other servers
+            if not remote:
+                raise
+            local = ()
+        return tuple(sorted((*local, *remote), key=sort_key)) if remote else local
 
     def _rejoin(
         self, user: User[Session], positions: Iterable[Position]
@@ -446,6 +516,9 @@ class ChatServer:
     def _send(self, session: Session, send: Send) -> None:
         user = self._user(session)
         _check_id(send.id)
+        if self.cluster is not None:
+            self._post_to_cluster(self.cluster, session, user, send)
+            return
         message, new = self.chat.post(
             user, send.room, send.text, send.action, send.id, self.clock()
         )
@@ -458,16 +531,36 @@ class ChatServer:
         else:  # a retry of a message still being stored
             self._waiting_acks.setdefault((message.room, message.seq), []).append((session, send))
 
+    def _post_to_cluster(
+        self, cluster: Cluster, session: Session, user: User[Session], send: Send
+    ) -> None:
+        """Room messages are numbered and stored in Redis; they come back to be delivered."""
+        room, text = self.chat.check_post(user, send.room, send.text)
+
+        def earlier(seq: int, ts: int) -> None:  # a retry of a message stored before
+            if seq <= room.delivered:
+                session.send(Ack(room=room.name, seq=seq, ts=ts, id=send.id, ref=send.ref))
+            else:
+                self._waiting_acks.setdefault((room.name, seq), []).append((session, send))
+
+        cluster.post(
+            room.name, user.name, user.key, text, send.action, send.id, self.clock(),
+            on_delivered=lambda message: session.send(_ack(message, send)),
+            on_earlier=earlier,
+            on_failed=lambda exc: session.send(_unavailable(exc, send.ref)),
+        )  # fmt: skip
+
     def _durable(self, message: Message, session: Session, send: Send) -> None:
         """A message is stored: acknowledge it and deliver it to the room."""
         session.send(_ack(message, send))
-        for waiting, retried in self._waiting_acks.pop((message.room, message.seq), ()):
-            waiting.send(_ack(message, retried))
-        self.deliver([self.chat.delivered(message)])
+        self.deliver_message(message)
 
     def _private(self, session: Session, private: Private) -> None:
         user = self._user(session)
         _check_id(private.id)
+        if self.cluster is not None:
+            self._private_to_cluster(self.cluster, session, user, private)
+            return
         message, target = self.chat.private(
             user, private.to, private.text, private.action, private.id, self.clock()
         )
@@ -489,6 +582,25 @@ class ChatServer:
                 waiting_session.send(copy)
 
         self.history.append([StoredPrivate(message, user.key, target.key)], durable)
+
+    def _private_to_cluster(
+        self, cluster: Cluster, session: Session, user: User[Session], private: Private
+    ) -> None:
+        """Private messages are numbered and stored in Redis; the target's server delivers."""
+        local = self.chat.find(private.to)
+        remote = cluster.find(private.to) if local is None else None
+        target = local or remote
+        if target is None:
+            raise ChatError(ErrorCode.NO_SUCH_USER, f"{private.to!r} is not online")
+        text = self.chat.clean_text(private.text)
+        cluster.private(
+            user.name, user.key, target.name, target.key, text, private.action, private.id,
+            self.clock(),
+            on_delivered=lambda message: session.send(
+                dataclasses.replace(message, id=private.id, ref=private.ref)
+            ),
+            on_failed=lambda exc: session.send(_unavailable(exc, private.ref)),
+        )  # fmt: skip
 
     def _history(self, session: Session, request: History) -> None:
         room = self.chat.room(request.room)
@@ -519,10 +631,12 @@ class ChatServer:
         user = self._user(session)
         room, deliveries = self.chat.join(user, join.room, self.clock())
         self.fanout.joined(room, session)
+        if self.cluster is not None:
+            self.cluster.announce("join", user.key, user.name, room.name)
         session.send(
             RoomState(
                 room=room.name,
-                users=room.names(),
+                users=self._who_names(room.name),
                 seq=room.delivered,
                 epoch=room.epoch,
                 ref=join.ref,
@@ -538,15 +652,25 @@ class ChatServer:
             self.fanout.flush_room(room)  # what the room heard before the leave reaches the leaver
         room_name, deliveries = self.chat.part(user, part.room, self.clock())
         self.deliver(deliveries)
+        if self.cluster is not None:
+            self.cluster.announce("part", user.key, user.name, room_name, "part")
         session.send(Parted(room=room_name, ref=part.ref))
         log.info("%s left %s", user.name, room_name)
 
     def _list_rooms(self, session: Session, request: ListRooms) -> None:
-        session.send(RoomList(rooms=self.chat.room_list(), ref=request.ref))
+        rooms = self.chat.room_list()
+        if self.cluster is not None:
+            remote = self.cluster.counts()
+            names = {info.room for info in rooms} | set(remote)
+            local = {info.room: info.members for info in rooms}
+            rooms = tuple(
+                RoomInfo(name, local.get(name, 0) + remote.get(name, 0)) for name in sorted(names)
+            )
+        session.send(RoomList(rooms=rooms, ref=request.ref))
 
     def _who(self, session: Session, who: Who) -> None:
         room = check_room(who.room) if who.room else ""
-        session.send(UserList(room=room, users=self.chat.who(room), ref=who.ref))
+        session.send(UserList(room=room, users=self._who_names(room), ref=who.ref))
 
     def _ping(self, session: Session, ping: Ping) -> None:
         session.send(Pong(data=ping.data, ref=ping.ref))
@@ -580,6 +704,15 @@ def _within(messages: list[Message], budget: int) -> list[Message]:
             break
         kept += 1
     return messages[len(messages) - kept :]
+
+
+def _unavailable(exc: Exception, ref: int | None) -> Error:
+    log.warning("the cluster's store failed: %s", exc)
+    return Error(
+        code=str(ErrorCode.UNAVAILABLE),
+        message="the chat cannot store messages right now; try again",
+        ref=ref,
+    )
 
 
 def _ack(message: Message, send: Send) -> Ack:

@@ -1,0 +1,217 @@
+"""Several servers as one chat on a real Redis: rooms, presence, private messages, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from tests.helpers import TIMEOUT, collect, expect
+from tests.proxy import Proxy
+from tests.raw import open_raw
+from tests.redis_server import RedisServer
+from tuichat.client import Backoff, ChatClient, RequestFailed
+from tuichat.protocol import Ack, Joined, Left, Message, PrivateMessage, Send
+from tuichat.server import ChatServer, ServerConfig
+from tuichat.server.config import RateLimits
+
+Connect = Callable[[str, ChatServer], Awaitable[ChatClient]]
+FAST = Backoff(first=0.05, cap=0.2)
+"""Reconnect at once (the tests cut connections on purpose)."""
+
+
+async def until(ask: Callable[[], Awaitable[object]], wanted: object) -> None:
+    """Ask again until the answer is `wanted` (other servers hear of changes a moment later)."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            with contextlib.suppress(RequestFailed):  # e.g. no such room, yet
+                if await ask() == wanted:
+                    return
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[RedisServer]:
+    server = RedisServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def config(redis: RedisServer, name: str) -> ServerConfig:
+    return ServerConfig(
+        host="127.0.0.1", port=0, server_name=name, rate=RateLimits.unlimited(),
+        redis_url=redis.url,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def servers(redis: RedisServer) -> AsyncIterator[tuple[ChatServer, ChatServer]]:
+    pair = (ChatServer(config(redis, "a")), ChatServer(config(redis, "b")))
+    for server in pair:
+        await server.start()
+    yield pair
+    for server in pair:
+        await server.stop()
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Connect]:
+    clients: list[ChatClient] = []
+
+    async def _connect(name: str, server: ChatServer) -> ChatClient:
+        client = await ChatClient.connect(name, *server.address)
+        clients.append(client)
+        return client
+
+    yield _connect
+    for client in clients:
+        await client.abort()
+
+
+async def test_a_message_reaches_members_on_both_servers(
+    servers: tuple[ChatServer, ChatServer], connect: Connect
+) -> None:
+    a, b = servers
+    ali = await connect("ali", a)
+    bob = await connect("bob", b)
+    carol = await connect("carol", b)
+    await ali.send("#lobby", "hello from a")
+    for member in (ali, bob, carol):
+        message = await expect(member, Message, text="hello from a")
+        assert (message.sender, message.seq) == ("ali", 1)
+    await bob.send("#lobby", "hello from b")
+    for member in (ali, bob, carol):
+        assert (await expect(member, Message, text="hello from b")).seq == 2
+
+
+async def test_presence_spans_the_servers(
+    servers: tuple[ChatServer, ChatServer], connect: Connect
+) -> None:
+    a, b = servers
+    ali = await connect("ali", a)
+    bob = await connect("bob", b)
+    await expect(ali, Joined, room="#lobby", name="bob")
+    assert await bob.who() == ("ali", "bob")  # bob's server knows ali from the other server
+    assert await ali.who("#lobby") == ("ali", "bob")
+    await bob.join("#dev")
+    await until(lambda: ali.who("#dev"), ("bob",))  # b tells a at once; a hears it a moment later
+    state = await ali.join("#dev")
+    assert state.users == ("ali", "bob")
+    await expect(bob, Joined, room="#dev", name="ali")
+    await bob.close()
+    lobby = await expect(ali, Left, room="#lobby", name="bob")
+    assert lobby.reason == "quit"
+    await expect(ali, Left, room="#dev", name="bob")
+    assert await ali.who() == ("ali",)
+
+
+async def test_a_name_in_use_on_one_server_is_taken_on_the_other(
+    servers: tuple[ChatServer, ChatServer], connect: Connect
+) -> None:
+    a, b = servers
+    ali = await connect("ali", a)
+    bob = await connect("bob", b)
+    await until(bob.who, ("ali", "bob"))  # b has heard of ali
+    with pytest.raises(RequestFailed) as taken:
+        await connect("ALI", b)
+    assert taken.value.code == "name_taken"
+    await ali.send("#lobby", "still here")
+    await expect(bob, Message, text="still here")
+
+
+async def test_a_private_message_reaches_its_target_on_the_other_server(
+    servers: tuple[ChatServer, ChatServer], connect: Connect
+) -> None:
+    a, b = servers
+    ali = await connect("ali", a)
+    bob = await connect("bob", b)
+    carol = await connect("carol", b)
+    await expect(ali, Joined, name="carol")
+    echo = await ali.private("bob", "psst")
+    received = await expect(bob, PrivateMessage)
+    assert (received.sender, received.to, received.text) == ("ali", "bob", "psst")
+    assert received.pid == echo.pid
+    await carol.send("#lobby", "barrier")
+    events = []
+    async with asyncio.timeout(TIMEOUT):
+        while not (
+            isinstance(event := await carol.next_event(), Message) and event.text == "barrier"
+        ):
+            events.append(event)
+    assert not any(isinstance(e, PrivateMessage) for e in events)  # nobody else saw it
+
+
+async def test_concurrent_senders_on_both_servers_get_one_gapless_order(
+    servers: tuple[ChatServer, ChatServer], connect: Connect
+) -> None:
+    a, b = servers
+    ali = await connect("ali", a)
+    bob = await connect("bob", b)
+    carol = await connect("carol", a)
+    dave = await connect("dave", b)
+    each = 150
+
+    async def burst(client: ChatClient, name: str) -> None:
+        await asyncio.gather(*(client.send("#lobby", f"{name} {i}") for i in range(each)))
+
+    await asyncio.gather(burst(ali, "ali"), burst(bob, "bob"))
+    seen = {}
+    for member in (ali, bob, carol, dave):
+        messages = await collect(member, Message, 2 * each)
+        assert [m.seq for m in messages] == list(range(1, 2 * each + 1))
+        assert sorted(m.text for m in messages) == sorted(
+            f"{n} {i}" for n in ("ali", "bob") for i in range(each)
+        )  # each stored once
+        seen[member] = [(m.seq, m.text) for m in messages]
+    assert len({tuple(order) for order in seen.values()}) == 1  # the same order everywhere
+
+
+async def test_a_client_that_reconnects_to_the_other_server_gets_what_it_missed(
+    servers: tuple[ChatServer, ChatServer], connect: Connect
+) -> None:
+    a, b = servers
+    proxy = Proxy(a.address)
+    host, port = await proxy.start()
+    try:
+        bob = await ChatClient.connect("bob", host, port, reconnect=True, backoff=FAST)
+        ali = await connect("ali", a)
+        await ali.send("#lobby", "before")
+        await expect(bob, Message, text="before")
+        proxy.target = b.address  # the load balancer sends bob's next connection to b
+        proxy.cut()
+        for i in range(20):
+            await ali.send("#lobby", f"missed {i}")
+        messages = await collect(bob, Message, 20)
+        assert [m.text for m in messages] == [f"missed {i}" for i in range(20)]
+        assert [m.seq for m in messages] == list(range(2, 22))
+        await bob.send("#lobby", "back, on b")
+        await expect(ali, Message, text="back, on b")
+        await bob.abort()
+    finally:
+        await proxy.stop()
+
+
+async def test_a_retried_send_is_stored_once_whichever_server_takes_it(
+    servers: tuple[ChatServer, ChatServer], connect: Connect
+) -> None:
+    a, b = servers
+    bob = await connect("bob", b)
+    ali_on_a = await open_raw(*a.address)
+    await ali_on_a.hello("ali")
+    ali_on_a.send(Send(room="#lobby", text="once", id="m1", ref=1))
+    first = await ali_on_a.reply(1)
+    assert isinstance(first, Ack) and first.seq == 1
+    await expect(bob, Message, text="once")
+    ali_on_a.writer.close()  # the ack was lost on the way, say: ali retries, through b
+    await expect(bob, Left, name="ali")
+    ali_on_b = await open_raw(*b.address)
+    await ali_on_b.hello("ali")
+    ali_on_b.send(Send(room="#lobby", text="once", id="m1", ref=2))
+    again = await ali_on_b.reply(2)
+    assert isinstance(again, Ack) and (again.seq, again.ts) == (first.seq, first.ts)
+    await bob.send("#lobby", "barrier")
+    assert (await expect(bob, Message)).text == "barrier"  # "once" was not delivered again
+    ali_on_b.writer.close()
