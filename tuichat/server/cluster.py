@@ -50,6 +50,8 @@ REFRESH = 2.0
 """How often a server refreshes its presence and looks for servers that died."""
 RETRIES = 40
 """Attempts of one Redis command (backing off up to 1 s): a restart of Redis is waited out."""
+RETRY_FOR = 30.0
+"""Seconds a command is sent again while Redis restarts before its request fails."""
 MAX_PIPELINE = 1000
 """Most commands sent to Redis in one round trip."""
 DEDUP_TTL = 24 * 3600
@@ -137,6 +139,16 @@ def private_from_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Pri
     )
 
 
+@dataclass(slots=True)
+class _Command:
+    add: Callable[[Any], Awaitable[None]]
+    """Puts the command(s) on a pipeline."""
+    done: Callable[[Any], None] | None
+    """Takes the result of the first command (or the exception)."""
+    since: float
+    """When it was first queued (loop time)."""
+
+
 @dataclass(eq=False)
 class RemoteUser:
     """Someone connected to another server."""
@@ -183,9 +195,7 @@ class Cluster(HistoryStore):
         """Posts of ours not yet delivered: token → what to do when it comes back."""
         self._counter = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._commands: list[
-            tuple[Callable[[Any], Awaitable[None]], Callable[[Any], None] | None]
-        ] = []
+        self._commands: list[_Command] = []
         self._wake = asyncio.Event()
         self._pubsub: PubSub | None = None
         self.connected = asyncio.Event()
@@ -275,14 +285,24 @@ class Cluster(HistoryStore):
         self.connected.set()
 
     async def _listen(self) -> None:
-        """Deliver what is published; after a lost connection, catch up and carry on."""
+        """Deliver what is published; after a lost connection, catch up and carry on.
+
+        Every `REFRESH` seconds it also compares each room's position in Redis with
+        what was delivered here, so that a message whose publication was lost (the
+        subscription broke and came back) is delivered from the room's stream.
+        """
+        loop = asyncio.get_running_loop()
         delay = 0.05
+        next_check = loop.time() + REFRESH
         while True:
             try:
                 assert self._pubsub is not None
-                message = await self._pubsub.get_message(timeout=1.0)
+                message = await self._pubsub.get_message(timeout=REFRESH / 2)
                 if message is not None:
                     await self._dispatch(message["channel"], message["data"])
+                if loop.time() >= next_check:
+                    next_check = loop.time() + REFRESH
+                    await self._catch_up()
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
@@ -329,7 +349,8 @@ class Cluster(HistoryStore):
             return
         if message.seq > room.delivered + 1:
             await self._fill(room, message.seq - 1)
-        self._delivered(message, token)
+        if message.seq == room.delivered + 1:
+            self._delivered(message, token)
 
     def _delivered(self, message: Message, token: str) -> None:
         done = self._pending.pop(token, None)
@@ -353,14 +374,19 @@ class Cluster(HistoryStore):
             room.delivered = room.seq = upto
 
     async def _catch_up(self) -> None:
-        """After a reconnect: every room delivers what was published while we were away."""
-        for name in {n.decode() for n in await self.redis.smembers(PREFIX + "rooms")}:
-            last = int(await self.redis.get(room_key(name, "seq")) or 0)
+        """Deliver whatever Redis has stored that was not delivered here (lost publications)."""
+        names = sorted(n.decode() for n in await self.redis.smembers(PREFIX + "rooms"))
+        if not names:
+            return
+        positions = await self.redis.mget([room_key(name, "seq") for name in names])
+        for name, last in zip(names, positions, strict=True):
             room = self.server.chat.rooms.get(name)
             if room is None:
                 room = self.server.chat.rooms[name] = Room(name, self.epoch(name))
-            if last > room.delivered:
-                await self._fill(room, last)
+            if int(last or 0) > room.delivered:
+                log.info("cluster: %s missed %d message(s); delivering them from Redis",
+                         name, int(last or 0) - room.delivered)  # fmt: skip
+                await self._fill(room, int(last or 0))
 
     # --- posting ---------------------------------------------------------
 
@@ -446,11 +472,28 @@ class Cluster(HistoryStore):
         self, add: Callable[[Any], Awaitable[None]], done: Callable[[Any], None] | None
     ) -> None:
         """Queue one command (or a few) for Redis; they go out in order, many per round trip."""
-        self._commands.append((add, done))
+        self._commands.append(_Command(add, done, asyncio.get_running_loop().time()))
         self._wake.set()
 
     async def _write(self) -> None:
-        """Send queued commands in order, pipelined; hand each its result (or the failure)."""
+        """Send queued commands in order, pipelined; hand each its result.
+
+        A command that meets a Redis restart (connection lost, scripts not loaded
+        yet, data still loading) is sent again, for up to `RETRY_FOR` seconds.
+        """
+        from redis.exceptions import BusyLoadingError, NoScriptError
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        passing = (
+            NoScriptError,
+            BusyLoadingError,
+            RedisConnectionError,
+            RedisTimeoutError,
+            OSError,
+        )
+        loop = asyncio.get_running_loop()
+        delay = 0.05
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -459,19 +502,32 @@ class Cluster(HistoryStore):
                 try:
                     async with self.redis.pipeline(transaction=False) as pipe:
                         ends = []
-                        for add, _ in batch:
-                            await add(pipe)
+                        for command in batch:
+                            await command.add(pipe)
                             ends.append(len(pipe))
                         results = await pipe.execute(raise_on_error=False)
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # Redis stayed away longer than the retries wait
+                except Exception as exc:  # Redis stayed away longer than the client retries
                     results, ends = [exc] * len(batch), list(range(1, len(batch) + 1))
+                again = []
                 start = 0
-                for (_, done), end in zip(batch, ends, strict=True):
-                    if done is not None and end > start:
-                        done(results[start])
+                for command, end in zip(batch, ends, strict=True):
+                    result = results[start] if end > start else None
                     start = end
+                    if isinstance(result, passing) and loop.time() - command.since < RETRY_FOR:
+                        again.append(command)
+                    elif command.done is not None:
+                        command.done(result)
+                if again:
+                    log.info(
+                        "cluster: %d command(s) met a Redis restart; sending again", len(again)
+                    )
+                    self._commands[:0] = again
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                else:
+                    delay = 0.05
 
     # --- the history store ------------------------------------------------
 

@@ -1,0 +1,93 @@
+"""Chaos on a two-server chat: Redis restarted and a server killed while messages flow."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from tests.helpers import collect
+from tests.proxy import Proxy
+from tests.redis_server import RedisServer
+from tests.server_process import NO_FLOOD_CONTROL, ServerProcess, start_server_process
+from tuichat.client import Backoff, ChatClient
+from tuichat.protocol import Message
+
+EACH = 300
+"""Messages each of the two senders sends."""
+WINDOW = 8
+"""Sends each sender keeps in flight."""
+
+
+async def drain(server: ServerProcess) -> None:
+    """Read the server's log as it comes, so that it never waits on a full pipe."""
+    assert server.process.stderr is not None
+    with contextlib.suppress(Exception):
+        while line := await server.process.stderr.readline():
+            server.log.append(line)
+
+
+async def test_redis_restarted_and_a_server_killed_mid_stream_lose_nothing() -> None:
+    redis = RedisServer()
+    await redis.start()
+    a = await start_server_process("--redis", redis.url, *NO_FLOOD_CONTROL)
+    b = await start_server_process("--redis", redis.url, *NO_FLOOD_CONTROL)
+    drains = [asyncio.create_task(drain(s)) for s in (a, b)]
+    balancer = Proxy((a.host, a.port))  # a's clients come through it, as through a load balancer
+    host, port = await balancer.start()
+    options = {"reconnect": True, "backoff": Backoff(first=0.05, cap=0.2), "heartbeat": 0.5}
+    clients: list[ChatClient] = []
+    try:
+        ali = await ChatClient.connect("ali", host, port, **options)  # type: ignore[arg-type]
+        carol = await ChatClient.connect("carol", host, port, **options)  # type: ignore[arg-type]
+        bob = await ChatClient.connect("bob", b.host, b.port, **options)  # type: ignore[arg-type]
+        dave = await ChatClient.connect("dave", b.host, b.port, **options)  # type: ignore[arg-type]
+        clients = [ali, carol, bob, dave]
+        progress = {"ali": 0, "bob": 0}
+        third, two_thirds = asyncio.Event(), asyncio.Event()
+
+        async def sender(client: ChatClient, name: str) -> None:
+            window = asyncio.Semaphore(WINDOW)
+
+            async def one(i: int) -> None:
+                async with window:
+                    await client.send("#lobby", f"{name} {i}")
+                progress[name] += 1
+                done = min(progress.values())
+                if done >= EACH // 3:
+                    third.set()
+                if done >= 2 * EACH // 3:
+                    two_thirds.set()
+
+            await asyncio.gather(*(one(i) for i in range(EACH)))
+
+        sending = asyncio.gather(sender(ali, "ali"), sender(bob, "bob"))
+        async with asyncio.timeout(60):
+            await third.wait()
+            await redis.restart()  # SIGKILL: what Redis acknowledged is in its append-only file
+            await two_thirds.wait()
+            balancer.target = (b.host, b.port)  # the balancer sends a's clients to b from now on
+            a.process.kill()  # and a dies mid-stream
+            await sending  # every send acknowledged, some after a retry through b
+        total = 2 * EACH
+        orders = []
+        for client in clients:
+            messages = await collect(client, Message, total, timeout=30)
+            assert [m.seq for m in messages] == list(range(1, total + 1))  # no gap, no repeat
+            assert sorted(m.text for m in messages) == sorted(
+                f"{name} {i}" for name in ("ali", "bob") for i in range(EACH)
+            )  # every message stored exactly once
+            orders.append([m.text for m in messages])
+        assert all(order == orders[0] for order in orders)
+        log = b"".join(b.log)
+        assert b"ali is back from another server" in log  # a's sessions really moved to b
+    finally:
+        for client in clients:
+            await client.abort()
+        await balancer.stop()
+        for server in (a, b):
+            if server.process.returncode is None:
+                server.process.terminate()
+                await server.process.wait()
+        for task in drains:
+            task.cancel()
+        await redis.stop()
