@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from tests.helpers import collect
+from tests.helpers import collect, expect
 from tests.proxy import Proxy
 from tests.redis_server import RedisServer
 from tests.server_process import NO_FLOOD_CONTROL, ServerProcess, start_server_process
 from tuichat.client import Backoff, ChatClient
-from tuichat.protocol import Message
+from tuichat.protocol import Joined, Left, Message
 
 EACH = 300
 """Messages each of the two senders sends."""
@@ -84,6 +84,39 @@ async def test_redis_restarted_and_a_server_killed_mid_stream_lose_nothing() -> 
         for client in clients:
             await client.abort()
         await balancer.stop()
+        for server in (a, b):
+            if server.process.returncode is None:
+                server.process.terminate()
+                await server.process.wait()
+        for task in drains:
+            task.cancel()
+        await redis.stop()
+
+
+async def test_the_users_of_a_killed_server_are_gone_once_its_presence_expires() -> None:
+    redis = RedisServer()
+    await redis.start()
+    ttl = ["--presence-ttl", "1"]
+    a = await start_server_process("--redis", redis.url, *ttl)
+    b = await start_server_process("--redis", redis.url, *ttl)
+    drains = [asyncio.create_task(drain(s)) for s in (a, b)]
+    clients: list[ChatClient] = []
+    try:
+        zed = await ChatClient.connect("zed", a.host, a.port)
+        ali = await ChatClient.connect("ali", b.host, b.port)
+        clients = [zed, ali]
+        await ali.join("#dev")
+        await zed.join("#dev")
+        await expect(ali, Joined, room="#dev", name="zed")
+        a.process.kill()  # no goodbye, no logout: only its presence entry can tell
+        left = [await expect(ali, Left, name="zed", timeout=10) for _ in range(2)]
+        assert {(e.room, e.reason) for e in left} == {("#lobby", "timeout"), ("#dev", "timeout")}
+        assert await ali.who() == ("ali",)
+        again = await ChatClient.connect("zed", b.host, b.port)  # the name is free again
+        clients.append(again)
+    finally:
+        for client in clients:
+            await client.abort()
         for server in (a, b):
             if server.process.returncode is None:
                 server.process.terminate()

@@ -130,6 +130,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
          "bytes that may wait to be written to one client before it is dropped as too slow"),
         ("--redis-history", positive_int, config.redis_history,
          "with --redis: messages kept per room in Redis"),
+        ("--presence-ttl", positive_float, config.presence_ttl,
+         "with --redis: seconds until the users of a server that died are shown as gone"),
     ]  # fmt: skip
     for flag, kind, default, meaning in limits:
         parser.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default})")
@@ -162,6 +164,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         db=None if args.no_history or args.redis else args.db,
         redis_url=args.redis,
         redis_history=args.redis_history,
+        presence_ttl=args.presence_ttl,
         heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=max(args.heartbeat_timeout, args.heartbeat_interval),
         hello_timeout=args.hello_timeout,

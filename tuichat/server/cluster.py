@@ -44,10 +44,9 @@ PREFIX = "tuichat:"
 MESSAGES = PREFIX + "messages"
 PRIVATES = PREFIX + "privates"
 PRESENCE = PREFIX + "presence"
-PRESENCE_TTL = 10.0
-"""Seconds a server's presence lasts in Redis unless it refreshes it."""
 REFRESH = 2.0
-"""How often a server refreshes its presence and looks for servers that died."""
+"""How often (at most) a server refreshes its presence, looks for servers that died, and
+checks that every room's messages were delivered."""
 RETRIES = 40
 """Attempts of one Redis command (backing off up to 1 s): a restart of Redis is waited out."""
 RETRY_FOR = 30.0
@@ -166,7 +165,9 @@ class Cluster(HistoryStore):
     It is also the server's history store: what Redis keeps is the history.
     """
 
-    def __init__(self, server: ChatServer, url: str, history_per_room: int) -> None:
+    def __init__(
+        self, server: ChatServer, url: str, history_per_room: int, presence_ttl: float = 10.0
+    ) -> None:
         try:
             from redis.asyncio import Redis
             from redis.asyncio.retry import Retry
@@ -183,6 +184,8 @@ class Cluster(HistoryStore):
         )
         self.id = secrets.token_hex(8)
         self.history_per_room = history_per_room
+        self._ttl_ms = int(presence_ttl * 1000)
+        self._refresh_every = min(REFRESH, presence_ttl / 5)
         self.remote: dict[str, RemoteUser] = {}
         """Users on other servers, by user key."""
         self._remote_names: dict[str, RemoteUser] = {}
@@ -583,7 +586,7 @@ class Cluster(HistoryStore):
                 pipe.hdel(key, user_key)
             else:
                 pipe.hset(key, user_key, msgpack.packb(entry))
-            pipe.expire(key, int(PRESENCE_TTL))
+            pipe.pexpire(key, self._ttl_ms)
             pipe.publish(PRESENCE, event)
 
         self._enqueue(add, None)  # one lost in an outage is put right after the reconnect
@@ -619,16 +622,16 @@ class Cluster(HistoryStore):
             pipe.delete(key)
             if users:
                 pipe.hset(key, mapping=users)
-            pipe.expire(key, int(PRESENCE_TTL))
+            pipe.pexpire(key, self._ttl_ms)
             await pipe.execute()
 
     async def _refresh(self) -> None:
         """Keep our presence alive; notice servers that died."""
         while True:
-            await asyncio.sleep(REFRESH)
+            await asyncio.sleep(self._refresh_every)
             try:
                 if self.server.chat.users:
-                    await self.redis.expire(self._presence_key(self.id), int(PRESENCE_TTL))
+                    await self.redis.pexpire(self._presence_key(self.id), self._ttl_ms)
                 for server in {u.server for u in self.remote.values()}:
                     if not await self.redis.exists(self._presence_key(server)):
                         log.info("cluster: server %s is gone; its users are offline", server)

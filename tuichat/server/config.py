@@ -44,6 +44,8 @@ class ServerConfig:
     """Share the chat with other servers through this Redis (`redis://host:port/db`)."""
     redis_history: int = 100_000
     """Messages kept per room (and per user's private messages) in Redis."""
+    presence_ttl: float = 10.0
+    """With Redis: seconds after which the users of a server that stopped refreshing are gone."""
 
 
 @dataclass(frozen=True, slots=True)

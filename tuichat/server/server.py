@@ -116,7 +116,9 @@ class ChatServer:
         self.clock = clock
         self.cluster: Cluster | None = None
         if history is None and self.config.redis_url:
-            self.cluster = history = Cluster(self, self.config.redis_url, self.config.redis_history)
+            self.cluster = history = Cluster(
+                self, self.config.redis_url, self.config.redis_history, self.config.presence_ttl
+            )
         elif history is None:
             db = self.config.db
             history = MemoryHistory() if db is None else SQLiteHistory(db)
