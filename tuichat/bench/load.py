@@ -280,7 +280,7 @@ class Worker:
             self.all_done.set()
 
     async def connect(
-        self, kind: str, port: int, clients: list[dict[str, Any]], concurrency: int
+        self, kind: str, clients: list[dict[str, Any]], concurrency: int
     ) -> dict[str, Any]:
         """Open every connection, `concurrency` at a time, and wait until each has joined."""
         loop = asyncio.get_running_loop()
@@ -296,7 +296,7 @@ class Worker:
                 factory = lambda: TuichatLoad(self, client["name"], client["probe"])  # noqa: E731
             async with limit:
                 try:
-                    _, protocol = await loop.create_connection(factory, "127.0.0.1", port)
+                    _, protocol = await loop.create_connection(factory, "127.0.0.1", client["port"])
                     await asyncio.wait_for(protocol.ready, 60)
                 except (OSError, ConnectionError, TimeoutError) as exc:
                     failures.append(f"{client['name']}: {exc}")

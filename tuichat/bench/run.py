@@ -125,7 +125,12 @@ def connect(
     per_worker: list[list[dict[str, Any]]] = [[] for _ in range(generator.size)]
     for i in range(clients):
         per_worker[i % generator.size].append(
-            {"name": f"u{i:05d}", "sender": sender_at.get(i), "probe": i in probe_at}
+            {
+                "name": f"u{i:05d}",
+                "sender": sender_at.get(i),
+                "probe": i in probe_at,
+                "port": server.ports[(i // generator.size) % len(server.ports)],
+            }
         )
     rss_before = server.rss_bytes()
     answers = generator.ask(
@@ -133,7 +138,6 @@ def connect(
             {
                 "action": "connect",
                 "kind": server.protocol,
-                "port": server.port,
                 "clients": mine,
                 "concurrency": 4 if irc else 500,  # ngIRCd's listen backlog is 10; ours 1024
             }

@@ -47,8 +47,9 @@ NGIRCD_CONF = """\
     Password = bench
 """
 
-SERVERS = ("tuichat", "tuichat-nohistory", "ngircd")
-"""What `--servers` can name: tuichat with SQLite history, tuichat without, and ngIRCd."""
+SERVERS = ("tuichat", "tuichat-nohistory", "tuichat-redis", "tuichat-redis2", "ngircd")
+"""What `--servers` can name: tuichat with SQLite history, without history, on Redis (one
+server, or two sharing the chat, clients spread over both), and ngIRCd."""
 
 UNLIMITED_FLOOD = [
     "--messages-per-second", "1e9", "--message-burst", "1000000000",
@@ -63,40 +64,52 @@ The frame cap, text limits and the slow-reader budget stay as they are.
 
 @dataclass
 class ServerProcess:
-    """A running server: what it is, where it listens, and how to read its CPU and memory."""
+    """Running servers (one, or several on one Redis): where they listen, their CPU, memory."""
 
     name: str
     protocol: str
     """"tuichat" or "irc"."""
-    port: int
-    process: subprocess.Popen[bytes]
+    ports: list[int]
+    """Where clients connect (spread over them in turn)."""
+    processes: list[subprocess.Popen[bytes]]
+    """The servers, then any helper (Redis), whose CPU counts as the server side's."""
     workdir: tempfile.TemporaryDirectory[str]
+    servers: int = 1
+    """How many of `processes` are chat servers (their memory is the per-connection figure)."""
+
+    @property
+    def port(self) -> int:
+        return self.ports[0]
 
     def cpu_seconds(self) -> float:
-        """CPU time the server's threads have used so far (nanosecond resolution)."""
+        """CPU time every thread of every process has used so far (nanosecond resolution)."""
         total = 0
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            with contextlib.suppress(OSError):  # a thread that just ended
-                total += int((task / "schedstat").read_text().split()[0])
+        for process in self.processes:
+            for task in Path(f"/proc/{process.pid}/task").iterdir():
+                with contextlib.suppress(OSError):  # a thread that just ended
+                    total += int((task / "schedstat").read_text().split()[0])
         return total / 1e9
 
     def rss_bytes(self) -> int:
-        """The server's resident memory now."""
-        with open(f"/proc/{self.process.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
+        """The chat servers' resident memory now."""
+        total = 0
+        for process in self.processes[: self.servers]:
+            with open(f"/proc/{process.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        return total
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 10 s) and remove its files."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Stop every process (SIGTERM, then SIGKILL after 10 s) and remove the files."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         self.workdir.cleanup()
 
 
@@ -116,44 +129,79 @@ def ngircd_binary() -> str | None:
 
 
 def start(name: str, event_loop: str = "auto") -> ServerProcess:
-    """Start the server `name` (one of `SERVERS`) and wait until it accepts connections."""
+    """Start the server(s) `name` (one of `SERVERS`) and wait until they accept connections."""
     workdir = tempfile.TemporaryDirectory(prefix="tuichat-bench-")
-    port = free_port()
-    log = open(Path(workdir.name) / "server.log", "wb")  # noqa: SIM115 (the process holds it)
+    work = Path(workdir.name)
+    log = open(work / "server.log", "wb")  # noqa: SIM115 (the processes hold it)
+    server = ServerProcess(name, "tuichat", [], [], workdir)
+
+    def launch(command: list[str], port: int) -> None:
+        process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        server.processes.append(process)
+        try:
+            _wait_until_listening(process, port)
+        except RuntimeError as exc:
+            server.stop()
+            raise RuntimeError(
+                f"{name}: {exc}: {(work / 'server.log').read_text()[-500:]}"
+            ) from None
+
     if name == "ngircd":
         binary = ngircd_binary()
         if binary is None:
             raise RuntimeError("ngircd is not installed (Debian: apt-get install ngircd)")
-        include = Path(workdir.name) / "conf.d"
+        include = work / "conf.d"
         include.mkdir()
-        conf = Path(workdir.name) / "ngircd.conf"
-        conf.write_text(NGIRCD_CONF.format(port=port, include=include))
-        os.chmod(workdir.name, 0o755)  # ngIRCd reads its files as user nobody when run as root
-        command = [binary, "-n", "-f", str(conf)]
-        protocol = "irc"
+        port = free_port()
+        (work / "ngircd.conf").write_text(NGIRCD_CONF.format(port=port, include=include))
+        os.chmod(work, 0o755)  # ngIRCd reads its files as user nobody when run as root
+        server.protocol = "irc"
+        server.ports.append(port)
+        launch([binary, "-n", "-f", str(work / "ngircd.conf")], port)
+        return server
+    count = 2 if name == "tuichat-redis2" else 1
+    helpers: list[subprocess.Popen[bytes]] = []
+    if name.startswith("tuichat-redis"):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(
+                "redis-server is not installed (Debian: apt-get install redis-server)"
+            )
+        redis_port = free_port()
+        launch(
+            [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(work),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            redis_port,
+        )  # fmt: skip
+        helpers = server.processes[:]
+        server.processes.clear()
+        history = ["--redis", f"redis://127.0.0.1:{redis_port}/0"]
+    elif name == "tuichat-nohistory":
+        history = ["--no-history"]
     else:
-        history = (
-            ["--no-history"]
-            if name == "tuichat-nohistory"
-            else ["--db", str(Path(workdir.name) / "history.sqlite3")]
-        )
-        command = [
-            sys.executable, "-m", "tuichat.server", "--port", str(port), "--log-level", "WARNING",
-            "--event-loop", event_loop, *history, *UNLIMITED_FLOOD,
-        ]  # fmt: skip
-        protocol = "tuichat"
-    process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    server = ServerProcess(name, protocol, port, process, workdir)
+        history = ["--db", str(work / "history.sqlite3")]
+    for _ in range(count):
+        port = free_port()
+        server.ports.append(port)
+        launch(
+            [sys.executable, "-m", "tuichat.server", "--port", str(port), "--log-level", "WARNING",
+             "--event-loop", event_loop, *history, *UNLIMITED_FLOOD],
+            port,
+        )  # fmt: skip
+    server.servers = count
+    server.processes += helpers  # Redis's CPU is the server side's too
+    return server
+
+
+def _wait_until_listening(process: subprocess.Popen[bytes], port: int) -> None:
     deadline = time.monotonic() + 15
     while True:
         if process.poll() is not None:
-            server.stop()
-            raise RuntimeError(f"{name} exited at start: {(Path(log.name)).read_text()[-500:]}")
+            raise RuntimeError("exited at start")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server
+            return
         except OSError:
             if time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError(f"{name} did not listen on {port} within 15 s") from None
+                raise RuntimeError(f"nothing listens on {port} after 15 s") from None
             time.sleep(0.05)
