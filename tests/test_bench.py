@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -56,6 +57,13 @@ def test_the_benchmark_counts_every_delivery_with_and_without_history() -> None:
     assert isinstance(idle, dict)
     assert idle["clients"] == IDLE and idle["failed"] == 0
     assert 0 < idle["rss_per_client_bytes"] < 64 * 1024
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_the_benchmark_drives_two_servers_sharing_one_redis() -> None:
+    result = run_bench("tuichat-redis2")
+    (scenario,) = result["fanout"]  # type: ignore[misc]
+    check_scenario(scenario, per_message=CLIENTS)
 
 
 @pytest.mark.skipif(ngircd_binary() is None, reason="ngircd is not installed")

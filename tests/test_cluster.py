@@ -215,3 +215,23 @@ async def test_a_retried_send_is_stored_once_whichever_server_takes_it(
     await bob.send("#lobby", "barrier")
     assert (await expect(bob, Message)).text == "barrier"  # "once" was not delivered again
     ali_on_b.writer.close()
+
+
+async def test_history_pages_come_from_redis_on_any_server(
+    servers: tuple[ChatServer, ChatServer], connect: Connect
+) -> None:
+    a, b = servers
+    ali = await connect("ali", a)
+    for i in range(30):
+        await ali.send("#lobby", f"old {i}")
+    bob = await connect("bob", b)
+
+    async def newest_texts() -> list[str]:
+        return [m.text for m in (await bob.history("#lobby", limit=10)).messages]
+
+    await until(newest_texts, [f"old {i}" for i in range(20, 30)])  # b may still be catching up
+    newest = await bob.history("#lobby", limit=10)
+    assert not newest.complete
+    older = await bob.history("#lobby", before=newest.messages[0].seq, limit=50)
+    assert [m.seq for m in older.messages] == list(range(1, 21))
+    assert older.complete
