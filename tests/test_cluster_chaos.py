@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
 from tests.helpers import collect, expect
 from tests.proxy import Proxy
@@ -18,6 +19,27 @@ WINDOW = 8
 """Sends each sender keeps in flight."""
 
 
+@contextlib.asynccontextmanager
+async def two_servers(
+    *flags: str,
+) -> AsyncIterator[tuple[RedisServer, ServerProcess, ServerProcess]]:
+    """A real redis-server and two server processes sharing the chat through it."""
+    redis = RedisServer()
+    await redis.start()
+    servers = [await start_server_process("--redis", redis.url, *flags) for _ in range(2)]
+    drains = [asyncio.create_task(drain(s)) for s in servers]
+    try:
+        yield redis, servers[0], servers[1]
+    finally:
+        for server in servers:
+            if server.process.returncode is None:
+                server.process.terminate()
+                await server.process.wait()
+        for task in drains:
+            task.cancel()
+        await redis.stop()
+
+
 async def drain(server: ServerProcess) -> None:
     """Read the server's log as it comes, so that it never waits on a full pipe."""
     assert server.process.stderr is not None
@@ -27,11 +49,11 @@ async def drain(server: ServerProcess) -> None:
 
 
 async def test_redis_restarted_and_a_server_killed_mid_stream_lose_nothing() -> None:
-    redis = RedisServer()
-    await redis.start()
-    a = await start_server_process("--redis", redis.url, *NO_FLOOD_CONTROL)
-    b = await start_server_process("--redis", redis.url, *NO_FLOOD_CONTROL)
-    drains = [asyncio.create_task(drain(s)) for s in (a, b)]
+    async with two_servers(*NO_FLOOD_CONTROL) as (redis, a, b):
+        await redis_restarts_and_a_dies(redis, a, b)
+
+
+async def redis_restarts_and_a_dies(redis: RedisServer, a: ServerProcess, b: ServerProcess) -> None:
     balancer = Proxy((a.host, a.port))  # a's clients come through it, as through a load balancer
     host, port = await balancer.start()
     options = {"reconnect": True, "backoff": Backoff(first=0.05, cap=0.2), "heartbeat": 0.5}
@@ -84,22 +106,14 @@ async def test_redis_restarted_and_a_server_killed_mid_stream_lose_nothing() -> 
         for client in clients:
             await client.abort()
         await balancer.stop()
-        for server in (a, b):
-            if server.process.returncode is None:
-                server.process.terminate()
-                await server.process.wait()
-        for task in drains:
-            task.cancel()
-        await redis.stop()
 
 
 async def test_the_users_of_a_killed_server_are_gone_once_its_presence_expires() -> None:
-    redis = RedisServer()
-    await redis.start()
-    ttl = ["--presence-ttl", "1"]
-    a = await start_server_process("--redis", redis.url, *ttl)
-    b = await start_server_process("--redis", redis.url, *ttl)
-    drains = [asyncio.create_task(drain(s)) for s in (a, b)]
+    async with two_servers("--presence-ttl", "1") as (_, a, b):
+        await a_server_dies(a, b)
+
+
+async def a_server_dies(a: ServerProcess, b: ServerProcess) -> None:
     clients: list[ChatClient] = []
     try:
         zed = await ChatClient.connect("zed", a.host, a.port)
@@ -117,10 +131,3 @@ async def test_the_users_of_a_killed_server_are_gone_once_its_presence_expires()
     finally:
         for client in clients:
             await client.abort()
-        for server in (a, b):
-            if server.process.returncode is None:
-                server.process.terminate()
-                await server.process.wait()
-        for task in drains:
-            task.cancel()
-        await redis.stop()

@@ -111,12 +111,17 @@ def private_log(user_key: str) -> str:
     return f"{PREFIX}private:{user_key}"
 
 
+def _number(entry_id: bytes | str) -> int:
+    """The seq or pid a stream entry is stored under (its id is `<number>-0`)."""
+    text = entry_id if isinstance(entry_id, str) else entry_id.decode()
+    return int(text.split("-")[0])
+
+
 def message_from_entry(room: str, entry_id: bytes | str, fields: dict[bytes, bytes]) -> Message:
     """A room message as read back from its stream."""
-    seq = int(str(entry_id if isinstance(entry_id, str) else entry_id.decode()).split("-")[0])
     return Message(
         room,
-        seq,
+        _number(entry_id),
         fields[b"s"].decode(),
         fields[b"t"].decode(),
         int(fields[b"ts"]),
@@ -126,7 +131,6 @@ def message_from_entry(room: str, entry_id: bytes | str, fields: dict[bytes, byt
 
 def private_from_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> PrivateMessage:
     """A private message as read back from a user's stream."""
-    pid = int(str(entry_id if isinstance(entry_id, str) else entry_id.decode()).split("-")[0])
     return PrivateMessage(
         fields[b"f"].decode(),
         fields[b"to"].decode(),
@@ -134,7 +138,7 @@ def private_from_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Pri
         int(fields[b"ts"]),
         fields[b"a"] == b"1",
         id=fields[b"i"].decode(),
-        pid=pid,
+        pid=_number(entry_id),
     )
 
 
@@ -190,7 +194,6 @@ class Cluster(HistoryStore):
         """Users on other servers, by user key."""
         self._remote_names: dict[str, RemoteUser] = {}
         """Both look-alike keys of every remote user's name."""
-        self._servers: set[str] = set()
         self._generation = ""
         self._post = self.redis.register_script(POST)
         self._private = self.redis.register_script(PRIVATE)
@@ -201,7 +204,6 @@ class Cluster(HistoryStore):
         self._commands: list[_Command] = []
         self._wake = asyncio.Event()
         self._pubsub: PubSub | None = None
-        self.connected = asyncio.Event()
 
     # --- lifecycle -------------------------------------------------------
 
@@ -285,7 +287,6 @@ class Cluster(HistoryStore):
     async def _subscribe(self) -> None:
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         await self._pubsub.subscribe(MESSAGES, PRIVATES, PRESENCE)
-        self.connected.set()
 
     async def _listen(self) -> None:
         """Deliver what is published; after a lost connection, catch up and carry on.
@@ -310,7 +311,6 @@ class Cluster(HistoryStore):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the connection to Redis is gone: reconnect and catch up
-                self.connected.clear()
                 log.warning("cluster: Redis connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
