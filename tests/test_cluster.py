@@ -12,7 +12,7 @@ from tests.helpers import TIMEOUT, collect, expect
 from tests.proxy import Proxy
 from tests.raw import open_raw
 from tests.redis_server import RedisServer
-from tuichat.client import Backoff, ChatClient, RequestFailed
+from tuichat.client import Backoff, ChatClient, Reconnected, RequestFailed
 from tuichat.protocol import Ack, Joined, Left, Message, PrivateMessage, Send
 from tuichat.server import ChatServer, ServerConfig
 from tuichat.server.config import RateLimits
@@ -235,3 +235,28 @@ async def test_history_pages_come_from_redis_on_any_server(
     older = await bob.history("#lobby", before=newest.messages[0].seq, limit=50)
     assert [m.seq for m in older.messages] == list(range(1, 21))
     assert older.complete
+
+
+async def test_a_user_who_moves_to_the_other_server_stays_online_for_everyone(
+    servers: tuple[ChatServer, ChatServer], connect: Connect
+) -> None:
+    a, b = servers
+    proxy = Proxy(a.address)
+    host, port = await proxy.start()
+    try:
+        ali = await ChatClient.connect(
+            "ali", host, port, reconnect=True, backoff=FAST, heartbeat=0.2
+        )
+        carol = await connect("carol", a)
+        dave = await connect("dave", b)
+        await until(dave.who, ("ali", "carol", "dave"))
+        proxy.target = b.address
+        proxy.freeze()  # a still thinks ali is there; ali gives up on the silence and moves to b
+        await expect(ali, Reconnected)
+        await ali.send("#lobby", "on b now")
+        await expect(carol, Message, text="on b now")
+        for member in (carol, dave):
+            await until(member.who, ("ali", "carol", "dave"))  # ali is online, once, everywhere
+        await ali.abort()
+    finally:
+        await proxy.stop()
