@@ -366,7 +366,7 @@ class ChatServer:
             self.cluster.announce("login", user.key, user.name)
             for room_name in user.rooms:
                 self.cluster.announce("join", user.key, user.name, room_name)
-        trusted = self._check_token(user, hello.token)
+        trusted = self._check_token(user.key, hello.token)
         token = secrets.token_urlsafe(18)
         self._tokens[user.key] = token_hash(token)
         self.history.save_token(user.key, token_hash(token))
@@ -422,11 +422,7 @@ class ChatServer:
     def _replace_ghost(self, hello: Hello) -> None:
         """A returning user with a valid token takes over a session that still looks alive."""
         ghost = self.chat.find(hello.name)
-        if ghost is None:
-            return
-        owner = self._identities.get(ghost.key)
-        same_key = bool(hello.key) and owner is not None and _same(owner, hello.key or "")
-        if not (same_key or self._check_token(ghost, hello.token)):
+        if ghost is None or not self._proves_owner(ghost.key, hello):
             return
         old = ghost.handle
         log.info("%s is back from another connection; dropping the old one", ghost.name)
@@ -438,11 +434,7 @@ class ChatServer:
         ghost = self.cluster.find(hello.name) if self.cluster is not None else None
         if ghost is None or self.cluster is None:
             return
-        owner = self._identities.get(ghost.key)
-        same_key = bool(hello.key) and owner is not None and _same(owner, hello.key or "")
-        stored = self._tokens.get(ghost.key)
-        same_token = bool(hello.token) and stored is not None and _same(stored, hello.token or "")
-        if not (same_key or same_token):
+        if not self._proves_owner(ghost.key, hello):
             raise ChatError(ErrorCode.NAME_TAKEN, f"the name {hello.name!r} is taken; pick another")
         log.info("%s is back from another server; dropping the old connection", ghost.name)
         self.cluster.kick(ghost)
@@ -480,9 +472,15 @@ class ChatServer:
             resumed.setdefault(name, (user.rooms[name], position))
         return list(resumed.values()), announcements
 
-    def _check_token(self, user: User[Session], token: str | None) -> bool:
-        stored = self._tokens.get(user.key)
+    def _check_token(self, user_key: str, token: str | None) -> bool:
+        stored = self._tokens.get(user_key)
         return bool(token) and stored is not None and _same(stored, token or "")
+
+    def _proves_owner(self, user_key: str, hello: Hello) -> bool:
+        """Whether `hello` carries the name's key or the user's last resume token."""
+        owner = self._identities.get(user_key)
+        same_key = bool(hello.key) and owner is not None and _same(owner, hello.key or "")
+        return same_key or self._check_token(user_key, hello.token)
 
     def _resume_room(self, session: Session, room: Room[Session], position: Position) -> None:
         """Replay what the client missed in `room`, or tell it to reload the room."""
