@@ -34,7 +34,8 @@ async def two_servers(
         for server in servers:
             if server.process.returncode is None:
                 server.process.terminate()
-                await server.process.wait()
+                async with asyncio.timeout(10):  # a server must stop on SIGTERM, even after chaos
+                    await server.process.wait()
         for task in drains:
             task.cancel()
         await redis.stop()

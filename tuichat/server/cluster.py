@@ -49,6 +49,8 @@ REFRESH = 2.0
 checks that every room's messages were delivered."""
 RETRIES = 40
 """Attempts of one Redis command (backing off up to 1 s): a restart of Redis is waited out."""
+STOP_GRACE = 2.0
+"""Seconds the last words to Redis may take at shutdown."""
 RETRY_FOR = 30.0
 """Seconds a command is sent again while Redis restarts before its request fails."""
 MAX_PIPELINE = 1000
@@ -203,6 +205,7 @@ class Cluster(HistoryStore):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._commands: list[_Command] = []
         self._wake = asyncio.Event()
+        self._closing = False
         self._pubsub: PubSub | None = None
 
     # --- lifecycle -------------------------------------------------------
@@ -220,15 +223,26 @@ class Cluster(HistoryStore):
         log.info("cluster: server %s on Redis (generation %s)", self.id, self._generation)
 
     async def stop(self) -> None:
-        """Withdraw our presence and stop listening."""
-        for task in list(self._tasks):
+        """Withdraw our presence and stop listening.
+
+        The loops also stop on `_closing`: redis-py can turn a cancellation into an
+        error of its own, which a loop that carries on after errors would outlive.
+        """
+        self._closing = True
+        self._wake.set()
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_GRACE)
         with contextlib.suppress(Exception):
-            await self.redis.delete(self._presence_key(self.id))
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        await self.redis.aclose()
+            async with asyncio.timeout(STOP_GRACE):
+                await self.redis.delete(self._presence_key(self.id))
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(STOP_GRACE):
+                if self._pubsub is not None:
+                    await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self.redis.aclose()
 
     def epoch(self, room: str) -> int:
         """A room's epoch: the same on every server, new if Redis loses everything."""
@@ -298,7 +312,7 @@ class Cluster(HistoryStore):
         loop = asyncio.get_running_loop()
         delay = 0.05
         next_check = loop.time() + REFRESH
-        while True:
+        while not self._closing:
             try:
                 assert self._pubsub is not None
                 message = await self._pubsub.get_message(timeout=REFRESH / 2)
@@ -497,10 +511,10 @@ class Cluster(HistoryStore):
         )
         loop = asyncio.get_running_loop()
         delay = 0.05
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
-            while self._commands:
+            while self._commands and not self._closing:
                 batch, self._commands = self._commands[:MAX_PIPELINE], self._commands[MAX_PIPELINE:]
                 try:
                     async with self.redis.pipeline(transaction=False) as pipe:
@@ -627,7 +641,7 @@ class Cluster(HistoryStore):
 
     async def _refresh(self) -> None:
         """Keep our presence alive; notice servers that died."""
-        while True:
+        while not self._closing:
             await asyncio.sleep(self._refresh_every)
             try:
                 if self.server.chat.users:
