@@ -261,9 +261,8 @@ class Cluster(HistoryStore):
         for name in names:
             seq = int(await self.redis.get(room_key(name, "seq")) or 0)
             room = chat.rooms.get(name)
-            if room is None or room.epoch != self.epoch(name):
-                members = room.members if room is not None else {}
-                room = chat.rooms[name] = Room(name, self.epoch(name), members=dict(members))
+            if room is None or room.epoch != self.epoch(name):  # before anyone has joined
+                room = chat.rooms[name] = Room(name, self.epoch(name))
             room.seq = room.delivered = max(room.delivered, seq)
         tokens = await self.redis.hgetall(PREFIX + "tokens")
         self.server.load_tokens({k.decode(): v.decode() for k, v in tokens.items()})
@@ -290,7 +289,9 @@ class Cluster(HistoryStore):
             known = self.remote.get(user.key)
             if known is None:
                 self._remote_login(user.name, user.key, user.server)
-                known = self.remote[user.key]
+                known = self.remote.get(user.key)
+                if known is None:  # the same user is here (it has just moved to us)
+                    continue
             for room in [r for r in user.rooms if r not in known.rooms]:
                 self._remote_join(user.key, room)
             for room in [r for r in known.rooms if r not in user.rooms]:
