@@ -19,6 +19,7 @@ import pytest
 from tests.helpers import events_until, expect
 from tests.raw import Raw, open_raw
 from tests.server_process import start_server_process
+from tuichat.bench.servers import resident_bytes
 from tuichat.client import ChatClient, RequestFailed
 from tuichat.protocol import (
     DEFAULT_MAX_FRAME,
@@ -447,14 +448,6 @@ async def test_after_the_fatal_flood_error_the_rest_of_the_burst_is_ignored(
 
 
 # --- memory -------------------------------------------------------------------------------
-
-
-def resident_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/PID/status")
 
 
 async def test_message_ids_cannot_pile_up_in_the_servers_memory() -> None:

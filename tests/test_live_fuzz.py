@@ -28,6 +28,7 @@ import pytest
 
 from tests.helpers import events_until, expect
 from tests.server_process import NO_FLOOD_CONTROL, ServerProcess, start_server_process
+from tuichat.bench.servers import resident_bytes
 from tuichat.client import ChatClient, Disconnected
 from tuichat.protocol import (
     DEFAULT_MAX_FRAME,
@@ -258,14 +259,6 @@ def plan(seed: int, total: int) -> list[Visit]:
 
 
 # --- the server and the visits --------------------------------------------------------------
-
-
-def resident_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/PID/status")
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 
 from tests.helpers import events_until, expect
 from tests.server_process import NO_FLOOD_CONTROL, ServerProcess, start_server_process
+from tuichat.bench.servers import resident_bytes
 from tuichat.client import ChatClient, ClientEvent, Disconnected
 from tuichat.protocol import (
     Codec,
@@ -47,14 +48,6 @@ WINDOW = 16
 RSS_GROWTH_LIMIT = 10 * 1024 * 1024
 """The server's memory may grow by this much while the 20 MB pile up for the slow reader."""
 SLOWDOWN_LIMIT = 3.0
-
-
-def resident_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/PID/status")
 
 
 class Server:

@@ -92,13 +92,7 @@ class ServerProcess:
 
     def rss_bytes(self) -> int:
         """The chat servers' resident memory now."""
-        total = 0
-        for process in self.processes[: self.servers]:
-            with open(f"/proc/{process.pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        return total
+        return sum(resident_bytes(process.pid) for process in self.processes[: self.servers])
 
     def stop(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL after 10 s) and remove the files."""
@@ -111,6 +105,15 @@ class ServerProcess:
                     process.kill()
                     process.wait()
         self.workdir.cleanup()
+
+
+def resident_bytes(pid: int) -> int:
+    """The resident memory of process `pid` now (Linux)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"process {pid} reports no resident memory (has it ended?)")
 
 
 def free_port() -> int:
