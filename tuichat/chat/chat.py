@@ -1,15 +1,16 @@
-"""The chat itself as plain objects: users, rooms, membership, presence and sequence numbers.
+"""The chat itself as plain objects: users, rooms, membership and presence.
 
 Nothing here does I/O or reads a clock. Every operation returns the messages to
 deliver and to whom (`Delivery`); the server encodes each message once and
-writes it to every recipient.
+writes it to every recipient. Numbering and storing messages is the broker's
+job (`tuichat.server.broker`); a room here only knows how far it has been
+delivered.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -20,7 +21,6 @@ from tuichat.protocol.messages import (
     Joined,
     Left,
     Message,
-    PrivateMessage,
     RoomInfo,
     ServerMessage,
 )
@@ -29,16 +29,6 @@ H = TypeVar("H")
 """Whatever the server uses to reach a user's connection."""
 
 LOBBY = "#lobby"
-
-
-@dataclass(frozen=True, slots=True)
-class RoomRecord:
-    """A room as stored: its epoch, its last sequence number, its recent client ids."""
-
-    epoch: int
-    seq: int
-    recent_ids: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
-    """(sender key, client id) → (seq, ts), for the newest messages that had an id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,19 +58,12 @@ class User(Generic[H]):
 
 @dataclass(eq=False)
 class Room(Generic[H]):
-    """A room, its members, and its position: epoch, last seq given out, last seq delivered.
-
-    A message gets its `seq` when posted and is delivered (acknowledged and fanned
-    out) once durable; `delivered` trails `seq` by the messages still being stored.
-    """
+    """A room with members here, and its position: its epoch and the last seq delivered."""
 
     name: str
     epoch: int
     members: dict[str, User[H]] = field(default_factory=dict)
-    seq: int = 0
     delivered: int = 0
-    recent_ids: OrderedDict[tuple[str, str], tuple[int, int]] = field(default_factory=OrderedDict)
-    """(sender key, client id) → (seq, ts) of recent messages, to recognise retried sends."""
 
     _sort_keys: list[tuple[str, str]] = field(default_factory=list, repr=False)
     _names: list[str] = field(default_factory=list, repr=False)
@@ -129,32 +112,23 @@ class Delivery(Generic[H]):
 
 
 class Chat(Generic[H]):
-    """Everyone online, every room, and the rules between them.
+    """Everyone online, every room with members, and the rules between them.
 
-    `rooms` are the positions loaded from storage; `new_epoch(name)` makes the epoch
-    of a room that has no history yet.
+    `position(name)` says where a room that gets its first member stands: its
+    epoch and the last seq stored (the broker knows).
     """
 
     def __init__(
         self,
         limits: ChatLimits | None = None,
         *,
-        rooms: Mapping[str, RoomRecord] | None = None,
-        last_private_id: int = 0,
-        new_epoch: Callable[[str], int] = lambda room: 1,
+        position: Callable[[str], tuple[int, int]] = lambda room: (1, 0),
     ) -> None:
         self.limits = limits or ChatLimits()
         self.users: dict[str, User[H]] = {}
-        self.new_epoch = new_epoch
+        self.position = position
         self.rooms: dict[str, Room[H]] = {}
-        for name, record in (rooms or {}).items():
-            room: Room[H] = Room(name, record.epoch, seq=record.seq, delivered=record.seq)
-            room.recent_ids.update(record.recent_ids)
-            self.rooms[name] = room
-        if LOBBY not in self.rooms:
-            self.rooms[LOBBY] = Room(LOBBY, new_epoch(LOBBY))
-        self.last_private_id = last_private_id
-        self._recent_privates: OrderedDict[tuple[str, str], PrivateMessage] = OrderedDict()
+        self._open(LOBBY)
         self._taken: dict[str, User[H]] = {}
         """Both keys of every online name (see `name_keys`)."""
 
@@ -201,6 +175,14 @@ class Chat(Generic[H]):
 
     def join(self, user: User[H], room_name: str, now: int) -> tuple[Room[H], list[Delivery[H]]]:
         """Add `user` to a room (created if new); every member, the newcomer too, hears it."""
+        key = self.check_join(user, room_name)
+        room = self.rooms.get(key) or self._open(key)
+        room.add(user)
+        user.rooms[key] = room
+        return room, [Delivery(room, Joined(key, user.name, now))]
+
+    def check_join(self, user: User[H], room_name: str) -> str:
+        """Return the room `user` may join; raise `ChatError` if they may not."""
         key = check_room(room_name)
         if key in user.rooms:
             raise ChatError(ErrorCode.ALREADY_IN_ROOM, f"you are already in {key}")
@@ -209,12 +191,7 @@ class Chat(Generic[H]):
                 ErrorCode.TOO_MANY_ROOMS,
                 f"you can be in at most {self.limits.max_rooms_per_user} rooms",
             )
-        room = self.rooms.get(key)
-        if room is None:
-            room = self.rooms[key] = Room(key, self.new_epoch(key))
-        room.add(user)
-        user.rooms[key] = room
-        return room, [Delivery(room, Joined(key, user.name, now))]
+        return key
 
     def part(self, user: User[H], room_name: str, now: int) -> tuple[str, list[Delivery[H]]]:
         """Remove `user` from a room; the members, the leaver too, hear it."""
@@ -240,35 +217,13 @@ class Chat(Generic[H]):
         return self.room(room_name).names()
 
     def room(self, room_name: str) -> Room[H]:
-        """Return an existing room (with members or history); raise `no_such_room` if none."""
+        """Return a room with members here (or the lobby); raise `no_such_room` if none."""
         room = self.rooms.get(check_room(room_name))
-        if room is None or not (room.members or room.seq or room.name == LOBBY):
+        if room is None:
             raise ChatError(ErrorCode.NO_SUCH_ROOM, f"there is no room {room_name}")
         return room
 
     # --- messages --------------------------------------------------------
-
-    def post(
-        self, user: User[H], room_name: str, text: str, action: bool, client_id: str, now: int
-    ) -> tuple[Message, bool]:
-        """Give a message the room's next sequence number; return it and whether it is new.
-
-        A retried send (same sender and client id as a recent message) is not new:
-        it gets the original message's position back.
-        """
-        room, text = self.check_post(user, room_name, text)
-        if client_id:
-            earlier = room.recent_ids.get((user.key, client_id))
-            if earlier is not None:
-                seq, ts = earlier
-                return Message(room.name, seq, user.name, text, ts, action), False
-        room.seq += 1
-        message = Message(room.name, room.seq, user.name, text, now, action)
-        if client_id:
-            room.recent_ids[(user.key, client_id)] = (room.seq, now)
-            if len(room.recent_ids) > self.limits.recent_ids_per_room:
-                room.recent_ids.popitem(last=False)
-        return message, True
 
     def check_post(self, user: User[H], room_name: str, text: str) -> tuple[Room[H], str]:
         """Return the room `user` may post `text` to, and the text as it will be stored."""
@@ -278,37 +233,13 @@ class Chat(Generic[H]):
         """Return `text` as it will be stored; raise `ChatError` if it is too long."""
         return check_text(text, self.limits.max_text_bytes, self.limits.max_text_lines)
 
-    def delivered(self, message: Message) -> Delivery[H]:
-        """Note that `message` is durable; return its delivery to the room's members now."""
-        room = self.rooms[message.room]
-        room.delivered = message.seq
+    def delivered(self, message: Message) -> Delivery[H] | None:
+        """Note that `message` is stored; return its delivery to the room's members here."""
+        room = self.rooms.get(message.room)
+        if room is None:
+            return None
+        room.delivered = max(room.delivered, message.seq)
         return Delivery(room, message)
-
-    def private(
-        self, user: User[H], to: str, text: str, action: bool, client_id: str, now: int
-    ) -> tuple[PrivateMessage, User[H] | None]:
-        """Number a private message; return it and its online target.
-
-        A retried send (same sender and client id as a recent private message)
-        returns the original message and no target: it is not delivered again.
-        Raises `no_such_user` if the target is offline.
-        """
-        if client_id:
-            earlier = self._recent_privates.get((user.key, client_id))
-            if earlier is not None:
-                return earlier, None
-        target = self.find(to)
-        if target is None:
-            raise ChatError(ErrorCode.NO_SUCH_USER, f"{to!r} is not online")
-        text = self.clean_text(text)
-        self.last_private_id += 1
-        pid = self.last_private_id
-        message = PrivateMessage(user.name, target.name, text, now, action, pid=pid)
-        if client_id:
-            self._recent_privates[(user.key, client_id)] = message
-            if len(self._recent_privates) > self.limits.recent_ids_per_room:
-                self._recent_privates.popitem(last=False)
-        return message, target
 
     # --- internals -------------------------------------------------------
 
@@ -319,10 +250,15 @@ class Chat(Generic[H]):
             raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in {key}; join it first")
         return room
 
+    def _open(self, name: str) -> Room[H]:
+        epoch, seq = self.position(name)
+        room = self.rooms[name] = Room(name, epoch, delivered=seq)
+        return room
+
     def _remove_member(self, room: Room[H], user: User[H]) -> None:
         room.remove(user)
-        if not room.members and not room.seq and room.name != LOBBY:
-            del self.rooms[room.name]  # nothing to remember: joining and leaving costs nothing
+        if not room.members and room.name != LOBBY:
+            del self.rooms[room.name]  # the broker keeps its position
 
 
 def _by_name(room: Room[H]) -> str:

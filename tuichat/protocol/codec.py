@@ -209,7 +209,8 @@ class Codec:
     @staticmethod
     def encode(message: AnyMessage) -> bytes:
         """Return the msgpack body of `message` (fields that are None are left out)."""
-        return msgpack.packb(to_wire(message))
+        body: bytes = msgpack.packb(to_wire(message))
+        return body
 
 
 def to_wire(message: Any) -> dict[str, Any]:

@@ -42,6 +42,8 @@ class ServerConfig:
     """Bytes that may wait to be written to one client; a client that reads slower is dropped."""
     redis_url: str | None = None
     """Share the chat with other servers through this Redis (`redis://host:port/db`)."""
+    redis_cluster: bool = False
+    """`redis_url` names a node of a Redis Cluster (the others are found from it)."""
     redis_history: int = 100_000
     """Messages kept per room (and per user's private messages) in Redis."""
     presence_ttl: float = 10.0

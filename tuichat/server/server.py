@@ -1,9 +1,10 @@
-"""The asyncio shell around the protocol state machine, the chat logic and the history.
+"""The asyncio shell around the protocol state machine, the chat logic and the broker.
 
-Sessions hand events to `ChatServer.handle`; the chat decides; messages are
-stored, and once durable they are acknowledged and handed to the room's fan-out,
-encoded once: at the end of the loop's pass each member gets one write of
-everything its rooms heard, without awaiting anyone.
+Sessions hand events to `ChatServer.handle`; the chat decides; the broker numbers
+and stores messages and hands them back (`on_message`), whichever broker it is;
+then they are acknowledged and handed to the room's fan-out, encoded once: at the
+end of the loop's pass each member gets one write of everything its rooms heard,
+without awaiting anyone.
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
-import secrets
 import ssl
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from tuichat.chat import LOBBY, Chat, ChatError, Delivery, Room, User
@@ -57,16 +56,22 @@ from tuichat.protocol import (
     Who,
     encode_frame,
 )
-from tuichat.server.cluster import Cluster
+from tuichat.server.broker import (
+    Broker,
+    LocalUser,
+    Peers,
+    Post,
+    PresenceEvent,
+    PrivatePost,
+    Published,
+    PublishedPrivate,
+    RemoteJoined,
+    RoomPosition,
+    make_broker,
+)
 from tuichat.server.config import ServerConfig
 from tuichat.server.fanout import Fanout
-from tuichat.server.history import (
-    HistoryStore,
-    MemoryHistory,
-    SQLiteHistory,
-    StoredMessage,
-    StoredPrivate,
-)
+from tuichat.server.ownership import Ownership, token_hash
 from tuichat.server.session import Session
 
 log = logging.getLogger("tuichat.server")
@@ -75,8 +80,6 @@ MAX_REPLAY = 10_000
 """Most missed messages of one room replayed on resume; beyond it the client reloads."""
 MAX_ID = 64
 """Longest client-made message id."""
-MIN_KEY, MAX_KEY = 16, 256
-"""Length limits of a name's key (the reference client uses 43 characters: 32 random bytes)."""
 LISTEN_BACKLOG = 1024
 """Connections the kernel queues before the server accepts them (a reconnect storm)."""
 SHUTDOWN_GRACE = 2.0
@@ -92,53 +95,31 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def new_epoch(room: str) -> int:
-    """Return a random epoch for a new room (fits in 53 bits, so every language can hold it)."""
-    return secrets.randbelow(2**53 - 1) + 1
-
-
-def token_hash(token: str) -> str:
-    """Return what is stored of a resume token."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class ChatServer:
-    """A tuichat server: a listening socket, every session, the chat and its history."""
+    """A tuichat server: a listening socket, every session, the chat, its broker and peers.
+
+    It is the broker's handler (`BrokerHandler`): what a broker stores comes back
+    here to be delivered, from this server or from the others.
+    """
 
     def __init__(
         self,
         config: ServerConfig | None = None,
         *,
         clock: Callable[[], int] = now_ms,
-        history: HistoryStore | None = None,
+        broker: tuple[Broker, Peers] | None = None,
     ) -> None:
         self.config = config or ServerConfig()
         self.clock = clock
-        self.cluster: Cluster | None = None
-        if history is None and self.config.redis_url:
-            self.cluster = history = Cluster(
-                self, self.config.redis_url, self.config.redis_history, self.config.presence_ttl
-            )
-        elif history is None:
-            db = self.config.db
-            history = MemoryHistory() if db is None else SQLiteHistory(db)
-        self.history = history
-        loaded = history.load(self.config.chat.recent_ids_per_room)
-        self.chat: Chat[Session] = Chat(
-            self.config.chat,
-            rooms=loaded.rooms,
-            last_private_id=loaded.last_private_id,
-            new_epoch=new_epoch,
-        )
-        self._tokens = dict(loaded.tokens)
-        self._identities = dict(loaded.identities)
+        self.broker, self.peers = broker or make_broker(self.config)
+        self.ownership = Ownership()
+        self.chat: Chat[Session] = Chat(self.config.chat, position=self._room_position)
         self.sessions: set[Session] = set()
         self.fanout = Fanout()
         self._per_ip: dict[str, int] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting_acks: dict[tuple[str, int], list[tuple[Session, Send]]] = {}
-        self._waiting_privates: dict[int, list[tuple[Session, PrivateMessage]]] = {}
         self._handlers: dict[type[Any], Callable[[Session, Any], None]] = {
             Hello: self._hello,
             Send: self._send,
@@ -153,12 +134,21 @@ class ChatServer:
             Bye: self._bye,
         }
 
+    def _room_position(self, room: str) -> tuple[int, int]:
+        position = self.broker.position(room)
+        return position.epoch, position.seq
+
     # --- lifecycle -------------------------------------------------------
 
     async def start(self) -> None:
         """Start listening; `port` 0 picks a free port (see `address`)."""
-        if self.cluster is not None:
-            await self.cluster.start()
+        await self.broker.start(self)
+        await self.peers.start(self)
+        ready = asyncio.get_running_loop().create_future()
+        self.broker.follow([LOBBY], lambda: ready.set_result(None))
+        await ready
+        lobby = self.chat.rooms[LOBBY]
+        lobby.epoch, lobby.delivered = self._room_position(LOBBY)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: Session(self),
@@ -170,10 +160,9 @@ class ChatServer:
         )
         self._spawn(self._heartbeats())
         host, port = self.address
-        where = self.config.redis_url or self.config.db or "memory only"
         tls = " with TLS" if self.config.tls_cert else ""
         log.info("listening on %s:%d%s (protocol version %d)", host, port, tls, PROTOCOL_VERSION)
-        log.info("history: %s", where)
+        log.info("history: %s", self.broker.describe())
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if not self.config.tls_cert:
@@ -197,7 +186,8 @@ class ChatServer:
         for session in self.sessions:
             if session.transport is not None:
                 session.transport.pause_reading()
-        await self.history.close()  # everything accepted is durable, acknowledged and sent
+        await self.peers.stop()
+        await self.broker.stop()  # everything accepted is durable, acknowledged and sent
         await asyncio.sleep(0)
         self.fanout.flush_all()
         for task in list(self._tasks):
@@ -283,10 +273,16 @@ class ChatServer:
         if isinstance(event, InvalidMessage):
             session.send(Error(code=str(event.code), message=event.detail, ref=event.ref))
             return
+        ref: int | None = getattr(event, "ref", None)
+        self._guarded(session, ref, self._handlers[type(event)], session, event)
+
+    def _guarded(
+        self, session: Session, ref: int | None, step: Callable[..., None], *args: Any
+    ) -> None:
+        """Run one step of a request; a `ChatError` becomes its `error` reply."""
         try:
-            self._handlers[type(event)](session, event)
+            step(*args)
         except ChatError as exc:
-            ref: int | None = getattr(event, "ref", None)
             session.send(Error(code=str(exc.code), message=exc.message, ref=ref))
 
     def deliver(self, deliveries: Iterable[Delivery[Session]]) -> None:
@@ -304,34 +300,64 @@ class ChatServer:
         if user is None:
             return
         session.user = None
+        rooms = list(user.rooms)
         self.deliver(self.chat.logout(user, reason, self.clock()))
-        if self.cluster is not None:
-            self.cluster.announce("logout", user.key, user.name, reason=reason)
+        self._unfollow_empty(rooms)
+        self.peers.logged_out(user.key, user.name, reason)
         log.info("%s left (%s)", user.name, reason)
 
-    def deliver_message(self, message: Message) -> None:
-        """A room message is stored: acknowledge retries waiting for it, deliver it to the room."""
-        room = self.chat.rooms[message.room]
-        room.seq = max(room.seq, message.seq)
+    def _unfollow_empty(self, rooms: Iterable[str]) -> None:
+        for room in rooms:
+            if room not in self.chat.rooms:
+                self.broker.unfollow(room)
+
+    # --- what the broker and the peers hand back (BrokerHandler) -----------
+
+    def on_message(self, message: Message, epoch: int) -> None:
+        """A room message is stored: acknowledge retries waiting for it, deliver it here."""
         for waiting, retried in self._waiting_acks.pop((message.room, message.seq), ()):
             waiting.send(_ack(message, retried))
-        self.deliver([self.chat.delivered(message)])
+        delivery = self.chat.delivered(message)
+        if delivery is not None:
+            self.deliver([delivery])
 
-    def deliver_private(self, message: PrivateMessage, target_key: str) -> None:
-        """A stored private message for `target_key` (from another server, or this one)."""
+    def on_private(self, message: PrivateMessage, sender_key: str, target_key: str) -> None:
+        """A new private message is stored: its target gets it if they are here."""
         target = self.chat.users.get(target_key)
         if target is not None:
             target.handle.send(message)
 
-    def load_tokens(self, tokens: dict[str, str]) -> None:
-        """Resume tokens (hashed) by user key, as another server or the store has them."""
-        self._tokens.update(tokens)
+    def on_room_reset(self, room_name: str, position: RoomPosition) -> None:
+        """A room's history was lost: its members here reload it."""
+        room = self.chat.rooms.get(room_name)
+        for (name, seq), waiting in list(self._waiting_acks.items()):
+            if name == room_name:
+                del self._waiting_acks[(name, seq)]
+                for session, send in waiting:
+                    session.send(_unavailable(RuntimeError("history lost"), send.ref))
+        if room is None:
+            return
+        self.fanout.flush_room(room)
+        room.epoch, room.delivered = position.epoch, position.seq
+        reset = RoomReset(room=room.name, epoch=position.epoch, seq=position.seq)
+        frame = encode_frame(Codec.encode(reset))
+        for user in room.members.values():
+            user.handle.write_frame(frame, room.name)
 
-    def load_identities(self, identities: dict[str, str]) -> None:
-        """Key hashes by name key, as another server or the store has them."""
-        self._identities.update(identities)
+    def on_presence(self, event: PresenceEvent) -> None:
+        """Someone on another server joined or left a room: its members here hear it."""
+        room = self.chat.rooms.get(event.room)
+        if room is None or not room.members:
+            return
+        now = self.clock()
+        message: Joined | Left
+        if isinstance(event, RemoteJoined):
+            message = Joined(event.room, event.name, now)
+        else:
+            message = Left(event.room, event.name, now, event.reason)
+        self.fanout.add(room, encode_frame(Codec.encode(message)), presence=True)
 
-    def kick(self, user_key: str) -> None:
+    def on_kick(self, user_key: str) -> None:
         """The owner of a session here came back on another server: drop this one."""
         user = self.chat.users.get(user_key)
         if user is not None:
@@ -340,6 +366,22 @@ class ChatServer:
             self.logout(session, "disconnect")
             session.abort("disconnect")
 
+    def on_tokens(self, tokens: Mapping[str, str]) -> None:
+        """Resume tokens (hashed) by user key, as the store or another server has them."""
+        self.ownership.load_tokens(tokens)
+
+    def on_identities(self, identities: Mapping[str, str]) -> None:
+        """Registrations (key hashes) by name key, as the store or another server has them."""
+        self.ownership.load_identities(identities)
+
+    def is_here(self, user_key: str) -> bool:
+        """Whether the user is online on this server."""
+        return user_key in self.chat.users
+
+    def local_users(self) -> Iterable[LocalUser]:
+        """Everyone online here, with their rooms."""
+        return [_local(user) for user in self.chat.users.values()]
+
     # --- sessions --------------------------------------------------------
 
     def _user(self, session: Session) -> User[Session]:
@@ -347,29 +389,66 @@ class ChatServer:
         return session.user
 
     def _hello(self, session: Session, hello: Hello) -> None:
-        if session.user is not None:  # a second hello in the same read as the first
+        if session.user is not None or session.greeting:  # a second hello in the same read
             raise ChatError(ErrorCode.ALREADY_WELCOMED, "the session is already open")
-        keys = name_keys(check_name(hello.name))
-        self._check_owner(keys, hello)
+        name = check_name(hello.name)
+        keys = name_keys(name)
+        self.ownership.check_owner(keys, hello)
         self._replace_ghost(hello)
         self._replace_remote_ghost(hello)
+        if self.chat.find(name) is not None:
+            raise ChatError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken; pick another")
+        rooms = [LOBBY]
+        for position in hello.positions or ():
+            with contextlib.suppress(ChatError):  # a room that cannot be joined is not resumed
+                room = check_room(position.room)
+                if room not in rooms and len(rooms) < self.config.chat.max_rooms_per_user:
+                    rooms.append(room)
+        session.greeting = True
+
+        def welcome() -> None:
+            session.greeting = False
+            if session.open:
+                self._guarded(session, hello.ref, self._welcome, session, hello)
+
+        def follow() -> None:
+            self.broker.follow(rooms, welcome)
+
+        if not self.ownership.wants_registration(keys, hello):
+            follow()
+            return
+        key_hash = token_hash(hello.key or "")
+
+        def claimed(result: bool | Exception) -> None:
+            if result is True:
+                self.ownership.registered(keys, key_hash)
+                log.info("%s is now registered to its key", name)
+                follow()
+                return
+            session.greeting = False
+            if isinstance(result, Exception):
+                session.send(_unavailable(result, hello.ref))
+            else:
+                session.send(
+                    Error(
+                        code=str(ErrorCode.NAME_REGISTERED),
+                        message=f"{name} was just registered to another key; pick another name",
+                        ref=hello.ref,
+                    )
+                )
+
+        self.peers.claim(dict.fromkeys(keys), name, key_hash, self.clock(), claimed)
+
+    def _welcome(self, session: Session, hello: Hello) -> None:
+        """The rooms are followed (and a new name is registered): bring the user online."""
         user, deliveries = self.chat.login(hello.name, session, self.clock())
         self.fanout.joined(user.rooms[LOBBY], session)
-        if hello.key and not any(key in self._identities for key in keys):
-            for key in dict.fromkeys(keys):
-                self._identities[key] = token_hash(hello.key)
-                self.history.save_identity(key, user.name, token_hash(hello.key), self.clock())
-            log.info("%s is now registered to its key", user.name)
         session.user = user
         resumed, rejoined = self._rejoin(user, hello.positions or ())
-        if self.cluster is not None:
-            self.cluster.announce("login", user.key, user.name)
-            for room_name in user.rooms:
-                self.cluster.announce("join", user.key, user.name, room_name)
-        trusted = self._check_token(user.key, hello.token)
-        token = secrets.token_urlsafe(18)
-        self._tokens[user.key] = token_hash(token)
-        self.history.save_token(user.key, token_hash(token))
+        self.peers.logged_in(_local(user))
+        trusted = self.ownership.check_token(user.key, hello.token)
+        token, hashed = self.ownership.new_token(user.key)
+        self.peers.save_token(user.key, hashed)
         online = len(self.chat.users)
         motd = self.config.motd or (
             f"Welcome to {self.config.server_name}, {user.name}! "
@@ -392,7 +471,7 @@ class ChatServer:
                 },
                 positions=tuple(_position(room) for room in user.rooms.values()),
                 token=token,
-                private_seq=self.chat.last_private_id,
+                private_seq=self.broker.last_private_id(),
                 ref=hello.ref,
             )
         )
@@ -403,26 +482,12 @@ class ChatServer:
             self._resume_room(session, room, position)
         if trusted and hello.private_after is not None:
             after = min(max(hello.private_after, 0), 2**63 - 1)  # SQLite integers are 64-bit
-            self._spawn(self._replay_privates(session, user, after))
-
-    def _check_owner(self, keys: tuple[str, str], hello: Hello) -> None:
-        """Refuse a registered name (or a look-alike of it) to anyone without its key."""
-        if hello.key is not None and not MIN_KEY <= len(hello.key) <= MAX_KEY:
-            raise ChatError(ErrorCode.BAD_MESSAGE, f"a key has {MIN_KEY} to {MAX_KEY} characters")
-        owners = {self._identities[key] for key in keys if key in self._identities}
-        if not owners:
-            return
-        if not hello.key or not all(_same(owner, hello.key) for owner in owners):
-            raise ChatError(
-                ErrorCode.NAME_REGISTERED,
-                f"{hello.name} is registered to another key; pick another name "
-                "(or bring your identity to this device: tuichat --export-identity)",
-            )
+            self._spawn(self._replay_privates(session, after))
 
     def _replace_ghost(self, hello: Hello) -> None:
         """A returning user with a valid token takes over a session that still looks alive."""
         ghost = self.chat.find(hello.name)
-        if ghost is None or not self._proves_owner(ghost.key, hello):
+        if ghost is None or not self.ownership.proves_owner(ghost.key, hello):
             return
         old = ghost.handle
         log.info("%s is back from another connection; dropping the old one", ghost.name)
@@ -431,17 +496,17 @@ class ChatServer:
 
     def _replace_remote_ghost(self, hello: Hello) -> None:
         """The name is in use on another server: its owner takes it over, anyone else is refused."""
-        ghost = self.cluster.find(hello.name) if self.cluster is not None else None
-        if ghost is None or self.cluster is None:
+        ghost = self.peers.find(hello.name)
+        if ghost is None:
             return
-        if not self._proves_owner(ghost.key, hello):
+        if not self.ownership.proves_owner(ghost.key, hello):
             raise ChatError(ErrorCode.NAME_TAKEN, f"the name {hello.name!r} is taken; pick another")
         log.info("%s is back from another server; dropping the old connection", ghost.name)
-        self.cluster.kick(ghost)
+        self.peers.kick(ghost)
 
     def _who_names(self, room: str) -> tuple[str, ...]:
         """Who is in `room` (everyone for `""`), on this server and the others."""
-        remote = self.cluster.names(room) if self.cluster is not None else []
+        remote = self.peers.names(room)
         try:
             local = self.chat.who(room)
         except ChatError:  # no such room here; there may be one on the other servers
@@ -472,16 +537,6 @@ class ChatServer:
             resumed.setdefault(name, (user.rooms[name], position))
         return list(resumed.values()), announcements
 
-    def _check_token(self, user_key: str, token: str | None) -> bool:
-        stored = self._tokens.get(user_key)
-        return bool(token) and stored is not None and _same(stored, token or "")
-
-    def _proves_owner(self, user_key: str, hello: Hello) -> bool:
-        """Whether `hello` carries the name's key or the user's last resume token."""
-        owner = self._identities.get(user_key)
-        same_key = bool(hello.key) and owner is not None and _same(owner, hello.key or "")
-        return same_key or self._check_token(user_key, hello.token)
-
     def _resume_room(self, session: Session, room: Room[Session], position: Position) -> None:
         """Replay what the client missed in `room`, or tell it to reload the room."""
         missed = room.delivered - position.seq
@@ -495,7 +550,7 @@ class ChatServer:
 
     async def _replay(self, session: Session, room: Room[Session], after: int, upto: int) -> None:
         try:
-            messages = await self.history.after(room.name, after, upto)
+            messages = await self.broker.replay(room.name, after, upto)
             if [m.seq for m in messages] != list(range(after + 1, upto + 1)):
                 session.send(RoomReset(room=room.name, epoch=room.epoch, seq=upto))
             else:
@@ -503,9 +558,9 @@ class ChatServer:
         finally:
             session.release(room.name)
 
-    async def _replay_privates(self, session: Session, user: User[Session], after: int) -> None:
-        while session.open:
-            messages = await self.history.privates(user.key, after, MAX_PAGE)
+    async def _replay_privates(self, session: Session, after: int) -> None:
+        while session.open and session.user is not None:
+            messages = await self.broker.privates(session.user.key, after, MAX_PAGE)
             await session.paced_write(encode_frame(Codec.encode(m)) for m in messages)
             if len(messages) < MAX_PAGE:
                 return
@@ -516,107 +571,70 @@ class ChatServer:
     def _send(self, session: Session, send: Send) -> None:
         user = self._user(session)
         _check_id(send.id)
-        if self.cluster is not None:
-            self._post_to_cluster(self.cluster, session, user, send)
-            return
-        message, new = self.chat.post(
-            user, send.room, send.text, send.action, send.id, self.clock()
-        )
-        if new:
-            room = self.chat.rooms[message.room]
-            record = StoredMessage(message, room.epoch, user.key, send.id)
-            self.history.append([record], lambda: self._durable(message, session, send))
-        elif message.seq <= self.chat.rooms[message.room].delivered:
-            session.send(_ack(message, send))  # a retry of a stored message
-        else:  # a retry of a message still being stored
-            self._waiting_acks.setdefault((message.room, message.seq), []).append((session, send))
-
-    def _post_to_cluster(
-        self, cluster: Cluster, session: Session, user: User[Session], send: Send
-    ) -> None:
-        """Room messages are numbered and stored in Redis; they come back to be delivered."""
         room, text = self.chat.check_post(user, send.room, send.text)
+        post = Post(room.name, user.name, user.key, text, send.action, send.id, self.clock())
+        self.broker.publish(post, lambda result: self._published(session, send, result))
 
-        def earlier(seq: int, ts: int) -> None:  # a retry of a message stored before
-            if seq <= room.delivered:
-                session.send(Ack(room=room.name, seq=seq, ts=ts, id=send.id, ref=send.ref))
-            else:
-                self._waiting_acks.setdefault((room.name, seq), []).append((session, send))
-
-        cluster.post(
-            room.name, user.name, user.key, text, send.action, send.id, self.clock(),
-            on_delivered=lambda message: session.send(_ack(message, send)),
-            on_earlier=earlier,
-            on_failed=lambda exc: session.send(_unavailable(exc, send.ref)),
-        )  # fmt: skip
-
-    def _durable(self, message: Message, session: Session, send: Send) -> None:
-        """A message is stored: acknowledge it and deliver it to the room."""
-        session.send(_ack(message, send))
-        self.deliver_message(message)
+    def _published(self, session: Session, send: Send, result: Published | Exception) -> None:
+        """Acknowledge a stored message; a retry of one not delivered here yet waits for it."""
+        if isinstance(result, Exception):
+            session.send(_unavailable(result, send.ref))
+            return
+        message = result.message
+        room = self.chat.rooms.get(message.room)
+        if result.new or room is None or result.epoch != room.epoch:
+            session.send(_ack(message, send))
+        elif message.seq <= room.delivered:
+            session.send(_ack(message, send))  # a retry of a delivered message
+        else:  # a retry of a message on its way here
+            self._waiting_acks.setdefault((room.name, message.seq), []).append((session, send))
 
     def _private(self, session: Session, private: Private) -> None:
         user = self._user(session)
         _check_id(private.id)
-        if self.cluster is not None:
-            self._private_to_cluster(self.cluster, session, user, private)
-            return
-        message, target = self.chat.private(
-            user, private.to, private.text, private.action, private.id, self.clock()
-        )
-        echo = dataclasses.replace(message, id=private.id, ref=private.ref)
-        if target is None:  # a retry: the target has it, or will once it is stored
-            waiting = self._waiting_privates.get(message.pid)
-            if waiting is None:
-                session.send(echo)
-            else:
-                waiting.append((session, echo))
-            return
-        self._waiting_privates[message.pid] = [(session, echo)]
-
-        def durable() -> None:
-            online = self.chat.users.get(target.key)  # the target may have reconnected since
-            if online is not None:
-                online.handle.send(message)
-            for waiting_session, copy in self._waiting_privates.pop(message.pid, ()):
-                waiting_session.send(copy)
-
-        self.history.append([StoredPrivate(message, user.key, target.key)], durable)
-
-    def _private_to_cluster(
-        self, cluster: Cluster, session: Session, user: User[Session], private: Private
-    ) -> None:
-        """Private messages are numbered and stored in Redis; the target's server delivers."""
-        local = self.chat.find(private.to)
-        remote = cluster.find(private.to) if local is None else None
-        target = local or remote
+        target = self.chat.find(private.to) or self.peers.find(private.to)
         if target is None:
             raise ChatError(ErrorCode.NO_SUCH_USER, f"{private.to!r} is not online")
         text = self.chat.clean_text(private.text)
-        cluster.private(
+        post = PrivatePost(
             user.name, user.key, target.name, target.key, text, private.action, private.id,
             self.clock(),
-            on_delivered=lambda message: session.send(
-                dataclasses.replace(message, id=private.id, ref=private.ref)
-            ),
-            on_failed=lambda exc: session.send(_unavailable(exc, private.ref)),
         )  # fmt: skip
 
+        def stored(result: PublishedPrivate | Exception) -> None:
+            if isinstance(result, Exception):
+                session.send(_unavailable(result, private.ref))
+            else:
+                session.send(dataclasses.replace(result.message, id=private.id, ref=private.ref))
+
+        self.broker.publish_private(post, stored)
+
     def _history(self, session: Session, request: History) -> None:
-        room = self.chat.room(request.room)
-        newest = room.delivered + 1
-        before = min(request.before, newest) if request.before > 0 else newest
+        name = check_room(request.room)
         limit = max(1, min(request.limit, MAX_PAGE))
 
         async def reply() -> None:
-            page = await self.history.page(room.name, before, limit)
+            room = self.chat.rooms.get(name)
+            newest = (room.delivered if room is not None else self.broker.position(name).seq) + 1
+            before = min(request.before, newest) if request.before > 0 else newest
+            position, page = await self.broker.page(name, before, limit)
+            room = self.chat.rooms.get(name)
+            if room is None and not position.seq and not self.peers.counts().get(name):
+                session.send(
+                    Error(
+                        code=str(ErrorCode.NO_SUCH_ROOM),
+                        message=f"there is no room {name}",
+                        ref=request.ref,
+                    )
+                )
+                return
             complete = not page or page[0].seq == 1 or len(page) < limit
             messages = _within(page, MAX_PAGE_BYTES)
             complete = complete and len(messages) == len(page)
             session.send(
                 HistoryPage(
-                    room=room.name,
-                    epoch=room.epoch,
+                    room=name,
+                    epoch=room.epoch if room is not None else position.epoch,
                     messages=tuple(messages),
                     complete=complete,
                     ref=request.ref,
@@ -629,10 +647,21 @@ class ChatServer:
 
     def _join(self, session: Session, join: Join) -> None:
         user = self._user(session)
-        room, deliveries = self.chat.join(user, join.room, self.clock())
+        name = self.chat.check_join(user, join.room)
+
+        def followed() -> None:
+            if session.user is not user:
+                self._unfollow_empty([name])
+                return
+            self._guarded(session, join.ref, self._joined, session, user, name, join)
+            self._unfollow_empty([name])  # when the join was refused after all
+
+        self.broker.follow([name], followed)
+
+    def _joined(self, session: Session, user: User[Session], name: str, join: Join) -> None:
+        room, deliveries = self.chat.join(user, name, self.clock())
         self.fanout.joined(room, session)
-        if self.cluster is not None:
-            self.cluster.announce("join", user.key, user.name, room.name)
+        self.peers.joined(_local(user), room.name)
         session.send(
             RoomState(
                 room=room.name,
@@ -652,20 +681,18 @@ class ChatServer:
             self.fanout.flush_room(room)  # what the room heard before the leave reaches the leaver
         room_name, deliveries = self.chat.part(user, part.room, self.clock())
         self.deliver(deliveries)
-        if self.cluster is not None:
-            self.cluster.announce("part", user.key, user.name, room_name, "part")
+        self._unfollow_empty([room_name])
+        self.peers.parted(_local(user), room_name, "part")
         session.send(Parted(room=room_name, ref=part.ref))
         log.info("%s left %s", user.name, room_name)
 
     def _list_rooms(self, session: Session, request: ListRooms) -> None:
-        rooms = self.chat.room_list()
-        if self.cluster is not None:
-            remote = self.cluster.counts()
-            names = {info.room for info in rooms} | set(remote)
-            local = {info.room: info.members for info in rooms}
-            rooms = tuple(
-                RoomInfo(name, local.get(name, 0) + remote.get(name, 0)) for name in sorted(names)
-            )
+        local = {info.room: info.members for info in self.chat.room_list()}
+        remote = self.peers.counts()
+        rooms = tuple(
+            RoomInfo(name, local.get(name, 0) + remote.get(name, 0))
+            for name in sorted(local.keys() | remote.keys())
+        )
         session.send(RoomList(rooms=rooms, ref=request.ref))
 
     def _who(self, session: Session, who: Who) -> None:
@@ -684,9 +711,8 @@ class ChatServer:
         session.close("quit")
 
 
-def _same(stored_hash: str, secret: str) -> bool:
-    """Whether `secret` hashes to `stored_hash` (compared in constant time)."""
-    return secrets.compare_digest(stored_hash, token_hash(secret))
+def _local(user: User[Session]) -> LocalUser:
+    return LocalUser(user.key, user.name, tuple(user.rooms))
 
 
 def _check_id(client_id: str) -> None:
@@ -707,7 +733,7 @@ def _within(messages: list[Message], budget: int) -> list[Message]:
 
 
 def _unavailable(exc: Exception, ref: int | None) -> Error:
-    log.warning("the cluster's store failed: %s", exc)
+    log.warning("the broker cannot store right now: %s", exc)
     return Error(
         code=str(ErrorCode.UNAVAILABLE),
         message="the chat cannot store messages right now; try again",

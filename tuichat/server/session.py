@@ -38,6 +38,8 @@ class Session(asyncio.Protocol):
         self.server = server
         self.conn = Connection(Role.SERVER, max_frame=server.config.max_frame)
         self.user: User[Session] | None = None
+        self.greeting = False
+        """A `hello` is being carried out (its rooms followed, its name registered)."""
         self.peer = "?"
         self.transport: asyncio.Transport | None = None
         self.close_reason = "disconnect"

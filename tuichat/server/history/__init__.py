@@ -1,7 +1,12 @@
 """Message history: the storage interface and its implementations."""
 
-from tuichat.chat import RoomRecord
-from tuichat.server.history.base import HistoryStore, LoadedState, StoredMessage, StoredPrivate
+from tuichat.server.history.base import (
+    HistoryStore,
+    LoadedState,
+    RoomRecord,
+    StoredMessage,
+    StoredPrivate,
+)
 from tuichat.server.history.memory import MemoryHistory
 from tuichat.server.history.sqlite import SQLiteHistory
 

@@ -2,18 +2,27 @@
 
 The chat logic never touches storage: the server hands records to a
 `HistoryStore`, which calls back once they are durable, and asks it for pages of
-history. An SQLite store is the embedded default; others (Redis) implement the
-same interface.
+history. An SQLite store is the embedded default, memory the other; the local
+broker (`tuichat.server.broker.local`) numbers what they store.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from tuichat.chat.chat import RoomRecord
 from tuichat.protocol import Message, PrivateMessage
+
+
+@dataclass(frozen=True, slots=True)
+class RoomRecord:
+    """A room as stored: its epoch, its last sequence number, its recent client ids."""
+
+    epoch: int
+    seq: int
+    recent_ids: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    """(sender key, client id) → (seq, ts), for the newest messages that had an id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +42,7 @@ class StoredPrivate:
     message: PrivateMessage
     sender_key: str
     target_key: str
+    client_id: str = ""
 
 
 Record = StoredMessage | StoredPrivate

@@ -21,9 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuichat.chat import RoomRecord
 from tuichat.protocol import Message, PrivateMessage
-from tuichat.server.history.base import HistoryStore, LoadedState, Record, StoredMessage
+from tuichat.server.history.base import (
+    HistoryStore,
+    LoadedState,
+    Record,
+    RoomRecord,
+    StoredMessage,
+)
 
 log = logging.getLogger("tuichat.server")
 
@@ -227,7 +232,7 @@ class SQLiteHistory(HistoryStore):
                     p = record.message
                     privates.append(
                         (p.pid, p.sender, record.sender_key, p.to, record.target_key, p.text,
-                         p.ts, p.action, p.id or None)
+                         p.ts, p.action, record.client_id or None)
                     )  # fmt: skip
         delay = 0.1
         while True:

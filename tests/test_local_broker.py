@@ -1,0 +1,108 @@
+"""The local broker as a plain object: numbering, retries and stored positions, on memory."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tuichat.protocol import Message, PrivateMessage
+from tuichat.server.broker import (
+    Post,
+    PrivatePost,
+    Published,
+    PublishedPrivate,
+    RoomPosition,
+)
+from tuichat.server.broker.local import LocalBroker
+from tuichat.server.history import LoadedState, MemoryHistory, RoomRecord
+
+NOW = 1_700_000_000_000
+
+
+class Handler:
+    """Records what the broker hands back."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[Message, int]] = []
+        self.privates: list[tuple[PrivateMessage, str, str]] = []
+
+    def on_message(self, message: Message, epoch: int) -> None:
+        self.messages.append((message, epoch))
+
+    def on_private(self, message: PrivateMessage, sender_key: str, target_key: str) -> None:
+        self.privates.append((message, sender_key, target_key))
+
+    def __getattr__(self, name: str) -> object:  # the rest of BrokerHandler: nothing to do
+        return lambda *args: None
+
+
+def post(room: str, text: str, client_id: str = "", sender: str = "ali") -> Post:
+    return Post(room, sender, sender, text, False, client_id, NOW)
+
+
+async def broker_with(rooms: dict[str, RoomRecord] | None = None) -> tuple[LocalBroker, Handler]:
+    loaded = LoadedState(rooms=rooms or {}, last_private_id=0, tokens={}, identities={})
+    broker = LocalBroker(MemoryHistory(), loaded, 4096, new_epoch=lambda room: 5)
+    handler = Handler()
+    await broker.start(handler)  # type: ignore[arg-type]
+    broker.follow(["#dev", "#lobby"], lambda: None)
+    return broker, handler
+
+
+async def publish(broker: LocalBroker, p: Post) -> Published:
+    done: asyncio.Future[Published] = asyncio.get_running_loop().create_future()
+    broker.publish(p, lambda result: done.set_result(result))  # type: ignore[arg-type]
+    return await done
+
+
+async def test_messages_are_numbered_per_room_and_handed_back_in_order() -> None:
+    broker, handler = await broker_with()
+    first = await publish(broker, post("#dev", "one"))
+    second = await publish(broker, post("#dev", "two"))
+    lobby = await publish(broker, post("#lobby", "hi"))
+    assert (first.message.seq, second.message.seq, lobby.message.seq) == (1, 2, 1)
+    assert [(m.room, m.seq, m.text) for m, _ in handler.messages] == [
+        ("#dev", 1, "one"), ("#dev", 2, "two"), ("#lobby", 1, "hi"),
+    ]  # fmt: skip
+    assert broker.position("#dev") == RoomPosition(5, 2)
+
+
+async def test_a_retry_gets_the_original_position_and_is_not_handed_back_again() -> None:
+    broker, handler = await broker_with()
+    first = await publish(broker, post("#lobby", "hello", "id-1"))
+    again = await publish(broker, post("#lobby", "hello", "id-1"))
+    other = await publish(broker, post("#lobby", "hello", "id-1", sender="bob"))  # per sender
+    assert first.new and not again.new and other.new
+    assert (again.message.seq, again.message.ts) == (1, NOW) and other.message.seq == 2
+    assert len(handler.messages) == 2
+
+
+async def test_rooms_continue_from_their_stored_position() -> None:
+    stored = {"#dev": RoomRecord(epoch=77, seq=41, recent_ids={("ali", "x"): (41, NOW)})}
+    broker, _ = await broker_with(stored)
+    assert broker.position("#dev") == RoomPosition(77, 41)
+    assert (await publish(broker, post("#dev", "next"))).message.seq == 42
+    assert not (await publish(broker, post("#dev", "retry", "x"))).new
+
+
+async def test_a_retried_private_message_is_stored_and_handed_back_once() -> None:
+    broker, handler = await broker_with()
+    results: list[PublishedPrivate] = []
+    message = PrivatePost("ali", "ali", "Bob", "bob", "psst", False, "p1", NOW)
+    broker.publish_private(message, results.append)  # type: ignore[arg-type]
+    broker.publish_private(message, results.append)  # type: ignore[arg-type]  # still storing
+    await asyncio.sleep(0)  # the memory store is durable on the next pass
+    broker.publish_private(message, results.append)  # type: ignore[arg-type]
+    assert [(r.message.pid, r.new) for r in results] == [(1, True), (1, False), (1, False)]
+    assert [(m.pid, m.to, s, t) for m, s, t in handler.privates] == [(1, "Bob", "ali", "bob")]
+    assert broker.last_private_id() == 1
+
+
+async def test_an_empty_room_without_history_is_forgotten() -> None:
+    broker, _ = await broker_with()
+    broker.follow(["#tmp"], lambda: None)
+    assert broker.position("#tmp") == RoomPosition(5, 0)
+    broker.unfollow("#tmp")
+    assert broker.position("#tmp") == RoomPosition(0, 0)
+    await publish(broker, post("#dev", "kept"))
+    broker.unfollow("#dev")
+    assert broker.position("#dev") == RoomPosition(5, 1)

@@ -1,0 +1,37 @@
+"""The seam under the server: brokers that number, store and hand back messages, and peers."""
+
+from tuichat.server.broker.base import (
+    Broker,
+    BrokerHandler,
+    BrokerUnavailable,
+    LocalUser,
+    Peers,
+    Post,
+    PresenceEvent,
+    PrivatePost,
+    Published,
+    PublishedPrivate,
+    RemoteJoined,
+    RemoteLeft,
+    RemoteUser,
+    RoomPosition,
+)
+from tuichat.server.broker.factory import make_broker
+
+__all__ = [
+    "Broker",
+    "BrokerHandler",
+    "BrokerUnavailable",
+    "LocalUser",
+    "Peers",
+    "Post",
+    "PresenceEvent",
+    "PrivatePost",
+    "Published",
+    "PublishedPrivate",
+    "RemoteJoined",
+    "RemoteLeft",
+    "RemoteUser",
+    "RoomPosition",
+    "make_broker",
+]

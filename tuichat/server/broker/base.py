@@ -1,0 +1,283 @@
+"""The seam under the server: a `Broker` for messages and a `Peers` for other servers.
+
+After centrifuge's `broker.go`: the server hands a broker what it must number and
+store, and the broker calls the server back (`BrokerHandler`) with what is stored,
+in order, whichever broker it is. A local broker numbers and stores in this
+process (SQLite or memory); the Redis broker numbers and stores in Redis and
+hears the other servers' messages too. The server has one path for each request
+and never asks which broker it has.
+
+`Peers` is the same seam for presence and name ownership: the users on the
+other servers, and the tokens and registrations they make. A single server has
+no peers (`LocalPeers`): it is a cluster of one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tuichat.protocol import Message, PrivateMessage
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot number or store right now (its store is down); the request may be
+    tried again."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPosition:
+    """Where a room's history stands: its epoch and its last stored seq."""
+
+    epoch: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A room message to number and store."""
+
+    room: str
+    sender: str
+    sender_key: str
+    text: str
+    action: bool
+    client_id: str
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class PrivatePost:
+    """A private message to number and store."""
+
+    sender: str
+    sender_key: str
+    target: str
+    target_key: str
+    text: str
+    action: bool
+    client_id: str
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What became of a `Post`: the stored message, and whether it is new.
+
+    A retry (same sender and client id as a stored message) is not new: it
+    carries the original message's seq and ts.
+    """
+
+    message: Message
+    epoch: int
+    new: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedPrivate:
+    """What became of a `PrivatePost`: the stored message, and whether it is new."""
+
+    message: PrivateMessage
+    new: bool
+
+
+PublishDone = Callable[["Published | Exception"], None]
+PrivateDone = Callable[["PublishedPrivate | Exception"], None]
+
+
+# --- presence across servers -------------------------------------------------
+
+
+@dataclass(eq=False)
+class RemoteUser:
+    """Someone connected to another server."""
+
+    name: str
+    key: str
+    server: str
+    rooms: dict[str, None] = field(default_factory=dict)
+    """The rooms they are in, in the order they joined."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteJoined:
+    """A user on another server joined `room`."""
+
+    name: str
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteLeft:
+    """A user on another server left `room` (`reason` as in `left`)."""
+
+    name: str
+    room: str
+    reason: str
+
+
+PresenceEvent = RemoteJoined | RemoteLeft
+
+
+@dataclass(frozen=True, slots=True)
+class LocalUser:
+    """A user of this server as the other servers see it."""
+
+    key: str
+    name: str
+    rooms: tuple[str, ...]
+
+
+class BrokerHandler(Protocol):
+    """What the server does with what brokers and peers hand back."""
+
+    def on_message(self, message: Message, epoch: int) -> None:
+        """A room message is stored: deliver it to this server's members (calls come in seq
+        order per room, without gaps)."""
+
+    def on_private(self, message: PrivateMessage, sender_key: str, target_key: str) -> None:
+        """A new private message is stored: deliver it to its target if the target is here."""
+
+    def on_room_reset(self, room: str, position: RoomPosition) -> None:
+        """A room's history was lost or renumbered: its members must reload it."""
+
+    def on_presence(self, event: PresenceEvent) -> None:
+        """Someone on another server joined or left a room this server may have members in."""
+
+    def on_kick(self, user_key: str) -> None:
+        """The owner of a session here came back on another server: drop this one."""
+
+    def on_tokens(self, tokens: Mapping[str, str]) -> None:
+        """Resume tokens (hashed), by user key, as the other servers have made them."""
+
+    def on_identities(self, identities: Mapping[str, str]) -> None:
+        """Registrations (key hashes), by name key, as the other servers have made them."""
+
+    def is_here(self, user_key: str) -> bool:
+        """Whether the user is online on this server."""
+
+    def local_users(self) -> Iterable[LocalUser]:
+        """Everyone on this server (for peers that must say so again after an outage)."""
+
+
+class Broker(ABC):
+    """Numbers, de-duplicates, stores and hands back room and private messages."""
+
+    @abstractmethod
+    async def start(self, handler: BrokerHandler) -> None:
+        """Connect to the store; from now on stored messages go to `handler`."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Make everything accepted durable (its callbacks run), then let go of the store."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the history lives, for the log."""
+
+    @abstractmethod
+    def position(self, room: str) -> RoomPosition:
+        """The room's position as this server knows it now (a new room gets its epoch here)."""
+
+    @abstractmethod
+    def follow(self, rooms: Iterable[str], ready: Callable[[], None]) -> None:
+        """This server has members in `rooms` now: hear their messages, and call `ready()` once
+        `position()` of each is current."""
+
+    @abstractmethod
+    def unfollow(self, room: str) -> None:
+        """This server has no members in `room` any more."""
+
+    @abstractmethod
+    def publish(self, post: Post, done: PublishDone) -> None:
+        """Number, store and hand back a room message.
+
+        `done` gets the `Published` result (or an exception) first; then, for a new message,
+        every server following the room gets `on_message` for it.
+        """
+
+    @abstractmethod
+    def publish_private(self, post: PrivatePost, done: PrivateDone) -> None:
+        """Number and store a private message (a retry is recognised by sender and client id).
+
+        `done` gets the result once it is stored; a new message also goes to `on_private` on
+        every server.
+        """
+
+    @abstractmethod
+    async def page(self, room: str, before: int, limit: int) -> tuple[RoomPosition, list[Message]]:
+        """The room's position (seq 0: no history) and up to `limit` stored messages with
+        seq < `before` (0: the newest), oldest first."""
+
+    @abstractmethod
+    async def replay(self, room: str, after: int, upto: int) -> list[Message]:
+        """The stored messages of `room` with `after` < seq <= `upto`, oldest first."""
+
+    @abstractmethod
+    async def privates(self, user_key: str, after: int, limit: int) -> list[PrivateMessage]:
+        """Private messages to or from `user_key` with pid > `after`, oldest first."""
+
+    @abstractmethod
+    def last_private_id(self) -> int:
+        """The highest private-message pid given out so far (as far as this server knows)."""
+
+
+class Peers(ABC):
+    """The other servers of the chat: their users, and the names and tokens they make."""
+
+    @abstractmethod
+    def find(self, name: str) -> RemoteUser | None:
+        """The user on another server whose name is `name` or looks like it."""
+
+    @abstractmethod
+    def names(self, room: str) -> list[str]:
+        """Users on other servers in `room` (all of them for `""`)."""
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]:
+        """Members on other servers, by room."""
+
+    @abstractmethod
+    def logged_in(self, user: LocalUser) -> None:
+        """A user came online here (in the rooms given)."""
+
+    @abstractmethod
+    def joined(self, user: LocalUser, room: str) -> None:
+        """A user here joined `room`."""
+
+    @abstractmethod
+    def parted(self, user: LocalUser, room: str, reason: str) -> None:
+        """A user here left `room`."""
+
+    @abstractmethod
+    def logged_out(self, user_key: str, name: str, reason: str) -> None:
+        """A user here went offline."""
+
+    @abstractmethod
+    def kick(self, user: RemoteUser) -> None:
+        """Ask the server holding `user` to drop that session (its owner is back here)."""
+
+    @abstractmethod
+    async def start(self, handler: BrokerHandler) -> None:
+        """Load the stored tokens and registrations (through `handler`) and hear the others."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Withdraw this server's users and stop listening."""
+
+    @abstractmethod
+    def save_token(self, user_key: str, token_hash: str) -> None:
+        """Remember the resume token of a user's current session, for every server."""
+
+    @abstractmethod
+    def claim(
+        self, name_keys: Iterable[str], name: str, key_hash: str, now: int,
+        done: Callable[[bool | Exception], None],
+    ) -> None:  # fmt: skip
+        """Register `name` (both of its keys) to `key_hash`, atomically for every server.
+
+        `done(True)` once it is stored; `done(False)` if another key got it first;
+        `done(exception)` if the store refused it (nothing is registered then).
+        """

@@ -1,0 +1,50 @@
+"""Redis key and channel names, with hash tags so that one room lives in one cluster slot.
+
+Everything of a room (its seq, its stream, its epoch, its retry ids and its
+channel) carries the tag `{r:<room>}`, so a Lua script can touch all of it on one
+node of a Redis Cluster. What belongs to the whole chat (private messages,
+presence, names, tokens) carries `{g}` and lives in one slot.
+"""
+
+from __future__ import annotations
+
+PREFIX = "tuichat:"
+GLOBAL = PREFIX + "{g}:"
+
+GENERATION = GLOBAL + "generation"
+"""A random marker: gone means Redis lost its data."""
+SETTINGS = GLOBAL + "settings"
+"""Settings every server must share (the history kept per room)."""
+PID = GLOBAL + "pid"
+TOKENS = GLOBAL + "tokens"
+IDENTITIES = GLOBAL + "identities"
+SERVERS = GLOBAL + "servers"
+PRIVATES = GLOBAL + "privates"
+"""The channel of new private messages."""
+PRESENCE = GLOBAL + "presence"
+"""The channel of presence, tokens and registrations."""
+
+
+def room_key(room: str, part: str) -> str:
+    """The key of one part of a room (`seq`, `log`, `epoch`, `messages`: its channel)."""
+    return f"{PREFIX}{{r:{room}}}:{part}"
+
+
+def retry_key(room: str, sender_key: str, client_id: str) -> str:
+    """Where a room message's (sender, client id) is remembered."""
+    return room_key(room, f"id:{sender_key}:{client_id}")
+
+
+def private_log(user_key: str) -> str:
+    """The stream of the private messages to and from a user."""
+    return f"{GLOBAL}private:{user_key}"
+
+
+def private_retry_key(sender_key: str, client_id: str) -> str:
+    """Where a private message's (sender, client id) is remembered."""
+    return f"{GLOBAL}private-id:{sender_key}:{client_id}"
+
+
+def presence_key(server: str) -> str:
+    """The hash of one server's users (it expires unless the server refreshes it)."""
+    return f"{GLOBAL}server:{server}"

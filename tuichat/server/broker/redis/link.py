@@ -1,0 +1,307 @@
+"""The connection to Redis (one server or a Cluster): pipelined commands and sharded pub/sub.
+
+Commands are queued and sent in order, many per round trip; one that meets a
+Redis restart (connection lost, scripts not loaded, data still loading) is sent
+again for up to `RETRY_FOR` seconds before its caller hears of the failure.
+Subscriptions are to shard channels (`SSUBSCRIBE`), so on a Cluster each server
+hears only the rooms it follows, from the node that holds them; a lost
+subscription is made again and the owners are told (`on_reconnect`) so that they
+can catch up on what they missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("tuichat.server")
+
+RETRIES = 40
+"""Attempts of one Redis command (backing off up to 1 s): a restart of Redis is waited out."""
+RETRY_FOR = 30.0
+"""Seconds a queued command is sent again while Redis restarts before its request fails."""
+MAX_PIPELINE = 1000
+"""Most commands sent to Redis in one round trip."""
+STOP_GRACE = 2.0
+"""Seconds the last words to Redis may take at shutdown."""
+READ_WAIT = 1.0
+"""Seconds a subscription reader waits for a message before it looks around again."""
+
+Handler = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Command:
+    add: Callable[[Any], Awaitable[None]]
+    """Puts the command(s) on a pipeline."""
+    done: Callable[[Any], None] | None
+    """Takes the result of the first command (or the exception)."""
+    since: float
+    """When it was first queued (loop time)."""
+
+
+class RedisLink:
+    """One server's connection to Redis, shared by its broker and its peers."""
+
+    def __init__(self, url: str, cluster: bool) -> None:
+        try:
+            from redis.asyncio import Redis
+            from redis.asyncio.cluster import RedisCluster
+            from redis.asyncio.retry import Retry
+            from redis.backoff import ExponentialBackoff
+            from redis.exceptions import ConnectionError, TimeoutError
+        except ImportError:
+            raise RuntimeError("--redis needs redis-py: pip install 'tuichat[redis]'") from None
+        self.url = url
+        self.cluster = cluster
+        retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES)
+        self.redis: Any  # redis-py answers are loosely typed
+        if cluster:
+            self.redis = RedisCluster.from_url(url, retry=retry)
+        else:
+            self.redis = Redis.from_url(
+                url,
+                retry=retry,
+                retry_on_error=[ConnectionError, TimeoutError, OSError],
+                health_check_interval=5,
+            )
+        self.closing = False
+        self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
+        self._scripts: dict[str, str] = {}
+        self._commands: list[_Command] = []
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._handlers: dict[str, Handler] = {}
+        self._pubsub: Any = None
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._lock = asyncio.Lock()
+
+    # --- lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check that Redis can do what we need and start sending commands."""
+        info = await self.redis.info("server")
+        if self.cluster:  # one answer per node
+            versions = [v["redis_version"] for v in info.values() if isinstance(v, dict)]
+            version = min(versions) if versions else str(info.get("redis_version", "0"))
+        else:
+            version = str(info["redis_version"])
+        if int(version.split(".")[0]) < 7:
+            raise RuntimeError(
+                f"Redis {version} has no sharded pub/sub; tuichat needs Redis 7 or newer"
+            )
+        self.spawn(self._write())
+
+    async def stop(self) -> None:
+        """Stop the loops and close the connections.
+
+        The loops also stop on `closing`: redis-py can turn a cancellation into an
+        error of its own, which a loop that carries on after errors would outlive.
+        """
+        self.closing = True
+        self._wake.set()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_GRACE)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(STOP_GRACE):
+                if self._pubsub is not None:
+                    await self._pubsub.aclose()
+                await self.redis.aclose()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run `coro` until it ends or the link stops."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def last_words(self, coro: Awaitable[Any]) -> None:
+        """Run one command at shutdown, for at most `STOP_GRACE` seconds."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(STOP_GRACE):
+                await coro
+
+    # --- scripts ---------------------------------------------------------
+
+    def script(self, pipe: Any, text: str, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Put a run of the Lua script `text` on `pipe` (loaded again if Redis forgot it)."""
+        sha = self._scripts.get(text)
+        if sha is None:
+            sha = self._scripts[text] = hashlib.sha1(text.encode()).hexdigest()
+        pipe.evalsha(sha, len(keys), *keys, *args)
+
+    async def run_script(self, text: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run the Lua script `text` now and return its answer."""
+        from redis.exceptions import NoScriptError
+
+        for _ in range(2):
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    self.script(pipe, text, keys, args)
+                    (result,) = await pipe.execute()
+                return result
+            except NoScriptError:
+                await self._load_scripts()
+        raise RuntimeError("Redis does not keep our scripts")
+
+    async def _load_scripts(self) -> None:
+        for text in self._scripts:
+            await self.redis.script_load(text)
+
+    # --- commands --------------------------------------------------------
+
+    def enqueue(
+        self, add: Callable[[Any], Awaitable[None]], done: Callable[[Any], None] | None = None
+    ) -> None:
+        """Queue one command (or a few) for Redis; they go out in order, many per round trip."""
+        self._commands.append(_Command(add, done, asyncio.get_running_loop().time()))
+        self._wake.set()
+
+    async def _write(self) -> None:
+        """Send queued commands in order, pipelined; hand each its result."""
+        from redis.exceptions import BusyLoadingError, NoScriptError
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        passing = (
+            NoScriptError,
+            BusyLoadingError,
+            RedisConnectionError,
+            RedisTimeoutError,
+            OSError,
+        )
+        loop = asyncio.get_running_loop()
+        delay = 0.05
+        while not self.closing:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._commands and not self.closing:
+                batch, self._commands = self._commands[:MAX_PIPELINE], self._commands[MAX_PIPELINE:]
+                try:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        ends = []
+                        for command in batch:
+                            await command.add(pipe)
+                            ends.append(len(pipe))
+                        results = await pipe.execute(raise_on_error=False)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # Redis stayed away longer than the client retries
+                    results, ends = [exc] * len(batch), list(range(1, len(batch) + 1))
+                again = []
+                start = 0
+                for command, end in zip(batch, ends, strict=True):
+                    result = results[start] if end > start else None
+                    start = end
+                    if isinstance(result, passing) and loop.time() - command.since < RETRY_FOR:
+                        again.append(command)
+                    elif command.done is not None:
+                        command.done(result)
+                if again:
+                    log.info("redis: %d command(s) met a Redis restart; sending again", len(again))
+                    self._commands[:0] = again
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    with contextlib.suppress(Exception):
+                        await self._load_scripts()
+                else:
+                    delay = 0.05
+
+    # --- subscriptions ---------------------------------------------------
+
+    async def subscribe(self, channel: str, handler: Handler) -> None:
+        """Hear `channel` (a shard channel): each message's data goes to `handler`, in order."""
+        async with self._lock:
+            self._handlers[channel] = handler
+            if self._pubsub is None:
+                self._pubsub = self.redis.pubsub()
+            await self._pubsub.ssubscribe(channel)
+            self._start_readers()
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop hearing `channel`."""
+        async with self._lock:
+            if self._handlers.pop(channel, None) is not None and self._pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await self._pubsub.sunsubscribe(channel)
+
+    def _start_readers(self) -> None:
+        if not self.cluster:
+            if "" not in self._readers:
+                self._readers[""] = self.spawn(self._read(None))
+            return
+        for name in list(self._pubsub.node_pubsub_mapping):
+            if name not in self._readers:
+                self._readers[name] = self.spawn(self._read(name))
+
+    async def _read(self, node_name: str | None) -> None:
+        """Hand on what one connection hears; after a loss, subscribe again and catch up."""
+        delay = 0.05
+        while not self.closing:
+            try:
+                pubsub = self._pubsub
+                if node_name is None:
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=READ_WAIT
+                    )
+                else:
+                    node = self.redis.get_node(node_name=node_name)
+                    if node is None or node_name not in pubsub.node_pubsub_mapping:
+                        self._readers.pop(node_name, None)
+                        return
+                    message = await pubsub.get_sharded_message(
+                        ignore_subscribe_messages=True, timeout=READ_WAIT, target_node=node
+                    )
+                if message is not None and message.get("type") in ("smessage", "message"):
+                    channel = message["channel"]
+                    channel = channel.decode() if isinstance(channel, bytes) else channel
+                    handler = self._handlers.get(channel)
+                    if handler is not None:
+                        await handler(message["data"])
+                delay = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the connection to Redis is gone: subscribe again
+                if self.closing:
+                    return
+                log.warning("redis: subscription lost (%s); subscribing again", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                await self._resubscribe()
+
+    async def _resubscribe(self) -> None:
+        async with self._lock:
+            old, self._pubsub = self._pubsub, None
+            with contextlib.suppress(Exception):
+                if old is not None:
+                    await old.aclose()
+            try:
+                self._pubsub = self.redis.pubsub()
+                if self._handlers:
+                    await self._pubsub.ssubscribe(*self._handlers)
+            except Exception as exc:
+                log.warning("redis: still no Redis (%s)", exc)
+                return
+            for name, task in list(self._readers.items()):
+                if task is not asyncio.current_task():
+                    task.cancel()
+                    del self._readers[name]
+            if self.cluster:
+                self._readers = {
+                    n: t for n, t in self._readers.items() if t is asyncio.current_task()
+                }
+            self._start_readers()
+        for hook in self.on_reconnect:
+            try:
+                await hook()
+            except Exception as exc:
+                log.warning("redis: catching up after a reconnect failed: %s", exc)
+        log.info("redis: subscribed again and caught up")

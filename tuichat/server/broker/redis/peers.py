@@ -1,0 +1,351 @@
+"""Presence and name ownership across servers, on Redis.
+
+Each server keeps its users in a Redis hash that expires unless the server
+refreshes it, and announces logins, joins, parts and logouts, tokens and
+registrations on one shard channel. Each server keeps a view of everyone on the
+others; a server whose hash expired (it died) has its users announced as gone.
+A registration is claimed in one atomic script, so two servers cannot give one
+name to two keys. If Redis loses its data (the generation marker is gone), each
+server writes back what it knows: its users, the tokens and the registrations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import msgpack
+
+from tuichat.chat.names import name_keys
+from tuichat.server.broker.base import (
+    BrokerHandler,
+    LocalUser,
+    Peers,
+    RemoteJoined,
+    RemoteLeft,
+    RemoteUser,
+)
+from tuichat.server.broker.redis import keys
+from tuichat.server.broker.redis.link import RedisLink
+from tuichat.server.broker.redis.scripts import CLAIM
+
+log = logging.getLogger("tuichat.server")
+
+REFRESH = 2.0
+"""How often (at most) a server refreshes its presence and looks for servers that died."""
+
+
+class RedisPeers(Peers):
+    """This server's view of the others, and its part in theirs."""
+
+    def __init__(self, link: RedisLink, server_id: str, presence_ttl: float) -> None:
+        self.link = link
+        self.id = server_id
+        self._ttl_ms = int(presence_ttl * 1000)
+        self._refresh_every = min(REFRESH, presence_ttl / 5)
+        self.remote: dict[str, RemoteUser] = {}
+        """Users on other servers, by user key."""
+        self._remote_names: dict[str, RemoteUser] = {}
+        """Both look-alike keys of every remote user's name."""
+        self._tokens: dict[str, str] = {}
+        self._identities: dict[str, str] = {}
+        self._generation = ""
+        self._handler: BrokerHandler | None = None
+
+    # --- lifecycle -------------------------------------------------------
+
+    async def start(self, handler: BrokerHandler) -> None:
+        self._handler = handler
+        redis = self.link.redis
+        await redis.set(keys.GENERATION, secrets.token_hex(8), nx=True)
+        self._generation = (await redis.get(keys.GENERATION)).decode()
+        await self.link.subscribe(keys.PRESENCE, self._on_event)
+        self._tokens = {
+            k.decode(): v.decode() for k, v in (await redis.hgetall(keys.TOKENS)).items()
+        }
+        self._identities = {
+            k.decode(): v.decode() for k, v in (await redis.hgetall(keys.IDENTITIES)).items()
+        }
+        handler.on_tokens(self._tokens)
+        handler.on_identities(self._identities)
+        await redis.sadd(keys.SERVERS, self.id)
+        await self._load_presence()
+        self.link.on_reconnect.append(self._after_reconnect)
+        self.link.spawn(self._refresh())
+
+    async def stop(self) -> None:
+        await self.link.last_words(self.link.redis.delete(keys.presence_key(self.id)))
+        await self.link.last_words(self.link.redis.srem(keys.SERVERS, self.id))
+
+    async def _after_reconnect(self) -> None:
+        await self._write_presence()
+        await self._load_presence()
+
+    # --- questions the server asks ----------------------------------------
+
+    def find(self, name: str) -> RemoteUser | None:
+        for key in name_keys(name):
+            user = self._remote_names.get(key)
+            if user is not None:
+                return user
+        return None
+
+    def names(self, room: str) -> list[str]:
+        return [u.name for u in self.remote.values() if not room or room in u.rooms]
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for user in self.remote.values():
+            for room in user.rooms:
+                counts[room] = counts.get(room, 0) + 1
+        return counts
+
+    # --- what happens here -------------------------------------------------
+
+    def logged_in(self, user: LocalUser) -> None:
+        self._announce("login", user, rooms=user.rooms)
+
+    def joined(self, user: LocalUser, room: str) -> None:
+        self._announce("join", user, room=room)
+
+    def parted(self, user: LocalUser, room: str, reason: str) -> None:
+        self._announce("part", user, room=room, reason=reason)
+
+    def logged_out(self, user_key: str, name: str, reason: str) -> None:
+        self._announce("logout", LocalUser(user_key, name, ()), reason=reason, gone=True)
+
+    def _announce(
+        self,
+        kind: str,
+        user: LocalUser,
+        *,
+        room: str = "",
+        reason: str = "",
+        rooms: tuple[str, ...] = (),
+        gone: bool = False,
+    ) -> None:
+        """Tell the other servers of a presence change here, and keep our hash current."""
+        event = msgpack.packb([kind, self.id, user.key, user.name, room, reason, list(rooms)])
+        key = keys.presence_key(self.id)
+        entry = None if gone else msgpack.packb([user.name, list(user.rooms)])
+
+        async def add(pipe: Any) -> None:
+            if entry is None:
+                pipe.hdel(key, user.key)
+            else:
+                pipe.hset(key, user.key, entry)
+            pipe.pexpire(key, self._ttl_ms)
+            pipe.spublish(keys.PRESENCE, event)
+
+        self.link.enqueue(add)  # one lost in an outage is put right after the reconnect
+
+    def kick(self, user: RemoteUser) -> None:
+        self._remote_logout(user.key, None)
+        event = msgpack.packb(["kick", self.id, user.key, user.server, "", "", []])
+
+        async def add(pipe: Any) -> None:
+            pipe.spublish(keys.PRESENCE, event)
+
+        self.link.enqueue(add)
+
+    def save_token(self, user_key: str, token_hash: str) -> None:
+        self._tokens[user_key] = token_hash
+        event = msgpack.packb(["token", self.id, user_key, token_hash, "", "", []])
+
+        async def add(pipe: Any) -> None:
+            pipe.hset(keys.TOKENS, user_key, token_hash)
+            pipe.spublish(keys.PRESENCE, event)
+
+        self.link.enqueue(add)
+
+    def claim(
+        self, name_keys: Iterable[str], name: str, key_hash: str, now: int,
+        done: Callable[[bool | Exception], None],
+    ) -> None:  # fmt: skip
+        wanted = list(name_keys)
+
+        async def add(pipe: Any) -> None:
+            self.link.script(pipe, CLAIM, [keys.IDENTITIES], [key_hash, *wanted])
+
+        def claimed(result: Any) -> None:
+            if isinstance(result, Exception) or result is None:
+                log.warning("redis: registering %s failed: %s", name, result)
+                done(result if isinstance(result, Exception) else RuntimeError("no answer"))
+                return
+            if int(result) != 1:
+                done(False)
+                return
+            for key in wanted:
+                self._identities[key] = key_hash
+            self._share_identities({key: key_hash for key in wanted})
+            done(True)
+
+        self.link.enqueue(add, claimed)
+
+    def _share_identities(self, identities: Mapping[str, str]) -> None:
+        event = msgpack.packb(["identity", self.id, "", "", "", "", list(identities.items())])
+
+        async def add(pipe: Any) -> None:
+            pipe.spublish(keys.PRESENCE, event)
+
+        self.link.enqueue(add)
+
+    # --- what the others say ---------------------------------------------
+
+    async def _on_event(self, data: bytes) -> None:
+        kind, server, key, name, room, reason, extra = msgpack.unpackb(data)
+        if server == self.id:
+            return
+        assert self._handler is not None
+        if kind == "login":
+            self._remote_login(name, key, server)
+            for joined in extra:
+                self._remote_join(key, joined)
+        elif kind == "join":
+            self._remote_join(key, room)
+        elif kind == "part":
+            self._remote_part(key, room, reason or "part")
+        elif kind == "logout":
+            self._remote_logout(key, reason or "disconnect")
+        elif kind == "kick" and name == self.id:
+            self._handler.on_kick(key)
+        elif kind == "token":
+            self._tokens[key] = name
+            self._handler.on_tokens({key: name})
+        elif kind == "identity":
+            identities = {k: v for k, v in extra}
+            self._identities.update(identities)
+            self._handler.on_identities(identities)
+
+    def _remote_login(self, name: str, key: str, server: str) -> None:
+        assert self._handler is not None
+        if self._handler.is_here(key):
+            return  # the same user is here (it has just moved to us): the newer login stays
+        user = self.remote.get(key)
+        if user is None:
+            user = self.remote[key] = RemoteUser(name, key, server)
+            for name_key in name_keys(name):
+                self._remote_names[name_key] = user
+        user.server = server
+
+    def _remote_join(self, key: str, room: str) -> None:
+        user = self.remote.get(key)
+        if user is None or room in user.rooms:
+            return
+        user.rooms[room] = None
+        assert self._handler is not None
+        self._handler.on_presence(RemoteJoined(user.name, room))
+
+    def _remote_part(self, key: str, room: str, reason: str) -> None:
+        user = self.remote.get(key)
+        if user is None or room not in user.rooms:
+            return
+        del user.rooms[room]
+        assert self._handler is not None
+        self._handler.on_presence(RemoteLeft(user.name, room, reason))
+
+    def _remote_logout(self, key: str, reason: str | None) -> None:
+        user = self.remote.pop(key, None)
+        if user is None:
+            return
+        for name_key in name_keys(user.name):
+            if self._remote_names.get(name_key) is user:
+                del self._remote_names[name_key]
+        if reason is not None:
+            assert self._handler is not None
+            for room in user.rooms:
+                self._handler.on_presence(RemoteLeft(user.name, room, reason))
+
+    # --- keeping it current ----------------------------------------------
+
+    async def _load_presence(self) -> None:
+        """Everyone on the other servers, from their presence hashes."""
+        redis = self.link.redis
+        seen: dict[str, RemoteUser] = {}
+        for raw in await redis.smembers(keys.SERVERS):
+            server = raw.decode()
+            if server == self.id:
+                continue
+            entries = await redis.hgetall(keys.presence_key(server))
+            if not entries:
+                await redis.srem(keys.SERVERS, server)  # gone
+                continue
+            for user_key, packed in entries.items():
+                name, rooms = msgpack.unpackb(packed)
+                seen[user_key.decode()] = RemoteUser(
+                    name, user_key.decode(), server, dict.fromkeys(rooms)
+                )
+        for user in list(self.remote.values()):  # gone while we were away
+            if user.key not in seen or seen[user.key].server != user.server:
+                self._remote_logout(user.key, "disconnect")
+        for user in seen.values():
+            known = self.remote.get(user.key)
+            if known is None:
+                self._remote_login(user.name, user.key, user.server)
+                known = self.remote.get(user.key)
+                if known is None:  # the same user is here (it has just moved to us)
+                    continue
+            for room in [r for r in user.rooms if r not in known.rooms]:
+                self._remote_join(user.key, room)
+            for room in [r for r in known.rooms if r not in user.rooms]:
+                self._remote_part(user.key, room, "part")
+
+    async def _write_presence(self) -> None:
+        """Our whole presence hash, as it is now."""
+        assert self._handler is not None
+        key = keys.presence_key(self.id)
+        users = {u.key: msgpack.packb([u.name, list(u.rooms)]) for u in self._handler.local_users()}
+        async with self.link.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(key)
+            if users:
+                pipe.hset(key, mapping=users)
+            pipe.pexpire(key, self._ttl_ms)
+            pipe.sadd(keys.SERVERS, self.id)
+            await pipe.execute()
+
+    async def _refresh(self) -> None:
+        """Keep our presence alive; notice servers that died, and a Redis that lost its data."""
+        while not self.link.closing:
+            await asyncio.sleep(self._refresh_every)
+            try:
+                redis = self.link.redis
+                generation = await redis.get(keys.GENERATION)
+                if generation is None or generation.decode() != self._generation:
+                    await self._restore()
+                assert self._handler is not None
+                if any(True for _ in self._handler.local_users()):
+                    await redis.pexpire(keys.presence_key(self.id), self._ttl_ms)
+                for server in {u.server for u in self.remote.values()}:
+                    if not await redis.exists(keys.presence_key(server)):
+                        log.info("redis: server %s is gone; its users are offline", server)
+                        for user in [u for u in self.remote.values() if u.server == server]:
+                            self._remote_logout(user.key, "timeout")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("redis: refresh failed: %s", exc)
+
+    async def _restore(self) -> None:
+        """Redis lost its data: write back our users, the tokens and the registrations."""
+        redis = self.link.redis
+        await redis.set(keys.GENERATION, secrets.token_hex(8), nx=True)
+        self._generation = (await redis.get(keys.GENERATION)).decode()
+        log.warning(
+            "redis: Redis lost its data (generation marker gone); writing back %d registration(s), "
+            "%d token(s) and this server's users; rooms get new epochs",
+            len(self._identities), len(self._tokens),
+        )  # fmt: skip
+        async with redis.pipeline(transaction=False) as pipe:
+            if self._identities:
+                pipe.hset(keys.IDENTITIES, mapping=self._identities)
+            if self._tokens:
+                pipe.hset(keys.TOKENS, mapping=self._tokens)
+            await pipe.execute()
+        await self._write_presence()
+
+
+def _decoded(mapping: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in mapping.items()}

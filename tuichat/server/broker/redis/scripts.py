@@ -1,0 +1,86 @@
+"""The Lua scripts that number, de-duplicate, store and publish, each in one atomic step."""
+
+from __future__ import annotations
+
+POST = """
+local seq_key, log_key, id_key, epoch_key, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local room, sender, sender_key, text = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ts, action, client_id, token = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local maxlen, ttl, new_epoch = ARGV[9], ARGV[10], ARGV[11]
+local epoch = redis.call('GET', epoch_key)
+if not epoch then
+  epoch = new_epoch
+  redis.call('SET', epoch_key, epoch)
+end
+if client_id ~= '' then
+  local earlier = redis.call('GET', id_key)
+  if earlier then
+    local cut = string.find(earlier, ':', 1, true)
+    return {0, tonumber(string.sub(earlier, 1, cut - 1)), tonumber(string.sub(earlier, cut + 1)),
+            tonumber(epoch)}
+  end
+end
+local seq = redis.call('INCR', seq_key)
+redis.call('XADD', log_key, 'MAXLEN', '~', maxlen, seq .. '-0',
+  's', sender, 'k', sender_key, 't', text, 'ts', ts, 'a', action, 'i', client_id, 'o', token)
+if client_id ~= '' then
+  redis.call('SET', id_key, seq .. ':' .. ts, 'EX', ttl)
+end
+redis.call('SPUBLISH', channel,
+  cmsgpack.pack({room, seq, sender, text, tonumber(ts), action, token, tonumber(epoch)}))
+return {1, seq, tonumber(ts), tonumber(epoch)}
+"""
+"""Number, de-duplicate, store and publish one room message (a lost epoch is made anew)."""
+
+EPOCH = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+return {tonumber(epoch), tonumber(redis.call('GET', KEYS[2]) or '0')}
+"""
+"""A room's epoch (made if it has none) and its last seq."""
+
+PRIVATE = """
+local pid_key, to_log, from_log, id_key, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sender, sender_key, target, target_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local text, ts, action, client_id, maxlen, ttl =
+  ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+if client_id ~= '' then
+  local earlier = redis.call('GET', id_key)
+  if earlier then
+    local cut = string.find(earlier, ':', 1, true)
+    return {0, tonumber(string.sub(earlier, 1, cut - 1)), tonumber(string.sub(earlier, cut + 1))}
+  end
+end
+local pid = redis.call('INCR', pid_key)
+local fields = {'f', sender, 'fk', sender_key, 'to', target, 'tk', target_key, 't', text,
+  'ts', ts, 'a', action, 'i', client_id}
+redis.call('XADD', to_log, 'MAXLEN', '~', maxlen, pid .. '-0', unpack(fields))
+if from_log ~= to_log then
+  redis.call('XADD', from_log, 'MAXLEN', '~', maxlen, pid .. '-0', unpack(fields))
+end
+if client_id ~= '' then
+  redis.call('SET', id_key, pid .. ':' .. ts, 'EX', ttl)
+end
+redis.call('SPUBLISH', channel,
+  cmsgpack.pack({pid, sender, sender_key, target, target_key, text, tonumber(ts), action}))
+return {1, pid, tonumber(ts)}
+"""
+"""Number, de-duplicate, store (for both parties) and publish one private message."""
+
+CLAIM = """
+local hash = ARGV[1]
+for i = 2, #ARGV do
+  local owner = redis.call('HGET', KEYS[1], ARGV[i])
+  if owner and owner ~= hash then
+    return 0
+  end
+end
+for i = 2, #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], hash)
+end
+return 1
+"""
+"""Register a name's keys to a key hash unless another hash has one of them."""
