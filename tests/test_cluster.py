@@ -11,11 +11,10 @@ import pytest
 from tests.helpers import TIMEOUT, collect, expect
 from tests.proxy import Proxy
 from tests.raw import open_raw
-from tests.redis_server import RedisServer
+from tests.redis_kinds import RedisStore, redis_config
 from tuichat.client import Backoff, ChatClient, Reconnected, RequestFailed
 from tuichat.protocol import Ack, Joined, Left, Message, PrivateMessage, Send
-from tuichat.server import ChatServer, ServerConfig
-from tuichat.server.config import RateLimits
+from tuichat.server import ChatServer
 
 Connect = Callable[[str, ChatServer], Awaitable[ChatClient]]
 FAST = Backoff(first=0.05, cap=0.2)
@@ -33,23 +32,8 @@ async def until(ask: Callable[[], Awaitable[object]], wanted: object) -> None:
 
 
 @pytest.fixture
-async def redis() -> AsyncIterator[RedisServer]:
-    server = RedisServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-def config(redis: RedisServer, name: str) -> ServerConfig:
-    return ServerConfig(
-        host="127.0.0.1", port=0, server_name=name, rate=RateLimits.unlimited(),
-        redis_url=redis.url,
-    )  # fmt: skip
-
-
-@pytest.fixture
-async def servers(redis: RedisServer) -> AsyncIterator[tuple[ChatServer, ChatServer]]:
-    pair = (ChatServer(config(redis, "a")), ChatServer(config(redis, "b")))
+async def servers(redis: RedisStore) -> AsyncIterator[tuple[ChatServer, ChatServer]]:
+    pair = (ChatServer(redis_config(redis, "a")), ChatServer(redis_config(redis, "b")))
     for server in pair:
         await server.start()
     yield pair

@@ -18,6 +18,7 @@ import platformdirs
 
 from tuichat import DEFAULT_PORT, __version__
 from tuichat.chat import ChatLimits
+from tuichat.server.broker import BrokerRefused
 from tuichat.server.config import DEFAULT_HOST, RateLimits, ServerConfig
 from tuichat.server.history.sqlite import SchemaTooNew
 from tuichat.server.server import ChatServer
@@ -89,6 +90,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="URL",
         help="share rooms, presence and history with other servers through this Redis "
         "(redis://HOST:PORT/DB; needs pip install 'tuichat[redis]')",
+    )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="the --redis URL names a node of a Redis Cluster (the others are found from it)",
     )
     history.add_argument(
         "--no-history",
@@ -163,6 +169,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         ),
         db=None if args.no_history or args.redis else args.db,
         redis_url=args.redis,
+        redis_cluster=args.redis_cluster,
         redis_history=args.redis_history,
         presence_ttl=args.presence_ttl,
         heartbeat_interval=args.heartbeat_interval,
@@ -241,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except ssl.SSLError as exc:
         log.error("cannot use the TLS certificate %s: %s", args.tls_cert, exc)
+        return 1
+    except BrokerRefused as exc:
+        log.error("cannot start on %s: %s", args.redis, exc)
         return 1
     return 0
 

@@ -3,6 +3,7 @@
 from tuichat.server.broker.base import (
     Broker,
     BrokerHandler,
+    BrokerRefused,
     BrokerUnavailable,
     LocalUser,
     Peers,
@@ -21,6 +22,7 @@ from tuichat.server.broker.factory import make_broker
 __all__ = [
     "Broker",
     "BrokerHandler",
+    "BrokerRefused",
     "BrokerUnavailable",
     "LocalUser",
     "Peers",

@@ -27,6 +27,10 @@ class BrokerUnavailable(Exception):
     tried again."""
 
 
+class BrokerRefused(Exception):
+    """The broker cannot serve with these settings (the sentence says why and what to do)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RoomPosition:
     """Where a room's history stands: its epoch and its last stored seq."""

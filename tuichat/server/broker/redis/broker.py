@@ -27,6 +27,7 @@ from tuichat.protocol import Message, PrivateMessage
 from tuichat.server.broker.base import (
     Broker,
     BrokerHandler,
+    BrokerRefused,
     BrokerUnavailable,
     Post,
     PrivateDone,
@@ -113,7 +114,7 @@ class RedisBroker(Broker):
         await redis.hsetnx(keys.SETTINGS, "history_per_room", self.history_per_room)
         kept = int(await redis.hget(keys.SETTINGS, "history_per_room"))
         if kept != self.history_per_room:
-            raise RuntimeError(
+            raise BrokerRefused(
                 f"this Redis keeps {kept} messages per room (as the first server said); "
                 f"start every server with --redis-history {kept}"
             )

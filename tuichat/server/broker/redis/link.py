@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tuichat.server.broker.base import BrokerRefused
+
 log = logging.getLogger("tuichat.server")
 
 RETRIES = 40
@@ -56,7 +58,7 @@ class RedisLink:
             from redis.backoff import ExponentialBackoff
             from redis.exceptions import ConnectionError, TimeoutError
         except ImportError:
-            raise RuntimeError("--redis needs redis-py: pip install 'tuichat[redis]'") from None
+            raise BrokerRefused("--redis needs redis-py: pip install 'tuichat[redis]'") from None
         self.url = url
         self.cluster = cluster
         retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES)
@@ -92,7 +94,7 @@ class RedisLink:
         else:
             version = str(info["redis_version"])
         if int(version.split(".")[0]) < 7:
-            raise RuntimeError(
+            raise BrokerRefused(
                 f"Redis {version} has no sharded pub/sub; tuichat needs Redis 7 or newer"
             )
         self.spawn(self._write())
@@ -136,7 +138,9 @@ class RedisLink:
         sha = self._scripts.get(text)
         if sha is None:
             sha = self._scripts[text] = hashlib.sha1(text.encode()).hexdigest()
-        pipe.evalsha(sha, len(keys), *keys, *args)
+        # as a plain command: redis-py's cluster pipelines refuse `evalsha()` (a script not loaded
+        # on one node); `_load_scripts` loads them on every node, and a NOSCRIPT is sent again
+        pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
 
     async def run_script(self, text: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run the Lua script `text` now and return its answer."""

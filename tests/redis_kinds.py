@@ -1,0 +1,43 @@
+"""One Redis or a Redis Cluster, for tests that must pass on both."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.redis_cluster import RedisCluster
+from tests.redis_server import RedisServer
+from tuichat.server import ServerConfig
+from tuichat.server.config import RateLimits
+
+RedisStore = RedisServer | RedisCluster
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def redis(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
+    """A real redis-server, or a real three-node Redis Cluster."""
+    store: RedisStore = RedisServer() if request.param == "redis" else RedisCluster()
+    await store.start()
+    yield store
+    await store.stop()
+
+
+def redis_config(redis: RedisStore, name: str, **settings: Any) -> ServerConfig:
+    """A test server's settings on `redis` (no flood control)."""
+    return ServerConfig(
+        host="127.0.0.1", port=0, server_name=name, rate=RateLimits.unlimited(),
+        redis_url=redis.url, redis_cluster=isinstance(redis, RedisCluster), **settings,
+    )  # fmt: skip
+
+
+async def redis_client(redis: RedisStore) -> Any:
+    """A redis-py client of the test's own (to break things with)."""
+    if isinstance(redis, RedisCluster):
+        from redis.asyncio.cluster import RedisCluster as Client
+
+        return Client.from_url(redis.url)
+    from redis.asyncio import Redis
+
+    return Redis.from_url(redis.url)

@@ -1,0 +1,201 @@
+"""Redis faults that must not pass in silence: lost data, racing registrations, refused writes,
+servers that disagree on settings. Each on one Redis and on a Redis Cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.helpers import TIMEOUT, expect
+from tests.raw import open_raw
+from tests.redis_kinds import RedisStore, redis_client, redis_config
+from tuichat.client import ChatClient, RequestFailed
+from tuichat.protocol import Error, Hello, Message, RoomReset, Send, Welcome
+from tuichat.server import ChatServer
+from tuichat.server.broker import BrokerRefused
+
+KEY_A = "a" * 43
+KEY_B = "b" * 43
+
+
+@pytest.fixture
+async def servers(redis: RedisStore) -> AsyncIterator[tuple[ChatServer, ChatServer]]:
+    pair = (ChatServer(redis_config(redis, "a")), ChatServer(redis_config(redis, "b")))
+    for server in pair:
+        await server.start()
+    yield pair
+    for server in pair:
+        await server.stop()
+
+
+async def test_redis_losing_its_data_resets_rooms_and_every_send_after_is_answered(
+    redis: RedisStore, servers: tuple[ChatServer, ChatServer]
+) -> None:
+    a, b = servers
+    ali = await ChatClient.connect("ali", *a.address)
+    bob = await ChatClient.connect("bob", *b.address)
+    try:
+        for number in range(5):
+            await ali.send("#lobby", f"before {number}")
+        await expect(bob, Message, text="before 4")
+        old_epoch = bob.positions["#lobby"].epoch
+        client = await redis_client(redis)
+        await client.flushall()
+        await client.aclose()
+        # both servers notice within a few seconds (without anyone sending) and say so
+        for member in (ali, bob):
+            reset = await expect(member, RoomReset, timeout=TIMEOUT, room="#lobby")
+            assert reset.epoch != old_epoch and reset.seq == 0
+        # every send after it is acknowledged, numbered anew, and reaches the other server
+        for number in range(5):
+            ack = await asyncio.wait_for(ali.send("#lobby", f"after {number}"), TIMEOUT)
+            assert ack.seq == number + 1
+        for number in range(5):
+            message = await expect(bob, Message, text=f"after {number}")
+            assert message.seq == number + 1
+        page = await bob.history("#lobby")
+        assert page.epoch == reset.epoch and [m.text for m in page.messages] == [
+            f"after {number}" for number in range(5)
+        ]
+    finally:
+        await ali.abort()
+        await bob.abort()
+
+
+async def test_a_send_racing_the_loss_gets_an_answer(
+    redis: RedisStore, servers: tuple[ChatServer, ChatServer]
+) -> None:
+    """A send right after the loss, before any check noticed it, is still answered and heard."""
+    a, b = servers
+    ali = await ChatClient.connect("ali", *a.address)
+    bob = await ChatClient.connect("bob", *b.address)
+    try:
+        await ali.send("#lobby", "before")
+        await expect(bob, Message, text="before")
+        client = await redis_client(redis)
+        await client.flushall()
+        await client.aclose()
+        ack = await asyncio.wait_for(ali.send("#lobby", "right after"), TIMEOUT)
+        assert ack.seq == 1
+        await expect(bob, RoomReset, room="#lobby")
+        assert (await expect(bob, Message, text="right after")).seq == 1
+    finally:
+        await ali.abort()
+        await bob.abort()
+
+
+async def test_a_name_registered_on_two_servers_at_once_has_one_owner(
+    servers: tuple[ChatServer, ChatServer],
+) -> None:
+    a, b = servers
+    for attempt in range(5):  # the race, several times: one key wins, on both servers
+        name = f"nima{attempt}"
+        first = await open_raw(*a.address)
+        second = await open_raw(*b.address)
+        first.send(Hello(name=name, key=KEY_A, ref=1))
+        second.send(Hello(name=name, key=KEY_B, ref=1))
+        answers = [await first.reply(1), await second.reply(1)]
+        welcomed = [isinstance(answer, Welcome) for answer in answers]
+        assert welcomed.count(True) <= 1, answers
+        refused = [answer for answer in answers if isinstance(answer, Error)]
+        assert {error.code for error in refused} <= {"name_registered", "name_taken"}
+        for raw in (first, second):
+            raw.writer.close()
+        winner_key = KEY_A if welcomed[0] else KEY_B if welcomed[1] else None
+        loser_key = KEY_B if winner_key == KEY_A else KEY_A
+        if winner_key is None:  # both lost the online race to each other: nobody registered
+            continue
+        for server in (a, b):  # the loser's key is refused everywhere, once the winner is gone
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    probe = await open_raw(*server.address)
+                    probe.send(Hello(name=name, key=loser_key, ref=2))
+                    answer = await probe.reply(2)
+                    probe.writer.close()
+                    assert not isinstance(answer, Welcome), f"{name} taken by the other key"
+                    assert isinstance(answer, Error)
+                    if answer.code == "name_registered":
+                        break
+                    await asyncio.sleep(0.02)  # still online on the other server: ask again
+
+
+async def test_a_registration_redis_refused_is_not_taken_as_done(
+    redis: RedisStore, servers: tuple[ChatServer, ChatServer]
+) -> None:
+    a, b = servers
+    client = await redis_client(redis)
+    nodes = await _primaries(redis, client)
+    try:
+        for node in nodes:
+            await node.config_set("maxmemory-policy", "noeviction")
+            await node.config_set("maxmemory", "1")
+        raw = await open_raw(*a.address)
+        raw.send(Hello(name="sara", key=KEY_A, ref=1))
+        answer = await raw.reply(1, timeout=TIMEOUT)
+        assert isinstance(answer, Error) and answer.code == "unavailable", answer
+        raw.writer.close()
+    finally:
+        for node in nodes:
+            await node.config_set("maxmemory", "0")
+    # nothing was registered: another key may have the name now, on either server
+    sara = await ChatClient.connect("sara", *b.address, key=KEY_B)
+    await sara.abort()
+    raw = await open_raw(*a.address)
+    raw.send(Hello(name="sara", key=KEY_A, ref=1))
+    refused = await raw.reply(1, timeout=TIMEOUT)
+    assert isinstance(refused, Error) and refused.code == "name_registered"
+    raw.writer.close()
+    await client.aclose()
+
+
+async def test_servers_that_disagree_on_the_history_kept_refuse_to_start(
+    redis: RedisStore,
+) -> None:
+    first = ChatServer(redis_config(redis, "a", redis_history=1000))
+    await first.start()
+    try:
+        second = ChatServer(redis_config(redis, "b", redis_history=50))
+        with pytest.raises(BrokerRefused, match="--redis-history 1000"):
+            await second.start()
+        await second.broker.stop()
+    finally:
+        await first.stop()
+
+
+async def test_a_send_that_redis_refuses_gets_a_clear_error(
+    redis: RedisStore, servers: tuple[ChatServer, ChatServer]
+) -> None:
+    a, _ = servers
+    ali = await ChatClient.connect("ali", *a.address)
+    client = await redis_client(redis)
+    nodes = await _primaries(redis, client)
+    try:
+        for node in nodes:
+            await node.config_set("maxmemory-policy", "noeviction")
+            await node.config_set("maxmemory", "1")
+        raw = await open_raw(*a.address)
+        await raw.hello("omid")
+        raw.send(Send(room="#lobby", text="no room for me", id="x1", ref=5))
+        error = await raw.reply(5, timeout=TIMEOUT)
+        assert isinstance(error, Error) and error.code == "unavailable"
+        raw.writer.close()
+        with pytest.raises(RequestFailed):
+            await asyncio.wait_for(ali.send("#lobby", "nor me"), TIMEOUT)
+    finally:
+        for node in nodes:
+            await node.config_set("maxmemory", "0")
+        await ali.abort()
+        await client.aclose()
+
+
+async def _primaries(redis: RedisStore, client: object) -> list[object]:
+    """A client per node (CONFIG SET is per node)."""
+    from redis.asyncio import Redis
+
+    from tests.redis_cluster import RedisCluster
+
+    if isinstance(redis, RedisCluster):
+        return [Redis(host="127.0.0.1", port=port) for port in redis.ports]
+    return [client]
