@@ -9,7 +9,7 @@ import pytest
 
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer
-from tuichat.server import ServerConfig
+from tuichat.server import ChatServer, ServerConfig
 from tuichat.server.config import RateLimits
 
 RedisStore = RedisServer | RedisCluster
@@ -22,6 +22,17 @@ async def redis(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
     await store.start()
     yield store
     await store.stop()
+
+
+@pytest.fixture
+async def servers(redis: RedisStore) -> AsyncIterator[tuple[ChatServer, ChatServer]]:
+    """Two servers sharing the chat through `redis`."""
+    pair = (ChatServer(redis_config(redis, "a")), ChatServer(redis_config(redis, "b")))
+    for server in pair:
+        await server.start()
+    yield pair
+    for server in pair:
+        await server.stop()
 
 
 def redis_config(redis: RedisStore, name: str, **settings: Any) -> ServerConfig:

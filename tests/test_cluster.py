@@ -11,7 +11,6 @@ import pytest
 from tests.helpers import TIMEOUT, collect, expect
 from tests.proxy import Proxy
 from tests.raw import open_raw
-from tests.redis_kinds import RedisStore, redis_config
 from tuichat.client import Backoff, ChatClient, Reconnected, RequestFailed
 from tuichat.protocol import Ack, Joined, Left, Message, PrivateMessage, Send
 from tuichat.server import ChatServer
@@ -29,16 +28,6 @@ async def until(ask: Callable[[], Awaitable[object]], wanted: object) -> None:
                 if await ask() == wanted:
                     return
             await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def servers(redis: RedisStore) -> AsyncIterator[tuple[ChatServer, ChatServer]]:
-    pair = (ChatServer(redis_config(redis, "a")), ChatServer(redis_config(redis, "b")))
-    for server in pair:
-        await server.start()
-    yield pair
-    for server in pair:
-        await server.stop()
 
 
 @pytest.fixture

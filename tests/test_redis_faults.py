@@ -21,69 +21,61 @@ KEY_B = "b" * 43
 
 
 @pytest.fixture
-async def servers(redis: RedisStore) -> AsyncIterator[tuple[ChatServer, ChatServer]]:
-    pair = (ChatServer(redis_config(redis, "a")), ChatServer(redis_config(redis, "b")))
-    for server in pair:
-        await server.start()
-    yield pair
-    for server in pair:
-        await server.stop()
+async def ali_and_bob(
+    servers: tuple[ChatServer, ChatServer],
+) -> AsyncIterator[tuple[ChatClient, ChatClient]]:
+    """ali on the first server, bob on the second."""
+    ali = await ChatClient.connect("ali", *servers[0].address)
+    bob = await ChatClient.connect("bob", *servers[1].address)
+    yield ali, bob
+    await ali.abort()
+    await bob.abort()
+
+
+async def lose_everything(redis: RedisStore) -> None:
+    client = await redis_client(redis)
+    await client.flushall()
+    await client.aclose()
 
 
 async def test_redis_losing_its_data_resets_rooms_and_every_send_after_is_answered(
-    redis: RedisStore, servers: tuple[ChatServer, ChatServer]
+    redis: RedisStore, ali_and_bob: tuple[ChatClient, ChatClient]
 ) -> None:
-    a, b = servers
-    ali = await ChatClient.connect("ali", *a.address)
-    bob = await ChatClient.connect("bob", *b.address)
-    try:
-        for number in range(5):
-            await ali.send("#lobby", f"before {number}")
-        await expect(bob, Message, text="before 4")
-        old_epoch = bob.positions["#lobby"].epoch
-        client = await redis_client(redis)
-        await client.flushall()
-        await client.aclose()
-        # both servers notice within a few seconds (without anyone sending) and say so
-        for member in (ali, bob):
-            reset = await expect(member, RoomReset, timeout=TIMEOUT, room="#lobby")
-            assert reset.epoch != old_epoch and reset.seq == 0
-        # every send after it is acknowledged, numbered anew, and reaches the other server
-        for number in range(5):
-            ack = await asyncio.wait_for(ali.send("#lobby", f"after {number}"), TIMEOUT)
-            assert ack.seq == number + 1
-        for number in range(5):
-            message = await expect(bob, Message, text=f"after {number}")
-            assert message.seq == number + 1
-        page = await bob.history("#lobby")
-        assert page.epoch == reset.epoch and [m.text for m in page.messages] == [
-            f"after {number}" for number in range(5)
-        ]
-    finally:
-        await ali.abort()
-        await bob.abort()
+    ali, bob = ali_and_bob
+    for number in range(5):
+        await ali.send("#lobby", f"before {number}")
+    await expect(bob, Message, text="before 4")
+    old_epoch = bob.positions["#lobby"].epoch
+    await lose_everything(redis)
+    # both servers notice within a few seconds (without anyone sending) and say so
+    for member in (ali, bob):
+        reset = await expect(member, RoomReset, timeout=TIMEOUT, room="#lobby")
+        assert reset.epoch != old_epoch and reset.seq == 0
+    # every send after it is acknowledged, numbered anew, and reaches the other server
+    for number in range(5):
+        ack = await asyncio.wait_for(ali.send("#lobby", f"after {number}"), TIMEOUT)
+        assert ack.seq == number + 1
+    for number in range(5):
+        message = await expect(bob, Message, text=f"after {number}")
+        assert message.seq == number + 1
+    page = await bob.history("#lobby")
+    assert page.epoch == reset.epoch and [m.text for m in page.messages] == [
+        f"after {number}" for number in range(5)
+    ]
 
 
 async def test_a_send_racing_the_loss_gets_an_answer(
-    redis: RedisStore, servers: tuple[ChatServer, ChatServer]
+    redis: RedisStore, ali_and_bob: tuple[ChatClient, ChatClient]
 ) -> None:
     """A send right after the loss, before any check noticed it, is still answered and heard."""
-    a, b = servers
-    ali = await ChatClient.connect("ali", *a.address)
-    bob = await ChatClient.connect("bob", *b.address)
-    try:
-        await ali.send("#lobby", "before")
-        await expect(bob, Message, text="before")
-        client = await redis_client(redis)
-        await client.flushall()
-        await client.aclose()
-        ack = await asyncio.wait_for(ali.send("#lobby", "right after"), TIMEOUT)
-        assert ack.seq == 1
-        await expect(bob, RoomReset, room="#lobby")
-        assert (await expect(bob, Message, text="right after")).seq == 1
-    finally:
-        await ali.abort()
-        await bob.abort()
+    ali, bob = ali_and_bob
+    await ali.send("#lobby", "before")
+    await expect(bob, Message, text="before")
+    await lose_everything(redis)
+    ack = await asyncio.wait_for(ali.send("#lobby", "right after"), TIMEOUT)
+    assert ack.seq == 1
+    await expect(bob, RoomReset, room="#lobby")
+    assert (await expect(bob, Message, text="right after")).seq == 1
 
 
 async def test_a_name_registered_on_two_servers_at_once_has_one_owner(

@@ -93,6 +93,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=["auto", "uvloop", "asyncio"],
         help="the tuichat server's event loop (default auto: uvloop if installed)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="PYTHON",
+        help="also run each tuichat server chosen on this Python, which has another version of "
+        "tuichat installed (shown as base:NAME, with the ratio to it): before/after in one run",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser.parse_args(argv)  # fmt: skip
 
@@ -128,8 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     generator = Generator(args.workers)
     try:
         for clients in args.clients:
-            for name in chosen:  # the servers take turns, so that noise hits them alike
-                server = servers.start(name, args.event_loop)
+            for name in _with_baseline(chosen, args.baseline):  # taking turns, noise hits all
+                if name.startswith(BASE):
+                    server = servers.start(name[len(BASE) :], args.event_loop, args.baseline)
+                    server.name = name
+                else:
+                    server = servers.start(name, args.event_loop)
                 try:
                     results["fanout"].append(
                         fanout(server, generator, clients, args.senders, args.messages,
@@ -156,6 +166,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if lost else 0
 
 
+BASE = "base:"
+"""The prefix of a server run on the `--baseline` Python."""
+
+
+def _with_baseline(names: list[str], baseline: str | None) -> list[str]:
+    """Each tuichat server followed by its baseline run, when there is a baseline."""
+    if not baseline:
+        return names
+    return [n for name in names for n in (name, BASE + name) if n == name or "tuichat" in name]
+
+
 def table(results: dict[str, Any]) -> str:
     """The results as a table, then tuichat's rate against each other server's."""
     head = (
@@ -180,6 +201,17 @@ def table(results: dict[str, Any]) -> str:
         )
     by_key = {(r["server"], r["clients"]): r for r in results["fanout"] if "flat_median" in r}
     for (name, clients), r in by_key.items():
+        if name.startswith(BASE):
+            after = by_key.get((name[len(BASE) :], clients))
+            if after:
+                ratio = (
+                    after["flat_median"]["deliveries_per_s"] / r["flat_median"]["deliveries_per_s"]
+                )
+                lines.append(
+                    f"{name[len(BASE) :]} / {name} at N={clients}: {ratio:.2f}x the deliveries "
+                    "per second (this version against the baseline)"
+                )
+            continue
         if name == "tuichat":
             continue
         ours = by_key.get(("tuichat", clients))

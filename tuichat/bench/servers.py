@@ -131,15 +131,20 @@ def ngircd_binary() -> str | None:
     )
 
 
-def start(name: str, event_loop: str = "auto") -> ServerProcess:
-    """Start the server(s) `name` (one of `SERVERS`) and wait until they accept connections."""
+def start(name: str, event_loop: str = "auto", python: str = sys.executable) -> ServerProcess:
+    """Start the server(s) `name` (one of `SERVERS`) and wait until they accept connections.
+
+    tuichat runs on `python`: another interpreter may have another version installed (a
+    baseline to compare with)."""
     workdir = tempfile.TemporaryDirectory(prefix="tuichat-bench-")
     work = Path(workdir.name)
     log = open(work / "server.log", "wb")  # noqa: SIM115 (the processes hold it)
     server = ServerProcess(name, "tuichat", [], [], workdir)
 
     def launch(command: list[str], port: int) -> None:
-        process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(  # not in the current folder: `-m` would import from it
+            command, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=work
+        )
         server.processes.append(process)
         try:
             _wait_until_listening(process, port)
@@ -187,7 +192,7 @@ def start(name: str, event_loop: str = "auto") -> ServerProcess:
         port = free_port()
         server.ports.append(port)
         launch(
-            [sys.executable, "-m", "tuichat.server", "--port", str(port), "--log-level", "WARNING",
+            [python, "-m", "tuichat.server", "--port", str(port), "--log-level", "WARNING",
              "--event-loop", event_loop, *history, *UNLIMITED_FLOOD],
             port,
         )  # fmt: skip
