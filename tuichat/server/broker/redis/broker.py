@@ -2,23 +2,17 @@
 
 A Lua script gives a room message its seq, recognises a retried send by its
 client id, appends it to the room's stream (bounded) and publishes it on the
-room's shard channel, in one atomic step. Each server subscribes to the channels
-of the rooms it has members in and delivers what it hears in seq order; a gap (a
-lost publication, a Redis restart) is filled from the stream first, and every
-`CHECK_EVERY` seconds each followed room's position in Redis is compared with
-what was delivered here.
-
-A room's epoch is kept in Redis beside its seq. If Redis loses its data the
-epoch is gone: the next post or check makes a new one, and the room's members
-are told to reload (`on_room_reset`).
+room's shard channel, in one atomic step; `feeds.RoomFeeds` delivers what comes
+back in order. Private messages go the same way on one channel every server
+hears. A room's epoch is kept in Redis beside its seq: if Redis loses its data
+the epoch is gone, the next post or check makes a new one, and the room's
+members are told to reload (`on_room_reset`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -39,56 +33,15 @@ from tuichat.server.broker.base import (
 )
 from tuichat.server.broker.local import random_epoch
 from tuichat.server.broker.redis import keys
+from tuichat.server.broker.redis.entries import message_from_entry, private_from_entry
+from tuichat.server.broker.redis.feeds import RoomFeeds
 from tuichat.server.broker.redis.link import RedisLink
-from tuichat.server.broker.redis.scripts import EPOCH, POST, PRIVATE
+from tuichat.server.broker.redis.scripts import POST, PRIVATE
 
 log = logging.getLogger("tuichat.server")
 
-CHECK_EVERY = 2.0
-"""Seconds between checks that every followed room was delivered in full and kept its epoch."""
 DEDUP_TTL = 24 * 3600
 """Seconds a message's client id is remembered (a retry within it is not stored twice)."""
-
-
-@dataclass(slots=True)
-class _Feed:
-    """A room this server follows: its epoch and the last seq delivered here."""
-
-    epoch: int = 0
-    delivered: int = 0
-    ready: asyncio.Future[None] | None = None
-    """Done once the subscription is on and the position read."""
-    waiting: list[Callable[[], None]] = field(default_factory=list)
-
-
-def _number(entry_id: bytes | str) -> int:
-    """The seq or pid a stream entry is stored under (its id is `<number>-0`)."""
-    text = entry_id if isinstance(entry_id, str) else entry_id.decode()
-    return int(text.split("-")[0])
-
-
-def message_from_entry(room: str, entry_id: bytes | str, fields: dict[bytes, bytes]) -> Message:
-    """A room message as read back from its stream."""
-    return Message(
-        room,
-        _number(entry_id),
-        fields[b"s"].decode(),
-        fields[b"t"].decode(),
-        int(fields[b"ts"]),
-        fields[b"a"] == b"1",
-    )
-
-
-def private_from_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> PrivateMessage:
-    """A private message as read back from a user's stream."""
-    return PrivateMessage(
-        fields[b"f"].decode(),
-        fields[b"to"].decode(),
-        fields[b"t"].decode(),
-        int(fields[b"ts"]),
-        fields[b"a"] == b"1",
-        pid=_number(entry_id),
-    )
 
 
 class RedisBroker(Broker):
@@ -98,9 +51,7 @@ class RedisBroker(Broker):
         self.link = link
         self.id = server_id
         self.history_per_room = history_per_room
-        self._feeds: dict[str, _Feed] = {}
-        self._pending: dict[str, PublishDone] = {}
-        """Posts of ours not delivered here yet: token → their callback."""
+        self.feeds = RoomFeeds(link)
         self._counter = 0
         self._last_pid = 0
         self._handler: BrokerHandler | None = None
@@ -120,8 +71,9 @@ class RedisBroker(Broker):
             )
         self._last_pid = int(await redis.get(keys.PID) or 0)
         await self.link.subscribe(keys.PRIVATES, self._on_private)
-        self.link.on_reconnect.append(self._catch_up)
-        self.link.spawn(self._check())
+        self.feeds.handler = handler
+        self.link.on_reconnect.append(self.feeds.catch_up)
+        self.link.spawn(self.feeds.check())
         log.info("redis: server %s on %s", self.id, self.describe())
 
     async def stop(self) -> None:
@@ -133,130 +85,13 @@ class RedisBroker(Broker):
     # --- following rooms ---------------------------------------------------
 
     def position(self, room: str) -> RoomPosition:
-        feed = self._feeds.get(room)
-        if feed is None or feed.ready is None or not feed.ready.done():
-            return RoomPosition(0, 0)
-        return RoomPosition(feed.epoch, feed.delivered)
+        return self.feeds.position(room)
 
     def follow(self, rooms: Iterable[str], ready: Callable[[], None]) -> None:
-        todo = []
-        for room in rooms:
-            feed = self._feeds.get(room)
-            if feed is None:
-                feed = self._feeds[room] = _Feed()
-                feed.ready = asyncio.get_running_loop().create_future()
-                self.link.spawn(self._follow(room, feed))
-            assert feed.ready is not None
-            if not feed.ready.done():
-                todo.append(feed.ready)
-        if not todo:
-            ready()
-            return
-
-        async def wait() -> None:
-            await asyncio.gather(*todo, return_exceptions=True)
-            ready()
-
-        self.link.spawn(wait())
-
-    async def _follow(self, room: str, feed: _Feed) -> None:
-        assert feed.ready is not None
-        try:
-            await self.link.subscribe(keys.room_key(room, "messages"), self._on_message)
-            feed.epoch, feed.delivered = await self._read_position(room)
-        except Exception as exc:
-            log.warning("redis: cannot follow %s: %s", room, exc)
-        feed.ready.set_result(None)
-
-    async def _read_position(self, room: str) -> tuple[int, int]:
-        epoch, seq = await self.link.run_script(
-            EPOCH, [keys.room_key(room, "epoch"), keys.room_key(room, "seq")], [random_epoch(room)]
-        )
-        return int(epoch), int(seq)
+        self.feeds.follow(rooms, ready)
 
     def unfollow(self, room: str) -> None:
-        feed = self._feeds.pop(room, None)
-        if feed is not None:
-            self.link.spawn(self.link.unsubscribe(keys.room_key(room, "messages")))
-
-    # --- delivery --------------------------------------------------------
-
-    async def _on_message(self, data: bytes) -> None:
-        room, seq, sender, text, ts, action, token, epoch = msgpack.unpackb(data)
-        message = Message(room, seq, sender, text, ts, action == "1")
-        feed = self._feeds.get(room)
-        if feed is None or feed.ready is None or not feed.ready.done():
-            return  # not followed (yet): the position read after subscribing counts it
-        if epoch != feed.epoch:
-            self._reset(room, feed, epoch, 0)
-        if message.seq <= feed.delivered:
-            return
-        if message.seq > feed.delivered + 1:
-            await self._fill(room, feed, message.seq - 1)
-        if message.seq == feed.delivered + 1:
-            self._delivered(message, feed, token)
-
-    def _reset(self, room: str, feed: _Feed, epoch: int, seq: int) -> None:
-        log.warning(
-            "redis: %s has a new epoch (Redis lost its history?); its members reload it", room
-        )
-        feed.epoch, feed.delivered = epoch, seq
-        assert self._handler is not None
-        self._handler.on_room_reset(room, RoomPosition(epoch, seq))
-
-    def _delivered(self, message: Message, feed: _Feed, token: str) -> None:
-        feed.delivered = message.seq
-        done = self._pending.pop(token, None)
-        if done is not None:
-            done(Published(message, feed.epoch, new=True))
-        assert self._handler is not None
-        self._handler.on_message(message, feed.epoch)
-
-    async def _fill(self, room: str, feed: _Feed, upto: int) -> None:
-        """Deliver what `room` missed, up to `upto`, from its stream."""
-        entries = await self.link.redis.xrange(
-            keys.room_key(room, "log"), f"{feed.delivered + 1}-0", f"{upto}-0"
-        )
-        for entry_id, fields in entries:
-            message = message_from_entry(room, entry_id, fields)
-            if message.seq == feed.delivered + 1:
-                self._delivered(message, feed, fields.get(b"o", b"").decode())
-        if feed.delivered < upto:  # trimmed away: jump, clients get a room_reset on resume
-            log.warning("redis: %s lost %d messages to trimming", room, upto - feed.delivered)
-            feed.delivered = upto
-
-    async def _check(self) -> None:
-        """Every few seconds: deliver what was stored but not heard; notice lost epochs."""
-        while not self.link.closing:
-            await asyncio.sleep(CHECK_EVERY)
-            try:
-                await self._catch_up()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("redis: check failed: %s", exc)
-
-    async def _catch_up(self) -> None:
-        rooms = [r for r, f in self._feeds.items() if f.ready is not None and f.ready.done()]
-        if not rooms:
-            return
-        async with self.link.redis.pipeline(transaction=False) as pipe:
-            for room in rooms:
-                pipe.get(keys.room_key(room, "epoch"))
-                pipe.get(keys.room_key(room, "seq"))
-            answers = await pipe.execute()
-        for index, room in enumerate(rooms):
-            feed = self._feeds.get(room)
-            if feed is None:
-                continue
-            epoch, seq = answers[2 * index], int(answers[2 * index + 1] or 0)
-            if epoch is None or int(epoch) != feed.epoch:
-                new_epoch, new_seq = await self._read_position(room)
-                self._reset(room, feed, new_epoch, new_seq)
-            elif seq > feed.delivered:
-                log.info("redis: %s missed %d message(s); delivering them from Redis",
-                         room, seq - feed.delivered)  # fmt: skip
-                await self._fill(room, feed, seq)
+        self.feeds.unfollow(room)
 
     # --- publishing ------------------------------------------------------
 
@@ -266,9 +101,10 @@ class RedisBroker(Broker):
 
     def publish(self, post: Post, done: PublishDone) -> None:
         token = self._token()
-        self._pending[token] = done
+        pending = self.feeds.pending
+        pending[token] = done
         room = post.room
-        feed = self._feeds.get(room)
+        feed = self.feeds.following(room)
         new_epoch = random_epoch(room)
 
         async def add(pipe: Any) -> None:
@@ -284,13 +120,13 @@ class RedisBroker(Broker):
 
         def stored(result: Any) -> None:
             if isinstance(result, Exception) or result is None:
-                if self._pending.pop(token, None) is not None:
+                if pending.pop(token, None) is not None:
                     done(BrokerUnavailable(str(result)))
                 return
             new, seq, ts, epoch = (int(x) for x in result)
-            if new and self._feeds.get(room) is feed is not None:
+            if new and feed is not None and self.feeds.following(room) is feed:
                 return  # it comes back on the room's channel, in order, and is handled there
-            if self._pending.pop(token, None) is None:
+            if pending.pop(token, None) is None:
                 return
             message = Message(room, seq, post.sender, post.text, ts, post.action)
             done(Published(message, epoch, new=bool(new)))

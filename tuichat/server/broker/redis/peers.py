@@ -15,6 +15,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import msgpack
@@ -33,6 +34,42 @@ from tuichat.server.broker.redis.link import RedisLink
 from tuichat.server.broker.redis.scripts import CLAIM
 
 log = logging.getLogger("tuichat.server")
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What one server tells the others on the presence channel (a msgpack map on the wire).
+
+    `kind` is `login` (with `rooms`), `join`, `part`, `logout`, `kick` (`target` is the
+    server that must drop `user_key`), `token` (`value` is its hash) or `identity`
+    (`identities`: name key → key hash).
+    """
+
+    kind: str
+    server: str
+    user_key: str = ""
+    name: str = ""
+    room: str = ""
+    reason: str = ""
+    rooms: tuple[str, ...] = ()
+    target: str = ""
+    value: str = ""
+    identities: dict[str, str] = field(default_factory=dict)
+
+    def pack(self) -> bytes:
+        """The notice as sent."""
+        packed: bytes = msgpack.packb({f.name: getattr(self, f.name) for f in fields(self)})
+        return packed
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Notice:
+        """A notice as received (fields this server does not know are ignored)."""
+        raw = msgpack.unpackb(data)
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        values["rooms"] = tuple(values.get("rooms", ()))
+        return cls(**values)
+
 
 REFRESH = 2.0
 """How often (at most) a server refreshes its presence and looks for servers that died."""
@@ -128,7 +165,7 @@ class RedisPeers(Peers):
         gone: bool = False,
     ) -> None:
         """Tell the other servers of a presence change here, and keep our hash current."""
-        event = msgpack.packb([kind, self.id, user.key, user.name, room, reason, list(rooms)])
+        event = Notice(kind, self.id, user.key, user.name, room, reason, rooms).pack()
         key = keys.presence_key(self.id)
         entry = None if gone else msgpack.packb([user.name, list(user.rooms)])
 
@@ -144,7 +181,7 @@ class RedisPeers(Peers):
 
     def kick(self, user: RemoteUser) -> None:
         self._remote_logout(user.key, None)
-        event = msgpack.packb(["kick", self.id, user.key, user.server, "", "", []])
+        event = Notice("kick", self.id, user.key, target=user.server).pack()
 
         async def add(pipe: Any) -> None:
             pipe.spublish(keys.PRESENCE, event)
@@ -153,7 +190,7 @@ class RedisPeers(Peers):
 
     def save_token(self, user_key: str, token_hash: str) -> None:
         self._tokens[user_key] = token_hash
-        event = msgpack.packb(["token", self.id, user_key, token_hash, "", "", []])
+        event = Notice("token", self.id, user_key, value=token_hash).pack()
 
         async def add(pipe: Any) -> None:
             pipe.hset(keys.TOKENS, user_key, token_hash)
@@ -186,7 +223,7 @@ class RedisPeers(Peers):
         self.link.enqueue(add, claimed)
 
     def _share_identities(self, identities: Mapping[str, str]) -> None:
-        event = msgpack.packb(["identity", self.id, "", "", "", "", list(identities.items())])
+        event = Notice("identity", self.id, identities=dict(identities)).pack()
 
         async def add(pipe: Any) -> None:
             pipe.spublish(keys.PRESENCE, event)
@@ -196,29 +233,29 @@ class RedisPeers(Peers):
     # --- what the others say ---------------------------------------------
 
     async def _on_event(self, data: bytes) -> None:
-        kind, server, key, name, room, reason, extra = msgpack.unpackb(data)
-        if server == self.id:
+        notice = Notice.unpack(data)
+        if notice.server == self.id:
             return
         assert self._handler is not None
-        if kind == "login":
-            self._remote_login(name, key, server)
-            for joined in extra:
-                self._remote_join(key, joined)
-        elif kind == "join":
-            self._remote_join(key, room)
-        elif kind == "part":
-            self._remote_part(key, room, reason or "part")
-        elif kind == "logout":
-            self._remote_logout(key, reason or "disconnect")
-        elif kind == "kick" and name == self.id:
+        key = notice.user_key
+        if notice.kind == "login":
+            self._remote_login(notice.name, key, notice.server)
+            for room in notice.rooms:
+                self._remote_join(key, room)
+        elif notice.kind == "join":
+            self._remote_join(key, notice.room)
+        elif notice.kind == "part":
+            self._remote_part(key, notice.room, notice.reason or "part")
+        elif notice.kind == "logout":
+            self._remote_logout(key, notice.reason or "disconnect")
+        elif notice.kind == "kick" and notice.target == self.id:
             self._handler.on_kick(key)
-        elif kind == "token":
-            self._tokens[key] = name
-            self._handler.on_tokens({key: name})
-        elif kind == "identity":
-            identities = {k: v for k, v in extra}
-            self._identities.update(identities)
-            self._handler.on_identities(identities)
+        elif notice.kind == "token":
+            self._tokens[key] = notice.value
+            self._handler.on_tokens({key: notice.value})
+        elif notice.kind == "identity":
+            self._identities.update(notice.identities)
+            self._handler.on_identities(notice.identities)
 
     def _remote_login(self, name: str, key: str, server: str) -> None:
         assert self._handler is not None
