@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import os
 import random
 import shutil
+import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -20,11 +23,27 @@ PORTS = range(20000, 40000)
 """Ports to choose from (their buses are 30000-49999): below most systems' ephemeral range."""
 NODES = 3
 SLOTS = 16384
+JOIN_NODE_TIMEOUT_MS = 500
+"""While the cluster forms: nodes gossip every node_timeout / 2, so with 500 ms `redis-cli
+--cluster create` finds them joined after its first second (with 2000 ms it sometimes waits
+3-4 s)."""
 NODE_TIMEOUT_MS = 2000
-"""Small, so that the cluster notices a dead node soon, yet not so small that a node busy on a
-loaded two-core machine is taken for dead."""
+"""Once it is formed (CONFIG SET): small, so that the cluster notices a dead node in a few
+seconds, yet not so small that a node slowed down on a loaded two-core machine is taken for
+dead, which would fail the whole cluster (no replicas) for a while."""
 TIMEOUT = 20.0
-"""For each step of `start()`: generous, for a loaded machine (it takes well under a second)."""
+"""For each step of `start()`: generous, for a loaded machine. `start()` takes about 2 s in
+all: redis-cli waits a second for the join, and a primary reports cluster_state:ok no sooner
+than 2 s after it started (Redis's CLUSTER_WRITABLE_DELAY)."""
+_running: list[asyncio.subprocess.Process] = []
+"""Nodes not yet killed, so that the test run cannot leave one behind."""
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for process in _running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
 
 
 def _free(port: int) -> bool:
@@ -89,12 +108,15 @@ class RedisCluster:
         cli = shutil.which("redis-cli")
         if server is None or cli is None:
             pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.ports = []  # (again, if started anew after `stop()`)
         try:
             for index in range(NODES):
                 await self._start_node(server, index)
             self.url = f"redis://127.0.0.1:{self.ports[0]}"
             await self._create(cli)
             await self._wait_until_ok()
+            for port in self.ports:
+                await _command(port, "CONFIG", "SET", "cluster-node-timeout", str(NODE_TIMEOUT_MS))
         except BaseException:
             await self._kill()
             raise
@@ -104,33 +126,54 @@ class RedisCluster:
         node_dir = self.dir / f"node-{index}"
         for _attempt in range(5):
             shutil.rmtree(node_dir, ignore_errors=True)
-            node_dir.mkdir()
+            node_dir.mkdir(parents=True)
             port = _pick_port(set(self.ports) | {p + BUS_OFFSET for p in self.ports})
-            process = await asyncio.create_subprocess_exec(
-                binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir),
-                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-                "--daemonize", "no",
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-            self.processes.append(process)
-            assert process.stdout is not None
-            log: list[bytes] = []
-            async with asyncio.timeout(TIMEOUT):
-                while READY not in (line := await process.stdout.readline()).lower():
-                    if not line:
-                        break
-                    log.append(line)
-            if line:
+            output = await self._launch(binary, port, node_dir, JOIN_NODE_TIMEOUT_MS)
+            if output is None:
                 self.ports.append(port)
-                self._drains.append(asyncio.get_running_loop().create_task(self._drain(process)))
                 return
-            await process.wait()
-            self.processes.remove(process)
-            output = b"".join(log)
             assert IN_USE in output.lower(), f"redis-server exited early:\n{output.decode()}"
         raise RuntimeError("redis-server found its ports taken, five times")
+
+    async def _launch(
+        self, binary: str, port: int, node_dir: Path, node_timeout_ms: int
+    ) -> bytes | None:
+        """Start a node; None once it is ready, or what it said before it exited."""
+        process = await asyncio.create_subprocess_exec(
+            binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir),
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(node_timeout_ms),
+            "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+            "--daemonize", "no",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        self.processes.append(process)
+        _running.append(process)
+        assert process.stdout is not None
+        log: list[bytes] = []
+        async with asyncio.timeout(TIMEOUT):
+            while READY not in (line := await process.stdout.readline()).lower():
+                if not line:
+                    break
+                log.append(line)
+        if line:
+            self._drains.append(asyncio.get_running_loop().create_task(self._drain(process)))
+            return None
+        await process.wait()
+        self.processes.remove(process)
+        _running.remove(process)
+        return b"".join(log)
+
+    async def restart(self) -> None:
+        """SIGKILL every node, then start each again on its port, with its data (append-only
+        file) and its cluster configuration; wait until the cluster is ok again."""
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        await self._kill()
+        for index, port in enumerate(self.ports):
+            output = await self._launch(binary, port, self.dir / f"node-{index}", NODE_TIMEOUT_MS)
+            assert output is None, f"redis-server did not start again:\n{output.decode()}"
+        await self._wait_until_ok()
 
     @staticmethod
     async def _drain(process: asyncio.subprocess.Process) -> None:
@@ -181,6 +224,8 @@ class RedisCluster:
             if process.returncode is None:
                 process.kill()
             await process.wait()
+            with contextlib.suppress(ValueError):
+                _running.remove(process)
         self.processes.clear()
         for task in self._drains:
             task.cancel()

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 from tests.helpers import collect, expect
 from tests.proxy import Proxy
-from tests.redis_server import RedisServer
+from tests.redis_cluster import RedisCluster
+from tests.redis_kinds import RedisStore
 from tests.server_process import NO_FLOOD_CONTROL, ServerProcess, start_server_process
 from tuichat.client import Backoff, ChatClient
 from tuichat.protocol import Joined, Left, Message
@@ -21,15 +22,15 @@ WINDOW = 8
 
 @contextlib.asynccontextmanager
 async def two_servers(
-    *flags: str,
-) -> AsyncIterator[tuple[RedisServer, ServerProcess, ServerProcess]]:
-    """A real redis-server and two server processes sharing the chat through it."""
-    redis = RedisServer()
-    await redis.start()
+    redis: RedisStore, *flags: str
+) -> AsyncIterator[tuple[ServerProcess, ServerProcess]]:
+    """Two server processes sharing the chat through a real Redis (or Redis Cluster)."""
+    if isinstance(redis, RedisCluster):
+        flags = ("--redis-cluster", *flags)
     servers = [await start_server_process("--redis", redis.url, *flags) for _ in range(2)]
     drains = [asyncio.create_task(drain(s)) for s in servers]
     try:
-        yield redis, servers[0], servers[1]
+        yield servers[0], servers[1]
     finally:
         for server in servers:
             if server.process.returncode is None:
@@ -38,7 +39,6 @@ async def two_servers(
                     await server.process.wait()
         for task in drains:
             task.cancel()
-        await redis.stop()
 
 
 async def drain(server: ServerProcess) -> None:
@@ -49,12 +49,14 @@ async def drain(server: ServerProcess) -> None:
             server.log.append(line)
 
 
-async def test_redis_restarted_and_a_server_killed_mid_stream_lose_nothing() -> None:
-    async with two_servers(*NO_FLOOD_CONTROL) as (redis, a, b):
+async def test_redis_restarted_and_a_server_killed_mid_stream_lose_nothing(
+    redis: RedisStore,
+) -> None:
+    async with two_servers(redis, *NO_FLOOD_CONTROL) as (a, b):
         await redis_restarts_and_a_dies(redis, a, b)
 
 
-async def redis_restarts_and_a_dies(redis: RedisServer, a: ServerProcess, b: ServerProcess) -> None:
+async def redis_restarts_and_a_dies(redis: RedisStore, a: ServerProcess, b: ServerProcess) -> None:
     balancer = Proxy((a.host, a.port))  # a's clients come through it, as through a load balancer
     host, port = await balancer.start()
     options = {"reconnect": True, "backoff": Backoff(first=0.05, cap=0.2), "heartbeat": 0.5}
@@ -86,7 +88,7 @@ async def redis_restarts_and_a_dies(redis: RedisServer, a: ServerProcess, b: Ser
         sending = asyncio.gather(sender(ali, "ali"), sender(bob, "bob"))
         async with asyncio.timeout(60):
             await third.wait()
-            await redis.restart()  # SIGKILL: what Redis acknowledged is in its append-only file
+            await redis.restart()  # SIGKILL (every node): what was acknowledged is in the AOF
             await two_thirds.wait()
             balancer.target = (b.host, b.port)  # the balancer sends a's clients to b from now on
             a.process.kill()  # and a dies mid-stream
@@ -109,8 +111,10 @@ async def redis_restarts_and_a_dies(redis: RedisServer, a: ServerProcess, b: Ser
         await balancer.stop()
 
 
-async def test_the_users_of_a_killed_server_are_gone_once_its_presence_expires() -> None:
-    async with two_servers("--presence-ttl", "1") as (_, a, b):
+async def test_the_users_of_a_killed_server_are_gone_once_its_presence_expires(
+    redis: RedisStore,
+) -> None:
+    async with two_servers(redis, "--presence-ttl", "1") as (a, b):
         await a_server_dies(a, b)
 
 

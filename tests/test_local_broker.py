@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
-from tuichat.protocol import Message, PrivateMessage
+from tuichat.chat import ChatError
+from tuichat.protocol import ErrorCode, Message, PrivateMessage
 from tuichat.server.broker import (
     Post,
     PrivatePost,
@@ -87,14 +89,37 @@ async def test_rooms_continue_from_their_stored_position() -> None:
 async def test_a_retried_private_message_is_stored_and_handed_back_once() -> None:
     broker, handler = await broker_with()
     results: list[PublishedPrivate] = []
+    stored = asyncio.get_running_loop().create_future()
+
+    def took(result: PublishedPrivate) -> None:
+        results.append(result)
+        if len(results) == 2 and not stored.done():
+            stored.set_result(None)
+
     message = PrivatePost("ali", "ali", "Bob", "bob", "psst", False, "p1", NOW)
-    broker.publish_private(message, results.append)  # type: ignore[arg-type]
-    broker.publish_private(message, results.append)  # type: ignore[arg-type]  # still storing
-    await asyncio.sleep(0)  # the memory store is durable on the next pass
-    broker.publish_private(message, results.append)  # type: ignore[arg-type]
+    broker.publish_private(message, took)  # type: ignore[arg-type]
+    broker.publish_private(message, took)  # type: ignore[arg-type]  # while it is being stored
+    assert results == []  # neither is answered before the original is stored
+    await stored
+    broker.publish_private(message, took)  # type: ignore[arg-type]
     assert [(r.message.pid, r.new) for r in results] == [(1, True), (1, False), (1, False)]
     assert [(m.pid, m.to, s, t) for m, s, t in handler.privates] == [(1, "Bob", "ali", "bob")]
     assert broker.last_private_id() == 1
+
+
+async def test_a_refused_private_message_is_refused_unless_it_is_a_retry() -> None:
+    broker, handler = await broker_with()
+    results: list[object] = []
+    first = PrivatePost("ali", "ali", "Bob", "bob", "psst", False, "p1", NOW)
+    done = asyncio.get_running_loop().create_future()
+    broker.publish_private(first, done.set_result)  # type: ignore[arg-type]
+    await done
+    gone = ChatError(ErrorCode.NO_SUCH_USER, "'Bob' is not online")
+    retry = dataclasses.replace(first, target_key="", refusal=gone)
+    broker.publish_private(retry, results.append)  # type: ignore[arg-type]
+    broker.publish_private(dataclasses.replace(retry, client_id="p2"), results.append)  # type: ignore[arg-type]
+    assert isinstance(results[0], PublishedPrivate) and results[0].message.pid == 1
+    assert results[1] is gone and len(handler.privates) == 1
 
 
 async def test_an_empty_room_without_history_is_forgotten() -> None:

@@ -4,12 +4,16 @@ servers that disagree on settings. Each on one Redis and on a Redis Cluster."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
+from redis.asyncio import Redis
 
 from tests.helpers import TIMEOUT, expect
 from tests.raw import open_raw
+from tests.redis_cluster import RedisCluster
 from tests.redis_kinds import RedisStore, redis_client, redis_config
 from tuichat.client import ChatClient, RequestFailed
 from tuichat.protocol import Error, Hello, Message, RoomReset, Send, Welcome
@@ -18,6 +22,21 @@ from tuichat.server.broker import BrokerRefused
 
 KEY_A = "a" * 43
 KEY_B = "b" * 43
+
+
+class Heard(logging.Handler):
+    """Sets `event` when the server logs a line containing `text`."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.event = asyncio.Event()
+        logging.getLogger("tuichat.server").addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+            logging.getLogger("tuichat.server").removeHandler(self)
 
 
 @pytest.fixture
@@ -42,6 +61,7 @@ async def test_redis_losing_its_data_resets_rooms_and_every_send_after_is_answer
     redis: RedisStore, ali_and_bob: tuple[ChatClient, ChatClient]
 ) -> None:
     ali, bob = ali_and_bob
+    told = Heard("Redis lost its data")
     for number in range(5):
         await ali.send("#lobby", f"before {number}")
     await expect(bob, Message, text="before 4")
@@ -62,6 +82,7 @@ async def test_redis_losing_its_data_resets_rooms_and_every_send_after_is_answer
     assert page.epoch == reset.epoch and [m.text for m in page.messages] == [
         f"after {number}" for number in range(5)
     ]
+    await asyncio.wait_for(told.event.wait(), TIMEOUT)  # and the operator reads what happened
 
 
 async def test_a_send_racing_the_loss_gets_an_answer(
@@ -113,24 +134,34 @@ async def test_a_name_registered_on_two_servers_at_once_has_one_owner(
                     await asyncio.sleep(0.02)  # still online on the other server: ask again
 
 
-async def test_a_registration_redis_refused_is_not_taken_as_done(
-    redis: RedisStore, servers: tuple[ChatServer, ChatServer]
-) -> None:
-    a, b = servers
-    client = await redis_client(redis)
-    nodes = await _primaries(redis, client)
+@contextlib.asynccontextmanager
+async def out_of_memory(redis: RedisStore) -> AsyncIterator[None]:
+    """Every node refuses writes (maxmemory 1 byte, no eviction) until the block ends."""
+    if isinstance(redis, RedisCluster):
+        nodes = [Redis(host="127.0.0.1", port=port) for port in redis.ports]
+    else:
+        nodes = [Redis.from_url(redis.url)]
     try:
         for node in nodes:
             await node.config_set("maxmemory-policy", "noeviction")
             await node.config_set("maxmemory", "1")
+        yield
+    finally:
+        for node in nodes:
+            await node.config_set("maxmemory", "0")
+            await node.aclose()
+
+
+async def test_a_registration_redis_refused_is_not_taken_as_done(
+    redis: RedisStore, servers: tuple[ChatServer, ChatServer]
+) -> None:
+    a, b = servers
+    async with out_of_memory(redis):
         raw = await open_raw(*a.address)
         raw.send(Hello(name="sara", key=KEY_A, ref=1))
         answer = await raw.reply(1, timeout=TIMEOUT)
         assert isinstance(answer, Error) and answer.code == "unavailable", answer
         raw.writer.close()
-    finally:
-        for node in nodes:
-            await node.config_set("maxmemory", "0")
     # nothing was registered: another key may have the name now, on either server
     sara = await ChatClient.connect("sara", *b.address, key=KEY_B)
     await sara.abort()
@@ -139,7 +170,6 @@ async def test_a_registration_redis_refused_is_not_taken_as_done(
     refused = await raw.reply(1, timeout=TIMEOUT)
     assert isinstance(refused, Error) and refused.code == "name_registered"
     raw.writer.close()
-    await client.aclose()
 
 
 async def test_servers_that_disagree_on_the_history_kept_refuse_to_start(
@@ -157,17 +187,13 @@ async def test_servers_that_disagree_on_the_history_kept_refuse_to_start(
 
 
 async def test_a_send_that_redis_refuses_gets_a_clear_error(
-    redis: RedisStore, servers: tuple[ChatServer, ChatServer]
+    redis: RedisStore,
+    servers: tuple[ChatServer, ChatServer],
+    ali_and_bob: tuple[ChatClient, ChatClient],
 ) -> None:
-    a, _ = servers
-    ali = await ChatClient.connect("ali", *a.address)
-    client = await redis_client(redis)
-    nodes = await _primaries(redis, client)
-    try:
-        for node in nodes:
-            await node.config_set("maxmemory-policy", "noeviction")
-            await node.config_set("maxmemory", "1")
-        raw = await open_raw(*a.address)
+    ali, _ = ali_and_bob
+    async with out_of_memory(redis):
+        raw = await open_raw(*servers[0].address)
         await raw.hello("omid")
         raw.send(Send(room="#lobby", text="no room for me", id="x1", ref=5))
         error = await raw.reply(5, timeout=TIMEOUT)
@@ -175,19 +201,4 @@ async def test_a_send_that_redis_refuses_gets_a_clear_error(
         raw.writer.close()
         with pytest.raises(RequestFailed):
             await asyncio.wait_for(ali.send("#lobby", "nor me"), TIMEOUT)
-    finally:
-        for node in nodes:
-            await node.config_set("maxmemory", "0")
-        await ali.abort()
-        await client.aclose()
-
-
-async def _primaries(redis: RedisStore, client: object) -> list[object]:
-    """A client per node (CONFIG SET is per node)."""
-    from redis.asyncio import Redis
-
-    from tests.redis_cluster import RedisCluster
-
-    if isinstance(redis, RedisCluster):
-        return [Redis(host="127.0.0.1", port=port) for port in redis.ports]
-    return [client]
+    assert (await ali.send("#lobby", "room again")).seq == 1  # and all is well after

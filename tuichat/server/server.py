@@ -593,16 +593,23 @@ class ChatServer:
         user = self._user(session)
         _check_id(private.id)
         target = self.chat.find(private.to) or self.peers.find(private.to)
-        if target is None:
-            raise ChatError(ErrorCode.NO_SUCH_USER, f"{private.to!r} is not online")
-        text = self.chat.clean_text(private.text)
+        refusal = None
+        text = private.text
+        try:  # refused only once the broker knows it is no retry (a retry is answered)
+            text = self.chat.clean_text(private.text)
+            if target is None:
+                raise ChatError(ErrorCode.NO_SUCH_USER, f"{private.to!r} is not online")
+        except ChatError as exc:
+            refusal = exc
         post = PrivatePost(
-            user.name, user.key, target.name, target.key, text, private.action, private.id,
-            self.clock(),
+            user.name, user.key, target.name if target else private.to,
+            target.key if target else "", text, private.action, private.id, self.clock(), refusal,
         )  # fmt: skip
 
         def stored(result: PublishedPrivate | Exception) -> None:
-            if isinstance(result, Exception):
+            if isinstance(result, ChatError):
+                session.send(Error(code=str(result.code), message=result.message, ref=private.ref))
+            elif isinstance(result, Exception):
                 session.send(_unavailable(result, private.ref))
             else:
                 session.send(dataclasses.replace(result.message, id=private.id, ref=private.ref))
@@ -612,21 +619,16 @@ class ChatServer:
     def _history(self, session: Session, request: History) -> None:
         name = check_room(request.room)
         limit = max(1, min(request.limit, MAX_PAGE))
+        room = self.chat.rooms.get(name)
+        before = max(request.before, 0)
+        if room is not None:  # not past what was delivered here
+            before = min(before, room.delivered + 1) if before else room.delivered + 1
 
         async def reply() -> None:
-            room = self.chat.rooms.get(name)
-            newest = (room.delivered if room is not None else self.broker.position(name).seq) + 1
-            before = min(request.before, newest) if request.before > 0 else newest
             position, page = await self.broker.page(name, before, limit)
-            room = self.chat.rooms.get(name)
-            if room is None and not position.seq and not self.peers.counts().get(name):
-                session.send(
-                    Error(
-                        code=str(ErrorCode.NO_SUCH_ROOM),
-                        message=f"there is no room {name}",
-                        ref=request.ref,
-                    )
-                )
+            here = self.chat.rooms.get(name)
+            if here is None and not position.seq and not self.peers.counts().get(name):
+                session.send(_no_such_room(name, request.ref))
                 return
             complete = not page or page[0].seq == 1 or len(page) < limit
             messages = _within(page, MAX_PAGE_BYTES)
@@ -634,7 +636,7 @@ class ChatServer:
             session.send(
                 HistoryPage(
                     room=name,
-                    epoch=room.epoch if room is not None else position.epoch,
+                    epoch=here.epoch if here is not None else position.epoch,
                     messages=tuple(messages),
                     complete=complete,
                     ref=request.ref,
@@ -697,7 +699,17 @@ class ChatServer:
 
     def _who(self, session: Session, who: Who) -> None:
         room = check_room(who.room) if who.room else ""
-        session.send(UserList(room=room, users=self._who_names(room), ref=who.ref))
+        if not room or room in self.chat.rooms or self.peers.counts().get(room):
+            session.send(UserList(room=room, users=self._who_names(room), ref=who.ref))
+            return
+
+        async def reply() -> None:  # nobody is in it: a room with history, or none at all
+            if (await self.broker.stored_position(room)).seq:
+                session.send(UserList(room=room, users=(), ref=who.ref))
+            else:
+                session.send(_no_such_room(room, who.ref))
+
+        self._spawn(reply())
 
     def _ping(self, session: Session, ping: Ping) -> None:
         session.send(Pong(data=ping.data, ref=ping.ref))
@@ -730,6 +742,10 @@ def _within(messages: list[Message], budget: int) -> list[Message]:
             break
         kept += 1
     return messages[len(messages) - kept :]
+
+
+def _no_such_room(room: str, ref: int | None) -> Error:
+    return Error(code=str(ErrorCode.NO_SUCH_ROOM), message=f"there is no room {room}", ref=ref)
 
 
 def _unavailable(exc: Exception, ref: int | None) -> Error:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from tuichat.chat import ChatError
 from tuichat.protocol import Message, PrivateMessage
 
 
@@ -54,7 +55,11 @@ class Post:
 
 @dataclass(frozen=True, slots=True)
 class PrivatePost:
-    """A private message to number and store."""
+    """A private message to number and store.
+
+    `refusal` is why it may not be stored (the target is not online, the text is too long):
+    a retry is still answered, since it is recognised first; anything else gets the refusal.
+    """
 
     sender: str
     sender_key: str
@@ -64,6 +69,7 @@ class PrivatePost:
     action: bool
     client_id: str
     ts: int
+    refusal: ChatError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,14 +212,19 @@ class Broker(ABC):
     def publish_private(self, post: PrivatePost, done: PrivateDone) -> None:
         """Number and store a private message (a retry is recognised by sender and client id).
 
-        `done` gets the result once it is stored; a new message also goes to `on_private` on
-        every server.
+        `done` gets the result once it is stored (a retry: the original message), or a
+        `ChatError` (no such user) or another exception; a new message also goes to
+        `on_private` on every server.
         """
 
     @abstractmethod
     async def page(self, room: str, before: int, limit: int) -> tuple[RoomPosition, list[Message]]:
         """The room's position (seq 0: no history) and up to `limit` stored messages with
         seq < `before` (0: the newest), oldest first."""
+
+    @abstractmethod
+    async def stored_position(self, room: str) -> RoomPosition:
+        """The room's position as stored (seq 0: it has no history), wherever it is followed."""
 
     @abstractmethod
     async def replay(self, room: str, after: int, upto: int) -> list[Message]:

@@ -69,7 +69,9 @@ class LocalBroker(Broker):
             log = self._rooms[name] = _RoomLog(record.epoch, record.seq, record.seq)
             log.recent_ids.update(record.recent_ids)
         self._last_pid = loaded.last_private_id
-        self._recent_privates: OrderedDict[tuple[str, str], PrivateMessage] = OrderedDict()
+        self._recent_privates: OrderedDict[tuple[str, str], PrivateMessage] = OrderedDict(
+            loaded.recent_privates
+        )
         self._storing_privates: dict[int, list[PrivateDone]] = {}
         """Retries of private messages still being stored, by pid."""
         self._handler: BrokerHandler | None = None
@@ -143,6 +145,9 @@ class LocalBroker(Broker):
                 else:
                     waiting.append(done)
                 return
+        if post.refusal is not None:
+            done(post.refusal)
+            return
         self._last_pid += 1
         message = PrivateMessage(
             post.sender, post.target, post.text, post.ts, post.action, pid=self._last_pid
@@ -168,6 +173,9 @@ class LocalBroker(Broker):
             return RoomPosition(log.epoch if log else 0, 0), []
         position = RoomPosition(log.epoch, log.stored)
         return position, await self.store.page(room, before, limit)
+
+    async def stored_position(self, room: str) -> RoomPosition:
+        return self.position(room)
 
     async def replay(self, room: str, after: int, upto: int) -> list[Message]:
         return await self.store.after(room, after, upto)

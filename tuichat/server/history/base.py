@@ -58,6 +58,8 @@ class LoadedState:
     """User key → hash of the resume token of their last session."""
     identities: dict[str, str]
     """Name key → hash of the key that owns the name."""
+    recent_privates: dict[tuple[str, str], PrivateMessage] = field(default_factory=dict)
+    """(sender key, client id) → the newest private messages that had an id, oldest first."""
 
 
 class HistoryStore(ABC):
@@ -66,7 +68,8 @@ class HistoryStore(ABC):
     @abstractmethod
     def load(self, recent_ids: int) -> LoadedState:
         """Return the stored rooms (with up to `recent_ids` client ids each, to recognise
-        retried sends), the last private message id, the resume tokens and the identities."""
+        retried sends), the last private message id and the `recent_ids` newest private
+        messages with an id, the resume tokens and the identities."""
 
     @abstractmethod
     def append(self, records: Sequence[Record], durable: Callable[[], None]) -> None:

@@ -168,8 +168,24 @@ class SQLiteHistory(HistoryStore):
         (last_private,) = conn.execute("SELECT COALESCE(MAX(pid), 0) FROM privates").fetchone()
         tokens = dict(conn.execute("SELECT user_key, token_hash FROM tokens").fetchall())
         identities = dict(conn.execute("SELECT name_key, key_hash FROM identities").fetchall())
+        recent_privates = {
+            (sender_key, client_id): PrivateMessage(
+                sender=sender, to=target, text=text, ts=ts, action=bool(action), pid=pid
+            )
+            for pid, sender, sender_key, target, text, ts, action, client_id in reversed(
+                conn.execute(
+                    "SELECT pid, sender, sender_key, target, text, ts, action, client_id"
+                    " FROM privates WHERE client_id IS NOT NULL ORDER BY pid DESC LIMIT ?",
+                    (recent_ids,),
+                ).fetchall()
+            )
+        }
         return LoadedState(
-            rooms=rooms, last_private_id=last_private, tokens=tokens, identities=identities
+            rooms=rooms,
+            last_private_id=last_private,
+            tokens=tokens,
+            identities=identities,
+            recent_privates=recent_privates,
         )
 
     # --- writing -----------------------------------------------------------

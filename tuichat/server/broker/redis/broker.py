@@ -134,12 +134,14 @@ class RedisBroker(Broker):
         self.link.enqueue(add, stored)
 
     def publish_private(self, post: PrivatePost, done: PrivateDone) -> None:
+        target_key = "" if post.refusal is not None else post.target_key  # only a retry passes
+
         async def add(pipe: Any) -> None:
             self.link.script(
                 pipe, PRIVATE,
-                [keys.PID, keys.private_log(post.target_key), keys.private_log(post.sender_key),
+                [keys.PID, keys.private_log(target_key), keys.private_log(post.sender_key),
                  keys.private_retry_key(post.sender_key, post.client_id), keys.PRIVATES],
-                [post.sender, post.sender_key, post.target, post.target_key, post.text, post.ts,
+                [post.sender, post.sender_key, post.target, target_key, post.text, post.ts,
                  "1" if post.action else "0", post.client_id, self.history_per_room, DEDUP_TTL],
             )  # fmt: skip
 
@@ -147,10 +149,19 @@ class RedisBroker(Broker):
             if isinstance(result, Exception) or result is None:
                 done(BrokerUnavailable(str(result)))
                 return
-            new, pid, ts = (int(x) for x in result)
+            if int(result[0]) == 2:
+                assert post.refusal is not None
+                done(post.refusal)
+                return
+            if int(result[0]) == 0:  # a retry: the original, as it was stored
+                pid, ts, target, text, action = msgpack.unpackb(result[1])
+                earlier = PrivateMessage(post.sender, target, text, ts, action == "1", pid=pid)
+                done(PublishedPrivate(earlier, new=False))
+                return
+            pid, ts = int(result[1]), int(result[2])
             self._last_pid = max(self._last_pid, pid)
             message = PrivateMessage(post.sender, post.target, post.text, ts, post.action, pid=pid)
-            done(PublishedPrivate(message, new=bool(new)))
+            done(PublishedPrivate(message, new=True))
 
         self.link.enqueue(add, stored)
 
@@ -172,6 +183,13 @@ class RedisBroker(Broker):
             epoch, seq, entries = await pipe.execute()
         position = RoomPosition(int(epoch or 0), int(seq or 0))
         return position, [message_from_entry(room, i, f) for i, f in reversed(entries)]
+
+    async def stored_position(self, room: str) -> RoomPosition:
+        async with self.link.redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.room_key(room, "epoch"))
+            pipe.get(keys.room_key(room, "seq"))
+            epoch, seq = await pipe.execute()
+        return RoomPosition(int(epoch or 0), int(seq or 0))
 
     async def replay(self, room: str, after: int, upto: int) -> list[Message]:
         if upto <= after:

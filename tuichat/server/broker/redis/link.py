@@ -62,16 +62,21 @@ class RedisLink:
         self.url = url
         self.cluster = cluster
         retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES)
-        self.redis: Any  # redis-py answers are loosely typed
-        if cluster:
-            self.redis = RedisCluster.from_url(url, retry=retry)
-        else:
-            self.redis = Redis.from_url(
+
+        def client() -> Any:  # redis-py answers are loosely typed
+            if cluster:
+                return RedisCluster.from_url(url, retry=retry)
+            return Redis.from_url(
                 url,
                 retry=retry,
                 retry_on_error=[ConnectionError, TimeoutError, OSError],
                 health_check_interval=5,
             )
+
+        self.redis: Any = client()
+        self._subscriber: Any = client()
+        """Subscriptions have a client of their own: on a Cluster, a failed command can move
+        the client's pub/sub connection to another node."""
         self.closing = False
         self.on_reconnect: list[Callable[[], Awaitable[None]]] = []
         self._scripts: dict[str, str] = {}
@@ -81,6 +86,8 @@ class RedisLink:
         self._handlers: dict[str, Handler] = {}
         self._pubsub: Any = None
         self._readers: dict[str, asyncio.Task[None]] = {}
+        self._generation = 0
+        """Counts the subscriptions made anew; a reader of an older one stops."""
         self._lock = asyncio.Lock()
 
     # --- lifecycle -------------------------------------------------------
@@ -97,6 +104,8 @@ class RedisLink:
             raise BrokerRefused(
                 f"Redis {version} has no sharded pub/sub; tuichat needs Redis 7 or newer"
             )
+        if self.cluster:
+            await self._subscriber.initialize()  # its map of slots to nodes, for SSUBSCRIBE
         self.spawn(self._write())
 
     async def stop(self) -> None:
@@ -116,6 +125,7 @@ class RedisLink:
             async with asyncio.timeout(STOP_GRACE):
                 if self._pubsub is not None:
                     await self._pubsub.aclose()
+                await self._subscriber.aclose()
                 await self.redis.aclose()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -171,16 +181,25 @@ class RedisLink:
 
     async def _write(self) -> None:
         """Send queued commands in order, pipelined; hand each its result."""
-        from redis.exceptions import BusyLoadingError, NoScriptError
+        from redis.exceptions import (
+            BusyLoadingError,
+            ClusterError,
+            NoScriptError,
+            SlotNotCoveredError,
+            TryAgainError,
+        )
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        passing = (
+        passing = (  # a restart of Redis, or of a Cluster's nodes, waited out
             NoScriptError,
             BusyLoadingError,
             RedisConnectionError,
             RedisTimeoutError,
             OSError,
+            ClusterError,  # the cluster is down (ClusterDownError, MasterDownError)
+            SlotNotCoveredError,
+            TryAgainError,
         )
         loop = asyncio.get_running_loop()
         delay = 0.05
@@ -226,7 +245,7 @@ class RedisLink:
         async with self._lock:
             self._handlers[channel] = handler
             if self._pubsub is None:
-                self._pubsub = self.redis.pubsub()
+                self._pubsub = self._subscriber.pubsub()
             await self._pubsub.ssubscribe(channel)
             self._start_readers()
 
@@ -238,18 +257,18 @@ class RedisLink:
                     await self._pubsub.sunsubscribe(channel)
 
     def _start_readers(self) -> None:
+        generation = self._generation
         if not self.cluster:
             if "" not in self._readers:
-                self._readers[""] = self.spawn(self._read(None))
+                self._readers[""] = self.spawn(self._read(None, generation))
             return
         for name in list(self._pubsub.node_pubsub_mapping):
             if name not in self._readers:
-                self._readers[name] = self.spawn(self._read(name))
+                self._readers[name] = self.spawn(self._read(name, generation))
 
-    async def _read(self, node_name: str | None) -> None:
-        """Hand on what one connection hears; after a loss, subscribe again and catch up."""
-        delay = 0.05
-        while not self.closing:
+    async def _read(self, node_name: str | None, generation: int) -> None:
+        """Hand on what one connection hears; after a loss, subscribe again (and catch up)."""
+        while not self.closing and generation == self._generation:
             try:
                 pubsub = self._pubsub
                 if node_name is None:
@@ -257,10 +276,10 @@ class RedisLink:
                         ignore_subscribe_messages=True, timeout=READ_WAIT
                     )
                 else:
-                    node = self.redis.get_node(node_name=node_name)
+                    node = self._subscriber.get_node(node_name=node_name)
                     if node is None or node_name not in pubsub.node_pubsub_mapping:
                         self._readers.pop(node_name, None)
-                        return
+                        return  # no channel of ours there any more
                     message = await pubsub.get_sharded_message(
                         ignore_subscribe_messages=True, timeout=READ_WAIT, target_node=node
                     )
@@ -270,38 +289,42 @@ class RedisLink:
                     handler = self._handlers.get(channel)
                     if handler is not None:
                         await handler(message["data"])
-                delay = 0.05
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the connection to Redis is gone: subscribe again
-                if self.closing:
-                    return
-                log.warning("redis: subscription lost (%s); subscribing again", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                await self._resubscribe()
-
-    async def _resubscribe(self) -> None:
-        async with self._lock:
-            old, self._pubsub = self._pubsub, None
-            with contextlib.suppress(Exception):
-                if old is not None:
-                    await old.aclose()
-            try:
-                self._pubsub = self.redis.pubsub()
-                if self._handlers:
-                    await self._pubsub.ssubscribe(*self._handlers)
-            except Exception as exc:
-                log.warning("redis: still no Redis (%s)", exc)
+                if not self.closing and generation == self._generation:
+                    log.warning("redis: subscription lost (%s); subscribing again", exc)
+                    self.spawn(self._resubscribe(generation))
                 return
-            for name, task in list(self._readers.items()):
+
+    async def _resubscribe(self, lost: int) -> None:
+        """Subscribe to every channel again (until Redis is back), then let the owners catch up
+        on what was published meanwhile."""
+        delay = 0.05
+        async with self._lock:
+            if lost != self._generation:
+                return  # another reader saw the same loss: done already
+            self._generation += 1  # the old readers stop
+            for task in self._readers.values():
                 if task is not asyncio.current_task():
                     task.cancel()
-                    del self._readers[name]
-            if self.cluster:
-                self._readers = {
-                    n: t for n, t in self._readers.items() if t is asyncio.current_task()
-                }
+            self._readers = {}
+            while not self.closing:
+                old, self._pubsub = self._pubsub, None
+                with contextlib.suppress(Exception):
+                    if old is not None:
+                        await old.aclose()
+                try:
+                    self._pubsub = self._subscriber.pubsub()
+                    if self._handlers:
+                        await self._pubsub.ssubscribe(*self._handlers)
+                    break
+                except Exception as exc:
+                    log.warning("redis: still no Redis (%s)", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+            if self.closing:
+                return
             self._start_readers()
         for hook in self.on_reconnect:
             try:

@@ -180,7 +180,7 @@ class RedisPeers(Peers):
         self.link.enqueue(add)  # one lost in an outage is put right after the reconnect
 
     def kick(self, user: RemoteUser) -> None:
-        self._remote_logout(user.key, None)
+        self._remote_logout(user.key, "disconnect")  # its rooms here hear it before the return
         event = Notice("kick", self.id, user.key, target=user.server).pack()
 
         async def add(pipe: Any) -> None:

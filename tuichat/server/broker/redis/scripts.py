@@ -50,9 +50,11 @@ local text, ts, action, client_id, maxlen, ttl =
 if client_id ~= '' then
   local earlier = redis.call('GET', id_key)
   if earlier then
-    local cut = string.find(earlier, ':', 1, true)
-    return {0, tonumber(string.sub(earlier, 1, cut - 1)), tonumber(string.sub(earlier, cut + 1))}
+    return {0, earlier}
   end
+end
+if target_key == '' then
+  return {2}
 end
 local pid = redis.call('INCR', pid_key)
 local fields = {'f', sender, 'fk', sender_key, 'to', target, 'tk', target_key, 't', text,
@@ -62,13 +64,16 @@ if from_log ~= to_log then
   redis.call('XADD', from_log, 'MAXLEN', '~', maxlen, pid .. '-0', unpack(fields))
 end
 if client_id ~= '' then
-  redis.call('SET', id_key, pid .. ':' .. ts, 'EX', ttl)
+  redis.call('SET', id_key, cmsgpack.pack({pid, tonumber(ts), target, text, action}), 'EX', ttl)
 end
 redis.call('SPUBLISH', channel,
   cmsgpack.pack({pid, sender, sender_key, target, target_key, text, tonumber(ts), action}))
 return {1, pid, tonumber(ts)}
 """
-"""Number, de-duplicate, store (for both parties) and publish one private message."""
+"""Number, de-duplicate, store (for both parties) and publish one private message.
+
+A retry gets `{0, original}` (its pid, ts, target, text and action, packed); a new message to
+nobody (`target_key` empty) `{2}`; a new message `{1, pid, ts}`."""
 
 CLAIM = """
 local hash = ARGV[1]
