@@ -46,7 +46,7 @@ async def broker_with(rooms: dict[str, RoomRecord] | None = None) -> tuple[Local
     broker = LocalBroker(MemoryHistory(), loaded, 4096, new_epoch=lambda room: 5)
     handler = Handler()
     await broker.start(handler)  # type: ignore[arg-type]
-    broker.follow(["#dev", "#lobby"], lambda: None)
+    broker.follow(["#dev", "#lobby"], lambda error: None)
     return broker, handler
 
 
@@ -124,7 +124,7 @@ async def test_a_refused_private_message_is_refused_unless_it_is_a_retry() -> No
 
 async def test_an_empty_room_without_history_is_forgotten() -> None:
     broker, _ = await broker_with()
-    broker.follow(["#tmp"], lambda: None)
+    broker.follow(["#tmp"], lambda error: None)
     assert broker.position("#tmp") == RoomPosition(5, 0)
     broker.unfollow("#tmp")
     assert broker.position("#tmp") == RoomPosition(0, 0)

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
@@ -120,6 +121,10 @@ class ChatServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting_acks: dict[tuple[str, int], list[tuple[Session, Send]]] = {}
+        self._following: Counter[str] = Counter()
+        """Rooms with a join (or a hello) waiting for the broker to follow them."""
+        self._greeting: dict[str, Session] = {}
+        """The name keys of every hello being carried out."""
         self._handlers: dict[type[Any], Callable[[Session, Any], None]] = {
             Hello: self._hello,
             Send: self._send,
@@ -144,9 +149,11 @@ class ChatServer:
         """Start listening; `port` 0 picks a free port (see `address`)."""
         await self.broker.start(self)
         await self.peers.start(self)
-        ready = asyncio.get_running_loop().create_future()
-        self.broker.follow([LOBBY], lambda: ready.set_result(None))
-        await ready
+        ready: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        self.broker.follow([LOBBY], ready.set_result)
+        error = await ready
+        if error is not None:
+            raise error
         lobby = self.chat.rooms[LOBBY]
         lobby.epoch, lobby.delivered = self._room_position(LOBBY)
         loop = asyncio.get_running_loop()
@@ -306,9 +313,27 @@ class ChatServer:
         self.peers.logged_out(user.key, user.name, reason)
         log.info("%s left (%s)", user.name, reason)
 
-    def _unfollow_empty(self, rooms: Iterable[str]) -> None:
+    def _follow(self, rooms: list[str], then: Callable[[Exception | None], None]) -> None:
+        """Have the broker follow `rooms`, then `then(error)`; rooms nobody joined are let go."""
         for room in rooms:
-            if room not in self.chat.rooms:
+            self._following[room] += 1
+
+        def ready(error: Exception | None) -> None:
+            for room in rooms:
+                self._following[room] -= 1
+                if not self._following[room]:
+                    del self._following[room]
+            try:
+                then(error)
+            finally:
+                self._unfollow_empty(rooms)
+
+        self.broker.follow(rooms, ready)
+
+    def _unfollow_empty(self, rooms: Iterable[str]) -> None:
+        """Let the broker stop following rooms with no members here and no join on its way."""
+        for room in rooms:
+            if room not in self.chat.rooms and room not in self._following:
                 self.broker.unfollow(room)
 
     # --- what the broker and the peers hand back (BrokerHandler) -----------
@@ -396,7 +421,7 @@ class ChatServer:
         self.ownership.check_owner(keys, hello)
         self._replace_ghost(hello)
         self._replace_remote_ghost(hello)
-        if self.chat.find(name) is not None:
+        if self.chat.find(name) is not None or any(key in self._greeting for key in keys):
             raise ChatError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken; pick another")
         rooms = [LOBBY]
         for position in hello.positions or ():
@@ -405,17 +430,24 @@ class ChatServer:
                 if room not in rooms and len(rooms) < self.config.chat.max_rooms_per_user:
                     rooms.append(room)
         session.greeting = True
+        for key in keys:  # the name is held for this hello until it is welcomed or refused
+            self._greeting[key] = session
 
-        def welcome() -> None:
+        def finished() -> None:
             session.greeting = False
-            if session.open:
+            for key in keys:
+                if self._greeting.get(key) is session:
+                    del self._greeting[key]
+
+        def welcome(error: Exception | None) -> None:
+            finished()
+            if error is not None:
+                session.send(_unavailable(error, hello.ref))
+            elif session.open:
                 self._guarded(session, hello.ref, self._welcome, session, hello)
 
-        def follow() -> None:
-            self.broker.follow(rooms, welcome)
-
         if not self.ownership.wants_registration(keys, hello):
-            follow()
+            self._follow(rooms, welcome)
             return
         key_hash = token_hash(hello.key or "")
 
@@ -423,9 +455,9 @@ class ChatServer:
             if result is True:
                 self.ownership.registered(keys, key_hash)
                 log.info("%s is now registered to its key", name)
-                follow()
+                self._follow(rooms, welcome)
                 return
-            session.greeting = False
+            finished()
             if isinstance(result, Exception):
                 session.send(_unavailable(result, hello.ref))
             else:
@@ -550,7 +582,11 @@ class ChatServer:
 
     async def _replay(self, session: Session, room: Room[Session], after: int, upto: int) -> None:
         try:
-            messages = await self.broker.replay(room.name, after, upto)
+            try:
+                messages = await self.broker.replay(room.name, after, upto)
+            except Exception as exc:  # the store is away: the client reloads instead
+                log.warning("cannot replay %s: %s", room.name, exc)
+                messages = []
             if [m.seq for m in messages] != list(range(after + 1, upto + 1)):
                 session.send(RoomReset(room=room.name, epoch=room.epoch, seq=upto))
             else:
@@ -560,7 +596,11 @@ class ChatServer:
 
     async def _replay_privates(self, session: Session, after: int) -> None:
         while session.open and session.user is not None:
-            messages = await self.broker.privates(session.user.key, after, MAX_PAGE)
+            try:
+                messages = await self.broker.privates(session.user.key, after, MAX_PAGE)
+            except Exception as exc:  # the next resume replays them
+                log.warning("cannot replay private messages to %s: %s", session.describe(), exc)
+                return
             await session.paced_write(encode_frame(Codec.encode(m)) for m in messages)
             if len(messages) < MAX_PAGE:
                 return
@@ -627,7 +667,7 @@ class ChatServer:
         async def reply() -> None:
             position, page = await self.broker.page(name, before, limit)
             here = self.chat.rooms.get(name)
-            if here is None and not position.seq and not self.peers.counts().get(name):
+            if here is None and not position.seq and not self.peers.count(name):
                 session.send(_no_such_room(name, request.ref))
                 return
             complete = not page or page[0].seq == 1 or len(page) < limit
@@ -643,7 +683,16 @@ class ChatServer:
                 )
             )
 
-        self._spawn(reply())
+        self._spawn(self._answering(session, request.ref, reply()))
+
+    async def _answering(
+        self, session: Session, ref: int | None, reply: Coroutine[Any, Any, None]
+    ) -> None:
+        """Run a reply that reads the store; if the store fails, say so instead."""
+        try:
+            await reply
+        except Exception as exc:
+            session.send(_unavailable(exc, ref))
 
     # --- rooms and presence ----------------------------------------------
 
@@ -651,14 +700,15 @@ class ChatServer:
         user = self._user(session)
         name = self.chat.check_join(user, join.room)
 
-        def followed() -> None:
+        def followed(error: Exception | None) -> None:
             if session.user is not user:
-                self._unfollow_empty([name])
-                return
-            self._guarded(session, join.ref, self._joined, session, user, name, join)
-            self._unfollow_empty([name])  # when the join was refused after all
+                return  # gone meanwhile
+            if error is not None:
+                session.send(_unavailable(error, join.ref))
+            else:
+                self._guarded(session, join.ref, self._joined, session, user, name, join)
 
-        self.broker.follow([name], followed)
+        self._follow([name], followed)
 
     def _joined(self, session: Session, user: User[Session], name: str, join: Join) -> None:
         room, deliveries = self.chat.join(user, name, self.clock())
@@ -699,7 +749,7 @@ class ChatServer:
 
     def _who(self, session: Session, who: Who) -> None:
         room = check_room(who.room) if who.room else ""
-        if not room or room in self.chat.rooms or self.peers.counts().get(room):
+        if not room or room in self.chat.rooms or self.peers.count(room):
             session.send(UserList(room=room, users=self._who_names(room), ref=who.ref))
             return
 
@@ -709,7 +759,7 @@ class ChatServer:
             else:
                 session.send(_no_such_room(room, who.ref))
 
-        self._spawn(reply())
+        self._spawn(self._answering(session, who.ref, reply()))
 
     def _ping(self, session: Session, ping: Ping) -> None:
         session.send(Pong(data=ping.data, ref=ping.ref))

@@ -109,6 +109,8 @@ class RemoteUser:
     server: str
     rooms: dict[str, None] = field(default_factory=dict)
     """The rooms they are in, in the order they joined."""
+    heard: int = 0
+    """When news of them last came (a count of notices), so older news cannot undo newer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +194,9 @@ class Broker(ABC):
         """The room's position as this server knows it now (a new room gets its epoch here)."""
 
     @abstractmethod
-    def follow(self, rooms: Iterable[str], ready: Callable[[], None]) -> None:
-        """This server has members in `rooms` now: hear their messages, and call `ready()` once
-        `position()` of each is current."""
+    def follow(self, rooms: Iterable[str], ready: Callable[[Exception | None], None]) -> None:
+        """This server has members in `rooms` now: hear their messages, and call `ready(None)`
+        once `position()` of each is current (`ready(error)` if that cannot be done now)."""
 
     @abstractmethod
     def unfollow(self, room: str) -> None:
@@ -253,6 +255,10 @@ class Peers(ABC):
     @abstractmethod
     def counts(self) -> dict[str, int]:
         """Members on other servers, by room."""
+
+    @abstractmethod
+    def count(self, room: str) -> int:
+        """Members of `room` on other servers."""
 
     @abstractmethod
     def logged_in(self, user: LocalUser) -> None:

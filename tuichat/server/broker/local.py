@@ -45,7 +45,6 @@ class _RoomLog:
     stored: int = 0
     recent_ids: OrderedDict[tuple[str, str], tuple[int, int]] = field(default_factory=OrderedDict)
     """(sender key, client id) → (seq, ts) of recent messages, to recognise retried sends."""
-    followed: bool = False
 
 
 class LocalBroker(Broker):
@@ -95,17 +94,15 @@ class LocalBroker(Broker):
         log = self._rooms.get(room)
         return RoomPosition(0, 0) if log is None else RoomPosition(log.epoch, log.stored)
 
-    def follow(self, rooms: Iterable[str], ready: Callable[[], None]) -> None:
+    def follow(self, rooms: Iterable[str], ready: Callable[[Exception | None], None]) -> None:
         for room in rooms:
-            self._log(room).followed = True
-        ready()
+            self._log(room)
+        ready(None)
 
     def unfollow(self, room: str) -> None:
         log = self._rooms.get(room)
-        if log is not None:
-            log.followed = False
-            if not log.seq:
-                del self._rooms[room]  # nothing to remember: joining and leaving costs nothing
+        if log is not None and not log.seq:
+            del self._rooms[room]  # nothing to remember: joining and leaving costs nothing
 
     def publish(self, post: Post, done: PublishDone) -> None:
         log = self._log(post.room)
@@ -209,6 +206,9 @@ class LocalPeers(Peers):
 
     def counts(self) -> dict[str, int]:
         return {}
+
+    def count(self, room: str) -> int:
+        return 0
 
     def logged_in(self, user: LocalUser) -> None:
         pass

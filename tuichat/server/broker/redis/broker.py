@@ -12,6 +12,7 @@ members are told to reload (`on_room_reset`).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -34,12 +35,14 @@ from tuichat.server.broker.base import (
 from tuichat.server.broker.local import random_epoch
 from tuichat.server.broker.redis import keys
 from tuichat.server.broker.redis.entries import message_from_entry, private_from_entry
-from tuichat.server.broker.redis.feeds import RoomFeeds
+from tuichat.server.broker.redis.feeds import RoomFeeds, positions
 from tuichat.server.broker.redis.link import RedisLink
 from tuichat.server.broker.redis.scripts import POST, PRIVATE
 
 log = logging.getLogger("tuichat.server")
 
+HANDED_HERE = 4096
+"""Private messages remembered as delivered when stored (their publication is not delivered)."""
 DEDUP_TTL = 24 * 3600
 """Seconds a message's client id is remembered (a retry within it is not stored twice)."""
 
@@ -54,6 +57,7 @@ class RedisBroker(Broker):
         self.feeds = RoomFeeds(link)
         self._counter = 0
         self._last_pid = 0
+        self._handed_here: OrderedDict[int, None] = OrderedDict()
         self._handler: BrokerHandler | None = None
 
     # --- lifecycle -------------------------------------------------------
@@ -87,7 +91,7 @@ class RedisBroker(Broker):
     def position(self, room: str) -> RoomPosition:
         return self.feeds.position(room)
 
-    def follow(self, rooms: Iterable[str], ready: Callable[[], None]) -> None:
+    def follow(self, rooms: Iterable[str], ready: Callable[[Exception | None], None]) -> None:
         self.feeds.follow(rooms, ready)
 
     def unfollow(self, room: str) -> None:
@@ -101,11 +105,16 @@ class RedisBroker(Broker):
 
     def publish(self, post: Post, done: PublishDone) -> None:
         token = self._token()
-        pending = self.feeds.pending
-        pending[token] = done
         room = post.room
-        feed = self.feeds.following(room)
-        new_epoch = random_epoch(room)
+        answered = False
+
+        def answer(result: Published | Exception) -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                done(result)
+
+        feed = self.feeds.expect(room, token, answer)
 
         async def add(pipe: Any) -> None:
             self.link.script(
@@ -115,21 +124,21 @@ class RedisBroker(Broker):
                  keys.room_key(room, "epoch"), keys.room_key(room, "messages")],
                 [room, post.sender, post.sender_key, post.text, post.ts,
                  "1" if post.action else "0", post.client_id, token, self.history_per_room,
-                 DEDUP_TTL, new_epoch],
+                 DEDUP_TTL, random_epoch(room)],
             )  # fmt: skip
 
         def stored(result: Any) -> None:
+            fresh = isinstance(result, list) and int(result[0]) == 1
+            if fresh and feed is not None and self.feeds.following(room) is feed:
+                return  # it comes back on the room's channel, in order, and is answered there
+            if feed is not None:
+                feed.pending.pop(token, None)
             if isinstance(result, Exception) or result is None:
-                if pending.pop(token, None) is not None:
-                    done(BrokerUnavailable(str(result)))
+                answer(BrokerUnavailable(str(result)))
                 return
             new, seq, ts, epoch = (int(x) for x in result)
-            if new and feed is not None and self.feeds.following(room) is feed:
-                return  # it comes back on the room's channel, in order, and is handled there
-            if pending.pop(token, None) is None:
-                return
-            message = Message(room, seq, post.sender, post.text, ts, post.action)
-            done(Published(message, epoch, new=bool(new)))
+            answer(Published(Message(room, seq, post.sender, post.text, ts, post.action), epoch,
+                             new=bool(new)))  # fmt: skip
 
         self.link.enqueue(add, stored)
 
@@ -142,7 +151,8 @@ class RedisBroker(Broker):
                 [keys.PID, keys.private_log(target_key), keys.private_log(post.sender_key),
                  keys.private_retry_key(post.sender_key, post.client_id), keys.PRIVATES],
                 [post.sender, post.sender_key, post.target, target_key, post.text, post.ts,
-                 "1" if post.action else "0", post.client_id, self.history_per_room, DEDUP_TTL],
+                 "1" if post.action else "0", post.client_id, self.history_per_room, DEDUP_TTL,
+                 self._last_pid],
             )  # fmt: skip
 
         def stored(result: Any) -> None:
@@ -161,6 +171,12 @@ class RedisBroker(Broker):
             pid, ts = int(result[1]), int(result[2])
             self._last_pid = max(self._last_pid, pid)
             message = PrivateMessage(post.sender, post.target, post.text, ts, post.action, pid=pid)
+            assert self._handler is not None
+            if self._handler.is_here(post.target_key):  # here, the target has it before the reply
+                self._handed_here[pid] = None
+                if len(self._handed_here) > HANDED_HERE:
+                    self._handed_here.popitem(last=False)
+                self._handler.on_private(message, post.sender_key, post.target_key)
             done(PublishedPrivate(message, new=True))
 
         self.link.enqueue(add, stored)
@@ -168,6 +184,8 @@ class RedisBroker(Broker):
     async def _on_private(self, data: bytes) -> None:
         pid, sender, sender_key, target, target_key, text, ts, action = msgpack.unpackb(data)
         self._last_pid = max(self._last_pid, pid)
+        if self._handed_here.pop(pid, 0) is None:
+            return  # delivered when it was stored
         message = PrivateMessage(sender, target, text, ts, action == "1", pid=pid)
         assert self._handler is not None
         self._handler.on_private(message, sender_key, target_key)
@@ -176,20 +194,13 @@ class RedisBroker(Broker):
 
     async def page(self, room: str, before: int, limit: int) -> tuple[RoomPosition, list[Message]]:
         top = f"({before}-0" if before else "+"
-        async with self.link.redis.pipeline(transaction=False) as pipe:
-            pipe.get(keys.room_key(room, "epoch"))
-            pipe.get(keys.room_key(room, "seq"))
-            pipe.xrevrange(keys.room_key(room, "log"), top, "-", count=limit)
-            epoch, seq, entries = await pipe.execute()
-        position = RoomPosition(int(epoch or 0), int(seq or 0))
+        position = await self.stored_position(room)
+        entries = await self.link.redis.xrevrange(keys.room_key(room, "log"), top, "-", count=limit)
         return position, [message_from_entry(room, i, f) for i, f in reversed(entries)]
 
     async def stored_position(self, room: str) -> RoomPosition:
-        async with self.link.redis.pipeline(transaction=False) as pipe:
-            pipe.get(keys.room_key(room, "epoch"))
-            pipe.get(keys.room_key(room, "seq"))
-            epoch, seq = await pipe.execute()
-        return RoomPosition(int(epoch or 0), int(seq or 0))
+        ((epoch, seq),) = await positions(self.link, [room])
+        return RoomPosition(epoch, seq)
 
     async def replay(self, room: str, after: int, upto: int) -> list[Message]:
         if upto <= after:

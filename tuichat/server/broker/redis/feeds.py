@@ -5,7 +5,8 @@ delivers what it hears in seq order; a gap (a lost publication, a Redis restart)
 is filled from the room's stream first. Every `CHECK_EVERY` seconds the position
 in Redis of every followed room is compared with what was delivered here: what is
 missing is delivered, and a lost epoch (Redis lost its data) becomes a new one,
-whose members are told to reload.
+whose members are told to reload. One room's deliveries never interleave (a lock
+per room), so nothing is delivered twice or out of order.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from dataclasses import dataclass, field
 import msgpack
 
 from tuichat.protocol import Message
-from tuichat.server.broker.base import BrokerHandler, PublishDone, Published, RoomPosition
+from tuichat.server.broker.base import (
+    BrokerHandler,
+    BrokerUnavailable,
+    PublishDone,
+    Published,
+    RoomPosition,
+)
 from tuichat.server.broker.local import random_epoch
 from tuichat.server.broker.redis import keys
 from tuichat.server.broker.redis.entries import message_from_entry
@@ -30,6 +37,8 @@ log = logging.getLogger("tuichat.server")
 CHECK_EVERY = 2.0
 """Seconds between checks that every followed room was delivered in full and kept its epoch."""
 
+Ready = Callable[[Exception | None], None]
+
 
 @dataclass(slots=True)
 class _Feed:
@@ -37,9 +46,13 @@ class _Feed:
 
     epoch: int = 0
     delivered: int = 0
-    ready: asyncio.Future[None] | None = None
-    """Done once the subscription is on and the position read."""
-    waiting: list[Callable[[], None]] = field(default_factory=list)
+    ready: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    """Done once the subscription is on and the position read (or failed)."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pending: dict[str, PublishDone] = field(default_factory=dict)
+    """Posts of ours to this room not delivered here yet: token → their callback."""
 
 
 class RoomFeeds:
@@ -50,97 +63,116 @@ class RoomFeeds:
         self.handler: BrokerHandler | None = None
         """Set when the broker starts."""
         self._feeds: dict[str, _Feed] = {}
-        self.pending: dict[str, PublishDone] = {}
-        """Posts of ours not delivered here yet: token → their callback."""
 
     def position(self, room: str) -> RoomPosition:
-        feed = self._feeds.get(room)
-        if feed is None or feed.ready is None or not feed.ready.done():
-            return RoomPosition(0, 0)
-        return RoomPosition(feed.epoch, feed.delivered)
+        feed = self.following(room)
+        return RoomPosition(0, 0) if feed is None else RoomPosition(feed.epoch, feed.delivered)
 
-    def follow(self, rooms: Iterable[str], ready: Callable[[], None]) -> None:
+    def following(self, room: str) -> _Feed | None:
+        """The feed of `room` if it is followed and its position known."""
+        feed = self._feeds.get(room)
+        if feed is None or not feed.ready.done() or feed.ready.exception() is not None:
+            return None
+        return feed
+
+    def follow(self, rooms: Iterable[str], ready: Ready) -> None:
         todo = []
         for room in rooms:
             feed = self._feeds.get(room)
             if feed is None:
                 feed = self._feeds[room] = _Feed()
-                feed.ready = asyncio.get_running_loop().create_future()
                 self.link.spawn(self._follow(room, feed))
-            assert feed.ready is not None
             if not feed.ready.done():
                 todo.append(feed.ready)
+            elif feed.ready.exception() is not None:  # failed before: try again
+                feed = self._feeds[room] = _Feed()
+                self.link.spawn(self._follow(room, feed))
+                todo.append(feed.ready)
         if not todo:
-            ready()
+            ready(None)
             return
 
         async def wait() -> None:
-            await asyncio.gather(*todo, return_exceptions=True)
-            ready()
+            failed = [r for r in await asyncio.gather(*todo, return_exceptions=True) if r]
+            ready(failed[0] if failed and isinstance(failed[0], Exception) else None)
 
         self.link.spawn(wait())
 
     async def _follow(self, room: str, feed: _Feed) -> None:
-        assert feed.ready is not None
         try:
             await self.link.subscribe(keys.room_key(room, "messages"), self.on_message)
             feed.epoch, feed.delivered = await self.read_position(room)
         except Exception as exc:
             log.warning("redis: cannot follow %s: %s", room, exc)
+            if self._feeds.get(room) is feed:
+                del self._feeds[room]
+            feed.ready.set_exception(BrokerUnavailable(f"cannot follow {room}: {exc}"))
+            feed.ready.exception()  # seen: whoever waits hears of it through `ready`
+            return
         feed.ready.set_result(None)
 
     async def read_position(self, room: str) -> tuple[int, int]:
+        """The room's epoch (made now if it has none) and its last seq, in Redis."""
         epoch, seq = await self.link.run_script(
             EPOCH, [keys.room_key(room, "epoch"), keys.room_key(room, "seq")], [random_epoch(room)]
         )
         return int(epoch), int(seq)
 
-    def following(self, room: str) -> _Feed | None:
-        """The feed of `room` if it is followed and its position known."""
-        feed = self._feeds.get(room)
-        return feed if feed is not None and feed.ready is not None and feed.ready.done() else None
-
     def unfollow(self, room: str) -> None:
         feed = self._feeds.pop(room, None)
         if feed is not None:
+            self._fail_pending(feed, "left the room")
             self.link.spawn(self.link.unsubscribe(keys.room_key(room, "messages")))
+
+    def expect(self, room: str, token: str, done: PublishDone) -> _Feed | None:
+        """Our post `token` to `room` is on its way: call `done` when it is delivered here."""
+        feed = self.following(room)
+        if feed is not None:
+            feed.pending[token] = done
+        return feed
 
     # --- delivery --------------------------------------------------------
 
     async def on_message(self, data: bytes) -> None:
         """A room message published on a room's channel: deliver it in order."""
         room, seq, sender, text, ts, action, token, epoch = msgpack.unpackb(data)
-        message = Message(room, seq, sender, text, ts, action == "1")
-        feed = self._feeds.get(room)
-        if feed is None or feed.ready is None or not feed.ready.done():
+        feed = self.following(room)
+        if feed is None:
             return  # not followed (yet): the position read after subscribing counts it
-        if epoch != feed.epoch:
-            self._reset(room, feed, epoch, 0)
-        if message.seq <= feed.delivered:
-            return
-        if message.seq > feed.delivered + 1:
-            await self._fill(room, feed, message.seq - 1)
-        if message.seq == feed.delivered + 1:
-            self._delivered(message, feed, token)
+        async with feed.lock:
+            if self._feeds.get(room) is not feed:
+                return
+            if epoch != feed.epoch:
+                current, _ = await self.read_position(room)
+                if current != epoch:
+                    return  # from an epoch that is gone already
+                self._reset(room, feed, epoch)
+            if seq <= feed.delivered:
+                return
+            if seq > feed.delivered + 1:
+                await self._fill(room, feed, seq - 1)
+            if seq == feed.delivered + 1:
+                self._delivered(Message(room, seq, sender, text, ts, action == "1"), feed, token)
 
-    def _reset(self, room: str, feed: _Feed, epoch: int, seq: int) -> None:
+    def _reset(self, room: str, feed: _Feed, epoch: int) -> None:
+        """The room has a new epoch: its members reload, and it is delivered again from 1."""
         log.warning(
             "redis: %s has a new epoch (Redis lost its history?); its members reload it", room
         )
-        feed.epoch, feed.delivered = epoch, seq
+        feed.epoch, feed.delivered = epoch, 0
         assert self.handler is not None
-        self.handler.on_room_reset(room, RoomPosition(epoch, seq))
+        self.handler.on_room_reset(room, RoomPosition(epoch, 0))
 
     def _delivered(self, message: Message, feed: _Feed, token: str) -> None:
         feed.delivered = message.seq
-        done = self.pending.pop(token, None)
+        done = feed.pending.pop(token, None)
         if done is not None:
             done(Published(message, feed.epoch, new=True))
         assert self.handler is not None
         self.handler.on_message(message, feed.epoch)
 
     async def _fill(self, room: str, feed: _Feed, upto: int) -> None:
-        """Deliver what `room` missed, up to `upto`, from its stream."""
+        """Deliver what `room` missed, up to `upto`, from its stream (holding its lock)."""
         entries = await self.link.redis.xrange(
             keys.room_key(room, "log"), f"{feed.delivered + 1}-0", f"{upto}-0"
         )
@@ -151,6 +183,14 @@ class RoomFeeds:
         if feed.delivered < upto:  # trimmed away: jump, clients get a room_reset on resume
             log.warning("redis: %s lost %d messages to trimming", room, upto - feed.delivered)
             feed.delivered = upto
+            self._fail_pending(feed, "its history was trimmed")
+
+    @staticmethod
+    def _fail_pending(feed: _Feed, why: str) -> None:
+        """Posts that will not be delivered here: their senders hear so (a retry is answered)."""
+        pending, feed.pending = feed.pending, {}
+        for done in pending.values():
+            done(BrokerUnavailable(why))
 
     async def check(self) -> None:
         """Every few seconds: deliver what was stored but not heard; notice lost epochs."""
@@ -164,23 +204,31 @@ class RoomFeeds:
                 log.debug("redis: check failed: %s", exc)
 
     async def catch_up(self) -> None:
-        rooms = [r for r, f in self._feeds.items() if f.ready is not None and f.ready.done()]
+        """Compare each followed room with Redis; deliver what is missing, reset a lost epoch."""
+        rooms = [room for room in self._feeds if self.following(room) is not None]
         if not rooms:
             return
-        async with self.link.redis.pipeline(transaction=False) as pipe:
-            for room in rooms:
-                pipe.get(keys.room_key(room, "epoch"))
-                pipe.get(keys.room_key(room, "seq"))
-            answers = await pipe.execute()
-        for index, room in enumerate(rooms):
-            feed = self._feeds.get(room)
+        for room, (epoch, seq) in zip(rooms, await positions(self.link, rooms), strict=True):
+            feed = self.following(room)
             if feed is None:
                 continue
-            epoch, seq = answers[2 * index], int(answers[2 * index + 1] or 0)
-            if epoch is None or int(epoch) != feed.epoch:
-                new_epoch, new_seq = await self.read_position(room)
-                self._reset(room, feed, new_epoch, new_seq)
-            elif seq > feed.delivered:
-                log.info("redis: %s missed %d message(s); delivering them from Redis",
-                         room, seq - feed.delivered)  # fmt: skip
-                await self._fill(room, feed, seq)
+            async with feed.lock:
+                if self._feeds.get(room) is not feed:
+                    continue
+                if epoch != feed.epoch:
+                    epoch, seq = await self.read_position(room)
+                    self._reset(room, feed, epoch)
+                if seq > feed.delivered:
+                    log.info("redis: %s missed %d message(s); delivering them from Redis",
+                             room, seq - feed.delivered)  # fmt: skip
+                    await self._fill(room, feed, seq)
+
+
+async def positions(link: RedisLink, rooms: list[str]) -> list[tuple[int, int]]:
+    """Each room's epoch (0: none) and last seq (0: no history) as Redis has them."""
+    async with link.redis.pipeline(transaction=False) as pipe:
+        for room in rooms:
+            pipe.get(keys.room_key(room, "epoch"))
+            pipe.get(keys.room_key(room, "seq"))
+        answers = await pipe.execute()
+    return [(int(answers[i] or 0), int(answers[i + 1] or 0)) for i in range(0, len(answers), 2)]

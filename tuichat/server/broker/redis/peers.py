@@ -73,6 +73,8 @@ class Notice:
 
 REFRESH = 2.0
 """How often (at most) a server refreshes its presence and looks for servers that died."""
+RELOAD_EVERY = 5
+"""Refreshes between two full reads of the other servers' presence."""
 
 
 class RedisPeers(Peers):
@@ -87,6 +89,13 @@ class RedisPeers(Peers):
         """Users on other servers, by user key."""
         self._remote_names: dict[str, RemoteUser] = {}
         """Both look-alike keys of every remote user's name."""
+        self._members: dict[str, dict[str, RemoteUser]] = {}
+        """Remote users by room, then by user key."""
+        self._heard = 0
+        """Notices heard so far."""
+        self._gone: dict[str, int] = {}
+        """Users a notice took offline, and when (so that an older read does not bring them
+        back)."""
         self._tokens: dict[str, str] = {}
         self._identities: dict[str, str] = {}
         self._generation = ""
@@ -100,12 +109,8 @@ class RedisPeers(Peers):
         await redis.set(keys.GENERATION, secrets.token_hex(8), nx=True)
         self._generation = (await redis.get(keys.GENERATION)).decode()
         await self.link.subscribe(keys.PRESENCE, self._on_event)
-        self._tokens = {
-            k.decode(): v.decode() for k, v in (await redis.hgetall(keys.TOKENS)).items()
-        }
-        self._identities = {
-            k.decode(): v.decode() for k, v in (await redis.hgetall(keys.IDENTITIES)).items()
-        }
+        self._tokens = _decoded(await redis.hgetall(keys.TOKENS))
+        self._identities = _decoded(await redis.hgetall(keys.IDENTITIES))
         handler.on_tokens(self._tokens)
         handler.on_identities(self._identities)
         await redis.sadd(keys.SERVERS, self.id)
@@ -131,14 +136,14 @@ class RedisPeers(Peers):
         return None
 
     def names(self, room: str) -> list[str]:
-        return [u.name for u in self.remote.values() if not room or room in u.rooms]
+        users = self.remote if not room else self._members.get(room, {})
+        return [u.name for u in users.values()]
 
     def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for user in self.remote.values():
-            for room in user.rooms:
-                counts[room] = counts.get(room, 0) + 1
-        return counts
+        return {room: len(members) for room, members in self._members.items() if members}
+
+    def count(self, room: str) -> int:
+        return len(self._members.get(room, ()))
 
     # --- what happens here -------------------------------------------------
 
@@ -237,17 +242,24 @@ class RedisPeers(Peers):
         if notice.server == self.id:
             return
         assert self._handler is not None
+        self._heard += 1
         key = notice.user_key
+        user = self.remote.get(key)
+        if user is not None:
+            user.heard = self._heard
+        if notice.kind in ("join", "part", "logout") and (
+            user is None or user.server != notice.server
+        ):
+            return  # late news from a server the user has left (moved from) since
         if notice.kind == "login":
-            self._remote_login(notice.name, key, notice.server)
-            for room in notice.rooms:
-                self._remote_join(key, room)
+            self._remote_login(notice.name, key, notice.server, notice.rooms)
         elif notice.kind == "join":
             self._remote_join(key, notice.room)
         elif notice.kind == "part":
             self._remote_part(key, notice.room, notice.reason or "part")
         elif notice.kind == "logout":
             self._remote_logout(key, notice.reason or "disconnect")
+            self._gone[key] = self._heard
         elif notice.kind == "kick" and notice.target == self.id:
             self._handler.on_kick(key)
         elif notice.kind == "token":
@@ -256,23 +268,31 @@ class RedisPeers(Peers):
         elif notice.kind == "identity":
             self._identities.update(notice.identities)
             self._handler.on_identities(notice.identities)
+        elif notice.kind == "sync":  # a server wrote its presence anew: read everyone again
+            await self._load_presence()
 
-    def _remote_login(self, name: str, key: str, server: str) -> None:
+    def _remote_login(self, name: str, key: str, server: str, rooms: Iterable[str] = ()) -> None:
         assert self._handler is not None
         if self._handler.is_here(key):
             return  # the same user is here (it has just moved to us): the newer login stays
         user = self.remote.get(key)
         if user is None:
-            user = self.remote[key] = RemoteUser(name, key, server)
+            user = self.remote[key] = RemoteUser(name, key, server, heard=self._heard)
             for name_key in name_keys(name):
                 self._remote_names[name_key] = user
-        user.server = server
+        user.server = server  # (moved from another server: its rooms are what it says now)
+        rooms = list(rooms)
+        for room in [r for r in user.rooms if r not in rooms]:
+            self._remote_part(key, room, "disconnect")
+        for room in rooms:
+            self._remote_join(key, room)
 
     def _remote_join(self, key: str, room: str) -> None:
         user = self.remote.get(key)
         if user is None or room in user.rooms:
             return
         user.rooms[room] = None
+        self._members.setdefault(room, {})[key] = user
         assert self._handler is not None
         self._handler.on_presence(RemoteJoined(user.name, room))
 
@@ -281,6 +301,7 @@ class RedisPeers(Peers):
         if user is None or room not in user.rooms:
             return
         del user.rooms[room]
+        self._forget_member(room, key)
         assert self._handler is not None
         self._handler.on_presence(RemoteLeft(user.name, room, reason))
 
@@ -291,10 +312,19 @@ class RedisPeers(Peers):
         for name_key in name_keys(user.name):
             if self._remote_names.get(name_key) is user:
                 del self._remote_names[name_key]
+        for room in user.rooms:
+            self._forget_member(room, key)
         if reason is not None:
             assert self._handler is not None
             for room in user.rooms:
                 self._handler.on_presence(RemoteLeft(user.name, room, reason))
+
+    def _forget_member(self, room: str, key: str) -> None:
+        members = self._members.get(room)
+        if members is not None:
+            members.pop(key, None)
+            if not members:
+                del self._members[room]
 
     # --- keeping it current ----------------------------------------------
 
@@ -302,6 +332,7 @@ class RedisPeers(Peers):
         """Everyone on the other servers, from their presence hashes."""
         redis = self.link.redis
         seen: dict[str, RemoteUser] = {}
+        started = self._heard  # news heard while reading is newer than what is read
         for raw in await redis.smembers(keys.SERVERS):
             server = raw.decode()
             if server == self.id:
@@ -316,19 +347,16 @@ class RedisPeers(Peers):
                     name, user_key.decode(), server, dict.fromkeys(rooms)
                 )
         for user in list(self.remote.values()):  # gone while we were away
-            if user.key not in seen or seen[user.key].server != user.server:
+            if user.heard <= started and (
+                user.key not in seen or seen[user.key].server != user.server
+            ):
                 self._remote_logout(user.key, "disconnect")
         for user in seen.values():
             known = self.remote.get(user.key)
-            if known is None:
-                self._remote_login(user.name, user.key, user.server)
-                known = self.remote.get(user.key)
-                if known is None:  # the same user is here (it has just moved to us)
-                    continue
-            for room in [r for r in user.rooms if r not in known.rooms]:
-                self._remote_join(user.key, room)
-            for room in [r for r in known.rooms if r not in user.rooms]:
-                self._remote_part(user.key, room, "part")
+            fresh = known.heard if known is not None else self._gone.get(user.key, 0)
+            if fresh <= started:
+                self._remote_login(user.name, user.key, user.server, user.rooms)
+        self._gone = {key: heard for key, heard in self._gone.items() if heard > started}
 
     async def _write_presence(self) -> None:
         """Our whole presence hash, as it is now."""
@@ -344,17 +372,26 @@ class RedisPeers(Peers):
             await pipe.execute()
 
     async def _refresh(self) -> None:
-        """Keep our presence alive; notice servers that died, and a Redis that lost its data."""
+        """Keep our presence alive; notice servers that died, and a Redis that lost its data.
+
+        Every `RELOAD_EVERY` rounds it also reads everyone's presence again, which puts right
+        what a notice lost in a short outage said.
+        """
+        rounds = 0
         while not self.link.closing:
             await asyncio.sleep(self._refresh_every)
+            rounds += 1
             try:
                 redis = self.link.redis
                 generation = await redis.get(keys.GENERATION)
                 if generation is None or generation.decode() != self._generation:
                     await self._restore()
-                assert self._handler is not None
-                if any(True for _ in self._handler.local_users()):
-                    await redis.pexpire(keys.presence_key(self.id), self._ttl_ms)
+                async with redis.pipeline(transaction=False) as pipe:
+                    pipe.pexpire(keys.presence_key(self.id), self._ttl_ms)
+                    pipe.sadd(keys.SERVERS, self.id)
+                    await pipe.execute()
+                if rounds % RELOAD_EVERY == 0:
+                    await self._load_presence()
                 for server in {u.server for u in self.remote.values()}:
                     if not await redis.exists(keys.presence_key(server)):
                         log.info("redis: server %s is gone; its users are offline", server)
@@ -382,6 +419,8 @@ class RedisPeers(Peers):
                 pipe.hset(keys.TOKENS, mapping=self._tokens)
             await pipe.execute()
         await self._write_presence()
+        await self.link.redis.spublish(keys.PRESENCE, Notice("sync", self.id).pack())
+        await self._load_presence()
 
 
 def _decoded(mapping: dict[bytes, bytes]) -> dict[str, str]:

@@ -10,8 +10,8 @@ local maxlen, ttl, new_epoch = ARGV[9], ARGV[10], ARGV[11]
 local epoch = redis.call('GET', epoch_key)
 if not epoch then
   epoch = new_epoch
-  redis.call('SET', epoch_key, epoch)
 end
+redis.call('SET', epoch_key, epoch)  -- kept now that the room has a message
 if client_id ~= '' then
   local earlier = redis.call('GET', id_key)
   if earlier then
@@ -34,19 +34,25 @@ return {1, seq, tonumber(ts), tonumber(epoch)}
 
 EPOCH = """
 local epoch = redis.call('GET', KEYS[1])
+local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
 if not epoch then
   epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
+  if seq == 0 then  -- a room nobody wrote in yet: forgotten in a day unless someone does
+    redis.call('SET', KEYS[1], epoch, 'EX', 86400)
+  else
+    redis.call('SET', KEYS[1], epoch)
+  end
 end
-return {tonumber(epoch), tonumber(redis.call('GET', KEYS[2]) or '0')}
+return {tonumber(epoch), seq}
 """
-"""A room's epoch (made if it has none) and its last seq."""
+"""A room's epoch (made if it has none; it expires while the room has no message) and its last
+seq."""
 
 PRIVATE = """
 local pid_key, to_log, from_log, id_key, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local sender, sender_key, target, target_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local text, ts, action, client_id, maxlen, ttl =
-  ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local text, ts, action, client_id, maxlen, ttl, floor =
+  ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
 if client_id ~= '' then
   local earlier = redis.call('GET', id_key)
   if earlier then
@@ -57,6 +63,10 @@ if target_key == '' then
   return {2}
 end
 local pid = redis.call('INCR', pid_key)
+if pid <= floor then  -- the counter was lost with Redis's data: never give out a pid twice
+  pid = floor + 1
+  redis.call('SET', pid_key, pid)
+end
 local fields = {'f', sender, 'fk', sender_key, 'to', target, 'tk', target_key, 't', text,
   'ts', ts, 'a', action, 'i', client_id}
 redis.call('XADD', to_log, 'MAXLEN', '~', maxlen, pid .. '-0', unpack(fields))
