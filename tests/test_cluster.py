@@ -11,8 +11,9 @@ import pytest
 from tests.helpers import TIMEOUT, collect, expect
 from tests.proxy import Proxy
 from tests.raw import open_raw
-from tuichat.client import Backoff, ChatClient, Reconnected, RequestFailed
-from tuichat.protocol import Ack, Joined, Left, Message, PrivateMessage, Send
+from tests.redis_kinds import RedisStore, redis_config
+from tuichat.client import Backoff, ChatClient, Disconnected, Reconnected, RequestFailed
+from tuichat.protocol import Ack, Hello, Joined, Left, Message, PrivateMessage, Send
 from tuichat.server import ChatServer
 
 Connect = Callable[[str, ChatServer], Awaitable[ChatClient]]
@@ -233,3 +234,34 @@ async def test_a_user_who_moves_to_the_other_server_stays_online_for_everyone(
         await ali.abort()
     finally:
         await proxy.stop()
+
+
+async def test_a_user_who_moves_stays_online_for_a_third_server(
+    redis: RedisStore, servers: tuple[ChatServer, ChatServer], connect: Connect
+) -> None:
+    """The old server's late news of the user leaving must not take them offline elsewhere."""
+    a, b = servers
+    c = ChatServer(redis_config(redis, "c"))
+    await c.start()
+    try:
+        ul = await connect("ul", a)
+        watcher = await connect("watcher", c)
+        await until(watcher.who, ("ul", "watcher"))
+        assert ul.welcome is not None
+        token = ul.welcome.token
+        back = await open_raw(*b.address)
+
+        async def move() -> str:  # b hears of the token a moment later
+            back.send(Hello(name="ul", token=token, ref=1))
+            return type(await back.reply(1)).__name__
+
+        await until(move, "Welcome")
+        await expect(ul, Disconnected)  # a has dropped its session (and said so to the others)
+        marker = await connect("marker", a)  # news from a, after its news of ul leaving
+        await until(watcher.who, ("marker", "ul", "watcher"))
+        await marker.send("#lobby", "after the move")
+        await expect(watcher, Message, text="after the move")
+        assert await watcher.who() == ("marker", "ul", "watcher")
+        back.writer.close()
+    finally:
+        await c.stop()

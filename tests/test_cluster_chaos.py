@@ -104,7 +104,9 @@ async def redis_restarts_and_a_dies(redis: RedisStore, a: ServerProcess, b: Serv
             orders.append([m.text for m in messages])
         assert all(order == orders[0] for order in orders)
         log = b"".join(b.log)
-        assert b"ali is back from another server" in log  # a's sessions really moved to b
+        assert b"ali is back from another server" in log, (
+            log.decode()
+        )  # a's sessions really moved to b
     finally:
         for client in clients:
             await client.abort()

@@ -715,3 +715,41 @@ async def test_a_restart_without_storage_starts_every_room_afresh(deployment: De
     assert (page.messages, page.complete) == ((), True)
     assert page.epoch != epoch  # a client can tell that the history is another one
     assert (await bob.send("#lobby", "first again")).seq == 1
+
+
+async def test_a_shutdown_stores_and_acknowledges_every_message_it_has_read(
+    deployment: Deployment,
+) -> None:
+    """PROTOCOL.md §4: a server that is stopping finishes storing what it accepted."""
+    if not deployment.durable:
+        pytest.skip(f"{deployment.kind}: nothing is kept across a restart")
+    sender = await deployment.raw(on=0)
+    await sender.hello("ali")
+    sender.send(*(Send(room="#lobby", text=f"m{i}", id=f"m{i}", ref=i) for i in range(300)))
+    await until(partial(who, sender), ("ali",))  # a reply after the 300: all of them were read
+    await deployment.restart()
+    acks = {f.ref for f in await sender.rest(timeout=TIMEOUT) if isinstance(f, Ack)}
+    assert acks == set(range(300))  # each acknowledged before the goodbye
+    reader = await deployment.connect("reader", on=1)
+    page = await reader.history("#lobby", limit=500)
+    assert [m.text for m in page.messages] == [f"m{i}" for i in range(300)]
+
+
+async def test_a_join_survives_another_join_of_the_same_room_that_gives_up(
+    deployment: Deployment,
+) -> None:
+    """Two sessions join a room at once; one leaves before the join is done: the other stays
+    a member who hears the room."""
+    watcher = await deployment.connect("watcher", on=1)
+    await watcher.join("#x")
+    ann, bob = await deployment.raw(on=0), await deployment.raw(on=0)
+    await ann.hello("ann")
+    await bob.hello("bob")
+    ann.send(Join(room="#x", ref=1))
+    bob.send(Join(room="#x", ref=1))
+    ann.writer.close()
+    state = await bob.reply(1)
+    assert isinstance(state, RoomState) and state.epoch == watcher.positions["#x"].epoch
+    await watcher.send("#x", "can you hear me")
+    heard = await frames_until(bob, lambda fs: seen(fs, is_message("can you hear me")))
+    assert [f.seq for f in heard if isinstance(f, Message)] == [1]

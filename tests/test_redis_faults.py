@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
 
+from tests.deployments import until
 from tests.helpers import TIMEOUT, expect
 from tests.raw import open_raw
 from tests.redis_cluster import RedisCluster
@@ -25,18 +26,38 @@ KEY_B = "b" * 43
 
 
 class Heard(logging.Handler):
-    """Sets `event` when the server logs a line containing `text`."""
+    """Sets `event` once the servers have logged `times` lines containing `text`."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, times: int = 1) -> None:
         super().__init__()
         self.text = text
+        self.times = times
         self.event = asyncio.Event()
         logging.getLogger("tuichat.server").addHandler(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.text in record.getMessage():
-            self.event.set()
-            logging.getLogger("tuichat.server").removeHandler(self)
+            self.times -= 1
+            if self.times <= 0:
+                self.event.set()
+                logging.getLogger("tuichat.server").removeHandler(self)
+
+
+ConnectTo = Callable[[str, ChatServer], Awaitable[ChatClient]]
+
+
+@pytest.fixture
+async def connect_to() -> AsyncIterator[ConnectTo]:
+    """Connect welcomed clients to a given server; they are dropped after the test."""
+    clients: list[ChatClient] = []
+
+    async def _connect(name: str, server: ChatServer) -> ChatClient:
+        clients.append(await ChatClient.connect(name, *server.address))
+        return clients[-1]
+
+    yield _connect
+    for client in clients:
+        await client.abort()
 
 
 @pytest.fixture
@@ -83,6 +104,23 @@ async def test_redis_losing_its_data_resets_rooms_and_every_send_after_is_answer
         f"after {number}" for number in range(5)
     ]
     await asyncio.wait_for(told.event.wait(), TIMEOUT)  # and the operator reads what happened
+
+
+async def test_after_redis_lost_its_data_everyone_is_still_online_everywhere(
+    redis: RedisStore, servers: tuple[ChatServer, ChatServer], connect_to: ConnectTo
+) -> None:
+    a, b = servers
+    ali, bob = await connect_to("ali", a), await connect_to("bob", b)
+    await until(ali.who, ("ali", "bob"))
+    told = Heard("Redis lost its data", times=2)  # each server notices, and writes back
+    await lose_everything(redis)
+    await asyncio.wait_for(told.event.wait(), TIMEOUT)
+    for client in (ali, bob):
+        await until(client.who, ("ali", "bob"))
+    carol = await connect_to("carol", b)  # and the news flows again
+    await until(ali.who, ("ali", "bob", "carol"))
+    await carol.send("#lobby", "still here")
+    await expect(ali, Message, text="still here")
 
 
 async def test_a_send_racing_the_loss_gets_an_answer(

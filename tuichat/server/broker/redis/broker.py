@@ -81,6 +81,14 @@ class RedisBroker(Broker):
         log.info("redis: server %s on %s", self.id, self.describe())
 
     async def stop(self) -> None:
+        """Store what was accepted, deliver it (from the streams, if its publication has not
+        come back yet), then close."""
+        await self.link.drain()
+        try:
+            await self.feeds.catch_up()
+        except Exception as exc:
+            log.warning("redis: at shutdown, could not deliver the last messages: %s", exc)
+        self.feeds.fail_pending("the server is shutting down")
         await self.link.stop()
 
     def describe(self) -> str:

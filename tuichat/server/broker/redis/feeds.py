@@ -185,6 +185,11 @@ class RoomFeeds:
             feed.delivered = upto
             self._fail_pending(feed, "its history was trimmed")
 
+    def fail_pending(self, why: str) -> None:
+        """No post still on its way will be delivered here: their senders hear so."""
+        for feed in self._feeds.values():
+            self._fail_pending(feed, why)
+
     @staticmethod
     def _fail_pending(feed: _Feed, why: str) -> None:
         """Posts that will not be delivered here: their senders hear so (a retry is answered)."""

@@ -31,6 +31,10 @@ MAX_PIPELINE = 1000
 """Most commands sent to Redis in one round trip."""
 STOP_GRACE = 2.0
 """Seconds the last words to Redis may take at shutdown."""
+COMMAND_TIMEOUT = 10.0
+"""Seconds one answer from Redis may take before the connection counts as lost."""
+DRAIN_FOR = 5.0
+"""Seconds, at shutdown, that queued commands may take to go out."""
 READ_WAIT = 1.0
 """Seconds a subscription reader waits for a message before it looks around again."""
 
@@ -63,17 +67,20 @@ class RedisLink:
         self.cluster = cluster
         retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES)
 
-        def client() -> Any:  # redis-py answers are loosely typed
+        def client(**timeouts: Any) -> Any:  # redis-py answers are loosely typed
             if cluster:
-                return RedisCluster.from_url(url, retry=retry)
+                return RedisCluster.from_url(url, retry=retry, **timeouts)
             return Redis.from_url(
                 url,
                 retry=retry,
                 retry_on_error=[ConnectionError, TimeoutError, OSError],
                 health_check_interval=5,
+                **timeouts,
             )
 
-        self.redis: Any = client()
+        self.redis: Any = client(
+            socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=COMMAND_TIMEOUT
+        )  # a command never waits forever on a Redis that went silent
         self._subscriber: Any = client()
         """Subscriptions have a client of their own: on a Cluster, a failed command can move
         the client's pub/sub connection to another node."""
@@ -82,6 +89,9 @@ class RedisLink:
         self._scripts: dict[str, str] = {}
         self._commands: list[_Command] = []
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        """Set while no command is queued or on its way."""
+        self._idle.set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._handlers: dict[str, Handler] = {}
         self._pubsub: Any = None
@@ -177,7 +187,14 @@ class RedisLink:
     ) -> None:
         """Queue one command (or a few) for Redis; they go out in order, many per round trip."""
         self._commands.append(_Command(add, done, asyncio.get_running_loop().time()))
+        self._idle.clear()
         self._wake.set()
+
+    async def drain(self) -> None:
+        """Wait (at most `DRAIN_FOR` seconds) until every queued command has been answered."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_FOR):
+                await self._idle.wait()
 
     async def _write(self) -> None:
         """Send queued commands in order, pipelined; hand each its result."""
@@ -228,6 +245,8 @@ class RedisLink:
                         again.append(command)
                     elif command.done is not None:
                         command.done(result)
+                if not self._commands and not again:
+                    self._idle.set()
                 if again:
                     log.info("redis: %d command(s) met a Redis restart; sending again", len(again))
                     self._commands[:0] = again
@@ -283,7 +302,9 @@ class RedisLink:
                     message = await pubsub.get_sharded_message(
                         ignore_subscribe_messages=True, timeout=READ_WAIT, target_node=node
                     )
-                if message is not None and message.get("type") in ("smessage", "message"):
+                if message is None and node_name is not None:
+                    self._start_readers()  # a channel may have moved to another node
+                elif message is not None and message.get("type") in ("smessage", "message"):
                     channel = message["channel"]
                     channel = channel.decode() if isinstance(channel, bytes) else channel
                     handler = self._handlers.get(channel)

@@ -123,7 +123,13 @@ class RedisPeers(Peers):
         await self.link.last_words(self.link.redis.srem(keys.SERVERS, self.id))
 
     async def _after_reconnect(self) -> None:
+        """Notices were lost meanwhile: write ours anew, have the others read everyone again
+        (what we said while Redis was away may not have reached them), and read them."""
         await self._write_presence()
+        await self._sync()
+
+    async def _sync(self) -> None:
+        await self.link.redis.spublish(keys.PRESENCE, Notice("sync", self.id).pack())
         await self._load_presence()
 
     # --- questions the server asks ----------------------------------------
@@ -419,8 +425,7 @@ class RedisPeers(Peers):
                 pipe.hset(keys.TOKENS, mapping=self._tokens)
             await pipe.execute()
         await self._write_presence()
-        await self.link.redis.spublish(keys.PRESENCE, Notice("sync", self.id).pack())
-        await self._load_presence()
+        await self._sync()
 
 
 def _decoded(mapping: dict[bytes, bytes]) -> dict[str, str]:
