@@ -40,7 +40,7 @@ class RoomPosition:
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every message, and a frozen init costs more
 class Post:
     """A room message to number and store."""
 
@@ -53,7 +53,7 @@ class Post:
     ts: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every message, and a frozen init costs more
 class PrivatePost:
     """A private message to number and store.
 
@@ -72,7 +72,7 @@ class PrivatePost:
     refusal: ChatError | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every message, and a frozen init costs more
 class Published:
     """What became of a `Post`: the stored message, and whether it is new.
 
@@ -85,7 +85,7 @@ class Published:
     new: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made for every message, and a frozen init costs more
 class PublishedPrivate:
     """What became of a `PrivatePost`: the stored message, and whether it is new."""
 
