@@ -339,14 +339,16 @@ class RedisPeers(Peers):
         redis = self.link.redis
         seen: dict[str, RemoteUser] = {}
         started = self._heard  # news heard while reading is newer than what is read
+        alive: set[str] = set()
         for raw in await redis.smembers(keys.SERVERS):
             server = raw.decode()
             if server == self.id:
                 continue
             entries = await redis.hgetall(keys.presence_key(server))
             if not entries:
-                await redis.srem(keys.SERVERS, server)  # gone
+                await redis.srem(keys.SERVERS, server)  # gone (a live one adds itself again)
                 continue
+            alive.add(server)
             for user_key, packed in entries.items():
                 name, rooms = msgpack.unpackb(packed)
                 seen[user_key.decode()] = RemoteUser(
@@ -355,8 +357,8 @@ class RedisPeers(Peers):
         for user in list(self.remote.values()):  # gone while we were away
             if user.heard <= started and (
                 user.key not in seen or seen[user.key].server != user.server
-            ):
-                self._remote_logout(user.key, "disconnect")
+            ):  # a server whose presence expired died: its users timed out
+                self._remote_logout(user.key, "disconnect" if user.server in alive else "timeout")
         for user in seen.values():
             known = self.remote.get(user.key)
             fresh = known.heard if known is not None else self._gone.get(user.key, 0)
