@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tuichat.chat import LOBBY, Chat, ChatError, ChatLimits
+from tuichat.chat.names import check_name, check_room, clean_text
 from tuichat.protocol import Joined, Left, Message
 
 NOW = 1_700_000_000_000
@@ -75,3 +80,23 @@ def test_a_new_room_starts_where_the_broker_says_and_is_forgotten_when_empty() -
     assert chat.rooms[LOBBY].epoch == 5
     chat.part(ali, "#dev", NOW)
     assert list(chat.rooms) == [LOBBY] and [i.room for i in chat.room_list()] == [LOBBY]
+
+
+@given(st.text(alphabet=st.characters(codec=None, min_codepoint=0, max_codepoint=0x10FFFF)))
+def test_cleaning_removes_exactly_the_control_characters_but_tab_and_newline(text: str) -> None:
+    expected = "".join(
+        char
+        for char in text.replace("\r\n", "\n")
+        if char in "\n\t" or unicodedata.category(char) != "Cc"
+    )
+    assert clean_text(text) == expected
+
+
+def test_names_and_rooms_far_too_long_are_refused_before_any_work() -> None:
+    with pytest.raises(ChatError) as name:
+        check_name("\u0430" * 60_000)  # would need look-alike keys for every character
+    assert name.value.code == "invalid_name"
+    with pytest.raises(ChatError) as room:
+        check_room("#" + "Ä" * 60_000)
+    assert room.value.code == "invalid_room"
+    assert check_name("ali") == "ali" and check_room("#Dev") == "#dev"

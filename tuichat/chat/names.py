@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from tuichat.chat.confusables import skeleton
@@ -56,6 +57,8 @@ def check_name(name: str) -> str:
     it starts with a letter or a digit. Control, format (bidi, zero-width) and
     space characters are not letters, so no name can hold them.
     """
+    if len(name) > 4 * MAX_NAME_LENGTH:  # before any work on it (NFKC can shorten a little)
+        raise ChatError(ErrorCode.INVALID_NAME, f"a name has at most {MAX_NAME_LENGTH} characters")
     name = unicodedata.normalize("NFKC", name)
     if not name:
         raise ChatError(ErrorCode.INVALID_NAME, "a name cannot be empty")
@@ -77,6 +80,11 @@ def check_room(room: str) -> str:
 
     A room name, once case-folded, is `#` followed by 1 to 32 letters, digits, `_` or `-`.
     """
+    if len(room) > 1 + MAX_ROOM_LENGTH:  # before any work on it (case folding only lengthens)
+        raise ChatError(
+            ErrorCode.INVALID_ROOM,
+            f"a room name is '#' followed by 1 to {MAX_ROOM_LENGTH} letters, digits, _ or -",
+        )
     room = room.casefold()
     body = room[1:]
     if not room.startswith(ROOM_PREFIX) or not body or len(body) > MAX_ROOM_LENGTH:
@@ -90,12 +98,23 @@ def check_room(room: str) -> str:
     return room
 
 
+C0_CONTROLS = bytes([*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F])
+"""The one-byte control characters but tab and newline, as UTF-8."""
+C1_CONTROL = re.compile(rb"\xc2[\x80-\x9f]")
+"""A control character of U+0080 to U+009F, as UTF-8."""
+
+
 def clean_text(text: str) -> str:
-    """Return `text` without control characters (newline and tab are kept; CRLF becomes LF)."""
+    """Return `text` without control characters (newline and tab are kept; CRLF becomes LF).
+
+    Cleaning works on the UTF-8 bytes, so it costs about as little as copying them.
+    """
     if text.isprintable():
         return text
-    text = text.replace("\r\n", "\n")
-    return "".join(char for char in text if char in "\n\t" or unicodedata.category(char) != "Cc")
+    data = text.replace("\r\n", "\n").encode("utf-8", "surrogatepass").translate(None, C0_CONTROLS)
+    if b"\xc2" in data:
+        data = C1_CONTROL.sub(b"", data)
+    return data.decode("utf-8", "surrogatepass")
 
 
 def check_text(text: str, max_bytes: int, max_lines: int = 100) -> str:

@@ -632,7 +632,12 @@ class ChatServer:
     def _private(self, session: Session, private: Private) -> None:
         user = self._user(session)
         _check_id(private.id)
-        target = self.chat.find(private.to) or self.peers.find(private.to)
+        try:  # a name that cannot be anyone's is nobody online (and costs no look-alike keys)
+            to = check_name(private.to)
+        except ChatError:
+            target = None
+        else:
+            target = self.chat.find(to) or self.peers.find(to)
         refusal = None
         text = private.text
         try:  # refused only once the broker knows it is no retry (a retry is answered)
