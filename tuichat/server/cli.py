@@ -134,6 +134,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
          "refused requests (one forgiven per second) before a connection is dropped"),
         ("--max-pending-write", positive_int, config.max_pending_write,
          "bytes that may wait to be written to one client before it is dropped as too slow"),
+        ("--max-pending-total", positive_int, config.max_pending_total,
+         "bytes that may wait for all clients together; past it the furthest behind are dropped"),
         ("--redis-history", positive_int, config.redis_history,
          "with --redis: messages kept per room in Redis"),
         ("--presence-ttl", positive_float, config.presence_ttl,
@@ -186,6 +188,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             strikes=args.flood_strikes,
         ),
         max_pending_write=args.max_pending_write,
+        max_pending_total=args.max_pending_total,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )

@@ -40,6 +40,8 @@ class ServerConfig:
     tls_key: str | None = None
     max_pending_write: int = 1024 * 1024
     """Bytes that may wait to be written to one client; a client that reads slower is dropped."""
+    max_pending_total: int = 256 * 1024 * 1024
+    """Bytes that may wait for all clients together; past it, those furthest behind are dropped."""
     redis_url: str | None = None
     """Share the chat with other servers through this Redis (`redis://host:port/db`)."""
     redis_cluster: bool = False

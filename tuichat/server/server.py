@@ -85,6 +85,8 @@ LISTEN_BACKLOG = 1024
 """Connections the kernel queues before the server accepts them (a reconnect storm)."""
 SHUTDOWN_GRACE = 2.0
 """Seconds clients get, at shutdown, to read their last frames and close."""
+BACKLOG_CHECK = 0.05
+"""Seconds between two sums of what waits for the clients furthest behind."""
 MAX_PAGE = 500
 """Most messages in one `history_page`."""
 MAX_PAGE_BYTES = 256 * 1024
@@ -125,6 +127,9 @@ class ChatServer:
         """Rooms with a join (or a hello) waiting for the broker to follow them."""
         self._greeting: dict[str, Session] = {}
         """The name keys of every hello being carried out."""
+        self._backlogged: set[Session] = set()
+        """Sessions with much unsent data, the last time one was written to."""
+        self._backlog_checked = float("-inf")
         self._handlers: dict[type[Any], Callable[[Session, Any], None]] = {
             Hello: self._hello,
             Send: self._send,
@@ -263,8 +268,28 @@ class ChatServer:
         self._per_ip[session.ip] = count + 1
         return None
 
+    def backlogged(self, session: Session, queued: int) -> None:
+        """`session` has `queued` bytes waiting: past the server-wide ceiling on what waits for
+        all clients together, the clients furthest behind are dropped (they can resume)."""
+        self._backlogged.add(session)
+        now = asyncio.get_running_loop().time()
+        if now - self._backlog_checked < BACKLOG_CHECK:
+            return
+        self._backlog_checked = now
+        sizes = {s: s.queued for s in self._backlogged}
+        self._backlogged = {s for s, size in sizes.items() if size > 0}
+        total = sum(sizes.values())
+        for behind in sorted(self._backlogged, key=sizes.__getitem__, reverse=True):
+            if total <= self.config.max_pending_total:
+                break
+            log.info("%s: the server holds too much unsent data; dropping the client furthest "
+                     "behind", behind.describe())  # fmt: skip
+            total -= sizes[behind]
+            behind.abort("slow")
+
     def forget(self, session: Session) -> None:
         """A connection ended: count it out."""
+        self._backlogged.discard(session)
         if session in self.sessions:
             self.sessions.discard(session)
             left = self._per_ip.get(session.ip, 1) - 1

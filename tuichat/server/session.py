@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tuichat.server")
 
+BACKLOG = 64 * 1024
+"""Bytes waiting for one client past which they count against the server-wide ceiling."""
+
 
 class Session(asyncio.Protocol):
     """Feeds what the client sends into its `Connection`; writes what the server sends back.
@@ -132,6 +135,14 @@ class Session(asyncio.Protocol):
         log.info("%s: far behind while catching up, dropping", self.describe())
         self.abort("slow")
 
+    @property
+    def queued(self) -> int:
+        """Bytes written to this client and not yet sent."""
+        transport = self.transport
+        return (
+            0 if transport is None or transport.is_closing() else transport.get_write_buffer_size()
+        )
+
     def resume_writing(self) -> None:
         self._writable.set()
 
@@ -142,8 +153,7 @@ class Session(asyncio.Protocol):
             for frame in frames:
                 if not self.open:
                     return
-                assert self.transport is not None
-                self.transport.write(frame)
+                self._write(frame)
                 if not self._writable.is_set():
                     await self._writable.wait()
         finally:
@@ -170,8 +180,7 @@ class Session(asyncio.Protocol):
     def send(self, message: AnyMessage) -> None:
         """Encode and write one message to this client alone."""
         if self.open:
-            assert self.transport is not None
-            self.transport.write(self.conn.send(message))
+            self._write(self.conn.send(message))
 
     def write_frame(self, frame: bytes, room: str = "") -> None:
         """Write an already encoded frame (a broadcast shared by many sessions)."""
@@ -179,10 +188,22 @@ class Session(asyncio.Protocol):
         if held is not None:
             held.append(frame)
         elif self.open:
-            assert self.transport is not None
-            self.transport.write(frame)
-            if self._pacing and self.transport.get_write_buffer_size() > self._hard_limit:
-                self.pause_writing_hard()
+            self._write(frame)
+
+    def _write(self, data: bytes) -> None:
+        """Every byte queued for the client counts against its budget, replies too.
+
+        Past the budget the transport calls `pause_writing` (the client is dropped); while a
+        reply is paced out, up to `_hard_limit` may wait. A client this far behind also
+        counts against the server's ceiling on what waits for all clients together.
+        """
+        assert self.transport is not None
+        self.transport.write(data)
+        queued = self.transport.get_write_buffer_size()
+        if self._pacing and queued > self._hard_limit:
+            self.pause_writing_hard()
+        elif queued > BACKLOG:
+            self.server.backlogged(self, queued)
 
     def hold(self, room: str) -> None:
         """Hold back live frames for `room` until `release(room)`."""

@@ -1,0 +1,82 @@
+"""No client can make the server hold much memory for it by not reading.
+
+The attack: say `hello` with `positions` from the start of a long room (the epoch is public),
+which starts a replay paced to the reader; then, never reading, ask for history pages, again
+and again. Every byte queued for a connection counts against its budget, replies during a
+replay included, so each attacker is dropped once a few MiB wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.deployments import until
+from tests.server_process import NO_FLOOD_CONTROL, ServerProcess, start_server_process
+from tuichat.bench.servers import resident_bytes
+from tuichat.client import ChatClient
+from tuichat.protocol import Codec, Hello, History, Position, encode_frame
+
+ATTACKERS = 16
+PAGES = 60
+"""History requests each attacker sends (each page is up to 256 KiB)."""
+STORED = 2500
+TEXT = "x" * 4000
+MAX_GROWTH = 120 * 2**20
+"""Server memory the attack may add: each attacker may hold four times the 1 MiB budget while
+its replay is paced, and is dropped past it (without the bound, 16 x 15 MB)."""
+MAX_PING_S = 0.5
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:  # type: ignore[override]
+    process = await start_server_process("--db", str(tmp_path / "h.sqlite3"), *NO_FLOOD_CONTROL)
+    yield process
+    process.process.terminate()
+    await process.process.wait()
+
+
+async def silent_connection(host: str, port: int) -> socket.socket:
+    """A connection that will never read: tiny receive buffer, no autotuning."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    return sock
+
+
+async def test_a_client_that_never_reads_cannot_pile_up_replies(server: ServerProcess) -> None:
+    address = (server.host, server.port)
+    filler = await ChatClient.connect("filler", *address)
+    victim = await ChatClient.connect("victim", *address)
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(STORED):
+            await filler.send("#lobby", TEXT)
+        epoch = filler.positions["#lobby"].epoch
+        before = resident_bytes(server.process.pid)
+        loop = asyncio.get_running_loop()
+        for n in range(ATTACKERS):
+            sock = await silent_connection(*address)
+            sockets.append(sock)
+            start = Position(room="#lobby", epoch=epoch, seq=0)  # a replay of all of it
+            hello = Hello(name=f"attacker{n}", positions=(start,), ref=0)
+            await loop.sock_sendall(sock, encode_frame(Codec.encode(hello)))
+            assert await loop.sock_recv(sock, 4096)  # the welcome; from here on, nothing is read
+            pages = [History(room="#lobby", limit=500, ref=i + 1) for i in range(PAGES)]
+            await loop.sock_sendall(sock, b"".join(encode_frame(Codec.encode(p)) for p in pages))
+        await until(victim.who, ("filler", "victim"))  # every attacker was dropped
+        growth = resident_bytes(server.process.pid) - before
+        assert growth < MAX_GROWTH, f"the server grew by {growth / 2**20:.0f} MiB"
+        assert await victim.ping() < MAX_PING_S
+        await filler.send("#lobby", "still fine")
+        assert b"attacker" in await server.wait_for_log(b", dropping")  # and the log says why
+    finally:
+        for sock in sockets:
+            sock.close()
+        await filler.abort()
+        await victim.abort()
