@@ -19,7 +19,7 @@ from tests.deployments import until
 from tests.server_process import NO_FLOOD_CONTROL, ServerProcess, start_server_process
 from tuichat.bench.servers import resident_bytes
 from tuichat.client import ChatClient
-from tuichat.protocol import Codec, Hello, History, Position, encode_frame
+from tuichat.protocol import Codec, Hello, History, Message, Position, encode_frame
 
 ATTACKERS = 16
 PAGES = 60
@@ -80,3 +80,40 @@ async def test_a_client_that_never_reads_cannot_pile_up_replies(server: ServerPr
             sock.close()
         await filler.abort()
         await victim.abort()
+
+
+async def test_the_server_drops_the_clients_furthest_behind_past_its_ceiling() -> None:
+    """With a large budget per client, many slow readers together meet the server's ceiling."""
+    server = await start_server_process(
+        "--no-history", "--max-pending-write", str(64 * 2**20),
+        "--max-pending-total", str(4 * 2**20), *NO_FLOOD_CONTROL,
+    )  # fmt: skip
+    sender = await ChatClient.connect("sender", server.host, server.port)
+    reader = await ChatClient.connect("reader", server.host, server.port)
+    loop = asyncio.get_running_loop()
+    sockets = []
+    try:
+        for n in range(8):
+            sock = await silent_connection(server.host, server.port)
+            sockets.append(sock)
+            await loop.sock_sendall(sock, encode_frame(Codec.encode(Hello(name=f"slow{n}"))))
+            assert await loop.sock_recv(sock, 4096)  # the welcome; then nothing is read
+        await until(
+            reader.who, tuple(sorted(["reader", "sender", *(f"slow{n}" for n in range(8))]))
+        )
+        for number in range(3000):  # 12 MB to each member
+            await sender.send("#lobby", f"{number} {TEXT}")
+        await until(reader.who, ("reader", "sender"))
+        assert b"furthest behind" in await server.wait_for_log(b"too much unsent data")
+        count = 0
+        async with asyncio.timeout(30):  # and the readers who read got everything
+            while count < 3000:
+                event = await reader.next_event()
+                count += isinstance(event, Message) and event.sender == "sender"
+    finally:
+        for sock in sockets:
+            sock.close()
+        await sender.abort()
+        await reader.abort()
+        server.process.terminate()
+        await server.process.wait()
