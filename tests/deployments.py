@@ -16,7 +16,7 @@ import concurrent.futures
 import contextlib
 import shutil
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,7 +25,7 @@ import pytest
 from tests.helpers import TIMEOUT
 from tests.raw import Raw, open_raw
 from tests.redis_server import RedisServer
-from tuichat.client import ChatClient, RequestFailed
+from tuichat.client import ChatClient
 from tuichat.server import ChatServer, ServerConfig
 from tuichat.server.config import RateLimits
 
@@ -38,23 +38,6 @@ KINDS = ("memory", "sqlite", "redis", "redis-cluster")
 """The deployments, as the test ids name them."""
 SHARED = frozenset({"redis", "redis-cluster"})
 """The kinds with two real servers (sharing one store); the others run one server twice."""
-
-
-async def until(ask: Callable[[], Awaitable[object]], wanted: object) -> None:
-    """Ask again until the answer is `wanted` (other servers hear of changes a moment later)."""
-    answer: object = None
-    try:
-        async with asyncio.timeout(TIMEOUT):
-            while True:
-                try:
-                    answer = await ask()
-                except RequestFailed as refused:  # e.g. no such room there, yet
-                    answer = refused
-                if answer == wanted:
-                    return
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"still {answer!r} after {TIMEOUT} s, not {wanted!r}") from None
 
 
 class Deployment:

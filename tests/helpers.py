@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from tuichat.client import ChatClient, ClientEvent, Disconnected
+from tuichat.client import ChatClient, ClientEvent, Disconnected, RequestFailed
 
 T = TypeVar("T")
 
@@ -49,3 +50,20 @@ async def events_until(
             seen.append(event)
             if isinstance(event, kind) and all(getattr(event, k) == v for k, v in fields.items()):
                 return seen
+
+
+async def until(ask: Callable[[], Awaitable[object]], wanted: object) -> None:
+    """Ask again until the answer is `wanted` (other servers hear of changes a moment later)."""
+    answer: object = None
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                try:
+                    answer = await ask()
+                except RequestFailed as refused:  # e.g. no such room there, yet
+                    answer = refused
+                if answer == wanted:
+                    return
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"still {answer!r} after {TIMEOUT} s, not {wanted!r}") from None

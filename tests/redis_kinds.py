@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer
+from tuichat.client import ChatClient
 from tuichat.server import ChatServer, ServerConfig
 from tuichat.server.config import RateLimits
 
@@ -33,6 +34,23 @@ async def servers(redis: RedisStore) -> AsyncIterator[tuple[ChatServer, ChatServ
     yield pair
     for server in pair:
         await server.stop()
+
+
+ConnectTo = Callable[[str, ChatServer], Awaitable[ChatClient]]
+
+
+@pytest.fixture
+async def connect_to() -> AsyncIterator[ConnectTo]:
+    """Connect welcomed clients to a given server; they are dropped after the test."""
+    clients: list[ChatClient] = []
+
+    async def _connect(name: str, server: ChatServer) -> ChatClient:
+        clients.append(await ChatClient.connect(name, *server.address))
+        return clients[-1]
+
+    yield _connect
+    for client in clients:
+        await client.abort()
 
 
 def redis_config(redis: RedisStore, name: str, **settings: Any) -> ServerConfig:

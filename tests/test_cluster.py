@@ -3,46 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from tests.helpers import TIMEOUT, collect, expect
+from tests.helpers import TIMEOUT, collect, expect, until
 from tests.proxy import Proxy
 from tests.raw import open_raw
+from tests.redis_kinds import ConnectTo as Connect
 from tests.redis_kinds import RedisStore, redis_config
 from tuichat.client import Backoff, ChatClient, Disconnected, Reconnected, RequestFailed
 from tuichat.protocol import Ack, Hello, Joined, Left, Message, PrivateMessage, Send
 from tuichat.server import ChatServer
 
-Connect = Callable[[str, ChatServer], Awaitable[ChatClient]]
 FAST = Backoff(first=0.05, cap=0.2)
 """Reconnect at once (the tests cut connections on purpose)."""
 
 
-async def until(ask: Callable[[], Awaitable[object]], wanted: object) -> None:
-    """Ask again until the answer is `wanted` (other servers hear of changes a moment later)."""
-    async with asyncio.timeout(TIMEOUT):
-        while True:
-            with contextlib.suppress(RequestFailed):  # e.g. no such room, yet
-                if await ask() == wanted:
-                    return
-            await asyncio.sleep(0.01)
-
-
 @pytest.fixture
-async def connect() -> AsyncIterator[Connect]:
-    clients: list[ChatClient] = []
-
-    async def _connect(name: str, server: ChatServer) -> ChatClient:
-        client = await ChatClient.connect(name, *server.address)
-        clients.append(client)
-        return client
-
-    yield _connect
-    for client in clients:
-        await client.abort()
+def connect(connect_to: Connect) -> Connect:
+    """Clients connect to the server each test names."""
+    return connect_to
 
 
 async def test_a_message_reaches_members_on_both_servers(

@@ -18,8 +18,8 @@ from typing import Any, TypeVar, cast
 
 import pytest
 
-from tests.deployments import Deployment, deployment_fixture, until
-from tests.helpers import TIMEOUT, collect, events_until, expect
+from tests.deployments import Deployment, deployment_fixture
+from tests.helpers import TIMEOUT, collect, events_until, expect, until
 from tests.raw import Raw
 from tuichat.client import ChatClient, ClientEvent, Disconnected
 from tuichat.protocol import (

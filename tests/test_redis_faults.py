@@ -6,16 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
-from tests.deployments import until
-from tests.helpers import TIMEOUT, expect
+from tests.helpers import TIMEOUT, expect, until
 from tests.raw import open_raw
 from tests.redis_cluster import RedisCluster
-from tests.redis_kinds import RedisStore, redis_client, redis_config
+from tests.redis_kinds import ConnectTo, RedisStore, redis_client, redis_config
 from tuichat.client import ChatClient, RequestFailed
 from tuichat.protocol import Error, Hello, Message, RoomReset, Send, Welcome
 from tuichat.server import ChatServer
@@ -41,23 +40,6 @@ class Heard(logging.Handler):
             if self.times <= 0:
                 self.event.set()
                 logging.getLogger("tuichat.server").removeHandler(self)
-
-
-ConnectTo = Callable[[str, ChatServer], Awaitable[ChatClient]]
-
-
-@pytest.fixture
-async def connect_to() -> AsyncIterator[ConnectTo]:
-    """Connect welcomed clients to a given server; they are dropped after the test."""
-    clients: list[ChatClient] = []
-
-    async def _connect(name: str, server: ChatServer) -> ChatClient:
-        clients.append(await ChatClient.connect(name, *server.address))
-        return clients[-1]
-
-    yield _connect
-    for client in clients:
-        await client.abort()
 
 
 @pytest.fixture

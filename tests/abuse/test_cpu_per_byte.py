@@ -9,15 +9,14 @@ while the flood goes on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.raw import Raw, open_raw
 from tests.server_process import NO_FLOOD_CONTROL, ServerProcess, start_server_process
+from tuichat.bench.servers import cpu_seconds
 from tuichat.client import ChatClient
 from tuichat.protocol import (
     Codec,
@@ -66,15 +65,6 @@ REQUESTS: dict[str, Callable[[int], Any]] = {
     "list_rooms": lambda i: ListRooms(ref=i),
     "ping": lambda i: Ping(data=i, ref=i),
 }
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time every thread of the process has used so far."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
 
 
 @pytest.fixture

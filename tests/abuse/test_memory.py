@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deployments import until
+from tests.helpers import until
 from tests.server_process import NO_FLOOD_CONTROL, ServerProcess, start_server_process
 from tuichat.bench.servers import resident_bytes
 from tuichat.client import ChatClient

@@ -83,12 +83,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """CPU time every thread of every process has used so far (nanosecond resolution)."""
-        total = 0
-        for process in self.processes:
-            for task in Path(f"/proc/{process.pid}/task").iterdir():
-                with contextlib.suppress(OSError):  # a thread that just ended
-                    total += int((task / "schedstat").read_text().split()[0])
-        return total / 1e9
+        return sum(cpu_seconds(process.pid) for process in self.processes)
 
     def rss_bytes(self) -> int:
         """The chat servers' resident memory now."""
@@ -105,6 +100,15 @@ class ServerProcess:
                     process.kill()
                     process.wait()
         self.workdir.cleanup()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time every thread of process `pid` has used so far (nanosecond resolution)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def resident_bytes(pid: int) -> int:

@@ -220,7 +220,7 @@ class Chat(Generic[H]):
         """Return a room with members here (or the lobby); raise `no_such_room` if none."""
         room = self.rooms.get(check_room(room_name))
         if room is None:
-            raise ChatError(ErrorCode.NO_SUCH_ROOM, f"there is no room {room_name}")
+            raise no_such_room(room_name)
         return room
 
     # --- messages --------------------------------------------------------
@@ -259,6 +259,11 @@ class Chat(Generic[H]):
         room.remove(user)
         if not room.members and room.name != LOBBY:
             del self.rooms[room.name]  # the broker keeps its position
+
+
+def no_such_room(room_name: str) -> ChatError:
+    """The refusal of a request about a room that does not exist."""
+    return ChatError(ErrorCode.NO_SUCH_ROOM, f"there is no room {room_name}")
 
 
 def _by_name(room: Room[H]) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from tuichat.chat import LOBBY, Chat, ChatError, Delivery, Room, User
+from tuichat.chat.chat import no_such_room
 from tuichat.chat.names import check_name, check_room, name_keys, sort_key
 from tuichat.protocol import (
     PROTOCOL_VERSION,
@@ -315,7 +316,7 @@ class ChatServer:
         try:
             step(*args)
         except ChatError as exc:
-            session.send(Error(code=str(exc.code), message=exc.message, ref=ref))
+            session.send(_refused(exc, ref))
 
     def deliver(self, deliveries: Iterable[Delivery[Session]]) -> None:
         """Encode each message once and queue it for its room's members."""
@@ -423,6 +424,11 @@ class ChatServer:
     def on_identities(self, identities: Mapping[str, str]) -> None:
         """Registrations (key hashes) by name key, as the store or another server has them."""
         self.ownership.load_identities(identities)
+
+    def known_owners(self) -> tuple[Mapping[str, str], Mapping[str, str]]:
+        """The resume tokens and registrations known here (to write back to a store that lost
+        them)."""
+        return self.ownership.tokens, self.ownership.identities
 
     def is_here(self, user_key: str) -> bool:
         """Whether the user is online on this server."""
@@ -647,10 +653,13 @@ class ChatServer:
             return
         message = result.message
         room = self.chat.rooms.get(message.room)
-        if result.new or room is None or result.epoch != room.epoch:
+        if (
+            result.new
+            or room is None
+            or result.epoch != room.epoch
+            or message.seq <= room.delivered  # a retry of a delivered message
+        ):
             session.send(_ack(message, send))
-        elif message.seq <= room.delivered:
-            session.send(_ack(message, send))  # a retry of a delivered message
         else:  # a retry of a message on its way here
             self._waiting_acks.setdefault((room.name, message.seq), []).append((session, send))
 
@@ -678,7 +687,7 @@ class ChatServer:
 
         def stored(result: PublishedPrivate | Exception) -> None:
             if isinstance(result, ChatError):
-                session.send(Error(code=str(result.code), message=result.message, ref=private.ref))
+                session.send(_refused(result, private.ref))
             elif isinstance(result, Exception):
                 session.send(_unavailable(result, private.ref))
             else:
@@ -824,8 +833,12 @@ def _within(messages: list[Message], budget: int) -> list[Message]:
     return messages[len(messages) - kept :]
 
 
+def _refused(exc: ChatError, ref: int | None) -> Error:
+    return Error(code=str(exc.code), message=exc.message, ref=ref)
+
+
 def _no_such_room(room: str, ref: int | None) -> Error:
-    return Error(code=str(ErrorCode.NO_SUCH_ROOM), message=f"there is no room {room}", ref=ref)
+    return _refused(no_such_room(room), ref)
 
 
 def _unavailable(exc: Exception, ref: int | None) -> Error:

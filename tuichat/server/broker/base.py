@@ -167,6 +167,9 @@ class BrokerHandler(Protocol):
     def on_identities(self, identities: Mapping[str, str]) -> None:
         """Registrations (key hashes), by name key, as the other servers have made them."""
 
+    def known_owners(self) -> tuple[Mapping[str, str], Mapping[str, str]]:
+        """The resume tokens (user key → hash) and registrations (name key → hash) known here."""
+
     def is_here(self, user_key: str) -> bool:
         """Whether the user is online on this server."""
 

@@ -131,12 +131,13 @@ class RedisLink:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_GRACE)
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(STOP_GRACE):
-                if self._pubsub is not None:
-                    await self._pubsub.aclose()
-                await self._subscriber.aclose()
-                await self.redis.aclose()
+        await self.last_words(self._close())
+
+    async def _close(self) -> None:
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+        await self._subscriber.aclose()
+        await self.redis.aclose()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run `coro` until it ends or the link stops."""

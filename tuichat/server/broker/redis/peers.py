@@ -96,8 +96,6 @@ class RedisPeers(Peers):
         self._gone: dict[str, int] = {}
         """Users a notice took offline, and when (so that an older read does not bring them
         back)."""
-        self._tokens: dict[str, str] = {}
-        self._identities: dict[str, str] = {}
         self._generation = ""
         self._handler: BrokerHandler | None = None
 
@@ -109,10 +107,8 @@ class RedisPeers(Peers):
         await redis.set(keys.GENERATION, secrets.token_hex(8), nx=True)
         self._generation = (await redis.get(keys.GENERATION)).decode()
         await self.link.subscribe(keys.PRESENCE, self._on_event)
-        self._tokens = _decoded(await redis.hgetall(keys.TOKENS))
-        self._identities = _decoded(await redis.hgetall(keys.IDENTITIES))
-        handler.on_tokens(self._tokens)
-        handler.on_identities(self._identities)
+        handler.on_tokens(_decoded(await redis.hgetall(keys.TOKENS)))
+        handler.on_identities(_decoded(await redis.hgetall(keys.IDENTITIES)))
         await redis.sadd(keys.SERVERS, self.id)
         await self._load_presence()
         self.link.on_reconnect.append(self._after_reconnect)
@@ -200,7 +196,6 @@ class RedisPeers(Peers):
         self.link.enqueue(add)
 
     def save_token(self, user_key: str, token_hash: str) -> None:
-        self._tokens[user_key] = token_hash
         event = Notice("token", self.id, user_key, value=token_hash).pack()
 
         async def add(pipe: Any) -> None:
@@ -226,8 +221,6 @@ class RedisPeers(Peers):
             if int(result) != 1:
                 done(False)
                 return
-            for key in wanted:
-                self._identities[key] = key_hash
             self._share_identities({key: key_hash for key in wanted})
             done(True)
 
@@ -269,10 +262,8 @@ class RedisPeers(Peers):
         elif notice.kind == "kick" and notice.target == self.id:
             self._handler.on_kick(key)
         elif notice.kind == "token":
-            self._tokens[key] = notice.value
             self._handler.on_tokens({key: notice.value})
         elif notice.kind == "identity":
-            self._identities.update(notice.identities)
             self._handler.on_identities(notice.identities)
         elif notice.kind == "sync":  # a server wrote its presence anew: read everyone again
             await self._load_presence()
@@ -415,16 +406,18 @@ class RedisPeers(Peers):
         redis = self.link.redis
         await redis.set(keys.GENERATION, secrets.token_hex(8), nx=True)
         self._generation = (await redis.get(keys.GENERATION)).decode()
+        assert self._handler is not None
+        tokens, identities = self._handler.known_owners()
         log.warning(
             "redis: Redis lost its data (generation marker gone); writing back %d registration(s), "
             "%d token(s) and this server's users; rooms get new epochs",
-            len(self._identities), len(self._tokens),
+            len(identities), len(tokens),
         )  # fmt: skip
         async with redis.pipeline(transaction=False) as pipe:
-            if self._identities:
-                pipe.hset(keys.IDENTITIES, mapping=self._identities)
-            if self._tokens:
-                pipe.hset(keys.TOKENS, mapping=self._tokens)
+            if identities:
+                pipe.hset(keys.IDENTITIES, mapping=dict(identities))
+            if tokens:
+                pipe.hset(keys.TOKENS, mapping=dict(tokens))
             await pipe.execute()
         await self._write_presence()
         await self._sync()
