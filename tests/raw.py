@@ -10,6 +10,7 @@ import msgpack
 
 from tuichat.protocol import (
     AnyMessage,
+    Challenge,
     Codec,
     Connection,
     Error,
@@ -19,6 +20,7 @@ from tuichat.protocol import (
     Welcome,
     encode_frame,
 )
+from tuichat.protocol.auth import SigningKey
 
 
 class Raw:
@@ -30,6 +32,8 @@ class Raw:
         self.conn = Connection(Role.CLIENT)
         self.pending: deque[Event] = deque()
         self.eof = False
+        self.challenge: Challenge | None = None
+        """The server's first frame (kept here, not among the frames `next` returns)."""
 
     def send(self, *messages: AnyMessage) -> None:
         self.write(b"".join(encode_frame(Codec.encode(m)) for m in messages))
@@ -52,8 +56,31 @@ class Raw:
             if not data:
                 self.eof = True
                 continue
-            self.pending.extend(self.conn.receive_data(data))
+            for event in self.conn.receive_data(data):
+                if isinstance(event, Challenge):
+                    self.challenge = event
+                else:
+                    self.pending.append(event)
         return self.pending.popleft()
+
+    async def challenged(self, timeout: float = 5.0) -> Challenge:
+        """Wait for the server's challenge (what a `hello` with a key signs)."""
+        async with asyncio.timeout(timeout):
+            while self.challenge is None:
+                data = await self.reader.read(65536)
+                assert data, "the server closed the connection before its challenge"
+                for event in self.conn.receive_data(data):
+                    if isinstance(event, Challenge):
+                        self.challenge = event
+                    else:
+                        self.pending.append(event)
+        return self.challenge
+
+    async def signed_hello(self, name: str, key: SigningKey, **fields: Any) -> Hello:
+        """A `hello` for `name` signed with `key` for this connection's challenge."""
+        challenge = await self.challenged()
+        signature = key.sign_login(challenge.server_id, challenge.nonce, name)
+        return Hello(name=name, public_key=key.public, signature=signature, **fields)
 
     async def next(self, timeout: float = 5.0) -> Event | None:
         """Return the server's next frame, or None once it has closed the connection."""

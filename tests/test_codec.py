@@ -27,6 +27,7 @@ from tuichat.protocol.messages import (
     CLIENT_MESSAGE_TYPES,
     PROTOCOL_VERSION,
     SERVER_MESSAGE_TYPES,
+    Challenge,
     Hello,
     Message,
     Ping,
@@ -132,7 +133,7 @@ def sender_and_receiver(receiving: Role, cls: type[Any]) -> tuple[Connection, Co
     if receiving is Role.SERVER:
         handshake = cls is Hello  # a second hello would be refused
         return client(opened=not handshake), server(opened=not handshake)
-    handshake = cls is Welcome  # a second welcome would be fatal
+    handshake = cls in (Welcome, Challenge)  # either after welcome would be fatal
     return server(opened=not handshake), client(opened=not handshake)
 
 
@@ -204,7 +205,7 @@ def test_fields_that_are_none_are_left_out_of_the_wire_map() -> None:
     assert to_wire(Hello(name="ann")) == {
         "type": "hello",
         "name": "ann",
-        "version": 1,
+        "version": 2,
         "client": "",
     }
     assert "limits" not in to_wire(WELCOME)
@@ -662,7 +663,7 @@ def test_message_like_maps_decode_to_well_typed_messages_or_invalid_message(
     if role is Role.SERVER:
         conn = server(opened=value["type"] != "hello")
     else:
-        conn = client(opened=value["type"] != "welcome")
+        conn = client(opened=value["type"] not in ("welcome", "challenge"))
     events = outcome(conn, encode_frame(msgpack.packb(value)))
     if isinstance(events, ProtocolError):
         # The one fatal case: a well-formed hello with a version the server lacks.

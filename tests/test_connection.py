@@ -27,6 +27,7 @@ from tuichat.protocol.messages import (
     SERVER_MESSAGE_TYPES,
     Ack,
     Bye,
+    Challenge,
     Error,
     Hello,
     History,
@@ -88,10 +89,11 @@ EXAMPLES: dict[type[Any], Any] = {
         room="#dev", epoch=7, messages=(Message("#dev", 9, "bob", "old", 999),), ref=11
     ),
     RoomReset: RoomReset(room="#dev", epoch=8, seq=0),
+    Challenge: Challenge(nonce="n" * 32, server_id="s" * 22),
 }
 
 CLIENT_HANDSHAKE = (Hello, Ping, Pong, Bye)
-SERVER_HANDSHAKE = (Welcome, Error, Ping, Pong, Bye)
+SERVER_HANDSHAKE = (Challenge, Welcome, Error, Ping, Pong, Bye)
 CLIENT_ONLY = [c for c in CLIENT_MESSAGE_TYPES if c not in SERVER_MESSAGE_TYPES]
 SERVER_ONLY = [c for c in SERVER_MESSAGE_TYPES if c not in CLIENT_MESSAGE_TYPES]
 
@@ -165,7 +167,7 @@ def test_sending_a_hello_produces_the_exact_frame() -> None:
         "85"  # map of 5
         "a4 74797065 a5 68656c6c6f"  # "type": "hello"
         "a4 6e616d65 a3 616e6e"  # "name": "ann"
-        "a7 76657273696f6e 01"  # "version": 1
+        "a7 76657273696f6e 02"  # "version": 2
         "a6 636c69656e74 a0"  # "client": ""
         "a3 726566 cd 0100"  # "ref": 256
     )
@@ -180,9 +182,9 @@ def test_receiving_the_exact_bytes_of_a_minimal_ping(role: Role) -> None:
 
 def test_server_decodes_the_hello_frame_worked_example_of_protocol_md() -> None:
     example = bytes.fromhex(
-        "00000023 84a474797065a568656c6c6fa46e616d65a3616c69a776657273696f6e01a372656601"
+        "00000023 84a474797065a568656c6c6fa46e616d65a3616c69a776657273696f6e02a372656601"
     )
-    assert Connection(Role.SERVER).receive_data(example) == [Hello(name="ali", version=1, ref=1)]
+    assert Connection(Role.SERVER).receive_data(example) == [Hello(name="ali", version=2, ref=1)]
 
 
 def test_server_encodes_the_pong_worked_example_of_protocol_md_exactly() -> None:
@@ -289,7 +291,9 @@ def test_invalid_message_leaves_the_connection_usable() -> None:
 
 
 @pytest.mark.parametrize("cls", SERVER_HANDSHAKE, ids=ids)
-def test_client_accepts_welcome_error_ping_pong_and_bye_before_welcome(cls: type[Any]) -> None:
+def test_client_accepts_challenge_welcome_error_ping_pong_and_bye_before_welcome(
+    cls: type[Any],
+) -> None:
     client = Connection(Role.CLIENT)
     assert client.receive_data(frame(EXAMPLES[cls])) == [EXAMPLES[cls]]
     assert client.state is (State.OPEN if cls is Welcome else State.HANDSHAKE)
@@ -316,7 +320,23 @@ def test_second_welcome_is_a_protocol_error() -> None:
     assert client.state is State.CLOSED
 
 
-@pytest.mark.parametrize("cls", [c for c in SERVER_MESSAGE_TYPES if c is not Welcome], ids=ids)
+def test_a_second_challenge_is_a_protocol_error() -> None:
+    client = Connection(Role.CLIENT)
+    client.receive_data(frame(EXAMPLES[Challenge]))
+    with pytest.raises(ProtocolError, match="second 'challenge'"):
+        client.receive_data(frame(EXAMPLES[Challenge]))
+    assert client.state is State.CLOSED
+
+
+def test_a_challenge_after_welcome_is_a_protocol_error() -> None:
+    client = open_client()
+    with pytest.raises(ProtocolError, match="'challenge' after 'welcome'"):
+        client.receive_data(frame(EXAMPLES[Challenge]))
+
+
+@pytest.mark.parametrize(
+    "cls", [c for c in SERVER_MESSAGE_TYPES if c not in (Welcome, Challenge)], ids=ids
+)
 def test_open_client_accepts_every_server_message(cls: type[Any]) -> None:
     client = open_client()
     assert client.receive_data(frame(EXAMPLES[cls])) == [EXAMPLES[cls]]
@@ -459,7 +479,7 @@ FATAL = [
     ("not-msgpack", open_server, encode_frame(b"\xc1"), ErrorCode.BAD_FRAME),
     ("trailing-bytes-in-frame", open_client, encode_frame(Codec.encode(Ping()) + b"\x00"),
      ErrorCode.BAD_FRAME),
-    ("unsupported-version", lambda: Connection(Role.SERVER), frame(Hello(name="a", version=2)),
+    ("unsupported-version", lambda: Connection(Role.SERVER), frame(Hello(name="a", version=1)),
      ErrorCode.UNSUPPORTED_VERSION),
     ("message-before-welcome", lambda: Connection(Role.CLIENT), frame(EXAMPLES[Message]),
      None),
@@ -578,7 +598,9 @@ client_stream = st.lists(
     max_size=10,
 )
 server_stream = st.lists(
-    st.sampled_from([EXAMPLES[c] for c in SERVER_MESSAGE_TYPES if c not in (Bye, Welcome)])
+    st.sampled_from(
+        [EXAMPLES[c] for c in SERVER_MESSAGE_TYPES if c not in (Bye, Welcome, Challenge)]
+    )
     | st.builds(Message, room=st.just("lobby"), seq=st.integers(0, 2**40),
                 sender=st.text(max_size=10), text=st.text(max_size=200), ts=st.integers(0, 2**41))
     | st.just({"type": "message", "room": "lobby"}),

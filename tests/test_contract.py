@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import secrets
 from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar, cast
@@ -21,7 +20,7 @@ import pytest
 from tests.deployments import Deployment, deployment_fixture
 from tests.helpers import TIMEOUT, collect, events_until, expect, until
 from tests.raw import Raw
-from tuichat.client import ChatClient, ClientEvent, Disconnected
+from tuichat.client import ChatClient, ClientEvent, Disconnected, SigningKey
 from tuichat.protocol import (
     Ack,
     AnyMessage,
@@ -556,7 +555,7 @@ async def test_who_and_list_rooms_answer_the_same_on_both_servers(deployment: De
 async def test_a_registered_name_needs_its_key_on_both_servers_and_the_key_takes_it_over(
     deployment: Deployment,
 ) -> None:
-    key, wrong = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    key, wrong = SigningKey.generate(), SigningKey.generate()
     ali = await deployment.connect("ali", on=0, key=key)
     watcher = await deployment.connect("watcher", on=1)
     await until(watcher.who, ("ali", "watcher"))
@@ -570,14 +569,17 @@ async def test_a_registered_name_needs_its_key_on_both_servers_and_the_key_takes
         other = await deployment.raw(on)
         for hello in (
             Hello(name="ali"),
-            Hello(name="ali", key=wrong),
-            Hello(name="ALI", key=wrong),
+            await other.signed_hello("ali", wrong),
+            await other.signed_hello("ALI", wrong),
             Hello(name="\u0430li"),  # a Cyrillic a
         ):
             refused = await ask_for(other, hello, Error)
             assert (refused.code, refused.fatal) == ("name_registered", False), hello
+    seen_elsewhere = await (await deployment.raw(on=0)).signed_hello("ali", key)
+    replayed = await ask_for(thief, seen_elsewhere, Error)  # signed for another connection
+    assert (replayed.code, replayed.fatal) == ("bad_signature", False)
     owner = await deployment.raw(on=1)
-    welcome = await ask_for(owner, Hello(name="ali", key=key), Welcome)  # while ali is online
+    welcome = await ask_for(owner, await owner.signed_hello("ali", key), Welcome)  # ali online
     assert welcome.name == "ali"
     await taken_over(ali, owner, watcher, "same ali, other server")
     check = await deployment.connect("check", on=0)
@@ -609,7 +611,7 @@ async def test_a_name_online_on_one_server_is_taken_on_the_other(deployment: Dep
         Hello(name="ali"),
         Hello(name="ALI"),
         Hello(name="\u0430li"),
-        Hello(name="ali", key=secrets.token_urlsafe(32)),  # a key registers nothing here
+        await thief.signed_hello("ali", SigningKey.generate()),  # a key registers nothing here
         Hello(name="ali", token="not-the-token-of-ali"),
     ):
         refused = await ask_for(thief, hello, Error)
@@ -665,7 +667,7 @@ async def test_history_names_tokens_and_numbering_survive_a_restart(
 ) -> None:
     if not deployment.durable:
         pytest.skip(f"{deployment.kind}: nothing is kept across a restart")
-    key = secrets.token_urlsafe(32)
+    key = SigningKey.generate()
     ali = await deployment.connect("ali", on=0, key=key)
     bob = await deployment.connect("bob", on=1)
     await ali.join("#dev")
@@ -691,7 +693,7 @@ async def test_history_names_tokens_and_numbering_survive_a_restart(
     refused = await ask_for(thief, Hello(name="ali"), Error)
     assert refused.code == "name_registered"
     back = await deployment.raw(on=1)
-    hello = Hello(name="ali", key=key, token=token, private_after=echo.pid - 1)
+    hello = await back.signed_hello("ali", key, token=token, private_after=echo.pid - 1)
     welcome = await ask_for(back, hello, Welcome)
     assert welcome.private_seq == echo.pid
     frames = await frames_until(back, lambda fs: seen(fs, is_private("psst")))  # the token held

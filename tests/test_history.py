@@ -13,6 +13,7 @@ from tests.helpers import collect, expect
 from tests.proxy import Proxy
 from tuichat.client import Backoff, ChatClient, Reconnected, Reconnecting
 from tuichat.protocol import (
+    Challenge,
     Codec,
     Connection,
     Hello,
@@ -180,7 +181,7 @@ async def test_a_client_with_a_position_from_another_history_is_told_to_reload(
     async with asyncio.timeout(5):
         while not any(isinstance(e, RoomReset) for e in events):
             events += receiver.receive_data(await reader.read(65536))
-    assert isinstance(events[0], Welcome)
+    assert isinstance(events[0], Challenge) and isinstance(events[1], Welcome)
     reset = next(e for e in events if isinstance(e, RoomReset))
     assert (reset.room, reset.epoch, reset.seq) == ("#lobby", epoch, 1)
     writer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 
@@ -15,13 +16,13 @@ from tests.helpers import TIMEOUT, expect, until
 from tests.raw import open_raw
 from tests.redis_cluster import RedisCluster
 from tests.redis_kinds import ConnectTo, RedisStore, redis_client, redis_config
-from tuichat.client import ChatClient, RequestFailed
-from tuichat.protocol import Error, Hello, Message, RoomReset, Send, Welcome
+from tuichat.client import ChatClient, RequestFailed, SigningKey
+from tuichat.protocol import Error, Message, RoomReset, Send, Welcome
 from tuichat.server import ChatServer
 from tuichat.server.broker import BrokerRefused
 
-KEY_A = "a" * 43
-KEY_B = "b" * 43
+KEY_A = SigningKey.generate()
+KEY_B = SigningKey.generate()
 
 
 class Heard(logging.Handler):
@@ -127,8 +128,8 @@ async def test_a_name_registered_on_two_servers_at_once_has_one_owner(
         name = f"nima{attempt}"
         first = await open_raw(*a.address)
         second = await open_raw(*b.address)
-        first.send(Hello(name=name, key=KEY_A, ref=1))
-        second.send(Hello(name=name, key=KEY_B, ref=1))
+        first.send(dataclasses.replace(await first.signed_hello(name, KEY_A), ref=1))
+        second.send(dataclasses.replace(await second.signed_hello(name, KEY_B), ref=1))
         answers = [await first.reply(1), await second.reply(1)]
         welcomed = [isinstance(answer, Welcome) for answer in answers]
         assert welcomed.count(True) <= 1, answers
@@ -144,7 +145,7 @@ async def test_a_name_registered_on_two_servers_at_once_has_one_owner(
             async with asyncio.timeout(TIMEOUT):
                 while True:
                     probe = await open_raw(*server.address)
-                    probe.send(Hello(name=name, key=loser_key, ref=2))
+                    probe.send(await probe.signed_hello(name, loser_key, ref=2))
                     answer = await probe.reply(2)
                     probe.writer.close()
                     assert not isinstance(answer, Welcome), f"{name} taken by the other key"
@@ -178,7 +179,7 @@ async def test_a_registration_redis_refused_is_not_taken_as_done(
     a, b = servers
     async with out_of_memory(redis):
         raw = await open_raw(*a.address)
-        raw.send(Hello(name="sara", key=KEY_A, ref=1))
+        raw.send(await raw.signed_hello("sara", KEY_A, ref=1))
         answer = await raw.reply(1, timeout=TIMEOUT)
         assert isinstance(answer, Error) and answer.code == "unavailable", answer
         raw.writer.close()
@@ -186,7 +187,7 @@ async def test_a_registration_redis_refused_is_not_taken_as_done(
     sara = await ChatClient.connect("sara", *b.address, key=KEY_B)
     await sara.abort()
     raw = await open_raw(*a.address)
-    raw.send(Hello(name="sara", key=KEY_A, ref=1))
+    raw.send(await raw.signed_hello("sara", KEY_A, ref=1))
     refused = await raw.reply(1, timeout=TIMEOUT)
     assert isinstance(refused, Error) and refused.code == "name_registered"
     raw.writer.close()

@@ -41,6 +41,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="store an identity line made by --export-identity on another device, then exit",
     )
     parser.add_argument(
+        "--trust-address",
+        action="store_true",
+        help="sign in even if this server claims to be a chat you know at another address",
+    )
+    parser.add_argument(
         "--identities", type=Path, default=None, help=f"identity file (default {default_path()})"
     )
     parser.add_argument("--version", action="version", version=f"tuichat {__version__}")
@@ -97,14 +102,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     tls = tls_context(args.ca) if args.tls or args.ca else None
 
+    address = f"{args.host.lower()}:{args.port}"
+
     async def connector(name: str) -> ChatClient:
+        identity = identities.identity_for(name)
         return await ChatClient.connect(
             name,
             args.host,
             args.port,
             ssl_context=tls,
             reconnect=True,
-            key=identities.key_for(name),
+            key=identity.key,
+            legacy_key=identity.legacy,
+            pins=identities.pins(name, address, trust_address=args.trust_address),
         )
 
     app = ChatApp(connector, args.name, server_label=f"{args.host}:{args.port}")

@@ -10,8 +10,12 @@ from tuichat.client.client import (
     Reconnected,
     Reconnecting,
     RequestFailed,
+    ServerPins,
+    ServerSilent,
+    UntrustedServer,
     new_message_id,
 )
+from tuichat.protocol.auth import SigningKey
 
 __all__ = [
     "Backoff",
@@ -23,5 +27,9 @@ __all__ = [
     "Reconnected",
     "Reconnecting",
     "RequestFailed",
+    "ServerPins",
+    "ServerSilent",
+    "SigningKey",
+    "UntrustedServer",
     "new_message_id",
 ]

@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from tuichat import DEFAULT_PORT
 from tuichat.client.link import Link
@@ -28,6 +28,7 @@ from tuichat.protocol import (
     Ack,
     AnyMessage,
     Bye,
+    Challenge,
     Error,
     ErrorCode,
     Event,
@@ -55,11 +56,18 @@ from tuichat.protocol import (
     Welcome,
     Who,
 )
+from tuichat.protocol.auth import SigningKey
 
 T = TypeVar("T")
 
 FATAL_REFUSALS = frozenset(
-    {ErrorCode.INVALID_NAME, ErrorCode.UNSUPPORTED_VERSION, ErrorCode.NAME_REGISTERED}
+    {
+        ErrorCode.INVALID_NAME,
+        ErrorCode.UNSUPPORTED_VERSION,
+        ErrorCode.NAME_REGISTERED,
+        ErrorCode.BAD_SIGNATURE,
+        ErrorCode.KEY_UPGRADE_REQUIRED,
+    }
 )
 """Refusals of a `hello` that no retry will change."""
 
@@ -79,6 +87,25 @@ class RequestFailed(ClientError):
 
 class ConnectionClosed(ClientError):
     """The connection ended before the server answered."""
+
+
+class UntrustedServer(ClientError):
+    """The server claims to be a chat this name knows under another address (it may be
+    relaying our login there), so the name's key was not used."""
+
+
+class ServerPins(Protocol):
+    """Where a name's key has been used: asked before each signature, told after a welcome."""
+
+    def check(self, server_id: str) -> None:
+        """Raise `UntrustedServer` if the key must not sign for `server_id` here."""
+
+    def remember(self, server_id: str) -> None:
+        """The key signed us in to `server_id` here."""
+
+
+class ServerSilent(ClientError, TimeoutError):
+    """The server accepted the connection (or a request) but did not answer in time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +175,15 @@ class ChatClient:
         reconnect: bool,
         backoff: Backoff,
         heartbeat: float,
-        key: str | None = None,
+        key: SigningKey | None = None,
+        legacy_key: str | None = None,
+        pins: ServerPins | None = None,
     ) -> None:
         self._name = name
+        self._pins = pins
         self._key = key
+        self._legacy_key = legacy_key
+        self._challenge: asyncio.Future[Challenge] | None = None
         self._host = host
         self._port = port
         self._ssl = ssl_context
@@ -192,7 +224,9 @@ class ChatClient:
         reconnect: bool = False,
         backoff: Backoff | None = None,
         heartbeat: float = 10.0,
-        key: str | None = None,
+        key: SigningKey | None = None,
+        legacy_key: str | None = None,
+        pins: ServerPins | None = None,
     ) -> ChatClient:
         """Connect, say hello as `name` and return the welcomed client.
 
@@ -201,9 +235,14 @@ class ChatClient:
         With `reconnect`, a later drop is followed by reconnection attempts
         instead of the end of the session. `heartbeat` is how often (seconds)
         a quiet connection is pinged; three times that without a word from the
-        server counts as a drop. `key` is the secret that owns the name: the first
-        `hello` with a key registers the name to it, and from then on the server
-        refuses the name (code `name_registered`) to anyone without it.
+        server counts as a drop. `key` is the private key that owns the name: the
+        first `hello` signed with a key registers the name to it, and from then on the
+        server refuses the name (code `name_registered`) to anyone who cannot sign with
+        it. `legacy_key` is the name's protocol-1 secret, sent only to a server that
+        asks for it (`key_upgrade_required`) to move the name to `key`. `pins` is
+        asked before the key signs a challenge (see `ServerPins`). A server that
+        accepts the connection but does not answer within `timeout` raises
+        `ServerSilent` (a `TimeoutError`); so does a request it does not answer.
         """
         client = cls(
             name,
@@ -216,6 +255,8 @@ class ChatClient:
             backoff=backoff or Backoff(),
             heartbeat=heartbeat,
             key=key,
+            legacy_key=legacy_key,
+            pins=pins,
         )
         try:
             await client._open()
@@ -231,20 +272,47 @@ class ChatClient:
     async def _open(self) -> Welcome:
         """Open a connection and say hello (resuming if this session had one before)."""
         self._ready = False
+        where = f"{self._host}:{self._port}"
         async with asyncio.timeout(self._timeout):
+            challenge = self._challenge = asyncio.get_running_loop().create_future()
             self._link = await Link.open(
                 self._host, self._port, self._ssl, self._on_event, self._on_lost
             )
-            resuming = self.welcome is not None
-            hello = Hello(
-                name=self._name,
-                client=self._client_name,
-                positions=tuple(self.positions.values()) if resuming else None,
-                private_after=self._private_after if resuming else None,
-                token=self._token if resuming else None,
-                key=self._key,
-            )
-            return await self._request(hello, Welcome, link=self._link)
+        try:
+            async with asyncio.timeout(self._timeout):
+                server_id = (await asyncio.shield(challenge)).server_id
+                if self._key is not None and self._pins is not None:
+                    self._pins.check(server_id)
+                hello = self._hello(challenge.result())
+                try:
+                    welcome = await self._request(hello, Welcome, link=self._link)
+                except RequestFailed as exc:
+                    if exc.code != ErrorCode.KEY_UPGRADE_REQUIRED or not self._legacy_key:
+                        raise
+                    hello = dataclasses.replace(hello, legacy_key=self._legacy_key)
+                    welcome = await self._request(hello, Welcome, link=self._link)
+                if self._key is not None and self._pins is not None:
+                    self._pins.remember(server_id)
+                return welcome
+        except TimeoutError as exc:
+            raise ServerSilent(
+                f"{where} accepted the connection but did not answer within {self._timeout:g} s"
+            ) from exc
+
+    def _hello(self, challenge: Challenge) -> Hello:
+        resuming = self.welcome is not None
+        key = self._key
+        return Hello(
+            name=self._name,
+            client=self._client_name,
+            positions=tuple(self.positions.values()) if resuming else None,
+            private_after=self._private_after if resuming else None,
+            token=self._token if resuming else None,
+            public_key=key.public if key else None,
+            signature=key.sign_login(challenge.server_id, challenge.nonce, self._name)
+            if key
+            else None,
+        )
 
     @property
     def name(self) -> str:
@@ -367,7 +435,13 @@ class ChatClient:
         try:
             link.send(_with_ref(message, ref))
             await link.drain()
-            reply = await future
+            try:
+                async with asyncio.timeout(self._timeout):
+                    reply = await future
+            except TimeoutError as exc:
+                raise ServerSilent(
+                    f"the server did not answer {message.TYPE!r} within {self._timeout:g} s"
+                ) from exc
         finally:
             self._pending.pop(ref, None)
         return _expect(reply, reply_type)
@@ -401,6 +475,10 @@ class ChatClient:
             return  # InvalidMessage: a newer server's message type we do not know
         if isinstance(event, Ping):
             link.send(Pong(data=event.data, ref=event.ref))
+            return
+        if isinstance(event, Challenge):
+            if link is self._link and self._challenge is not None and not self._challenge.done():
+                self._challenge.set_result(event)
             return
         ref = getattr(event, "ref", None)
         future = self._pending.pop(ref, None) if ref is not None else None
@@ -461,6 +539,8 @@ class ChatClient:
             if not future.done() and id(future) not in retried:
                 future.set_exception(ConnectionClosed(reason))
         self._pending.clear()  # unacknowledged sends get new refs when they are sent again
+        if self._challenge is not None and not self._challenge.done():
+            self._challenge.set_exception(ConnectionClosed(reason))
         self._ready = False
         if self._closing or not self._reconnect or self.welcome is None:
             self._finish(reason, clean)
@@ -488,6 +568,9 @@ class ChatClient:
                     await self._link.abort()
                 if isinstance(exc, RequestFailed) and exc.code in FATAL_REFUSALS:
                     self._finish(f"the server refused us: {exc.message}", clean=False)
+                    return
+                if isinstance(exc, UntrustedServer):
+                    self._finish(str(exc), clean=False)
                     return
                 reason = exc.message if isinstance(exc, RequestFailed) else str(exc)
                 reason = reason or type(exc).__name__

@@ -17,6 +17,7 @@ from tuichat.protocol.messages import (
     SERVER_MESSAGE_TYPES,
     AnyMessage,
     Bye,
+    Challenge,
     Error,
     Hello,
     Ping,
@@ -49,7 +50,7 @@ class State(Enum):
 
 # Messages either side may exchange before the handshake is done.
 _HANDSHAKE_FROM_CLIENT = (Hello, Ping, Pong, Bye)
-_HANDSHAKE_FROM_SERVER = (Welcome, Error, Ping, Pong, Bye)
+_HANDSHAKE_FROM_SERVER = (Challenge, Welcome, Error, Ping, Pong, Bye)
 
 
 class Connection:
@@ -69,6 +70,7 @@ class Connection:
         self.state = State.HANDSHAKE
         self.they_closed = False
         self.we_closed = False
+        self._challenged = False
         self._frames = FrameDecoder(max_frame)
         accepts = CLIENT_MESSAGE_TYPES if role is Role.SERVER else SERVER_MESSAGE_TYPES
         self._codec = Codec(accepts, max_frame)
@@ -147,10 +149,14 @@ class Connection:
         if self.state is State.HANDSHAKE:
             if not isinstance(message, _HANDSHAKE_FROM_SERVER):
                 self._broken(ErrorCode.BAD_MESSAGE, f"{message.TYPE!r} before 'welcome'")
+            if isinstance(message, Challenge):
+                if self._challenged:
+                    self._broken(ErrorCode.BAD_MESSAGE, "a second 'challenge'")
+                self._challenged = True
             if isinstance(message, Welcome):
                 self.state = State.OPEN
-        elif isinstance(message, Welcome):
-            self._broken(ErrorCode.BAD_MESSAGE, "a second 'welcome'")
+        elif isinstance(message, Welcome | Challenge):
+            self._broken(ErrorCode.BAD_MESSAGE, f"{message.TYPE!r} after 'welcome'")
         return message
 
     # --- sending ---------------------------------------------------------

@@ -32,6 +32,8 @@ class ErrorCode(StrEnum):
     NO_SUCH_USER = "no_such_user"
     RATE_LIMITED = "rate_limited"
     NAME_REGISTERED = "name_registered"
+    BAD_SIGNATURE = "bad_signature"
+    KEY_UPGRADE_REQUIRED = "key_upgrade_required"
     NO_SUCH_ROOM = "no_such_room"
     EMPTY_TEXT = "empty_text"
     TEXT_TOO_LONG = "text_too_long"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,9 @@ class Hello:
     positions: tuple[Position, ...] | None = None  # resuming: where we were in each room
     private_after: int | None = None  # resuming: the last private message `pid` we saw
     token: str | None = None  # resuming: the `token` of our previous `welcome`
-    key: str | None = None  # the secret that owns `name` (registers it on first use)
+    public_key: str | None = None  # the key that owns `name` (registers it on first use)
+    signature: str | None = None  # public_key's signature of the challenge (see auth.py)
+    legacy_key: str | None = None  # the version-1 secret of `name`, when the server asks
     ref: int | None = None
 
 
@@ -151,6 +153,15 @@ class Bye:
 
 
 # --- server to client -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """The server's first frame: what a `hello` that owns its name must sign."""
+
+    TYPE: ClassVar[str] = "challenge"
+    nonce: str
+    server_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +327,8 @@ class Error:
 
 ClientMessage = Hello | Send | Private | Join | Part | ListRooms | Who | History | Ping | Pong | Bye
 ServerMessage = (
-    Welcome
+    Challenge
+    | Welcome
     | Message
     | Ack
     | PrivateMessage
@@ -340,7 +352,7 @@ CLIENT_MESSAGE_TYPES: tuple[type[ClientMessage], ...] = (
     Hello, Send, Private, Join, Part, ListRooms, Who, History, Ping, Pong, Bye,
 )  # fmt: skip
 SERVER_MESSAGE_TYPES: tuple[type[ServerMessage], ...] = (
-    Welcome, Message, Ack, PrivateMessage, Joined, Left, RoomState, HistoryPage,
+    Challenge, Welcome, Message, Ack, PrivateMessage, Joined, Left, RoomState, HistoryPage,
     RoomReset, Parted, RoomList, UserList, Notice, Error, Ping, Pong, Bye,
 )  # fmt: skip
 
@@ -351,6 +363,7 @@ __all__ = [
     "Ack",
     "AnyMessage",
     "Bye",
+    "Challenge",
     "ClientMessage",
     "Error",
     "Hello",

@@ -1,9 +1,12 @@
-"""Who owns a name: registrations to a key, and the resume token of each user's last session.
+"""Who owns a name: registrations to a public key, and the resume token of each user's last session.
 
-Only hashes are kept. A registered name (or a look-alike of it) is refused to
-anyone without its key; a user's last token, or the name's key, proves that a
-new connection is the same person as an old one (which it may then replace).
-Storage and sharing between servers go through `Peers`.
+A registered name (or a look-alike of it) is refused to anyone who cannot sign
+this connection's challenge with the name's key (see `tuichat.protocol.auth`).
+Only public keys are stored, as owners `ed25519:<key>`. Names registered by
+protocol version 1 are owned by `sha256:<hash of a secret>`; such a name moves to
+a key pair the first time its owner proves both. A user's last resume token (its
+hash) proves that a new connection is the same session as an old one. Storage and
+sharing between servers go through `Peers`.
 """
 
 from __future__ import annotations
@@ -11,16 +14,19 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from tuichat.chat import ChatError
-from tuichat.protocol import ErrorCode, Hello
+from tuichat.protocol import Challenge, ErrorCode, Hello
+from tuichat.protocol.auth import PUBLIC_KEY_CHARS, SIGNATURE_CHARS, login_payload, verify
 
 MIN_KEY, MAX_KEY = 16, 256
-"""Length limits of a name's key (the reference client uses 43 characters: 32 random bytes)."""
+"""Length limits of a version-1 secret (`legacy_key`)."""
+KEY_OWNER, LEGACY_OWNER = "ed25519:", "sha256:"
 
 
 def token_hash(secret: str) -> str:
-    """Return what is stored of a resume token or a key."""
+    """Return what is stored of a resume token or a version-1 secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -29,8 +35,26 @@ def same(stored_hash: str, secret: str) -> bool:
     return secrets.compare_digest(stored_hash, token_hash(secret))
 
 
+def owner_of(stored: str) -> str:
+    """A stored owner in its current form (version 1 stored a bare hash)."""
+    return stored if stored.startswith((KEY_OWNER, LEGACY_OWNER)) else LEGACY_OWNER + stored
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a `hello` proved about its name."""
+
+    owned: bool = False
+    """It proved the name's registered owner (so it may replace the owner's sessions and
+    read the owner's private history)."""
+    register: str | None = None
+    """Register the name to this owner (a new name, or a version-1 name moving to its key)."""
+    replacing: str | None = None
+    """The owner that `register` replaces (None: the name must still be free)."""
+
+
 class Ownership:
-    """Registrations (name key → key hash) and resume tokens (user key → token hash)."""
+    """Registrations (name key → owner) and resume tokens (user key → token hash)."""
 
     def __init__(self) -> None:
         self.tokens: dict[str, str] = {}
@@ -41,45 +65,69 @@ class Ownership:
         self.tokens.update(tokens)
 
     def load_identities(self, identities: Mapping[str, str]) -> None:
-        """Add registrations (key hashes) by name key."""
-        self.identities.update(identities)
+        """Add registrations (owners) by name key."""
+        self.identities.update((key, owner_of(owner)) for key, owner in identities.items())
 
-    def check_owner(self, keys: tuple[str, str], hello: Hello) -> None:
-        """Refuse a registered name (or a look-alike of it) to anyone without its key."""
-        if hello.key is not None and not MIN_KEY <= len(hello.key) <= MAX_KEY:
-            raise ChatError(ErrorCode.BAD_MESSAGE, f"a key has {MIN_KEY} to {MAX_KEY} characters")
+    def check_owner(self, keys: tuple[str, str], hello: Hello, challenge: Challenge) -> Verdict:
+        """Refuse a registered name (or a look-alike of it) to anyone who cannot prove its key."""
+        signed = _signed_key(hello, challenge)
         owners = {self.identities[key] for key in keys if key in self.identities}
         if not owners:
-            return
-        if not hello.key or not all(same(owner, hello.key) for owner in owners):
-            raise ChatError(
-                ErrorCode.NAME_REGISTERED,
-                f"{hello.name} is registered to another key; pick another name "
-                "(or bring your identity to this device: tuichat --export-identity)",
-            )
+            return Verdict(register=signed)
+        if signed is not None and owners == {signed}:
+            return Verdict(owned=True)
+        (legacy,) = owners if len(owners) == 1 else ("",)
+        if signed is not None and legacy.startswith(LEGACY_OWNER):
+            if hello.legacy_key is None:
+                raise ChatError(
+                    ErrorCode.KEY_UPGRADE_REQUIRED,
+                    f"{hello.name} is registered to a version-1 secret; send it once as "
+                    "legacy_key, with your key, to move the name to your key",
+                )
+            if same(legacy.removeprefix(LEGACY_OWNER), hello.legacy_key):
+                return Verdict(owned=True, register=signed, replacing=legacy)
+        raise ChatError(
+            ErrorCode.NAME_REGISTERED,
+            f"{hello.name} is registered to another key; pick another name "
+            "(or bring your identity to this device: tuichat --export-identity)",
+        )
 
-    def wants_registration(self, keys: tuple[str, str], hello: Hello) -> bool:
-        """Whether `hello` brings a key for a name that nobody has registered yet."""
-        return bool(hello.key) and not any(key in self.identities for key in keys)
-
-    def registered(self, keys: tuple[str, str], key_hash: str) -> None:
-        """The name's registration to `key_hash` is stored."""
+    def registered(self, keys: tuple[str, str], owner: str) -> None:
+        """The name's registration to `owner` is stored."""
         for key in keys:
-            self.identities[key] = key_hash
+            self.identities[key] = owner
 
     def check_token(self, user_key: str, token: str | None) -> bool:
         """Whether `token` is the user's last resume token."""
         stored = self.tokens.get(user_key)
         return bool(token) and stored is not None and same(stored, token or "")
 
-    def proves_owner(self, user_key: str, hello: Hello) -> bool:
-        """Whether `hello` carries the name's key or the user's last resume token."""
-        owner = self.identities.get(user_key)
-        same_key = bool(hello.key) and owner is not None and same(owner, hello.key or "")
-        return same_key or self.check_token(user_key, hello.token)
-
     def new_token(self, user_key: str) -> tuple[str, str]:
         """Make a user's next resume token; return it and its hash (now the one that counts)."""
         token = secrets.token_urlsafe(18)
         self.tokens[user_key] = token_hash(token)
         return token, self.tokens[user_key]
+
+
+def _signed_key(hello: Hello, challenge: Challenge) -> str | None:
+    """The owner `hello` proves (its public key, if it signed this challenge), after the checks."""
+    if hello.legacy_key is not None and not MIN_KEY <= len(hello.legacy_key) <= MAX_KEY:
+        raise ChatError(
+            ErrorCode.BAD_MESSAGE, f"a legacy_key has {MIN_KEY} to {MAX_KEY} characters"
+        )
+    if hello.public_key is None:
+        if hello.signature is not None or hello.legacy_key is not None:
+            raise ChatError(ErrorCode.BAD_MESSAGE, "signature and legacy_key need a public_key")
+        return None
+    if len(hello.public_key) != PUBLIC_KEY_CHARS or len(hello.signature or "") != SIGNATURE_CHARS:
+        raise ChatError(
+            ErrorCode.BAD_MESSAGE,
+            f"a public_key has {PUBLIC_KEY_CHARS} characters and its signature {SIGNATURE_CHARS}",
+        )
+    payload = login_payload(challenge.server_id, challenge.nonce, hello.name)
+    if not verify(hello.public_key, hello.signature or "", payload):
+        raise ChatError(
+            ErrorCode.BAD_SIGNATURE,
+            "the signature is not public_key's signature of this connection's challenge",
+        )
+    return KEY_OWNER + hello.public_key

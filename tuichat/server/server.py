@@ -73,7 +73,7 @@ from tuichat.server.broker import (
 )
 from tuichat.server.config import ServerConfig
 from tuichat.server.fanout import Fanout
-from tuichat.server.ownership import Ownership, token_hash
+from tuichat.server.ownership import Ownership, Verdict
 from tuichat.server.session import Session
 
 log = logging.getLogger("tuichat.server")
@@ -117,6 +117,8 @@ class ChatServer:
         self.clock = clock
         self.broker, self.peers = broker or make_broker(self.config)
         self.ownership = Ownership()
+        self.server_id = ""
+        """What a `hello` signs besides its nonce: one id for every server of one chat."""
         self.chat: Chat[Session] = Chat(self.config.chat, position=self._room_position)
         self.sessions: set[Session] = set()
         self.fanout = Fanout()
@@ -155,6 +157,7 @@ class ChatServer:
         """Start listening; `port` 0 picks a free port (see `address`)."""
         await self.broker.start(self)
         await self.peers.start(self)
+        self.server_id = await self.peers.server_id()
         ready: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
         self.broker.follow([LOBBY], ready.set_result)
         error = await ready
@@ -449,9 +452,9 @@ class ChatServer:
             raise ChatError(ErrorCode.ALREADY_WELCOMED, "the session is already open")
         name = check_name(hello.name)
         keys = name_keys(name)
-        self.ownership.check_owner(keys, hello)
-        self._replace_ghost(hello)
-        self._replace_remote_ghost(hello)
+        verdict = self.ownership.check_owner(keys, hello, session.challenge)
+        self._replace_ghost(hello, verdict)
+        self._replace_remote_ghost(hello, verdict)
         if self.chat.find(name) is not None or any(key in self._greeting for key in keys):
             raise ChatError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken; pick another")
         rooms = [LOBBY]
@@ -475,17 +478,18 @@ class ChatServer:
             if error is not None:
                 session.send(_unavailable(error, hello.ref))
             elif session.open:
-                self._guarded(session, hello.ref, self._welcome, session, hello)
+                self._guarded(session, hello.ref, self._welcome, session, hello, verdict.owned)
 
-        if not self.ownership.wants_registration(keys, hello):
+        owner = verdict.register
+        if owner is None:
             self._follow(rooms, welcome)
             return
-        key_hash = token_hash(hello.key or "")
 
         def claimed(result: bool | Exception) -> None:
             if result is True:
-                self.ownership.registered(keys, key_hash)
-                log.info("%s is now registered to its key", name)
+                self.ownership.registered(keys, owner)
+                moved = " (moved from its version-1 secret)" if verdict.replacing else ""
+                log.info("%s is now registered to its key%s", name, moved)
                 self._follow(rooms, welcome)
                 return
             finished()
@@ -500,16 +504,22 @@ class ChatServer:
                     )
                 )
 
-        self.peers.claim(dict.fromkeys(keys), name, key_hash, self.clock(), claimed)
+        self.peers.claim(
+            dict.fromkeys(keys), name, owner, self.clock(), claimed, replacing=verdict.replacing
+        )
 
-    def _welcome(self, session: Session, hello: Hello) -> None:
-        """The rooms are followed (and a new name is registered): bring the user online."""
+    def _welcome(self, session: Session, hello: Hello, owned: bool) -> None:
+        """The rooms are followed (and a new name is registered): bring the user online.
+
+        `owned`: the hello proved the name's key, which (like a valid token) lets it
+        read the user's private history.
+        """
         user, deliveries = self.chat.login(hello.name, session, self.clock())
         self.fanout.joined(user.rooms[LOBBY], session)
         session.user = user
         resumed, rejoined = self._rejoin(user, hello.positions or ())
         self.peers.logged_in(_local(user))
-        trusted = self.ownership.check_token(user.key, hello.token)
+        trusted = owned or self.ownership.check_token(user.key, hello.token)
         token, hashed = self.ownership.new_token(user.key)
         self.peers.save_token(user.key, hashed)
         online = len(self.chat.users)
@@ -547,22 +557,27 @@ class ChatServer:
             after = min(max(hello.private_after, 0), 2**63 - 1)  # SQLite integers are 64-bit
             self._spawn(self._replay_privates(session, after))
 
-    def _replace_ghost(self, hello: Hello) -> None:
+    def _proves(self, user_key: str, hello: Hello, verdict: Verdict) -> bool:
+        """Whether `hello` comes from the user of `user_key`: it proved the name's key or
+        brought the user's last resume token."""
+        return verdict.owned or self.ownership.check_token(user_key, hello.token)
+
+    def _replace_ghost(self, hello: Hello, verdict: Verdict) -> None:
         """A returning user with a valid token takes over a session that still looks alive."""
         ghost = self.chat.find(hello.name)
-        if ghost is None or not self.ownership.proves_owner(ghost.key, hello):
+        if ghost is None or not self._proves(ghost.key, hello, verdict):
             return
         old = ghost.handle
         log.info("%s is back from another connection; dropping the old one", ghost.name)
         self.logout(old, "disconnect")
         old.abort("disconnect")
 
-    def _replace_remote_ghost(self, hello: Hello) -> None:
+    def _replace_remote_ghost(self, hello: Hello, verdict: Verdict) -> None:
         """The name is in use on another server: its owner takes it over, anyone else is refused."""
         ghost = self.peers.find(hello.name)
         if ghost is None:
             return
-        if not self.ownership.proves_owner(ghost.key, hello):
+        if not self._proves(ghost.key, hello, verdict):
             raise ChatError(ErrorCode.NAME_TAKEN, f"the name {hello.name!r} is taken; pick another")
         log.info("%s is back from another server; dropping the old connection", ghost.name)
         self.peers.kick(ghost)

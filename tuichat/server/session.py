@@ -12,6 +12,7 @@ from tuichat.chat import User
 from tuichat.protocol import (
     AnyMessage,
     Bye,
+    Challenge,
     Connection,
     Error,
     ErrorCode,
@@ -19,6 +20,7 @@ from tuichat.protocol import (
     ProtocolError,
     Role,
 )
+from tuichat.protocol.auth import new_nonce
 from tuichat.server.limits import TokenBucket
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ class Session(asyncio.Protocol):
         self.user: User[Session] | None = None
         self.greeting = False
         """A `hello` is being carried out (its rooms followed, its name registered)."""
+        self.challenge = Challenge(nonce=new_nonce(), server_id=server.server_id)
+        """Sent first: a `hello` that owns its name signs it."""
         self.peer = "?"
         self.transport: asyncio.Transport | None = None
         self.close_reason = "disconnect"
@@ -77,6 +81,7 @@ class Session(asyncio.Protocol):
             self.fail(refusal)
             return
         self.server.sessions.add(self)
+        self.send(self.challenge)
 
     def data_received(self, data: bytes) -> None:
         if self.conn.finished or self._draining or self._failed:

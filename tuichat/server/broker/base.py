@@ -297,11 +297,16 @@ class Peers(ABC):
 
     @abstractmethod
     def claim(
-        self, name_keys: Iterable[str], name: str, key_hash: str, now: int,
-        done: Callable[[bool | Exception], None],
+        self, name_keys: Iterable[str], name: str, owner: str, now: int,
+        done: Callable[[bool | Exception], None], *, replacing: str | None = None,
     ) -> None:  # fmt: skip
-        """Register `name` (both of its keys) to `key_hash`, atomically for every server.
+        """Register `name` (both of its keys) to `owner`, atomically for every server.
 
-        `done(True)` once it is stored; `done(False)` if another key got it first;
-        `done(exception)` if the store refused it (nothing is registered then).
+        The keys must be free, or (with `replacing`) owned by `replacing`. `done(True)`
+        once it is stored; `done(False)` if another owner got it first; `done(exception)`
+        if the store refused it (nothing is registered then).
         """
+
+    @abstractmethod
+    async def server_id(self) -> str:
+        """The chat's identity, the same on every server of it (what a `hello` signs)."""

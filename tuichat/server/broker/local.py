@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from tuichat.protocol import Message, PrivateMessage
+from tuichat.protocol.auth import new_server_id
 from tuichat.server.broker.base import (
     Broker,
     BrokerHandler,
@@ -190,6 +191,7 @@ class LocalPeers(Peers):
     def __init__(self, store: HistoryStore, loaded: LoadedState) -> None:
         self.store = store
         self._loaded = loaded
+        self._server_id = loaded.server_id or new_server_id()  # in memory: a new chat each start
 
     async def start(self, handler: BrokerHandler) -> None:
         handler.on_tokens(self._loaded.tokens)
@@ -229,10 +231,13 @@ class LocalPeers(Peers):
         self.store.save_token(user_key, token_hash)
 
     def claim(
-        self, name_keys: Iterable[str], name: str, key_hash: str, now: int,
-        done: Callable[[bool | Exception], None],
+        self, name_keys: Iterable[str], name: str, owner: str, now: int,
+        done: Callable[[bool | Exception], None], *, replacing: str | None = None,
     ) -> None:  # fmt: skip
         # one event loop is the only writer: the server checked that the name is free
         for key in name_keys:
-            self.store.save_identity(key, name, key_hash, now)
+            self.store.save_identity(key, name, owner, now)
         done(True)
+
+    async def server_id(self) -> str:
+        return self._server_id

@@ -57,9 +57,11 @@ class LoadedState:
     tokens: dict[str, str]
     """User key → hash of the resume token of their last session."""
     identities: dict[str, str]
-    """Name key → hash of the key that owns the name."""
+    """Name key → the name's owner (`ed25519:<public key>`, or `sha256:<hash>` from version 1)."""
     recent_privates: dict[tuple[str, str], PrivateMessage] = field(default_factory=dict)
     """(sender key, client id) → the newest private messages that had an id, oldest first."""
+    server_id: str = ""
+    """The chat's identity, made the first time the store was used ("" if nothing is kept)."""
 
 
 class HistoryStore(ABC):
@@ -83,8 +85,8 @@ class HistoryStore(ABC):
         """Remember the resume token of a user's current session."""
 
     @abstractmethod
-    def save_identity(self, name_key: str, name: str, key_hash: str, now: int) -> None:
-        """Remember that `name` belongs to the holder of the key with hash `key_hash`."""
+    def save_identity(self, name_key: str, name: str, owner: str, now: int) -> None:
+        """Remember that `name` belongs to `owner` (replacing an earlier owner)."""
 
     @abstractmethod
     async def page(self, room: str, before: int, limit: int) -> list[Message]:

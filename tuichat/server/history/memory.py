@@ -40,7 +40,7 @@ class MemoryHistory(HistoryStore):
     def save_token(self, user_key: str, token_hash: str) -> None:
         pass  # tokens live in the server's memory already
 
-    def save_identity(self, name_key: str, name: str, key_hash: str, now: int) -> None:
+    def save_identity(self, name_key: str, name: str, owner: str, now: int) -> None:
         pass  # identities live in the server's memory already
 
     async def page(self, room: str, before: int, limit: int) -> list[Message]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tuichat.protocol import Message, PrivateMessage
+from tuichat.protocol.auth import new_server_id
 from tuichat.server.history.base import (
     HistoryStore,
     LoadedState,
@@ -78,6 +79,16 @@ MIGRATIONS: tuple[str, ...] = (
         name TEXT NOT NULL,
         key_hash TEXT NOT NULL,
         created INTEGER NOT NULL
+    );
+    """,
+    # version 3: names belong to public keys (`ed25519:<key>`); a version-2 registration is
+    # kept as `sha256:<hash of its secret>` until its owner moves it to a key pair
+    """
+    ALTER TABLE identities RENAME COLUMN key_hash TO owner;
+    UPDATE identities SET owner = 'sha256:' || owner;
+    CREATE TABLE meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
     );
     """,
 )
@@ -167,7 +178,11 @@ class SQLiteHistory(HistoryStore):
             rooms[room] = RoomRecord(epoch=epoch, seq=seqs.get(room, 0), recent_ids=recent)
         (last_private,) = conn.execute("SELECT COALESCE(MAX(pid), 0) FROM privates").fetchone()
         tokens = dict(conn.execute("SELECT user_key, token_hash FROM tokens").fetchall())
-        identities = dict(conn.execute("SELECT name_key, key_hash FROM identities").fetchall())
+        identities = dict(conn.execute("SELECT name_key, owner FROM identities").fetchall())
+        conn.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('server_id', ?)", (new_server_id(),)
+        )  # the first start of a new database gives the chat its identity
+        (server_id,) = conn.execute("SELECT value FROM meta WHERE name = 'server_id'").fetchone()
         recent_privates = {
             (sender_key, client_id): PrivateMessage(
                 sender=sender, to=target, text=text, ts=ts, action=bool(action), pid=pid
@@ -186,6 +201,7 @@ class SQLiteHistory(HistoryStore):
             tokens=tokens,
             identities=identities,
             recent_privates=recent_privates,
+            server_id=server_id,
         )
 
     # --- writing -----------------------------------------------------------
@@ -196,8 +212,8 @@ class SQLiteHistory(HistoryStore):
     def save_token(self, user_key: str, token_hash: str) -> None:
         self._queue.put(_Append((), ((user_key, token_hash),), None, None))
 
-    def save_identity(self, name_key: str, name: str, key_hash: str, now: int) -> None:
-        self._queue.put(_Append((), (), None, None, ((name_key, name, key_hash, now),)))
+    def save_identity(self, name_key: str, name: str, owner: str, now: int) -> None:
+        self._queue.put(_Append((), (), None, None, ((name_key, name, owner, now),)))
 
     def _write_loop(self) -> None:
         while True:
@@ -260,7 +276,7 @@ class SQLiteHistory(HistoryStore):
                     (f"INSERT INTO messages VALUES ({_marks(8)})", messages),
                     (f"INSERT INTO privates VALUES ({_marks(9)})", privates),
                     ("INSERT OR REPLACE INTO tokens VALUES (?, ?)", tokens),
-                    ("INSERT OR IGNORE INTO identities VALUES (?, ?, ?, ?)", identities),
+                    ("INSERT OR REPLACE INTO identities VALUES (?, ?, ?, ?)", identities),
                 ):
                     if rows:  # each call hands the interpreter lock back and forth: skip empties
                         conn.executemany(statement, rows)

@@ -21,6 +21,7 @@ from typing import Any
 import msgpack
 
 from tuichat.chat.names import name_keys
+from tuichat.protocol.auth import new_server_id
 from tuichat.server.broker.base import (
     BrokerHandler,
     LocalUser,
@@ -32,6 +33,7 @@ from tuichat.server.broker.base import (
 from tuichat.server.broker.redis import keys
 from tuichat.server.broker.redis.link import RedisLink
 from tuichat.server.broker.redis.scripts import CLAIM
+from tuichat.server.ownership import LEGACY_OWNER
 
 log = logging.getLogger("tuichat.server")
 
@@ -97,6 +99,7 @@ class RedisPeers(Peers):
         """Users a notice took offline, and when (so that an older read does not bring them
         back)."""
         self._generation = ""
+        self._server_id = ""
         self._handler: BrokerHandler | None = None
 
     # --- lifecycle -------------------------------------------------------
@@ -106,6 +109,8 @@ class RedisPeers(Peers):
         redis = self.link.redis
         await redis.set(keys.GENERATION, secrets.token_hex(8), nx=True)
         self._generation = (await redis.get(keys.GENERATION)).decode()
+        await redis.set(keys.SERVER_ID, new_server_id(), nx=True)
+        self._server_id = (await redis.get(keys.SERVER_ID)).decode()
         await self.link.subscribe(keys.PRESENCE, self._on_event)
         handler.on_tokens(_decoded(await redis.hgetall(keys.TOKENS)))
         handler.on_identities(_decoded(await redis.hgetall(keys.IDENTITIES)))
@@ -204,14 +209,19 @@ class RedisPeers(Peers):
 
         self.link.enqueue(add)
 
+    async def server_id(self) -> str:
+        return self._server_id
+
     def claim(
-        self, name_keys: Iterable[str], name: str, key_hash: str, now: int,
-        done: Callable[[bool | Exception], None],
+        self, name_keys: Iterable[str], name: str, owner: str, now: int,
+        done: Callable[[bool | Exception], None], *, replacing: str | None = None,
     ) -> None:  # fmt: skip
         wanted = list(name_keys)
+        # a version-1 owner may be stored as a bare hash
+        replaced = [replacing, replacing.removeprefix(LEGACY_OWNER)] if replacing else ["", ""]
 
         async def add(pipe: Any) -> None:
-            self.link.script(pipe, CLAIM, [keys.IDENTITIES], [key_hash, *wanted])
+            self.link.script(pipe, CLAIM, [keys.IDENTITIES], [owner, *replaced, *wanted])
 
         def claimed(result: Any) -> None:
             if isinstance(result, Exception) or result is None:
@@ -221,7 +231,7 @@ class RedisPeers(Peers):
             if int(result) != 1:
                 done(False)
                 return
-            self._share_identities({key: key_hash for key in wanted})
+            self._share_identities({key: owner for key in wanted})
             done(True)
 
         self.link.enqueue(add, claimed)
@@ -414,6 +424,7 @@ class RedisPeers(Peers):
             len(identities), len(tokens),
         )  # fmt: skip
         async with redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.SERVER_ID, self._server_id, nx=True)  # signatures stay valid
             if identities:
                 pipe.hset(keys.IDENTITIES, mapping=dict(identities))
             if tokens:

@@ -86,16 +86,17 @@ A retry gets `{0, original}` (its pid, ts, target, text and action, packed); a n
 nobody (`target_key` empty) `{2}`; a new message `{1, pid, ts}`."""
 
 CLAIM = """
-local hash = ARGV[1]
-for i = 2, #ARGV do
-  local owner = redis.call('HGET', KEYS[1], ARGV[i])
-  if owner and owner ~= hash then
+local owner, old, bare = ARGV[1], ARGV[2], ARGV[3]
+for i = 4, #ARGV do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if current and current ~= owner and (old == '' or (current ~= old and current ~= bare)) then
     return 0
   end
 end
-for i = 2, #ARGV do
-  redis.call('HSET', KEYS[1], ARGV[i], hash)
+for i = 4, #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], owner)
 end
 return 1
 """
-"""Register a name's keys to a key hash unless another hash has one of them."""
+"""Register a name's keys to an owner unless another owner has one of them (ARGV: the owner,
+the owner it may replace and that owner's version-1 form, or two empty strings; the keys)."""
