@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC
+
 import pytest
 
 from tests.app_support import connected, log_texts, make_app, sidebar_users, until
 from tests.conftest import Connect
 from tests.helpers import events_until, expect
+from tuichat.app.app import ChatApp
 from tuichat.app.model import Kind
 from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.chat_log import ChatLog
+from tuichat.client import ChatClient
 from tuichat.protocol import Left, Message, PrivateMessage
 from tuichat.server import ChatServer
 
@@ -266,3 +271,23 @@ async def test_a_flood_shows_slow_down_and_nothing_is_dropped_silently() -> None
         kinds = {e.text: e.kind for e in app.query_one(ChatLog).entries}
         assert all(kinds[t] is Kind.ERROR for t in refused)
     await server.stop()
+
+
+async def test_a_server_that_never_answers_is_not_called_unreachable() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts the connection, never says a word
+
+    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+    host, port = listener.sockets[0].getsockname()[:2]
+
+    async def connector(user: str) -> ChatClient:
+        return await ChatClient.connect(user, host, port, timeout=0.3)
+
+    app = ChatApp(connector, "ali", server_label=host, tz=UTC, ping_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: bool(app._exit_renderables))
+        [message] = [str(m) for m in app._exit_renderables]
+    assert "accepted the connection but did not answer" in message
+    assert "cannot reach" not in message
+    assert app.return_code == 1
+    listener.close()

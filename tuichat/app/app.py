@@ -8,30 +8,37 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import tzinfo
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.css.query import NoMatches
+from textual.notifications import SeverityLevel
 from textual.widgets import Input, Static
 
 from tuichat.app import commands as cmd
+from tuichat.app import untrusted
 from tuichat.app.events import Connected, ConnectFailed, NameRefused, ServerEvents
-from tuichat.app.model import Kind, LogEntry, RoomView, mentions
+from tuichat.app.model import MAX_LOG_LINES, Kind, LogEntry, RoomView, mentions, trim_log
 from tuichat.app.palette import ChatCommands
 from tuichat.app.screens.prompt import PromptDialog
 from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import Sidebar
 from tuichat.app.widgets.status_bar import StatusBar
-from tuichat.chat.names import sort_key
 from tuichat.client import (
     ChatClient,
     ClientError,
     ClientEvent,
+    ConnectionClosed,
     Disconnected,
     Reconnected,
     Reconnecting,
     RequestFailed,
+    ServerSilent,
+    UntrustedServer,
 )
 from tuichat.protocol import (
     Bye,
@@ -66,7 +73,12 @@ LEAVE_WORDS = {
 
 
 class ChatApp(App[int]):
-    """A full-screen chat client. The network runs in a worker; widgets only render state."""
+    """A full-screen chat client. The network runs in a worker; widgets only render state.
+
+    The server is not trusted: what it sends is cleaned by `untrusted` where it enters the
+    app's state (plain text of bounded size, numbers in range), every widget draws text as
+    plain `Content`/`Text`, never markup, and each room keeps at most `MAX_LOG_LINES` entries.
+    """
 
     CSS_PATH = "app.tcss"
     TITLE = "tuichat"
@@ -100,6 +112,7 @@ class ChatApp(App[int]):
         self._system_log: list[LogEntry] = []
         self._clock = clock
         self._log_flush_pending = False
+        self._grown: set[str] = set()  # rooms whose logs grew since the last flush
 
     # --- layout ------------------------------------------------------------
 
@@ -133,17 +146,29 @@ class ChatApp(App[int]):
         if self.client is not None:
             await self.client.abort()  # the app is gone: so is its connection
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Show a toast; unlike Textual's, its message is plain text unless `markup` is asked."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
     # --- state the palette and the widgets read ---------------------------
 
     @property
     def my_name(self) -> str:
         """Our name as the server spells it."""
-        return self.client.name if self.client else self._user_name
+        return untrusted.name(self.client.name) if self.client else self._user_name
 
     def online_users(self) -> list[str]:
         """Everyone online (all are in the lobby), sorted."""
         lobby = self.rooms.get(LOBBY)
-        return sorted(lobby.members, key=sort_key) if lobby else []
+        return list(lobby.sorted_members()) if lobby else []
 
     def joined_rooms(self) -> list[str]:
         """The rooms we are in, the lobby first."""
@@ -161,10 +186,10 @@ class ChatApp(App[int]):
         try:
             client = await self._connector(name)
         except RequestFailed as exc:
-            self.post_message(NameRefused(name, exc.message))
+            self.post_message(NameRefused(name, untrusted.line(exc.message)))
             return
-        except (OSError, TimeoutError) as exc:
-            self.post_message(ConnectFailed(str(exc) or type(exc).__name__))
+        except (OSError, TimeoutError, ClientError) as exc:
+            self.post_message(ConnectFailed(untrusted.line(_why_not(exc))))
             return
         self.post_message(Connected(client))
         while True:
@@ -177,14 +202,15 @@ class ChatApp(App[int]):
     def _connected(self, event: Connected) -> None:
         client = self.client = event.client
         assert client.welcome is not None
-        welcome = client.welcome
+        welcome = untrusted.clean(client.welcome)
         status = self.query_one(StatusBar)
         status.state = "connected"
         status.user = welcome.name
         status.server = welcome.server
-        self.rooms = {room: RoomView(room) for room in welcome.rooms}
-        self.rooms[LOBBY].members.update(welcome.users)
+        self.rooms = {LOBBY: RoomView(LOBBY)}  # the lobby first, even if the server forgot it
+        self.rooms.update((room, RoomView(room)) for room in welcome.rooms if room != LOBBY)
         lobby = self.rooms[LOBBY]
+        lobby.add_members(welcome.users)
         lobby.entries.extend(self._system_log)
         self._system_log = lobby.entries
         if welcome.motd:
@@ -199,7 +225,7 @@ class ChatApp(App[int]):
 
         def retry(name: str | None) -> None:
             if name is None:
-                self.exit(return_code=1, message=f"tuichat: {event.reason}")
+                self.exit(return_code=1, message=Text(f"tuichat: {event.reason}"))
             else:
                 self._user_name = name
                 self.query_one(StatusBar).user = name
@@ -211,12 +237,12 @@ class ChatApp(App[int]):
 
     @on(ConnectFailed)
     def _connect_failed(self, event: ConnectFailed) -> None:
-        self.exit(return_code=1, message=f"tuichat: cannot reach the server: {event.reason}")
+        self.exit(return_code=1, message=Text(f"tuichat: {event.reason}"))
 
     @on(ServerEvents)
     def _server_events(self, event: ServerEvents) -> None:
         for server_event in event.events:
-            self._apply(server_event)
+            self._apply(untrusted.clean(server_event))
         self._refresh_sidebar()
 
     def _apply(self, event: ClientEvent) -> None:
@@ -244,12 +270,12 @@ class ChatApp(App[int]):
         elif isinstance(event, Joined):
             room = self.rooms.get(event.room)
             if room is not None:
-                room.members.add(event.name)
+                room.add_members((event.name,))
                 self._system(event.room, f"{event.name} joined {event.room}", event.ts)
         elif isinstance(event, Left):
             room = self.rooms.get(event.room)
             if room is not None:
-                room.members.discard(event.name)
+                room.remove_member(event.name)
                 words = LEAVE_WORDS.get(event.reason, "left")
                 self._system(event.room, f"{event.name} {words} {event.room}".strip(), event.ts)
         elif isinstance(event, Notice):
@@ -286,13 +312,26 @@ class ChatApp(App[int]):
         view = self.rooms.get(room)
         entries = view.entries if view is not None else self._system_log
         entries.append(entry)
-        if (room == self.current_room or view is None) and not self._log_flush_pending:
-            self._log_flush_pending = True  # lay out once after the whole batch
+        self._grown.add(room if view is not None else "")
+        if not self._log_flush_pending:
+            self._log_flush_pending = True  # trim and lay out once after the whole batch
             self.call_next(self._flush_log)
 
     def _flush_log(self) -> None:
         self._log_flush_pending = False
-        self.query_one(ChatLog).entries_added()
+        try:
+            log = self.query_one(ChatLog)
+        except NoMatches:
+            return  # the app is closing
+        trimmed = 0
+        for room in self._grown:
+            view = self.rooms.get(room)
+            entries = view.entries if view is not None else self._system_log
+            removed = view.trim() if view is not None else len(trim_log(entries))
+            if entries is log.entries:
+                trimmed = removed
+        self._grown.clear()
+        log.entries_added(trimmed)
 
     def _system(self, room: str, text: str, ts: int | None = None) -> None:
         self._add(room, LogEntry(Kind.SYSTEM, self._clock() if ts is None else ts, "", text))
@@ -302,14 +341,16 @@ class ChatApp(App[int]):
 
     def _banner(self, text: str) -> None:
         banner = self.query_one("#banner", Static)
-        banner.update(text)
+        banner.update(Content(text))
         banner.add_class("-visible")
 
     def _show_unseen(self, unseen: int) -> None:
         label = self.query_one("#unseen", Static)
         label.set_class(unseen > 0, "-visible")
         if unseen:
-            label.update(f"↓ {unseen} new message{'s' if unseen != 1 else ''} — PgDn or ctrl+End")
+            label.update(
+                Content(f"↓ {unseen} new message{'s' if unseen != 1 else ''} — PgDn or ctrl+End")
+            )
 
     def switch_room(self, room: str) -> None:
         """Show `room`'s log and members."""
@@ -324,7 +365,7 @@ class ChatApp(App[int]):
         sidebar = self.query_one(Sidebar)
         view = self.rooms.get(self.current_room)
         sidebar.me = self.my_name
-        sidebar.users = tuple(sorted(view.members, key=sort_key)) if view else ()
+        sidebar.users = view.sorted_members() if view else ()
         sidebar.rooms = tuple(self.rooms)
         sidebar.current = self.current_room
 
@@ -354,7 +395,7 @@ class ChatApp(App[int]):
         elif isinstance(command, cmd.PartRoom):
             self._part(command.room or room)
         elif isinstance(command, cmd.ListUsers):
-            members = sorted(self.rooms[room].members, key=sort_key) if room in self.rooms else []
+            members = self.rooms[room].sorted_members() if room in self.rooms else ()
             self._system(room, f"{len(members)} in {room}: {', '.join(members)}")
         elif isinstance(command, cmd.ShowHelp):
             if command.problem:
@@ -379,7 +420,7 @@ class ChatApp(App[int]):
 
     def _failed(self, exc: ClientError) -> None:
         """Show why a request failed: the server's words if it refused, else what broke."""
-        self._error(exc.message if isinstance(exc, RequestFailed) else str(exc))
+        self._error(untrusted.line(exc.message if isinstance(exc, RequestFailed) else str(exc)))
 
     def _join(self, room: str) -> None:
         client = self.client
@@ -388,12 +429,12 @@ class ChatApp(App[int]):
 
         async def run() -> None:
             try:
-                state = await client.join(room)
+                state = untrusted.clean(await client.join(room))
             except ClientError as exc:
                 self._failed(exc)
                 return
             view = self.rooms.setdefault(state.room, RoomView(state.room))
-            view.members.update(state.users)
+            view.add_members(state.users)
             self.switch_room(state.room)
             self._load_history(state.room)
 
@@ -419,16 +460,19 @@ class ChatApp(App[int]):
         self.run_worker(run(), group="requests")
 
     def _load_history(self, room: str) -> None:
-        """Fetch the page of history before the oldest message shown in `room`."""
+        """Fetch the page of history before the oldest message shown in `room` (unless its log
+        holds all it may keep)."""
         client = self.client
         view = self.rooms.get(room)
-        if client is None or view is None or view.loading or view.history_complete:
+        if client is None or view is None or view.loading or view.history_complete or view.full:
             return
         view.loading = True
 
         async def run() -> None:
             try:
-                page = await client.history(room, before=view.oldest_seq, limit=HISTORY_PAGE)
+                page = untrusted.clean(
+                    await client.history(room, before=view.oldest_seq, limit=HISTORY_PAGE)
+                )
             except ClientError as exc:
                 self._failed(exc)
                 return
@@ -451,8 +495,12 @@ class ChatApp(App[int]):
         ]  # fmt: skip
         view.history_complete = page.complete
         view.pages_loaded += 1
+        space = max(MAX_LOG_LINES - len(view.entries), 0)
+        if len(older) > space:  # keep what fits next to what is shown, the newest of the page
+            del older[: len(older) - space]
+            view.history_complete = False
         view.seqs.update(entry.seq for entry in older)
-        if page.complete and page.messages:
+        if view.history_complete and page.messages:
             older.insert(0, LogEntry(Kind.SYSTEM, page.messages[0].ts, "", "start of the room"))
         if first_page and older:
             older.append(LogEntry(Kind.SYSTEM, older[-1].ts, "", "── earlier messages above ──"))
@@ -529,3 +577,13 @@ class ChatApp(App[int]):
             self.exit(0)
 
         self.run_worker(run(), group="exit", exclusive=True)
+
+
+def _why_not(exc: BaseException) -> str:
+    """The sentence that says why connecting failed."""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, ServerSilent | UntrustedServer):
+        return detail  # the server answered the connection: it is not unreachable
+    if isinstance(exc, ConnectionClosed):
+        return f"the server closed the connection before welcoming us: {detail}"
+    return f"cannot reach the server: {detail}"

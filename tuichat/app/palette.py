@@ -1,4 +1,8 @@
-"""Chat commands for the command palette (ctrl+p)."""
+"""Chat commands for the command palette (ctrl+p).
+
+Entries carry user and room names from the server, so they are given to the palette as plain
+`Content` (a string there would be read as markup).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,29 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+from textual.fuzzy import Matcher
 
 if TYPE_CHECKING:
     from tuichat.app.app import ChatApp
 
 PaletteEntry = tuple[str, Callable[[], object], str]
+
+
+def highlight(matcher: Matcher, text: str) -> Content:
+    """Return `text` as plain content with the characters `matcher` matched highlighted."""
+    content = Content(text)
+    _, offsets = matcher.fuzzy_search.match(matcher.query, text)
+    for offset in offsets:
+        if not text[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content
+
+
+def plain(text: str) -> str:
+    """`text` as palette help: plain content, though the palette's type says `str`."""
+    content: object = Content(text)  # the palette reads a `str` here as markup, not `Content`
+    return content  # type: ignore[return-value]
 
 
 class ChatCommands(Provider):
@@ -36,11 +58,13 @@ class ChatCommands(Provider):
 
     async def discover(self) -> Hits:
         for text, command, help_text in self._entries():
-            yield DiscoveryHit(text, command, help=help_text)
+            yield DiscoveryHit(Content(text), command, text=text, help=plain(help_text))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for text, command, help_text in self._entries():
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), command, text=text, help=help_text)
+                yield Hit(
+                    score, highlight(matcher, text), command, text=text, help=plain(help_text)
+                )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.cells import cell_len
+from rich.cells import cell_len, chop_cells
 
 TAB = "    "
 
@@ -19,7 +19,8 @@ def fits(text: str, width: int) -> bool:
 def wrap(text: str, width: int) -> list[str]:
     """Return `text` as lines of at most `width` cells, breaking at spaces when possible.
 
-    Newlines in `text` are kept as line breaks; words longer than a line are split.
+    Newlines in `text` are kept as line breaks; words longer than a line are split (a character
+    wider than the whole line gets a line of its own). Takes time linear in the length of `text`.
     """
     width = max(width, 1)
     lines: list[str] = []
@@ -38,21 +39,15 @@ def wrap(text: str, width: int) -> list[str]:
                 continue
             if line:
                 lines.append(line)
-                line, line_cells = "", 0
-            while word_cells > width:
-                head, word = _split_cells(word, width)
-                lines.append(head)
+            if word_cells > width:
+                *heads, word = _chop(word, width)
+                lines.extend(heads)
                 word_cells = cell_len(word)
             line, line_cells = word, word_cells
         lines.append(line)
     return lines
 
 
-def _split_cells(word: str, width: int) -> tuple[str, str]:
-    """Split `word` after at most `width` cells (at least one character)."""
-    cells = 0
-    for i, char in enumerate(word):
-        cells += cell_len(char)
-        if cells > width:
-            return word[: max(i, 1)], word[max(i, 1) :]
-    return word, ""
+def _chop(word: str, width: int) -> list[str]:
+    """Split `word` into pieces of at most `width` cells (at least one character each)."""
+    return [piece for piece in chop_cells(word, width) if piece] or [word]

@@ -6,12 +6,16 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
 
 class PromptDialog(ModalScreen[str | None]):
-    """Asks a question; dismisses with the text entered, or None on Escape."""
+    """Asks a question; dismisses with the text entered, or None on Escape.
+
+    `title` and `problem` may hold the server's words: they are shown as plain text.
+    """
 
     DEFAULT_CSS = """
     PromptDialog {
@@ -30,6 +34,7 @@ class PromptDialog(ModalScreen[str | None]):
         margin-bottom: 1;
     }
     PromptDialog .problem {
+        width: 100%;
         color: $error;
         margin-bottom: 1;
     }
@@ -52,9 +57,9 @@ class PromptDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self._title, classes="title")
+            yield Label(Content(self._title), classes="title")
             if self._problem:
-                yield Label(self._problem, classes="problem", id="problem")
+                yield Label(Content(self._problem), classes="problem", id="problem")
             yield Input(value=self._value, placeholder=self._placeholder, id="answer")
             yield Label("Enter to confirm · Escape to cancel", classes="hint")
 

@@ -1,8 +1,10 @@
 """The chat log: a Line-API scroll view that draws only the lines on screen.
 
 Entries are laid out (wrapped) once per width; a line is turned into a `Strip`
-only when it becomes visible, and kept in a small cache. So 100,000 entries cost
-their text and an offset each, and re-wrap when the terminal is resized.
+only when it becomes visible, and kept in a small cache, as are the wrapped lines
+of the entries on screen. So 100,000 entries cost their text and an offset each,
+and re-wrap when the terminal is resized; one huge entry is wrapped once, in time
+linear in its length. Text is drawn as plain `Segment`s: nothing in it is markup.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ OWN_TEXT_STYLE = Style(color="#c8d3e0")
 MENTION_STYLE = Style(bgcolor="#4a3b00")
 HISTORY_STYLE = Style(color="#9aa3ad")
 MIN_HANGING_WIDTH = 24
+WRAPS = 256
+"""Entries whose wrapped lines are kept (those on screen, and the newest)."""
 NARROW_INDENT = 2
 
 
@@ -72,6 +76,7 @@ class ChatLog(ScrollView, can_focus=True):
         self._total = 0  # screen lines of the laid-out entries
         self._width = 0  # the width the layout was made for
         self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
+        self._wraps: dict[int, list[str]] = {}  # entry index → its lines, the last WRAPS
         self._time_cache: dict[int, str] = {}
         self.time_format: Callable[[int], str] = self._format_time
 
@@ -89,9 +94,13 @@ class ChatLog(ScrollView, can_focus=True):
         self.unseen = 0
         self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
 
-    def entries_added(self) -> None:
-        """Lay out entries appended to the shown list since the last call."""
+    def entries_added(self, trimmed: int = 0) -> None:
+        """Lay out entries appended to the shown list since the last call, after `trimmed`
+        entries were removed from its front; the view stays on what it showed."""
         at_end = self.is_vertical_scroll_end or self.max_scroll_y == 0
+        if trimmed:
+            self._entries_trimmed(trimmed, at_end)
+            return
         before = len(self._starts)
         self._layout_from(before)
         added = len(self._starts) - before
@@ -102,6 +111,24 @@ class ChatLog(ScrollView, can_focus=True):
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
         else:
             self.unseen += added
+        self.refresh()
+
+    def _entries_trimmed(self, trimmed: int, at_end: bool) -> None:
+        """Forget the layout of the first `trimmed` entries, then lay out the new ones."""
+        starts = self._starts
+        kept = max(len(starts) - trimmed, 0)
+        removed_lines = starts[trimmed] if kept else self._total
+        self._starts = array("q", (start - removed_lines for start in starts[trimmed:]))
+        self._total -= removed_lines
+        self._cache.clear()  # both are keyed by entry index, and every index moved
+        self._wraps.clear()
+        self._layout_from(kept)
+        self.virtual_size = Size(self._width, self._total)
+        if at_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+        else:
+            self.scroll_to(y=max(self.scroll_y - removed_lines, 0), animate=False, force=True)
+            self.unseen += len(self._entries) - kept
         self.refresh()
 
     def entries_prepended(self, count: int) -> None:
@@ -128,6 +155,7 @@ class ChatLog(ScrollView, can_focus=True):
         self._starts = array("q")
         self._total = 0
         self._cache.clear()
+        self._wraps.clear()
         self._width = self._text_width()
         self._layout_from(0)
         self.virtual_size = Size(self._width, self._total)
@@ -137,13 +165,13 @@ class ChatLog(ScrollView, can_focus=True):
         starts = self._starts
         width = self._width or self._text_width()
         total = self._total
-        for entry in self._entries[index:]:
+        for position, entry in enumerate(self._entries[index:], index):
             starts.append(total)
             prefix = self._prefix_cells(entry)
             if width - prefix >= MIN_HANGING_WIDTH and fits(entry.text, width - prefix):
                 total += 1
             else:
-                total += len(self._wrapped(entry, width))
+                total += len(self._wrapped(position, entry, width))
         self._total = total
 
     def on_resize(self) -> None:
@@ -171,15 +199,16 @@ class ChatLog(ScrollView, can_focus=True):
         key = (index, line - self._starts[index])
         strip = self._cache.get(key)
         if strip is None:
-            strip = self._render_entry_line(self._entries[index], key[1], width)
+            strip = self._render_entry_line(index, key[1], width)
             self._cache[key] = strip
         return strip
 
-    def _render_entry_line(self, entry: LogEntry, row: int, width: int) -> Strip:
+    def _render_entry_line(self, index: int, row: int, width: int) -> Strip:
+        entry = self._entries[index]
         base = self.rich_style
         if entry.mention:
             base += MENTION_STYLE
-        lines = self._wrapped(entry, self._width)
+        lines = self._wrapped(index, entry, self._width)
         text = lines[row] if row < len(lines) else ""
         segments: list[Segment]
         if row == 0:
@@ -236,18 +265,29 @@ class ChatLog(ScrollView, can_focus=True):
         prefix = self._prefix_cells(entry)
         return prefix if width - prefix >= MIN_HANGING_WIDTH else NARROW_INDENT
 
-    def _wrapped(self, entry: LogEntry, width: int) -> list[str]:
-        prefix = self._prefix_cells(entry)
-        if width - prefix >= MIN_HANGING_WIDTH:
-            return wrap(entry.text, width - prefix)
-        # a narrow log: the label stands alone, the text follows below it
-        return ["", *wrap(entry.text, max(width - NARROW_INDENT, 1))]
+    def _wrapped(self, index: int, entry: LogEntry, width: int) -> list[str]:
+        """The lines of entry `index` at the layout width (wrapped once, then cached)."""
+        lines = self._wraps.get(index)
+        if lines is None:
+            prefix = self._prefix_cells(entry)
+            if width - prefix >= MIN_HANGING_WIDTH:
+                lines = wrap(entry.text, width - prefix)
+            else:  # a narrow log: the label stands alone, the text follows below it
+                lines = ["", *wrap(entry.text, max(width - NARROW_INDENT, 1))]
+            wraps = self._wraps
+            if len(wraps) >= WRAPS:
+                del wraps[next(iter(wraps))]
+            wraps[index] = lines
+        return lines
 
     def _format_time(self, ts: int) -> str:
         minute = ts // 60_000
         text = self._time_cache.get(minute)
         if text is None:
-            text = datetime.fromtimestamp(minute * 60, self._tz).strftime("%H:%M")
+            try:
+                text = datetime.fromtimestamp(minute * 60, self._tz).strftime("%H:%M")
+            except (OverflowError, OSError, ValueError):
+                text = "--:--"  # a time no calendar can show
             if len(self._time_cache) > 4096:
                 self._time_cache.clear()
             self._time_cache[minute] = text

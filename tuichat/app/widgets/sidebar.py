@@ -7,11 +7,13 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from tuichat.app.colors import name_color
-from tuichat.chat.names import sort_key
+
+MAX_SHOWN = 200
+"""Members listed at most (more than any screen is tall); the rest are counted."""
 
 
 class Sidebar(Widget):
-    """Renders the member list and the room list it is given."""
+    """Renders the member list (given sorted) and the room list, as plain text."""
 
     DEFAULT_CSS = """
     Sidebar {
@@ -20,6 +22,8 @@ class Sidebar(Widget):
         background: $panel;
         border-left: vkey $primary-background;
         padding: 0 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     """
 
@@ -31,10 +35,12 @@ class Sidebar(Widget):
     def render(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"Online — {len(self.users)}\n", style="bold")
-        for user in sorted(self.users, key=sort_key):
+        for user in self.users[:MAX_SHOWN]:
             marker = "●" if user != self.me else "◉"
             text.append(f"{marker} ", style=name_color(user))
             text.append(f"{user}\n", style="bold" if user == self.me else "")
+        if len(self.users) > MAX_SHOWN:
+            text.append(f"… and {len(self.users) - MAX_SHOWN} more\n", style="dim")
         text.append("\nRooms\n", style="bold")
         for room in self.rooms:
             style = "bold reverse" if room == self.current else ""
