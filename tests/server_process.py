@@ -12,8 +12,12 @@ _started: list[asyncio.subprocess.Process] = []
 NO_FLOOD_CONTROL = (
     "--messages-per-second", "1e12", "--message-burst", "1000000000",
     "--text-bytes-per-second", "1e12", "--text-byte-burst", "1000000000000",
+    "--connections-per-second", "1e12", "--connection-burst", "1000000000",
+    "--private-messages-per-second", "1e12", "--private-message-burst", "1000000000",
+    "--registrations-per-hour", "1000000000", "--new-rooms-per-hour", "1000000000",
 )  # fmt: skip
-"""Flags that lift the flood limits, for tests that send as fast as they can."""
+"""Flags that lift the flood limits (new connections per network included), for tests that
+send and connect as fast as they can."""
 
 
 @dataclass

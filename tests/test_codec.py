@@ -217,6 +217,7 @@ def test_room_infos_go_on_the_wire_as_maps() -> None:
     assert wire == {
         "type": "room_list",
         "rooms": [{"room": "lobby", "members": 3}, {"room": "dev", "members": 1}],
+        "more": False,
         "ref": 4,
     }
 

@@ -33,11 +33,13 @@ from tuichat.protocol import (
     Join,
     Joined,
     Left,
+    ListRooms,
     Message,
     Position,
     Private,
     PrivateMessage,
     RoomInfo,
+    RoomList,
     RoomReset,
     RoomState,
     Send,
@@ -377,6 +379,15 @@ async def test_history_pages_walk_back_to_the_first_message_alike_through_both_s
     assert ([m.seq for m in short.messages], short.complete) == ([1, 2, 3, 4, 5], True)
     empty = await bob.history("#dev", before=1, limit=10)
     assert (empty.messages, empty.complete, empty.epoch) == ((), True, epoch)
+    await ali.part("#dev")  # nobody is in it now: only its history is
+    for before in (2**63, 2**64 - 1):  # beyond any store's integers: still lowered
+        await until(lambda: room_is_empty(bob, "#dev"), True)
+        huge = await bob.history("#dev", before=before, limit=10)
+        assert page_content(huge) == pages[0]
+
+
+async def room_is_empty(client: ChatClient, room: str) -> bool:
+    return not await client.who(room)
 
 
 # --- 5. resume and replay ---------------------------------------------------
@@ -547,6 +558,39 @@ async def test_who_and_list_rooms_answer_the_same_on_both_servers(deployment: De
                 (),
             ),
         )
+
+
+async def test_list_rooms_comes_in_pages_that_cover_every_room_once(
+    deployment: Deployment,
+) -> None:
+    ali = await deployment.connect("ali", on=0)
+    bob = await deployment.connect("bob", on=1)
+    mine = [f"#a{n}" for n in range(5)]
+    theirs = [f"#b{n}" for n in range(4)]
+    for room in mine:
+        await ali.join(room)
+    for room in [*theirs, "#a0"]:
+        await bob.join(room)
+    everything = tuple(
+        [RoomInfo("#a0", 2)]
+        + [RoomInfo(room, 1) for room in [*mine[1:], *theirs]]
+        + [RoomInfo("#lobby", 2)]
+    )
+    for client in (ali, bob):
+        await until(client.list_rooms, everything)
+    raw = await deployment.raw(on=1)
+    await raw.hello("pager")
+    pages: list[RoomList] = []
+    after = ""
+    while not pages or pages[-1].more:
+        pages.append(await ask_for(raw, ListRooms(after=after, limit=4), RoomList))
+        after = pages[-1].rooms[-1].room
+    assert [len(page.rooms) for page in pages] == [4, 4, 2]
+    assert tuple(info.room for page in pages for info in page.rooms) == tuple(
+        info.room for info in everything
+    )
+    last = await ask_for(raw, ListRooms(after="#lobby"), RoomList)
+    assert (last.rooms, last.more) == ((), False)
 
 
 # --- 7. ownership of names --------------------------------------------------

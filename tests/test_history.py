@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import collect, expect
+from tests.helpers import TIMEOUT, collect, expect
 from tests.proxy import Proxy
 from tuichat.client import Backoff, ChatClient, Reconnected, Reconnecting
 from tuichat.protocol import (
@@ -377,3 +377,26 @@ async def test_reconnection_attempts_do_not_multiply_when_the_server_hangs_up(
     assert attempts == list(range(1, 21))  # one loop, counting up; not one loop per failed link
     await ali.abort()
     await proxy.stop()
+
+
+async def test_a_client_that_falls_behind_drops_the_connection_and_resumes_losing_nothing(
+    start: Start,
+) -> None:
+    server = await start()
+    reader = await ChatClient.connect(
+        "reader", *server.address, reconnect=True, max_unread=200, backoff=Backoff(first=0.01)
+    )
+    writer = await connect(server, "writer")
+    sent = [(await writer.send("#lobby", f"line {i}")).seq for i in range(500)]  # not read yet
+    seen: list[int] = []
+    reasons: list[str] = []
+    async with asyncio.timeout(TIMEOUT):
+        while len(seen) < len(sent):
+            event = await reader.next_event()
+            if isinstance(event, Message) and event.sender == "writer":
+                seen.append(event.seq)
+            elif isinstance(event, Reconnecting):
+                reasons.append(event.reason)
+    assert seen == sent  # every message once, in order
+    assert reasons and all("more than 200 events" in r for r in reasons)
+    await reader.close()

@@ -240,7 +240,7 @@ async def test_names_of_an_old_database_move_to_their_owners_keys(tmp_path: Path
     server = ChatServer(config)
     await server.start()
     conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+    assert conn.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
     assert {o for (o,) in conn.execute("SELECT owner FROM identities")} == {
         "sha256:" + hashlib.sha256(secret.encode()).hexdigest()
     }

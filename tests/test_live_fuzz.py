@@ -17,23 +17,20 @@ import dataclasses
 import gc
 import logging
 import random
-import string
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 
 from tests.helpers import events_until, expect
 from tests.server_process import NO_FLOOD_CONTROL, ServerProcess, start_server_process
+from tuichat.bench.fuzzing import HARD, SOFT, fuzz_input
 from tuichat.bench.servers import resident_bytes
 from tuichat.client import ChatClient, Disconnected
 from tuichat.protocol import (
-    DEFAULT_MAX_FRAME,
-    AnyMessage,
-    Bye,
+    Challenge,
     Codec,
     Connection,
     Error,
@@ -42,22 +39,15 @@ from tuichat.protocol import (
     Hello,
     History,
     HistoryPage,
-    Join,
-    ListRooms,
     Message,
-    Part,
     Ping,
     Pong,
     Position,
-    Private,
     ProtocolError,
     Role,
-    Send,
     Welcome,
-    Who,
     encode_frame,
 )
-from tuichat.protocol.codec import to_wire
 from tuichat.server import ChatServer, ServerConfig
 from tuichat.server.config import RateLimits
 
@@ -72,157 +62,9 @@ RSS_GROWTH_LIMIT = 16 * 1024 * 1024
 BARRIER = Ping(data=-424242, ref=-424242)
 BARRIER_PONG = Pong(data=-424242, ref=-424242)
 KNOWN_CODES = {str(code) for code in ErrorCode}
-NAMES = ["ali", "watch", "fuzz", "ALI", "a" * 24, "a" * 25, "", "\u0430li", "x\u200by", "-", "李雷"]
-ROOMS = [*["#lobby"] * 6, *["#fuzz"] * 3, "#FUZZ", "#", "lobby", "#a b", "#" + "r" * 33, "#ünï", ""]
-KEYS = ["type", "ref", "room", "text", "name", "to", "id", "data", "action", "before", "limit"]
 
 
 # --- inputs ---------------------------------------------------------------------------------
-
-
-def random_text(rng: random.Random, most: int = 40) -> str:
-    alphabet = string.printable + "\x00\x07\x1b\x7f\x85\u200b\u202eé李😀\ufeff"
-    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, most)))
-
-
-def random_int(rng: random.Random) -> int:
-    return rng.choice(
-        [0, 1, -1, rng.randint(-100, 100), 2**31, 2**53, 2**63 - 1, -(2**63), 2**64 - 1]
-    )
-
-
-def random_value(rng: random.Random, depth: int = 0) -> Any:
-    """Any msgpack value: scalars of every kind, arrays, maps; rarely an ext or a non-str key."""
-    kinds = ["nil", "bool", "int", "float", "str", "bin"]
-    if depth < 3:
-        kinds += ["array", "map", "map"]
-    kind = "ext" if rng.random() < 0.01 else rng.choice(kinds)
-    if kind == "nil":
-        return None
-    if kind == "bool":
-        return rng.random() < 0.5
-    if kind == "int":
-        return random_int(rng)
-    if kind == "float":
-        return rng.choice([0.0, -1.5, 1e300, float("nan"), float("inf")])
-    if kind == "str":
-        return random_text(rng)
-    if kind == "bin":
-        return rng.randbytes(rng.randint(0, 20))
-    if kind == "ext":
-        return msgpack.ExtType(rng.randint(0, 127), rng.randbytes(rng.randint(0, 8)))
-    if kind == "array":
-        return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 5))]
-    pairs: dict[Any, Any] = {}
-    for _ in range(rng.randint(0, 5)):
-        key: Any = rng.choice(KEYS) if rng.random() < 0.97 else rng.choice([1, None, b"type"])
-        pairs[key] = random_value(rng, depth + 1)
-    if depth == 0 and rng.random() < 0.7:
-        pairs["type"] = rng.choice([*MESSAGE_MAKERS, "welcome", "message", "nope", ""])
-    return pairs
-
-
-def valid_message(rng: random.Random) -> AnyMessage:
-    """A well-formed client message with plausible (and some implausible) values."""
-    kind = rng.choice(list(MESSAGE_MAKERS))
-    return MESSAGE_MAKERS[kind](rng)
-
-
-MESSAGE_MAKERS: dict[str, Any] = {
-    "hello": lambda rng: Hello(
-        name=rng.choice(NAMES),
-        version=rng.choice([1, 1, 1, 2, 0]),
-        client=random_text(rng),
-        positions=rng.choice(
-            [None, (), (Position(rng.choice(ROOMS), random_int(rng), random_int(rng)),)]
-        ),
-        private_after=rng.choice([None, random_int(rng)]),
-        token=rng.choice([None, "", random_text(rng)]),
-        ref=random_int(rng),
-    ),
-    "send": lambda rng: Send(
-        room=rng.choice(ROOMS),
-        text=random_text(rng, 200),
-        action=rng.random() < 0.2,
-        id=rng.choice(["", random_text(rng, 10)]),
-        ref=random_int(rng),
-    ),
-    "private": lambda rng: Private(
-        to=rng.choice(NAMES), text=random_text(rng), id=random_text(rng, 8), ref=random_int(rng)
-    ),
-    "join": lambda rng: Join(room=rng.choice(ROOMS), ref=random_int(rng)),
-    "part": lambda rng: Part(room=rng.choice(ROOMS), ref=random_int(rng)),
-    "list_rooms": lambda rng: ListRooms(ref=random_int(rng)),
-    "history": lambda rng: History(
-        room=rng.choice(ROOMS), before=random_int(rng), limit=random_int(rng), ref=random_int(rng)
-    ),
-    "who": lambda rng: Who(room=rng.choice(ROOMS), ref=random_int(rng)),
-    "ping": lambda rng: Ping(data=random_int(rng), ref=random_int(rng)),
-    "pong": lambda rng: Pong(data=random_int(rng)),
-    "bye": lambda rng: Bye(ref=random_int(rng)),
-}
-
-
-def retyped(rng: random.Random) -> bytes:
-    """A valid message with a field given another type, removed, or added."""
-    wire = to_wire(valid_message(rng))
-    action = rng.choice(["retype", "retype", "remove", "add", "retype-type"])
-    key = rng.choice(sorted(wire))
-    if action == "retype":
-        wire[key] = random_value(rng, 2)
-    elif action == "remove":
-        del wire[key]
-    elif action == "add":
-        wire[random_text(rng, 8)] = random_value(rng, 1)
-    else:
-        wire["type"] = random_value(rng, 2)
-    try:
-        return bytes(msgpack.packb(wire))
-    except (TypeError, ValueError):  # a key msgpack cannot write: send the message as it was
-        return bytes(msgpack.packb(to_wire(valid_message(rng))))
-
-
-def flipped(rng: random.Random, data: bytes) -> bytes:
-    buffer = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        bit = rng.randrange(len(buffer) * 8)
-        buffer[bit // 8] ^= 1 << (bit % 8)
-    return bytes(buffer)
-
-
-SOFT = ["valid", "valid", "msgpack", "retyped", "retyped", "retyped"]
-"""Well-framed inputs that a server should mostly answer with a reply or a non-fatal error."""
-HARD = ["bytes", "random-body", "bit-flip", "bit-flip-header", "truncated-body",
-        "truncated-frame", "length"]  # fmt: skip
-"""Inputs that mostly break the byte stream: the server can only say why and close."""
-
-
-def fuzz_input(rng: random.Random, kind: str) -> bytes:
-    body = Codec.encode(valid_message(rng))
-    if kind == "valid":
-        return encode_frame(body)
-    if kind == "msgpack":
-        return encode_frame(msgpack.packb(random_value(rng)))
-    if kind == "retyped":
-        return encode_frame(retyped(rng))
-    if kind == "bytes":
-        return rng.randbytes(rng.randint(1, 64))
-    if kind == "random-body":
-        return encode_frame(rng.randbytes(rng.randint(1, 128)))
-    if kind == "bit-flip":
-        return encode_frame(flipped(rng, body))
-    if kind == "bit-flip-header":
-        return flipped(rng, encode_frame(body)[:4]) + body
-    if kind == "truncated-body":
-        return encode_frame(body[: rng.randrange(1, len(body))])
-    if kind == "truncated-frame":
-        return encode_frame(body)[: rng.randrange(1, len(body) + 4)]
-    assert kind == "length"
-    length = rng.choice(
-        [0, 1, len(body) - 1, len(body) + 1, len(body) + rng.randint(2, 500),
-         DEFAULT_MAX_FRAME, DEFAULT_MAX_FRAME + 1, 2**32 - 1, rng.randrange(2**32)]
-    )  # fmt: skip
-    return length.to_bytes(4, "big") + body
 
 
 @dataclass
@@ -310,7 +152,8 @@ async def visit(host: str, port: int, visit: Visit) -> list[Event]:
                 writer.write(encode_frame(Codec.encode(Hello(name=f"fz{visit.number}", ref=0))))
                 while not [f for f in frames if getattr(f, "ref", None) == 0]:
                     assert await read(), f"visit {visit.number}: closed before the welcome"
-                assert isinstance(frames[0], Welcome), frames
+                assert isinstance(frames[0], Challenge), frames  # always the first frame
+                assert isinstance(frames[1], Welcome), frames
             with contextlib.suppress(OSError):  # the server may have closed already
                 for data in visit.writes:
                     writer.write(data)

@@ -15,7 +15,7 @@ from tuichat.server.broker import (
     RoomPosition,
 )
 from tuichat.server.broker.local import LocalBroker
-from tuichat.server.history import LoadedState, MemoryHistory, RoomRecord
+from tuichat.server.history import LoadedState, MemoryHistory, StoredMessage
 
 NOW = 1_700_000_000_000
 
@@ -41,13 +41,21 @@ def post(room: str, text: str, client_id: str = "", sender: str = "ali") -> Post
     return Post(room, sender, sender, text, False, client_id, NOW)
 
 
-async def broker_with(rooms: dict[str, RoomRecord] | None = None) -> tuple[LocalBroker, Handler]:
-    loaded = LoadedState(rooms=rooms or {}, last_private_id=0, tokens={}, identities={})
-    broker = LocalBroker(MemoryHistory(), loaded, 4096, new_epoch=lambda room: 5)
+async def broker_with(stored: list[StoredMessage] | None = None) -> tuple[LocalBroker, Handler]:
+    store = MemoryHistory()
+    store.append(stored or [], lambda: None)
+    loaded = LoadedState(last_private_id=0, tokens={}, identities={})
+    broker = LocalBroker(store, loaded, 1024, new_epoch=lambda room: 5)
     handler = Handler()
     await broker.start(handler)  # type: ignore[arg-type]
-    broker.follow(["#dev", "#lobby"], lambda error: None)
+    await follow(broker, "#dev", "#lobby")
     return broker, handler
+
+
+async def follow(broker: LocalBroker, *rooms: str) -> None:
+    ready: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+    broker.follow(rooms, ready.set_result)
+    assert await ready is None
 
 
 async def publish(broker: LocalBroker, p: Post) -> Published:
@@ -79,7 +87,7 @@ async def test_a_retry_gets_the_original_position_and_is_not_handed_back_again()
 
 
 async def test_rooms_continue_from_their_stored_position() -> None:
-    stored = {"#dev": RoomRecord(epoch=77, seq=41, recent_ids={("ali", "x"): (41, NOW)})}
+    stored = [StoredMessage(Message("#dev", 41, "ali", "last", NOW, False), 77, "ali", "x")]
     broker, _ = await broker_with(stored)
     assert broker.position("#dev") == RoomPosition(77, 41)
     assert (await publish(broker, post("#dev", "next"))).message.seq == 42
@@ -101,7 +109,9 @@ async def test_a_retried_private_message_is_stored_and_handed_back_once() -> Non
     broker.publish_private(message, took)  # type: ignore[arg-type]  # while it is being stored
     assert results == []  # neither is answered before the original is stored
     await stored
-    broker.publish_private(message, took)  # type: ignore[arg-type]
+    again = asyncio.get_running_loop().create_future()
+    broker.publish_private(message, again.set_result)  # type: ignore[arg-type]
+    results.append(await again)  # the original, read back from the store
     assert [(r.message.pid, r.new) for r in results] == [(1, True), (1, False), (1, False)]
     assert [(m.pid, m.to, s, t) for m, s, t in handler.privates] == [(1, "Bob", "ali", "bob")]
     assert broker.last_private_id() == 1
@@ -116,18 +126,25 @@ async def test_a_refused_private_message_is_refused_unless_it_is_a_retry() -> No
     await done
     gone = ChatError(ErrorCode.NO_SUCH_USER, "'Bob' is not online")
     retry = dataclasses.replace(first, target_key="", refusal=gone)
-    broker.publish_private(retry, results.append)  # type: ignore[arg-type]
-    broker.publish_private(dataclasses.replace(retry, client_id="p2"), results.append)  # type: ignore[arg-type]
+    for client_id in ("p1", "p2"):
+        answered = asyncio.get_running_loop().create_future()
+        broker.publish_private(dataclasses.replace(retry, client_id=client_id), answered.set_result)  # type: ignore[arg-type]
+        results.append(await answered)
     assert isinstance(results[0], PublishedPrivate) and results[0].message.pid == 1
     assert results[1] is gone and len(handler.privates) == 1
 
 
-async def test_an_empty_room_without_history_is_forgotten() -> None:
+async def test_a_room_nobody_follows_is_forgotten_and_read_back_when_followed() -> None:
     broker, _ = await broker_with()
-    broker.follow(["#tmp"], lambda error: None)
+    await follow(broker, "#tmp")
     assert broker.position("#tmp") == RoomPosition(5, 0)
     broker.unfollow("#tmp")
     assert broker.position("#tmp") == RoomPosition(0, 0)
-    await publish(broker, post("#dev", "kept"))
+    await publish(broker, post("#dev", "kept", "id-1"))
     broker.unfollow("#dev")
+    assert broker.position("#dev") == RoomPosition(0, 0)  # forgotten: the store has it
+    assert await broker.stored_position("#dev") == RoomPosition(5, 1)
+    await follow(broker, "#dev")
     assert broker.position("#dev") == RoomPosition(5, 1)
+    assert not (await publish(broker, post("#dev", "kept", "id-1"))).new
+    assert (await publish(broker, post("#dev", "next"))).message.seq == 2

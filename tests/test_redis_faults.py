@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from tests.helpers import TIMEOUT, expect, until
 from tests.raw import open_raw
 from tests.redis_cluster import RedisCluster
 from tests.redis_kinds import ConnectTo, RedisStore, redis_client, redis_config
+from tuichat.chat.names import name_keys
 from tuichat.client import ChatClient, RequestFailed, SigningKey
 from tuichat.protocol import Error, Message, RoomReset, Send, Welcome
 from tuichat.server import ChatServer
@@ -223,3 +225,39 @@ async def test_a_send_that_redis_refuses_gets_a_clear_error(
         with pytest.raises(RequestFailed):
             await asyncio.wait_for(ali.send("#lobby", "nor me"), TIMEOUT)
     assert (await ali.send("#lobby", "room again")).seq == 1  # and all is well after
+
+
+async def test_a_version_1_registration_in_redis_moves_to_its_owners_key_on_every_server(
+    redis: RedisStore,
+) -> None:
+    secret = "a-version-1-secret-" + "s" * 24
+    client = await redis_client(redis)
+    hashed = hashlib.sha256(secret.encode()).hexdigest()  # version 1 stored the bare hash
+    await client.hset("tuichat:{g}:identities", mapping=dict.fromkeys(name_keys("sara"), hashed))
+    await client.aclose()
+    a, b = ChatServer(redis_config(redis, "a")), ChatServer(redis_config(redis, "b"))
+    for server in (a, b):
+        await server.start()
+    try:
+        assert a.server_id == b.server_id  # one chat, one identity to sign for
+        key = SigningKey.generate()
+        with pytest.raises(RequestFailed) as refused:
+            await ChatClient.connect("sara", *b.address, key=key)
+        assert refused.value.code == "key_upgrade_required"
+        sara = await ChatClient.connect("sara", *a.address, key=key, legacy_key=secret)
+        await sara.close()
+
+        async def with_the_secret_alone() -> str:  # b hears of the move a moment later
+            try:
+                await ChatClient.connect(
+                    "sara", *b.address, key=SigningKey.generate(), legacy_key=secret
+                )
+            except RequestFailed as exc:
+                return exc.code
+            return "welcomed"
+
+        await until(with_the_secret_alone, "name_registered")
+        await (await ChatClient.connect("sara", *b.address, key=key)).close()
+    finally:
+        for server in (a, b):
+            await server.stop()

@@ -55,6 +55,10 @@ UNLIMITED_FLOOD = [
     "--messages-per-second", "1e9", "--message-burst", "1000000000",
     "--text-bytes-per-second", "1e12", "--text-byte-burst", "1000000000000",
     "--max-connections", "1000000", "--max-connections-per-ip", "1000000",
+    "--max-connections-per-prefix", "1000000",
+    "--connections-per-second", "1e9", "--connection-burst", "1000000000",
+    "--private-messages-per-second", "1e9", "--private-message-burst", "1000000000",
+    "--registrations-per-hour", "1000000000", "--new-rooms-per-hour", "1000000000",
 ]  # fmt: skip
 """Flood control and connection caps lifted: every client comes from 127.0.0.1 and sends flat out.
 

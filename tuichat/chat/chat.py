@@ -38,7 +38,9 @@ class ChatLimits:
     max_text_bytes: int = 4096
     max_rooms_per_user: int = 32
     max_text_lines: int = 100
-    recent_ids_per_room: int = 4096
+    recent_ids_per_sender: int = 1024
+    """Client ids of a sender's sends remembered per room (and for private messages): a retry
+    of any of them is answered with the original, whoever else sends meanwhile."""
 
 
 @dataclass(eq=False)

@@ -175,6 +175,7 @@ class ChatClient:
         reconnect: bool,
         backoff: Backoff,
         heartbeat: float,
+        max_unread: int = 100_000,
         key: SigningKey | None = None,
         legacy_key: str | None = None,
         pins: ServerPins | None = None,
@@ -192,6 +193,9 @@ class ChatClient:
         self._reconnect = reconnect
         self._backoff = backoff
         self._heartbeat = heartbeat
+        self._max_unread = max_unread
+        self._overrun = ""
+        """Why we dropped the connection ourselves (too many events unread), if we did."""
         self._link: Link | None = None
         self._events: asyncio.Queue[ClientEvent] = asyncio.Queue()
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -224,6 +228,7 @@ class ChatClient:
         reconnect: bool = False,
         backoff: Backoff | None = None,
         heartbeat: float = 10.0,
+        max_unread: int = 100_000,
         key: SigningKey | None = None,
         legacy_key: str | None = None,
         pins: ServerPins | None = None,
@@ -242,7 +247,10 @@ class ChatClient:
         asks for it (`key_upgrade_required`) to move the name to `key`. `pins` is
         asked before the key signs a challenge (see `ServerPins`). A server that
         accepts the connection but does not answer within `timeout` raises
-        `ServerSilent` (a `TimeoutError`); so does a request it does not answer.
+        `ServerSilent` (a `TimeoutError`); so does a request it does not answer. When
+        more than `max_unread` events wait to be read (a server sending faster than
+        we read), the connection is dropped, as if it had been lost (with
+        `reconnect`, what was missed comes back on resume).
         """
         client = cls(
             name,
@@ -254,6 +262,7 @@ class ChatClient:
             reconnect=reconnect,
             backoff=backoff or Backoff(),
             heartbeat=heartbeat,
+            max_unread=max_unread,
             key=key,
             legacy_key=legacy_key,
             pins=pins,
@@ -352,9 +361,16 @@ class ChatClient:
         """Return up to `limit` messages of `room` older than seq `before` (0: the newest)."""
         return await self._request(History(room=room, before=before, limit=limit), HistoryPage)
 
-    async def list_rooms(self) -> tuple[RoomInfo, ...]:
-        """Return every room with its member count."""
-        return (await self._request(ListRooms(), RoomList)).rooms
+    async def list_rooms(self, *, most: int = 10_000) -> tuple[RoomInfo, ...]:
+        """Return the rooms people are in and their member counts, by name (page after page,
+        up to `most` rooms)."""
+        rooms: list[RoomInfo] = []
+        while True:
+            after = rooms[-1].room if rooms else ""
+            page = await self._request(ListRooms(after=after), RoomList)
+            rooms.extend(page.rooms)
+            if not page.more or not page.rooms or len(rooms) >= most:
+                return tuple(rooms[:most])
 
     async def who(self, room: str = "") -> tuple[str, ...]:
         """Return who is online in `room`, or on the whole server."""
@@ -473,6 +489,8 @@ class ChatClient:
     def _on_event(self, link: Link, event: Event) -> None:
         if not isinstance(event, SERVER_MESSAGE_TYPES):
             return  # InvalidMessage: a newer server's message type we do not know
+        if self._overrun:
+            return  # dropping this connection: what is left of it comes again on resume
         if isinstance(event, Ping):
             link.send(Pong(data=event.data, ref=event.ref))
             return
@@ -508,6 +526,9 @@ class ChatClient:
         elif future is not None:
             return  # a reply: it went to whoever asked
         self._events.put_nowait(event)
+        if self._events.qsize() > self._max_unread and not self._overrun:
+            self._overrun = f"more than {self._max_unread} events came in before we read them"
+            link.kill()
 
     def _welcomed(self, welcome: Welcome) -> None:
         """Take our name, token and positions from a `welcome` (first or resumed)."""
@@ -534,6 +555,8 @@ class ChatClient:
     def _on_lost(self, link: Link, reason: str, clean: bool) -> None:
         if link is not self._link:
             return
+        if self._overrun:
+            reason, self._overrun = self._overrun, ""
         retried = {id(u.future) for u in self._unacked.values()}
         for future in self._pending.values():
             if not future.done() and id(future) not in retried:

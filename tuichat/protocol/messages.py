@@ -95,9 +95,12 @@ class Part:
 
 @dataclass(frozen=True, slots=True)
 class ListRooms:
-    """Ask for every room and its member count."""
+    """Ask for the rooms people are in, by name, with their member counts: a page of up to
+    `limit` (0: the server's page size) after the room `after`."""
 
     TYPE: ClassVar[str] = "list_rooms"
+    after: str = ""
+    limit: int = 0
     ref: int | None = None
 
 
@@ -292,6 +295,7 @@ class RoomList:
 
     TYPE: ClassVar[str] = "room_list"
     rooms: tuple[RoomInfo, ...]
+    more: bool = False  # there are rooms after the last one: ask again with `after` set to it
     ref: int | None = None
 
 

@@ -18,9 +18,10 @@ import platformdirs
 
 from tuichat import DEFAULT_PORT, __version__
 from tuichat.chat import ChatLimits
+from tuichat.server.admission import parse_network
 from tuichat.server.broker import BrokerRefused
 from tuichat.server.config import DEFAULT_HOST, RateLimits, ServerConfig
-from tuichat.server.history.sqlite import SchemaTooNew
+from tuichat.server.history import HistoryRefused
 from tuichat.server.server import ChatServer
 
 log = logging.getLogger("tuichat.server")
@@ -46,6 +47,31 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value} must be above 0")
     return value
+
+
+def prefix_length(longest: int) -> Callable[[str], int]:
+    """Return a parser of a network prefix length: a whole number from 0 to `longest`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 0 <= value <= longest:
+            raise argparse.ArgumentTypeError(f"{value} is not a prefix length (0 to {longest})")
+        return value
+
+    return parse
+
+
+def network(text: str) -> str:
+    """Parse an address or a network in CIDR form (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`)."""
+    try:
+        return str(parse_network(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an address or network (e.g. 10.0.0.0/8, 2001:db8::/32)"
+        ) from None
 
 
 def default_db_path() -> Path:
@@ -122,6 +148,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ("--max-connections", positive_int, config.max_connections, "connections in all"),
         ("--max-connections-per-ip", positive_int, config.max_connections_per_ip,
          "connections from one address"),
+        ("--max-connections-per-prefix", positive_int, config.max_connections_per_prefix,
+         "connections from one network (an address's --ipv4-prefix or --ipv6-prefix)"),
+        ("--ipv4-prefix", prefix_length(32), config.ipv4_prefix,
+         "bits of an IPv4 address that name its network, for the limits per network"),
+        ("--ipv6-prefix", prefix_length(128), config.ipv6_prefix,
+         "bits of an IPv6 address that name its network, for the limits per network"),
+        ("--connections-per-second", positive_float, config.connections_per_second,
+         "new connections per second one network may keep up"),
+        ("--connection-burst", positive_int, config.connection_burst,
+         "new connections one network may open at once"),
         ("--messages-per-second", positive_float, rate.messages_per_second,
          "requests per second one connection may keep up"),
         ("--message-burst", positive_int, rate.message_burst,
@@ -132,6 +168,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
          "message text bytes one connection may send at once"),
         ("--flood-strikes", positive_int, rate.strikes,
          "refused requests (one forgiven per second) before a connection is dropped"),
+        ("--address-share", positive_float, rate.address_share,
+         "all connections of one address may send this many times what one connection may"),
+        ("--private-messages-per-second", positive_float, rate.private_pair_per_second,
+         "private messages per second from one sender (and one address) to one user"),
+        ("--private-message-burst", positive_int, rate.private_pair_burst,
+         "private messages from one sender to one user at once"),
+        ("--registrations-per-hour", positive_int, rate.registrations_per_hour,
+         "names one address may register per hour"),
+        ("--new-rooms-per-hour", positive_int, rate.new_rooms_per_hour,
+         "rooms nobody is in that one address may open per hour"),
         ("--max-pending-write", positive_int, config.max_pending_write,
          "bytes that may wait to be written to one client before it is dropped as too slow"),
         ("--max-pending-total", positive_int, config.max_pending_total,
@@ -143,6 +189,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ]  # fmt: skip
     for flag, kind, default, meaning in limits:
         parser.add_argument(flag, type=kind, default=default, help=f"{meaning} (default {default})")
+    parser.add_argument(
+        "--exempt",
+        action="append",
+        type=network,
+        default=[],
+        metavar="NETWORK",
+        help="an address or network (10.0.0.0/8) that no limit per address or per network "
+        "applies to; repeat for more",
+    )
+    parser.add_argument(
+        "--proxy-from",
+        action="append",
+        type=network,
+        default=[],
+        metavar="NETWORK",
+        help="a load balancer's address or network: its connections must begin with a PROXY "
+        "header (v1 or v2, before TLS), and the client address in it is the one limited and "
+        "logged; repeat for more",
+    )
     parser.add_argument(
         "--event-loop",
         default="auto",
@@ -180,12 +245,24 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         frame_timeout=args.frame_timeout,
         max_connections=args.max_connections,
         max_connections_per_ip=args.max_connections_per_ip,
+        max_connections_per_prefix=args.max_connections_per_prefix,
+        ipv4_prefix=args.ipv4_prefix,
+        ipv6_prefix=args.ipv6_prefix,
+        connections_per_second=args.connections_per_second,
+        connection_burst=args.connection_burst,
+        exempt=tuple(args.exempt),
+        proxy_from=tuple(args.proxy_from),
         rate=RateLimits(
             messages_per_second=args.messages_per_second,
             message_burst=args.message_burst,
             bytes_per_second=args.text_bytes_per_second,
             byte_burst=args.text_byte_burst,
             strikes=args.flood_strikes,
+            address_share=args.address_share,
+            private_pair_per_second=args.private_messages_per_second,
+            private_pair_burst=args.private_message_burst,
+            registrations_per_hour=args.registrations_per_hour,
+            new_rooms_per_hour=args.new_rooms_per_hour,
         ),
         max_pending_write=args.max_pending_write,
         max_pending_total=args.max_pending_total,
@@ -246,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
         return 1
-    except (sqlite3.Error, SchemaTooNew) as exc:
+    except (sqlite3.Error, HistoryRefused) as exc:
         log.error("cannot open the history %s: %s", args.db, exc)
         return 1
     except ssl.SSLError as exc:

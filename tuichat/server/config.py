@@ -50,6 +50,23 @@ class ServerConfig:
     """Messages kept per room (and per user's private messages) in Redis."""
     presence_ttl: float = 10.0
     """With Redis: seconds after which the users of a server that stopped refreshing are gone."""
+    max_connections_per_prefix: int = 200
+    """Connections from one network (an IPv4 /`ipv4_prefix`, an IPv6 /`ipv6_prefix`) at once."""
+    ipv4_prefix: int = 24
+    """Length of the IPv4 prefix that makes one network for the limits per network."""
+    ipv6_prefix: int = 64
+    """Length of the IPv6 prefix that makes one network for the limits per network."""
+    connections_per_second: float = 5.0
+    """New connections admitted per second from one network, kept up (a token bucket's refill)."""
+    connection_burst: int = 100
+    """New connections one network may open at once (the bucket's size): a classroom behind one
+    NAT address connecting together."""
+    exempt: tuple[str, ...] = ()
+    """Addresses and networks (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`) that no limit per
+    address or per network applies to (`max_connections` still does)."""
+    proxy_from: tuple[str, ...] = ()
+    """Load balancers (addresses or networks) whose connections must begin with a PROXY header
+    (v1 or v2, before TLS); the client address it names is the one limits and logs see."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +79,18 @@ class RateLimits:
     byte_burst: int = 64 * 1024
     strikes: int = 30
     """Refused requests (refilled one per second) before the connection is dropped."""
+    address_share: float = 5.0
+    """The requests and text bytes of all connections from one address together may be this
+    many times those of one connection (and one user's, on all devices, those of one)."""
+    private_pair_per_second: float = 2.0
+    """Private messages per second from one sender (and from one address) to one user."""
+    private_pair_burst: int = 20
+    registrations_per_hour: int = 20
+    """Names one address may register per hour."""
+    new_rooms_per_hour: int = 60
+    """Rooms nobody was in that one address may open per hour."""
 
     @classmethod
     def unlimited(cls) -> RateLimits:
         """No flood control (for benchmarks and tests that send as fast as they can)."""
-        return cls(1e12, 10**12, 1e12, 10**12, 10**12)
+        return cls(1e12, 10**12, 1e12, 10**12, 10**12, 1.0, 1e12, 10**12, 10**12, 10**12)

@@ -22,3 +22,7 @@ class TokenBucket:
             return False
         self._tokens -= cost
         return True
+
+    def available(self, now: float) -> float:
+        """Return how many tokens the bucket holds at time `now` (without taking any)."""
+        return min(self.burst, self._tokens + (now - self._last) * self.rate)

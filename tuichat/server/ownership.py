@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,6 +21,9 @@ from tuichat.chat import ChatError
 from tuichat.protocol import Challenge, ErrorCode, Hello
 from tuichat.protocol.auth import PUBLIC_KEY_CHARS, SIGNATURE_CHARS, login_payload, verify
 
+MAX_TOKENS = 100_000
+"""Resume tokens kept at most: those of the users who signed in least recently go first (they
+can still sign in, and their key still proves them; only a resume without a key needs one)."""
 MIN_KEY, MAX_KEY = 16, 256
 """Length limits of a version-1 secret (`legacy_key`)."""
 KEY_OWNER, LEGACY_OWNER = "ed25519:", "sha256:"
@@ -56,13 +60,22 @@ class Verdict:
 class Ownership:
     """Registrations (name key → owner) and resume tokens (user key → token hash)."""
 
-    def __init__(self) -> None:
-        self.tokens: dict[str, str] = {}
+    def __init__(self, max_tokens: int = MAX_TOKENS) -> None:
+        self.tokens: OrderedDict[str, str] = OrderedDict()
+        """User key → hash of the last token, the least recently renewed first."""
         self.identities: dict[str, str] = {}
+        self._max_tokens = max_tokens
 
     def load_tokens(self, tokens: Mapping[str, str]) -> None:
         """Add resume tokens (hashed) by user key."""
-        self.tokens.update(tokens)
+        for user_key, hashed in tokens.items():
+            self._keep_token(user_key, hashed)
+
+    def _keep_token(self, user_key: str, hashed: str) -> None:
+        self.tokens[user_key] = hashed
+        self.tokens.move_to_end(user_key)
+        while len(self.tokens) > self._max_tokens:
+            self.tokens.popitem(last=False)
 
     def load_identities(self, identities: Mapping[str, str]) -> None:
         """Add registrations (owners) by name key."""
@@ -105,7 +118,7 @@ class Ownership:
     def new_token(self, user_key: str) -> tuple[str, str]:
         """Make a user's next resume token; return it and its hash (now the one that counts)."""
         token = secrets.token_urlsafe(18)
-        self.tokens[user_key] = token_hash(token)
+        self._keep_token(user_key, token_hash(token))
         return token, self.tokens[user_key]
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import heapq
 import logging
 import ssl
 import time
@@ -58,6 +60,7 @@ from tuichat.protocol import (
     Who,
     encode_frame,
 )
+from tuichat.server.admission import Admission, parse_address
 from tuichat.server.broker import (
     Broker,
     LocalUser,
@@ -73,6 +76,8 @@ from tuichat.server.broker import (
 )
 from tuichat.server.config import ServerConfig
 from tuichat.server.fanout import Fanout
+from tuichat.server.flood import FloodLimits
+from tuichat.server.listener import ProxyListener
 from tuichat.server.ownership import Ownership, Verdict
 from tuichat.server.session import Session
 
@@ -92,6 +97,16 @@ MAX_PAGE = 500
 """Most messages in one `history_page`."""
 MAX_PAGE_BYTES = 256 * 1024
 """A `history_page` holds fewer messages when their texts would pass this size."""
+
+
+MAX_SEQ = 2**63 - 1
+"""The largest sequence number (and `before`) a store can hold."""
+ROOM_PAGE = 500
+"""Most rooms in one `room_list`."""
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def now_ms() -> int:
@@ -122,8 +137,9 @@ class ChatServer:
         self.chat: Chat[Session] = Chat(self.config.chat, position=self._room_position)
         self.sessions: set[Session] = set()
         self.fanout = Fanout()
-        self._per_ip: dict[str, int] = {}
-        self._server: asyncio.Server | None = None
+        self.admission = Admission(self.config)
+        self.flood = FloodLimits(self.config.rate, exempt=self._exempt)
+        self._server: asyncio.Server | ProxyListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting_acks: dict[tuple[str, int], list[tuple[Session, Send]]] = {}
         self._following: Counter[str] = Counter()
@@ -147,6 +163,11 @@ class ChatServer:
             Bye: self._bye,
         }
 
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 (one server per process; a few KB)
+    def _exempt(self, address: str) -> bool:
+        ip = parse_address(address)
+        return ip is not None and ip in self.admission.exempt
+
     def _room_position(self, room: str) -> tuple[int, int]:
         position = self.broker.position(room)
         return position.epoch, position.seq
@@ -166,18 +187,31 @@ class ChatServer:
         lobby = self.chat.rooms[LOBBY]
         lobby.epoch, lobby.delivered = self._room_position(LOBBY)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: Session(self),
-            self.config.host,
-            self.config.port,
-            ssl=self._tls_context(),
-            ssl_handshake_timeout=self.config.hello_timeout if self.config.tls_cert else None,
-            backlog=LISTEN_BACKLOG,
-        )
+        if self.config.proxy_from:  # balancers' connections: the PROXY header, then TLS
+            self._server = await ProxyListener.open(
+                self.config.host,
+                self.config.port,
+                self.admission.balancers,
+                lambda client: Session(self, client),
+                tls=self._tls_context(),
+                timeout=self.config.hello_timeout,
+                backlog=LISTEN_BACKLOG,
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: Session(self),
+                self.config.host,
+                self.config.port,
+                ssl=self._tls_context(),
+                ssl_handshake_timeout=self.config.hello_timeout if self.config.tls_cert else None,
+                backlog=LISTEN_BACKLOG,
+            )
         self._spawn(self._heartbeats())
         host, port = self.address
         tls = " with TLS" if self.config.tls_cert else ""
         log.info("listening on %s:%d%s (protocol version %d)", host, port, tls, PROTOCOL_VERSION)
+        if self.config.proxy_from:
+            log.info("PROXY header required from %s", ", ".join(self.config.proxy_from))
         log.info("history: %s", self.broker.describe())
 
     def _tls_context(self) -> ssl.SSLContext | None:
@@ -259,18 +293,15 @@ class ChatServer:
     # --- admission -------------------------------------------------------
 
     def admit(self, session: Session) -> ProtocolError | None:
-        """Count a new connection in, or say why it is refused."""
-        config = self.config
-        if len(self.sessions) >= config.max_connections:
-            return ProtocolError(ErrorCode.SERVER_FULL, "the server is full; try again later")
-        count = self._per_ip.get(session.ip, 0)
-        if count >= config.max_connections_per_ip:
-            return ProtocolError(
-                ErrorCode.TOO_MANY_CONNECTIONS,
-                f"at most {config.max_connections_per_ip} connections from one address",
-            )
-        self._per_ip[session.ip] = count + 1
-        return None
+        """Count a new connection in, or say why it is refused (logged a few at a time)."""
+        refusal = self.admission.admit(session.ip, asyncio.get_running_loop().time())
+        if refusal is None:
+            return None
+        if refusal.report:
+            since = refusal.report - 1
+            more = f" (and {since} more since the last such line)" if since else ""
+            log.info("%s: refused: %s%s", session.peer, refusal.error.detail, more)
+        return refusal.error
 
     def backlogged(self, session: Session, queued: int) -> None:
         """`session` has `queued` bytes waiting: past the server-wide ceiling on what waits for
@@ -296,11 +327,7 @@ class ChatServer:
         self._backlogged.discard(session)
         if session in self.sessions:
             self.sessions.discard(session)
-            left = self._per_ip.get(session.ip, 1) - 1
-            if left:
-                self._per_ip[session.ip] = left
-            else:
-                self._per_ip.pop(session.ip, None)
+            self.admission.release(session.ip)
 
     # --- dispatch --------------------------------------------------------
 
@@ -484,6 +511,12 @@ class ChatServer:
         if owner is None:
             self._follow(rooms, welcome)
             return
+        if verdict.replacing is None and not self.flood.registration(session.ip, _now()):
+            finished()
+            raise ChatError(
+                ErrorCode.RATE_LIMITED,
+                "too many names were registered from your address lately; try again later",
+            )
 
         def claimed(result: bool | Exception) -> None:
             if result is True:
@@ -554,7 +587,7 @@ class ChatServer:
         for room, position in resumed:
             self._resume_room(session, room, position)
         if trusted and hello.private_after is not None:
-            after = min(max(hello.private_after, 0), 2**63 - 1)  # SQLite integers are 64-bit
+            after = min(max(hello.private_after, 0), MAX_SEQ)
             self._spawn(self._replay_privates(session, after))
 
     def _proves(self, user_key: str, hello: Hello, verdict: Verdict) -> bool:
@@ -693,6 +726,11 @@ class ChatServer:
             text = self.chat.clean_text(private.text)
             if target is None:
                 raise ChatError(ErrorCode.NO_SUCH_USER, f"{private.to!r} is not online")
+            if not self.flood.private(session.ip, user.key, target.key, _now()):
+                raise ChatError(
+                    ErrorCode.RATE_LIMITED,
+                    f"slow down: too many private messages to {target.name} lately",
+                )
         except ChatError as exc:
             refusal = exc
         post = PrivatePost(
@@ -714,7 +752,7 @@ class ChatServer:
         name = check_room(request.room)
         limit = max(1, min(request.limit, MAX_PAGE))
         room = self.chat.rooms.get(name)
-        before = max(request.before, 0)
+        before = min(max(request.before, 0), MAX_SEQ)  # stores hold 64-bit signed integers
         if room is not None:  # not past what was delivered here
             before = min(before, room.delivered + 1) if before else room.delivered + 1
 
@@ -753,6 +791,12 @@ class ChatServer:
     def _join(self, session: Session, join: Join) -> None:
         user = self._user(session)
         name = self.chat.check_join(user, join.room)
+        nobody_here = name not in self.chat.rooms and not self.peers.count(name)
+        if nobody_here and not self.flood.new_room(session.ip, _now()):
+            raise ChatError(
+                ErrorCode.RATE_LIMITED,
+                "too many rooms were opened from your address lately; join one that has people",
+            )
 
         def followed(error: Exception | None) -> None:
             if session.user is not user:
@@ -793,13 +837,15 @@ class ChatServer:
         log.info("%s left %s", user.name, room_name)
 
     def _list_rooms(self, session: Session, request: ListRooms) -> None:
-        local = {info.room: info.members for info in self.chat.room_list()}
+        limit = min(request.limit, ROOM_PAGE) if request.limit > 0 else ROOM_PAGE
+        after = request.after
+        local = {n: len(r.members) for n, r in self.chat.rooms.items() if r.members or n == LOBBY}
         remote = self.peers.counts()
-        rooms = tuple(
-            RoomInfo(name, local.get(name, 0) + remote.get(name, 0))
-            for name in sorted(local.keys() | remote.keys())
+        names = heapq.nsmallest(  # one page costs O(rooms), not a sort of them all
+            limit + 1, (name for name in local.keys() | remote.keys() if name > after)
         )
-        session.send(RoomList(rooms=rooms, ref=request.ref))
+        rooms = tuple(RoomInfo(n, local.get(n, 0) + remote.get(n, 0)) for n in names[:limit])
+        session.send(RoomList(rooms=rooms, more=len(names) > limit, ref=request.ref))
 
     def _who(self, session: Session, who: Who) -> None:
         room = check_room(who.room) if who.room else ""

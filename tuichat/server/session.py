@@ -16,6 +16,7 @@ from tuichat.protocol import (
     Connection,
     Error,
     ErrorCode,
+    History,
     Pong,
     ProtocolError,
     Role,
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tuichat.server")
 
+HISTORY_PER_REQUEST = 100
+"""A history page costs one request more for every this many messages asked for."""
 BACKLOG = 64 * 1024
 """Bytes waiting for one client past which they count against the server-wide ceiling."""
 
@@ -39,8 +42,10 @@ class Session(asyncio.Protocol):
     for that room are held back and written after the replay, in order.
     """
 
-    def __init__(self, server: ChatServer) -> None:
+    def __init__(self, server: ChatServer, client: tuple[str, int] | None = None) -> None:
         self.server = server
+        self.client = client
+        """The client's address and port from a balancer's PROXY header (None: the peer's)."""
         self.conn = Connection(Role.SERVER, max_frame=server.config.max_frame)
         self.user: User[Session] | None = None
         self.greeting = False
@@ -72,13 +77,13 @@ class Session(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        peer = transport.get_extra_info("peername")
+        peer = self.client or transport.get_extra_info("peername")
         self.ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.transport.set_write_buffer_limits(high=self.server.config.max_pending_write)
         refusal = self.server.admit(self)
         if refusal is not None:
-            self.fail(refusal)
+            self.fail(refusal, quiet=True)  # the server logs refusals, a few at a time
             return
         self.server.sessions.add(self)
         self.send(self.challenge)
@@ -109,7 +114,15 @@ class Session(asyncio.Protocol):
             return True
         text = getattr(event, "text", None)
         cost = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
-        if self._requests.take(1, now) and self._text_bytes.take(cost, now):
+        user_key = self.user.key if self.user is not None else None
+        requests = 1
+        if isinstance(event, History):  # the most a page holds is 500 (server.MAX_PAGE)
+            requests += min(max(event.limit, 0), 500) // HISTORY_PER_REQUEST
+        if (
+            self._requests.take(requests, now)
+            and self._text_bytes.take(cost, now)
+            and self.server.flood.request(self.ip, user_key, cost, now)
+        ):
             return True
         if not self._strikes.take(1, now):
             self.fail(ProtocolError(ErrorCode.FLOOD, "too many requests refused; goodbye"))
@@ -219,10 +232,11 @@ class Session(asyncio.Protocol):
         for frame in self._held.pop(room, []):
             self.write_frame(frame)
 
-    def fail(self, exc: ProtocolError) -> None:
+    def fail(self, exc: ProtocolError, *, quiet: bool = False) -> None:
         """Tell the client why, then close: the stream from it cannot be trusted."""
         self._failed = True
-        log.info("%s: closing after protocol error: %s", self.describe(), exc)
+        if not quiet:
+            log.info("%s: closing after protocol error: %s", self.describe(), exc)
         self.send(Error(code=str(exc.code), message=exc.detail, fatal=True, ref=exc.ref))
         self.close("disconnect")
 

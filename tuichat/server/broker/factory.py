@@ -16,8 +16,8 @@ def make_broker(config: ServerConfig) -> tuple[Broker, Peers]:
 
         return make_redis_broker(config)
     store: HistoryStore = MemoryHistory() if config.db is None else SQLiteHistory(config.db)
-    loaded = store.load(config.chat.recent_ids_per_room)
+    loaded = store.load()
     broker = LocalBroker(
-        store, loaded, config.chat.recent_ids_per_room, where=config.db or "memory only"
+        store, loaded, config.chat.recent_ids_per_sender, where=config.db or "memory only"
     )
     return broker, LocalPeers(store, loaded)

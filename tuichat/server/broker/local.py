@@ -4,20 +4,32 @@ After centrifuge's `broker_memory.go`: `publish` numbers the message, remembers 
 client id, hands it to the store and, once the store says it is durable, calls
 the same handler the Redis broker calls from its subscription. A single server
 has no peers (`LocalPeers`): it is a cluster of one.
+
+A room's numbering (its epoch and last seq) is read from the store when the room is
+first followed and forgotten again once nobody here follows it and all of it is
+stored, so a server holds only the rooms in use, however many the history has. A
+sender's recent client ids in a room are read when they first post there
+(`tuichat.server.broker.retries`). When the store cannot write, the messages it was
+given fail (`unavailable`), and the rooms' numbering goes back to what is stored.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import logging
 import secrets
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tuichat.protocol import Message, PrivateMessage
 from tuichat.protocol.auth import new_server_id
 from tuichat.server.broker.base import (
     Broker,
     BrokerHandler,
+    BrokerUnavailable,
     LocalUser,
     Peers,
     Post,
@@ -29,7 +41,16 @@ from tuichat.server.broker.base import (
     RemoteUser,
     RoomPosition,
 )
+from tuichat.server.broker.retries import RetryWindows, Window
 from tuichat.server.history import HistoryStore, LoadedState, StoredMessage, StoredPrivate
+
+logger = logging.getLogger("tuichat.server")
+
+REMEMBERED_IDS = 131_072
+"""Client ids held in memory for all rooms and senders together (about 250 bytes each); past
+it, the windows of the senders quiet longest are read back from the store when needed."""
+READS_AT_STOP = 2.0
+"""Seconds `stop` waits for the reads that posts wait for, before the store closes."""
 
 
 def random_epoch(room: str) -> int:
@@ -44,8 +65,11 @@ class _RoomLog:
     epoch: int
     seq: int = 0
     stored: int = 0
-    recent_ids: OrderedDict[tuple[str, str], tuple[int, int]] = field(default_factory=OrderedDict)
-    """(sender key, client id) → (seq, ts) of recent messages, to recognise retried sends."""
+    followed: bool = False
+    storing: dict[int, list[PublishDone]] = field(default_factory=dict)
+    """The seqs given out and not stored yet, with the retries waiting for each."""
+    waiting: int = 0
+    """Posts waiting for their sender's client ids to be read from the store."""
 
 
 class LocalBroker(Broker):
@@ -59,121 +83,318 @@ class LocalBroker(Broker):
         *,
         new_epoch: Callable[[str], int] = random_epoch,
         where: str = "memory only",
+        remembered_ids: int = REMEMBERED_IDS,
     ) -> None:
         self.store = store
         self._where = where
         self._recent_limit = recent_ids
         self._new_epoch = new_epoch
         self._rooms: dict[str, _RoomLog] = {}
-        for name, record in loaded.rooms.items():
-            log = self._rooms[name] = _RoomLog(record.epoch, record.seq, record.seq)
-            log.recent_ids.update(record.recent_ids)
+        """The rooms followed here, and those with messages still being stored."""
+        self._loading: dict[str, list[Callable[[Exception | None], None]]] = {}
+        """Rooms being read from the store, and what waits for each."""
+        self._sent: RetryWindows[tuple[int, int]] = RetryWindows(recent_ids, remembered_ids)
+        """Each sender's recent client ids per room → (seq, ts)."""
+        self._sent_privates: RetryWindows[int] = RetryWindows(recent_ids, remembered_ids // 4)
+        """Each sender's recent client ids of private messages → pid."""
         self._last_pid = loaded.last_private_id
-        self._recent_privates: OrderedDict[tuple[str, str], PrivateMessage] = OrderedDict(
-            loaded.recent_privates
-        )
         self._storing_privates: dict[int, list[PrivateDone]] = {}
-        """Retries of private messages still being stored, by pid."""
+        """Private messages being stored, by pid: the sender's `done`, then retries'."""
         self._handler: BrokerHandler | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, handler: BrokerHandler) -> None:
         self._handler = handler
 
     async def stop(self) -> None:
+        # posts waiting for a read from the store are numbered and handed to it first
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(READS_AT_STOP):
+                while self._tasks:
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.close()  # everything accepted is durable, and its callbacks are queued
 
     def describe(self) -> str:
         return self._where
 
-    def _log(self, room: str) -> _RoomLog:
-        log = self._rooms.get(room)
-        if log is None:
-            log = self._rooms[room] = _RoomLog(self._new_epoch(room))
-        return log
+    def rooms_in_memory(self) -> int:
+        """How many rooms' numbering this server holds now (followed, or still storing)."""
+        return len(self._rooms)
+
+    def ids_in_memory(self) -> int:
+        """How many client ids this server holds now, to recognise retries."""
+        return self._sent.held + self._sent_privates.held
 
     def position(self, room: str) -> RoomPosition:
         log = self._rooms.get(room)
         return RoomPosition(0, 0) if log is None else RoomPosition(log.epoch, log.stored)
 
     def follow(self, rooms: Iterable[str], ready: Callable[[Exception | None], None]) -> None:
-        for room in rooms:
-            self._log(room)
-        ready(None)
+        wanted = list(dict.fromkeys(rooms))
+        remaining = len(wanted)
+        errors: list[Exception] = []
+
+        def loaded(room: str, error: Exception | None) -> None:
+            nonlocal remaining
+            if error is None:
+                self._rooms[room].followed = True
+            else:
+                errors.append(error)
+            remaining -= 1
+            if not remaining:
+                ready(errors[0] if errors else None)
+
+        if not wanted:
+            ready(None)
+        for room in wanted:
+            self._with_room(room, functools.partial(loaded, room))
 
     def unfollow(self, room: str) -> None:
         log = self._rooms.get(room)
-        if log is not None and not log.seq:
-            del self._rooms[room]  # nothing to remember: joining and leaving costs nothing
+        if log is not None:
+            log.followed = False
+            self._forget_if_idle(room)
+
+    def _with_room(self, name: str, then: Callable[[Exception | None], None]) -> None:
+        """Call `then(None)` once the room's numbering is here (read from the store if it is
+        not), or `then(error)` if the store cannot say."""
+        if name in self._rooms:
+            then(None)
+            return
+        waiting = self._loading.get(name)
+        if waiting is not None:
+            waiting.append(then)
+            return
+        self._loading[name] = [then]
+        self._spawn(self._read_room(name))
+
+    async def _read_room(self, name: str) -> None:
+        error: Exception | None = None
+        try:
+            record = await self.store.room(name)
+        except Exception as exc:
+            error = BrokerUnavailable(f"cannot read the history of {name}: {exc}")
+        else:
+            if record is None:  # nothing stored: a new room, or one that never had a message
+                self._rooms[name] = _RoomLog(self._new_epoch(name))
+            else:
+                self._rooms[name] = _RoomLog(record.epoch, record.seq, record.seq)
+        for then in self._loading.pop(name):
+            try:
+                then(error)
+            except Exception:  # one failing request must not leave the others waiting
+                logger.exception("carrying on after reading %s failed", name)
+        self._forget_if_idle(name)
+
+    def _forget_if_idle(self, room: str) -> None:
+        """Forget a room nobody here follows once all of it is stored (the store has it)."""
+        log = self._rooms.get(room)
+        if log is not None and not log.followed and not log.storing and not log.waiting:
+            del self._rooms[room]
+            self._sent.drop_room(room)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def publish(self, post: Post, done: PublishDone) -> None:
-        log = self._log(post.room)
-        key = (post.sender_key, post.client_id)
+        log = self._rooms.get(post.room)
+        if log is None:  # not followed here (yet): read its numbering first
+            self._with_room(post.room, lambda error: self._resume(post, done, error))
+            return
+        key = (post.room, post.sender_key)
+        window = self._sent.get(key)
+        if window is None and post.client_id:
+            window = self._sent.open(key)
+            self._spawn(self._read_window(key, window))
+        if window is not None and not window.loaded:  # the sender's posts wait, in order
+            log.waiting += 1
+
+            def loaded(error: Exception | None) -> None:
+                log.waiting -= 1
+                self._resume(post, done, error)
+
+            window.waiting.append(loaded)
+            return
         if post.client_id:
-            earlier = log.recent_ids.get(key)
+            assert window is not None
+            earlier = window.ids.get(post.client_id)
             if earlier is not None:
-                seq, ts = earlier
-                message = Message(post.room, seq, post.sender, post.text, ts, post.action)
-                done(Published(message, log.epoch, new=False))
+                self._retried(log, post, earlier, done)
                 return
+        failure = self.store.failure()
+        if failure is not None:
+            done(BrokerUnavailable(f"cannot store messages: {failure}"))
+            return
+        self._number(log, post, window, done)
+
+    def _resume(self, post: Post, done: PublishDone, error: Exception | None) -> None:
+        """Carry on with a post that waited for the store."""
+        if error is None:
+            self.publish(post, done)
+        else:
+            done(error)
+            self._forget_if_idle(post.room)
+
+    async def _read_window(self, key: tuple[str, str], window: Window[tuple[int, int]]) -> None:
+        room, sender_key = key
+        try:
+            stored = await self.store.sent(room, sender_key, self._recent_limit)
+        except Exception as exc:
+            self._sent.failed(key, window, BrokerUnavailable(f"cannot read {room}: {exc}"))
+        else:
+            self._sent.fill(window, stored)
+
+    def _retried(
+        self, log: _RoomLog, post: Post, earlier: tuple[int, int], done: PublishDone
+    ) -> None:
+        """Answer a retry with the original message (once it is stored)."""
+        seq, ts = earlier
+        waiting = log.storing.get(seq)
+        if waiting is not None:
+            waiting.append(done)
+        else:
+            message = Message(post.room, seq, post.sender, post.text, ts, post.action)
+            done(Published(message, log.epoch, new=False))
+
+    def _number(
+        self,
+        log: _RoomLog,
+        post: Post,
+        window: Window[tuple[int, int]] | None,
+        done: PublishDone,
+    ) -> None:
         log.seq += 1
-        message = Message(post.room, log.seq, post.sender, post.text, post.ts, post.action)
+        seq, epoch = log.seq, log.epoch
+        message = Message(post.room, seq, post.sender, post.text, post.ts, post.action)
         if post.client_id:
-            log.recent_ids[key] = (log.seq, post.ts)
-            if len(log.recent_ids) > self._recent_limit:
-                log.recent_ids.popitem(last=False)
-        epoch = log.epoch
+            assert window is not None
+            window.storing += 1
+            self._sent.add(window, post.client_id, (seq, post.ts))
+        log.storing[seq] = []
 
         def durable() -> None:
-            log.stored = max(log.stored, message.seq)
+            retries = log.storing.pop(seq, [])
+            log.stored = max(log.stored, seq)
+            if window is not None and post.client_id:
+                window.storing -= 1
             done(Published(message, epoch, new=True))
             assert self._handler is not None
             self._handler.on_message(message, epoch)
+            for retry in retries:
+                retry(Published(message, epoch, new=False))
+            self._forget_if_idle(post.room)
+
+        def failed(error: Exception) -> None:
+            retries = log.storing.pop(seq, [])
+            if window is not None and post.client_id:
+                window.storing -= 1
+                self._sent.discard(window, post.client_id)
+            if not log.storing:  # every message after the failed one failed too
+                log.seq = log.stored
+            refusal = BrokerUnavailable(f"cannot store messages: {error}")
+            for waiting in (done, *retries):
+                waiting(refusal)
+            self._forget_if_idle(post.room)
 
         record = StoredMessage(message, epoch, post.sender_key, post.client_id)
-        self.store.append([record], durable)
+        self.store.append([record], durable, failed)
 
     def publish_private(self, post: PrivatePost, done: PrivateDone) -> None:
-        key = (post.sender_key, post.client_id)
+        key = ("", post.sender_key)
+        window = self._sent_privates.get(key)
+        if window is None and post.client_id:
+            window = self._sent_privates.open(key)
+            self._spawn(self._read_sent_privates(key, window))
+        if window is not None and not window.loaded:  # the sender's posts wait, in order
+
+            def loaded(error: Exception | None) -> None:
+                if error is None:
+                    self.publish_private(post, done)
+                else:
+                    done(error)
+
+            window.waiting.append(loaded)
+            return
         if post.client_id:
-            earlier = self._recent_privates.get(key)
+            assert window is not None
+            earlier = window.ids.get(post.client_id)
             if earlier is not None:
-                waiting = self._storing_privates.get(earlier.pid)
+                waiting = self._storing_privates.get(earlier)
                 if waiting is None:
-                    done(PublishedPrivate(earlier, new=False))
+                    self._spawn(self._answer_private_retry(earlier, done))
                 else:
                     waiting.append(done)
                 return
         if post.refusal is not None:
             done(post.refusal)
             return
+        failure = self.store.failure()
+        if failure is not None:
+            done(BrokerUnavailable(f"cannot store messages: {failure}"))
+            return
         self._last_pid += 1
-        message = PrivateMessage(
-            post.sender, post.target, post.text, post.ts, post.action, pid=self._last_pid
-        )
+        pid = self._last_pid
+        message = PrivateMessage(post.sender, post.target, post.text, post.ts, post.action, pid=pid)
         if post.client_id:
-            self._recent_privates[key] = message
-            if len(self._recent_privates) > self._recent_limit:
-                self._recent_privates.popitem(last=False)
-        self._storing_privates[message.pid] = [done]
+            assert window is not None
+            window.storing += 1
+            self._sent_privates.add(window, post.client_id, pid)
+        self._storing_privates[pid] = [done]
 
         def durable() -> None:
-            for index, waiting in enumerate(self._storing_privates.pop(message.pid, ())):
-                waiting(PublishedPrivate(message, new=index == 0))
-            assert self._handler is not None
+            if window is not None and post.client_id:
+                window.storing -= 1
+            assert self._handler is not None  # the target's copy first, then the sender's
             self._handler.on_private(message, post.sender_key, post.target_key)
+            for index, waiting in enumerate(self._storing_privates.pop(pid, ())):
+                waiting(PublishedPrivate(message, new=index == 0))
+
+        def failed(error: Exception) -> None:
+            if window is not None and post.client_id:
+                window.storing -= 1
+                self._sent_privates.discard(window, post.client_id)
+            refusal = BrokerUnavailable(f"cannot store messages: {error}")
+            for waiting in self._storing_privates.pop(pid, ()):
+                waiting(refusal)  # the pid is not given out again: a gap, never a reuse
 
         record = StoredPrivate(message, post.sender_key, post.target_key, post.client_id)
-        self.store.append([record], durable)
+        self.store.append([record], durable, failed)
+
+    async def _read_sent_privates(self, key: tuple[str, str], window: Window[int]) -> None:
+        try:
+            stored = await self.store.sent_privates(key[1], self._recent_limit)
+        except Exception as exc:
+            error = BrokerUnavailable(f"cannot read the private messages: {exc}")
+            self._sent_privates.failed(key, window, error)
+        else:
+            self._sent_privates.fill(window, stored)
+
+    async def _answer_private_retry(self, pid: int, done: PrivateDone) -> None:
+        """Answer the retry of a stored private message with the original, read back."""
+        try:
+            original = await self.store.private(pid)
+        except Exception as exc:
+            done(BrokerUnavailable(f"cannot read the private messages: {exc}"))
+            return
+        if original is None:  # kept in memory only, and dropped since
+            done(BrokerUnavailable("that private message is no longer kept"))
+        else:
+            done(PublishedPrivate(original, new=False))
 
     async def page(self, room: str, before: int, limit: int) -> tuple[RoomPosition, list[Message]]:
-        log = self._rooms.get(room)
-        if log is None or not log.stored:
-            return RoomPosition(log.epoch if log else 0, 0), []
-        position = RoomPosition(log.epoch, log.stored)
+        position = await self.stored_position(room)
+        if not position.seq:
+            return position, []
         return position, await self.store.page(room, before, limit)
 
     async def stored_position(self, room: str) -> RoomPosition:
-        return self.position(room)
+        log = self._rooms.get(room)
+        if log is not None:
+            return RoomPosition(log.epoch, log.stored)
+        record = await self.store.room(room)  # nobody here follows it: the store knows
+        return RoomPosition(0, 0) if record is None else RoomPosition(record.epoch, record.seq)
 
     async def replay(self, room: str, after: int, upto: int) -> list[Message]:
         return await self.store.after(room, after, upto)
@@ -235,6 +456,10 @@ class LocalPeers(Peers):
         done: Callable[[bool | Exception], None], *, replacing: str | None = None,
     ) -> None:  # fmt: skip
         # one event loop is the only writer: the server checked that the name is free
+        failure = self.store.failure()
+        if failure is not None:  # a name that cannot be stored is not registered
+            done(BrokerUnavailable(f"cannot store the registration: {failure}"))
+            return
         for key in name_keys:
             self.store.save_identity(key, name, owner, now)
         done(True)

@@ -1,6 +1,8 @@
 """Message history: the storage interface and its implementations."""
 
 from tuichat.server.history.base import (
+    HistoryFailing,
+    HistoryRefused,
     HistoryStore,
     LoadedState,
     RoomRecord,
@@ -11,6 +13,8 @@ from tuichat.server.history.memory import MemoryHistory
 from tuichat.server.history.sqlite import SQLiteHistory
 
 __all__ = [
+    "HistoryFailing",
+    "HistoryRefused",
     "HistoryStore",
     "LoadedState",
     "MemoryHistory",

@@ -1,28 +1,36 @@
 """The storage interface the server talks to, and the records it stores.
 
 The chat logic never touches storage: the server hands records to a
-`HistoryStore`, which calls back once they are durable, and asks it for pages of
-history. An SQLite store is the embedded default, memory the other; the local
-broker (`tuichat.server.broker.local`) numbers what they store.
+`HistoryStore`, which calls back once they are durable (or failed), and asks it
+for pages of history. An SQLite store is the embedded default, memory the other;
+the local broker (`tuichat.server.broker.local`) numbers what they store, and
+reads a room's numbering back (`room`) only when the room is followed.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tuichat.protocol import Message, PrivateMessage
 
 
+class HistoryRefused(Exception):
+    """The history cannot be used (the sentence says why and what to do)."""
+
+
+class HistoryFailing(Exception):
+    """The store cannot write right now (a full disk, a deleted file); appends are refused
+    until it can."""
+
+
 @dataclass(frozen=True, slots=True)
 class RoomRecord:
-    """A room as stored: its epoch, its last sequence number, its recent client ids."""
+    """A room as stored: its epoch and its last sequence number."""
 
     epoch: int
     seq: int
-    recent_ids: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
-    """(sender key, client id) → (seq, ts), for the newest messages that had an id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,16 +58,14 @@ Record = StoredMessage | StoredPrivate
 
 @dataclass(frozen=True, slots=True)
 class LoadedState:
-    """What a server needs from storage when it starts."""
+    """What a server needs from storage when it starts (nothing per room: rooms are read when
+    they are followed)."""
 
-    rooms: dict[str, RoomRecord]
     last_private_id: int
     tokens: dict[str, str]
     """User key → hash of the resume token of their last session."""
     identities: dict[str, str]
     """Name key → the name's owner (`ed25519:<public key>`, or `sha256:<hash>` from version 1)."""
-    recent_privates: dict[tuple[str, str], PrivateMessage] = field(default_factory=dict)
-    """(sender key, client id) → the newest private messages that had an id, oldest first."""
     server_id: str = ""
     """The chat's identity, made the first time the store was used ("" if nothing is kept)."""
 
@@ -68,17 +74,36 @@ class HistoryStore(ABC):
     """Durable history: appends with a callback when durable, and range reads."""
 
     @abstractmethod
-    def load(self, recent_ids: int) -> LoadedState:
-        """Return the stored rooms (with up to `recent_ids` client ids each, to recognise
-        retried sends), the last private message id and the `recent_ids` newest private
-        messages with an id, the resume tokens and the identities."""
+    def load(self) -> LoadedState:
+        """Return the last private message id, the resume tokens, the identities and the
+        chat's identity (nothing that grows with rooms or messages)."""
 
     @abstractmethod
-    def append(self, records: Sequence[Record], durable: Callable[[], None]) -> None:
-        """Store `records` in order; call `durable()` on the event loop once they are safe.
+    def append(
+        self,
+        records: Sequence[Record],
+        durable: Callable[[], None],
+        failed: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Store `records` in order; call `durable()` on the event loop once they are safe, or
+        `failed(error)` if they cannot be stored (then nothing of them is).
 
-        Calls to `durable` happen in the order of the `append` calls.
+        Calls to `durable` and `failed` happen in the order of the `append` calls, and once an
+        append failed, every later one fails too until `failure()` says None again.
         """
+
+    @abstractmethod
+    def failure(self) -> Exception | None:
+        """Why appends fail right now (None: they are taken); an append made meanwhile fails."""
+
+    @abstractmethod
+    async def room(self, name: str) -> RoomRecord | None:
+        """Return the room's epoch and last seq as stored (None: it has no message)."""
+
+    @abstractmethod
+    async def sent(self, room: str, sender_key: str, limit: int) -> dict[str, tuple[int, int]]:
+        """Return the client ids of the sender's newest `limit` messages in `room` that had
+        one, oldest first: client id → (seq, ts)."""
 
     @abstractmethod
     def save_token(self, user_key: str, token_hash: str) -> None:
@@ -87,6 +112,15 @@ class HistoryStore(ABC):
     @abstractmethod
     def save_identity(self, name_key: str, name: str, owner: str, now: int) -> None:
         """Remember that `name` belongs to `owner` (replacing an earlier owner)."""
+
+    @abstractmethod
+    async def sent_privates(self, sender_key: str, limit: int) -> dict[str, int]:
+        """Return the client ids of the sender's newest `limit` private messages that had one,
+        oldest first: client id → pid."""
+
+    @abstractmethod
+    async def private(self, pid: int) -> PrivateMessage | None:
+        """Return the private message `pid` (None: it is not kept)."""
 
     @abstractmethod
     async def page(self, room: str, before: int, limit: int) -> list[Message]:

@@ -5,14 +5,22 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from tuichat.protocol import Message, PrivateMessage
 from tuichat.server.history.base import (
     HistoryStore,
     LoadedState,
     Record,
+    RoomRecord,
     StoredMessage,
 )
+
+
+@dataclass(slots=True)
+class _Room:
+    epoch: int
+    kept: deque[StoredMessage] = field(default_factory=deque)
 
 
 class MemoryHistory(HistoryStore):
@@ -20,22 +28,33 @@ class MemoryHistory(HistoryStore):
 
     def __init__(self, keep: int = 1000) -> None:
         self._keep = keep
-        self._rooms: dict[str, deque[Message]] = {}
-        self._privates: deque[tuple[str, str, PrivateMessage]] = deque(maxlen=keep)
+        self._rooms: dict[str, _Room] = {}
+        self._privates: deque[tuple[str, str, PrivateMessage, str]] = deque(maxlen=keep)
+        """(sender key, target key, message, client id), oldest first."""
 
-    def load(self, recent_ids: int) -> LoadedState:
-        return LoadedState(rooms={}, last_private_id=0, tokens={}, identities={})
+    def load(self) -> LoadedState:
+        return LoadedState(last_private_id=0, tokens={}, identities={})
 
-    def append(self, records: Sequence[Record], durable: Callable[[], None]) -> None:
+    def append(
+        self,
+        records: Sequence[Record],
+        durable: Callable[[], None],
+        failed: Callable[[Exception], None] | None = None,
+    ) -> None:
         for record in records:
             if isinstance(record, StoredMessage):
-                room = record.message.room
-                if room not in self._rooms:
-                    self._rooms[room] = deque(maxlen=self._keep)
-                self._rooms[room].append(record.message)
+                name = record.message.room
+                room = self._rooms.get(name)
+                if room is None:
+                    room = self._rooms[name] = _Room(record.epoch, deque(maxlen=self._keep))
+                room.kept.append(record)
             else:
-                self._privates.append((record.sender_key, record.target_key, record.message))
+                kept = (record.sender_key, record.target_key, record.message, record.client_id)
+                self._privates.append(kept)
         asyncio.get_running_loop().call_soon(durable)
+
+    def failure(self) -> Exception | None:
+        return None
 
     def save_token(self, user_key: str, token_hash: str) -> None:
         pass  # tokens live in the server's memory already
@@ -43,15 +62,47 @@ class MemoryHistory(HistoryStore):
     def save_identity(self, name_key: str, name: str, owner: str, now: int) -> None:
         pass  # identities live in the server's memory already
 
+    async def room(self, name: str) -> RoomRecord | None:
+        room = self._rooms.get(name)
+        if room is None or not room.kept:
+            return None
+        return RoomRecord(room.epoch, room.kept[-1].message.seq)
+
+    async def sent(self, room: str, sender_key: str, limit: int) -> dict[str, tuple[int, int]]:
+        kept = self._rooms.get(room)
+        found: list[tuple[str, tuple[int, int]]] = []
+        for record in reversed(kept.kept if kept else ()):
+            if len(found) >= limit:
+                break
+            if record.client_id and record.sender_key == sender_key:
+                found.append((record.client_id, (record.message.seq, record.message.ts)))
+        return dict(reversed(found))
+
+    async def sent_privates(self, sender_key: str, limit: int) -> dict[str, int]:
+        found: list[tuple[str, int]] = []
+        for sender, _, message, client_id in reversed(self._privates):
+            if len(found) >= limit:
+                break
+            if client_id and sender == sender_key:
+                found.append((client_id, message.pid))
+        return dict(reversed(found))
+
+    async def private(self, pid: int) -> PrivateMessage | None:
+        return next((m for _, _, m, _ in self._privates if m.pid == pid), None)
+
     async def page(self, room: str, before: int, limit: int) -> list[Message]:
-        kept = [m for m in self._rooms.get(room, ()) if not before or m.seq < before]
-        return kept[-limit:] if limit else []
+        kept = self._rooms.get(room)
+        found = (
+            [r.message for r in kept.kept if not before or r.message.seq < before] if kept else []
+        )
+        return found[-limit:] if limit else []
 
     async def after(self, room: str, after: int, upto: int) -> list[Message]:
-        return [m for m in self._rooms.get(room, ()) if after < m.seq <= upto]
+        kept = self._rooms.get(room)
+        return [r.message for r in kept.kept if after < r.message.seq <= upto] if kept else []
 
     async def privates(self, user_key: str, after: int, limit: int) -> list[PrivateMessage]:
-        found = [m for s, t, m in self._privates if user_key in (s, t) and m.pid > after]
+        found = [m for s, t, m, _ in self._privates if user_key in (s, t) and m.pid > after]
         return found[:limit]
 
     async def close(self) -> None:

@@ -4,6 +4,14 @@ A writer thread takes whatever has been appended since its last commit and store
 it in one transaction (group commit), then tells the event loop which appends are
 durable. Reads run on a second thread with their own connection (WAL mode lets
 them proceed while the writer commits).
+
+The file belongs to one process: it is opened with SQLite's `unix-excl` VFS, which
+takes a lock no other process can share for as long as the server runs (a second
+server is refused at start) and keeps the WAL index in this process's memory, so
+nothing outside can break it (there is no `-shm` file). A write that fails (a full
+disk, a deleted file) fails its appends and every one behind it, and the store
+refuses appends for a few seconds before it tries again: nobody waits for a write
+that cannot happen, and nothing is acknowledged that is not stored.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -24,17 +33,30 @@ from typing import Any
 from tuichat.protocol import Message, PrivateMessage
 from tuichat.protocol.auth import new_server_id
 from tuichat.server.history.base import (
+    HistoryFailing,
+    HistoryRefused,
     HistoryStore,
     LoadedState,
     Record,
     RoomRecord,
     StoredMessage,
 )
+from tuichat.server.ownership import MAX_TOKENS
 
 log = logging.getLogger("tuichat.server")
 
 MAX_BATCH = 10_000
 """Most appends committed in one transaction."""
+LOCK_WAIT = 1.0
+"""Seconds to wait, at start, for another process to let go of the file."""
+FIRST_PAUSE = 0.5
+"""Seconds appends are refused after a failed write, before the next try (doubling)..."""
+LAST_PAUSE = 5.0
+"""...up to this."""
+CLOSE_TIMEOUT = 5.0
+"""Seconds `close` waits for the writer to finish what it has."""
+REPEAT_LOG = 60.0
+"""Seconds before the same write failure is logged again."""
 
 MIGRATIONS: tuple[str, ...] = (
     # version 1
@@ -91,22 +113,39 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # version 4: a sender's newest client ids in a room, read back when they post there
+    """
+    CREATE INDEX messages_by_sender ON messages (room, sender_key, seq)
+        WHERE client_id IS NOT NULL;
+    """,
 )
 """Forward migrations: entry N brings a database from `user_version` N to N + 1."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+HELD = (
+    "another process holds it (a tuichat-server already running on it?); stop that one, "
+    "or give this server another --db"
+)
 
-class SchemaTooNew(Exception):
+
+class SchemaTooNew(HistoryRefused):
     """The database was written by a newer tuichat."""
 
 
-def connect(path: str | Path, synchronous: str = "FULL") -> sqlite3.Connection:
-    """Open the database with the settings every connection uses."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+def connect(
+    path: str | Path, synchronous: str = "FULL", *, timeout: float = 5.0
+) -> sqlite3.Connection:
+    """Open the database with the settings every connection uses (see the module docstring)."""
+    if str(path) == ":memory:":
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    else:
+        uri = Path(path).absolute().as_uri() + "?vfs=unix-excl"
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.execute("PRAGMA busy_timeout = 5000")
     return conn
 
 
@@ -131,16 +170,19 @@ def migrate(conn: sqlite3.Connection) -> int:
     return SCHEMA_VERSION
 
 
-@dataclass
+@dataclass(slots=True)
 class _Append:
-    records: Sequence[Record]
-    tokens: Sequence[tuple[str, str]]
-    durable: Callable[[], None] | None
-    loop: asyncio.AbstractEventLoop | None
+    records: Sequence[Record] = ()
+    durable: Callable[[], None] | None = None
+    failed: Callable[[Exception], None] | None = None
+    tokens: Sequence[tuple[str, str]] = ()
     identities: Sequence[tuple[str, str, str, int]] = ()
 
 
 _STOP = object()
+"""`close`: store what is queued, then end."""
+_MARK = object()
+"""From here on the event loop refuses appends (it heard of a failed write)."""
 
 
 class SQLiteHistory(HistoryStore):
@@ -148,101 +190,230 @@ class SQLiteHistory(HistoryStore):
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._write_conn = connect(self.path, synchronous)
-        migrate(self._write_conn)
-        self._read_conn = connect(self.path, synchronous) if self.path != ":memory:" else None
+        in_memory = self.path == ":memory:"
+        if not in_memory:
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise HistoryRefused(f"its folder cannot be made ({exc.strerror})") from None
+        try:
+            self._write_conn = connect(self.path, synchronous, timeout=LOCK_WAIT)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise HistoryRefused(HELD) from None
+            raise HistoryRefused(_unwritable(exc)) from None
+        try:
+            self._write_conn.execute("PRAGMA busy_timeout = 5000")  # the lock is ours now
+            migrate(self._write_conn)
+            _try_writing(self._write_conn)
+            self._read_conn = None if in_memory else connect(self.path, synchronous)
+        except BaseException:
+            self._write_conn.close()
+            raise
+        self._files: dict[str, tuple[int, int]] = {}
+        """The files in use (the database and its WAL) and what they were when opened."""
+        for name in () if in_memory else (self.path, self.path + "-wal"):
+            identity = _identity(name)
+            if identity is not None:
+                self._files[name] = identity
         self._queue: queue.SimpleQueue[_Append | object] = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write_loop, name="history-writer", daemon=True)
-        self._writer.start()
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="history-reader")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._failure: HistoryFailing | None = None
+        """Why appends are refused now; set and cleared on the event loop only."""
+        self._last_reason: str | None = None
+        self._logged_at = 0.0
+        self._stopping = threading.Event()
+        self._finished = threading.Event()
+        self._on_finish: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
         self.commits = 0
         self.appends = 0
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="history-reader")
+        self._writer = threading.Thread(target=self._write_loop, name="history-writer", daemon=True)
+        self._writer.start()
 
     # --- loading -----------------------------------------------------------
 
-    def load(self, recent_ids: int) -> LoadedState:
+    def load(self) -> LoadedState:
         conn = self._write_conn
-        rooms: dict[str, RoomRecord] = {}
-        seqs = dict(conn.execute("SELECT room, MAX(seq) FROM messages GROUP BY room").fetchall())
-        for room, epoch in conn.execute("SELECT room, epoch FROM rooms").fetchall():
-            recent: dict[tuple[str, str], tuple[int, int]] = {}
-            rows = conn.execute(
-                "SELECT sender_key, client_id, seq, ts FROM messages"
-                " WHERE room = ? AND client_id IS NOT NULL ORDER BY seq DESC LIMIT ?",
-                (room, recent_ids),
-            ).fetchall()
-            for sender_key, client_id, seq, ts in reversed(rows):
-                recent[(sender_key, client_id)] = (seq, ts)
-            rooms[room] = RoomRecord(epoch=epoch, seq=seqs.get(room, 0), recent_ids=recent)
         (last_private,) = conn.execute("SELECT COALESCE(MAX(pid), 0) FROM privates").fetchone()
-        tokens = dict(conn.execute("SELECT user_key, token_hash FROM tokens").fetchall())
+        conn.execute(  # the newest tokens only (a token renewed is a row rewritten, last)
+            "DELETE FROM tokens WHERE rowid <= (SELECT MAX(rowid) FROM tokens) - ?", (MAX_TOKENS,)
+        )
+        tokens = dict(
+            conn.execute("SELECT user_key, token_hash FROM tokens ORDER BY rowid").fetchall()
+        )
         identities = dict(conn.execute("SELECT name_key, owner FROM identities").fetchall())
         conn.execute(
             "INSERT OR IGNORE INTO meta VALUES ('server_id', ?)", (new_server_id(),)
         )  # the first start of a new database gives the chat its identity
         (server_id,) = conn.execute("SELECT value FROM meta WHERE name = 'server_id'").fetchone()
-        recent_privates = {
-            (sender_key, client_id): PrivateMessage(
-                sender=sender, to=target, text=text, ts=ts, action=bool(action), pid=pid
-            )
-            for pid, sender, sender_key, target, text, ts, action, client_id in reversed(
-                conn.execute(
-                    "SELECT pid, sender, sender_key, target, text, ts, action, client_id"
-                    " FROM privates WHERE client_id IS NOT NULL ORDER BY pid DESC LIMIT ?",
-                    (recent_ids,),
-                ).fetchall()
-            )
-        }
         return LoadedState(
-            rooms=rooms,
             last_private_id=last_private,
             tokens=tokens,
             identities=identities,
-            recent_privates=recent_privates,
             server_id=server_id,
         )
 
     # --- writing -----------------------------------------------------------
 
-    def append(self, records: Sequence[Record], durable: Callable[[], None]) -> None:
-        self._queue.put(_Append(records, (), durable, asyncio.get_running_loop()))
+    def append(
+        self,
+        records: Sequence[Record],
+        durable: Callable[[], None],
+        failed: Callable[[Exception], None] | None = None,
+    ) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        if self._failure is not None:
+            if failed is not None:
+                loop.call_soon(failed, self._failure)
+            return
+        self._queue.put(_Append(records, durable, failed))
+
+    def failure(self) -> Exception | None:
+        return self._failure
 
     def save_token(self, user_key: str, token_hash: str) -> None:
-        self._queue.put(_Append((), ((user_key, token_hash),), None, None))
+        self._note_loop()
+        self._queue.put(_Append(tokens=((user_key, token_hash),)))
 
     def save_identity(self, name_key: str, name: str, owner: str, now: int) -> None:
-        self._queue.put(_Append((), (), None, None, ((name_key, name, owner, now),)))
+        self._note_loop()
+        self._queue.put(_Append(identities=((name_key, name, owner, now),)))
+
+    def _note_loop(self) -> None:
+        with contextlib.suppress(RuntimeError):  # no loop: nobody to tell of a failure
+            self._loop = asyncio.get_running_loop()
 
     def _write_loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
+        kept: list[_Append] = []
+        """Tokens and names of failed batches (nobody waits for them): stored with the next."""
+        draining: HistoryFailing | None = None
+        """A write failed: what is taken up to the loop's `_MARK` fails unwritten."""
+        pause = FIRST_PAUSE
+        try:
+            while True:
+                items = self._take()
+                stop = any(item is _STOP for item in items)
+                appends = [item for item in items if isinstance(item, _Append)]
+                if draining is not None:
+                    self._fail([a for a in appends if a.durable], draining, first=False)
+                    kept += [a for a in appends if not a.durable]
+                    if any(item is _MARK for item in items):
+                        draining = None
+                        self._pause(pause)
+                        pause = min(pause * 2, LAST_PAUSE)
+                    if stop:
+                        break
+                    continue
+                batch = kept + appends
+                if batch:
+                    try:
+                        self._store(batch)
+                    except Exception as exc:  # the writer must outlive any one batch
+                        error = self._failing(exc)
+                        kept = [a for a in batch if not a.durable]
+                        if self._fail([a for a in batch if a.durable], error, first=True):
+                            draining = error
+                        else:  # no event loop appended yet: no mark will come
+                            self._pause(pause)
+                            pause = min(pause * 2, LAST_PAUSE)
+                    else:
+                        kept = []
+                        pause = FIRST_PAUSE
+                        self._report(appends)
+                if stop:
                     break
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(item)
-            appends = [item for item in batch if isinstance(item, _Append)]
-            try:
-                stored = self._commit(appends)
-            except Exception:  # the writer must outlive any one batch
-                log.exception("history batch failed in %s; not acknowledged", self.path)
-                stored = False
-            if stored:
-                self._report(appends)
-            if stop:
-                return
+            if kept:
+                lost = sum(len(a.tokens) + len(a.identities) for a in kept)
+                log.error(
+                    "%d resume token(s) and name(s) could not be stored in %s", lost, self.path
+                )
+        finally:
+            self._finished.set()
+            if self._on_finish is not None:
+                loop, finished = self._on_finish
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                    loop.call_soon_threadsafe(_resolve, finished)
 
-    def _commit(self, appends: list[_Append]) -> bool:
+    def _take(self) -> list[_Append | object]:
+        """Wait for an item; return it with those queued behind it (up to `MAX_BATCH`)."""
+        items = [self._queue.get()]
+        while len(items) < MAX_BATCH and items[-1] is not _STOP:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _pause(self, seconds: float) -> None:
+        """Refuse appends for `seconds` (unless closing), then take them again."""
+        if self._stopping.wait(seconds):
+            return
+        self._post(self._allow)
+
+    def _allow(self) -> None:
+        self._failure = None
+
+    def _post(self, callback: Callable[[], None]) -> bool:
+        """Run `callback` on the event loop; return whether it will run."""
+        loop = self._loop
+        if loop is None:
+            return False
+        try:
+            loop.call_soon_threadsafe(callback)
+        except RuntimeError:  # a closed loop: nobody waits
+            return False
+        return True
+
+    def _fail(self, appends: list[_Append], error: HistoryFailing, *, first: bool) -> bool:
+        """Tell the event loop that `appends` failed; the `first` failure also makes it refuse
+        appends and mark the queue where its refusals begin. Return whether it was told."""
+        callbacks = [a.failed for a in appends if a.failed is not None]
+
+        def on_loop() -> None:
+            if first:
+                self._failure = error
+                self._queue.put(_MARK)
+            for callback in callbacks:
+                try:
+                    callback(error)
+                except Exception:  # one failing callback must not cost the others theirs
+                    log.exception("reporting a failed history write failed")
+
+        return (first or bool(callbacks)) and self._post(on_loop)
+
+    def _failing(self, exc: Exception) -> HistoryFailing:
+        """Log why a write failed (once, not for every batch); return the error for appends."""
+        expected = isinstance(exc, (sqlite3.Error, HistoryFailing))
+        reason = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if reason != self._last_reason or now - self._logged_at > REPEAT_LOG:
+            self._last_reason, self._logged_at = reason, now
+            if expected:
+                log.error("cannot write the history to %s: %s; sends get 'unavailable' until it "
+                          "can be written", self.path, reason)  # fmt: skip
+            else:
+                log.exception("history batch failed in %s; not acknowledged", self.path)
+        return exc if isinstance(exc, HistoryFailing) else HistoryFailing(reason)
+
+    def _store(self, appends: list[_Append]) -> None:
+        """Commit `appends` in one transaction to the files the store opened, or raise."""
+        self._check_files()
+        self._commit(appends)
+        self._check_files()  # committed to a deleted file is not stored
+        if self._last_reason is not None:
+            self._last_reason = None
+            log.warning("the history %s can be written again", self.path)
+
+    def _check_files(self) -> None:
+        for name, identity in self._files.items():
+            if _identity(name) != identity:
+                raise HistoryFailing(
+                    f"the file {name} was deleted or replaced while in use; restore it, or "
+                    "restart the server to begin a new history"
+                )
+
+    def _commit(self, appends: list[_Append]) -> None:
         rooms: list[tuple[str, int]] = []
         messages: list[tuple[Any, ...]] = []
         privates: list[tuple[Any, ...]] = []
@@ -266,47 +437,31 @@ class SQLiteHistory(HistoryStore):
                         (p.pid, p.sender, record.sender_key, p.to, record.target_key, p.text,
                          p.ts, p.action, record.client_id or None)
                     )  # fmt: skip
-        delay = 0.1
-        while True:
-            try:
-                conn = self._write_conn
-                conn.execute("BEGIN")
-                for statement, rows in (
-                    ("INSERT OR IGNORE INTO rooms VALUES (?, ?)", rooms),
-                    (f"INSERT INTO messages VALUES ({_marks(8)})", messages),
-                    (f"INSERT INTO privates VALUES ({_marks(9)})", privates),
-                    ("INSERT OR REPLACE INTO tokens VALUES (?, ?)", tokens),
-                    ("INSERT OR REPLACE INTO identities VALUES (?, ?, ?, ?)", identities),
-                ):
-                    if rows:  # each call hands the interpreter lock back and forth: skip empties
-                        conn.executemany(statement, rows)
-                conn.execute("COMMIT")
-                break
-            except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.DataError):
-                # a bug, and retrying cannot help: never acknowledge what was not stored
-                if conn.in_transaction:
+        conn = self._write_conn
+        try:
+            conn.execute("BEGIN")
+            for statement, rows in (
+                ("INSERT OR IGNORE INTO rooms VALUES (?, ?)", rooms),
+                (f"INSERT INTO messages VALUES ({_marks(8)})", messages),
+                (f"INSERT INTO privates VALUES ({_marks(9)})", privates),
+                ("INSERT OR REPLACE INTO tokens VALUES (?, ?)", tokens),
+                ("INSERT OR REPLACE INTO identities VALUES (?, ?, ?, ?)", identities),
+            ):
+                if rows:  # each call hands the interpreter lock back and forth: skip empties
+                    conn.executemany(statement, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                log.exception("history batch refused by %s; not acknowledged", self.path)
-                return False
-            except sqlite3.Error:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                log.exception("cannot write history to %s; retrying in %.1f s", self.path, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            raise
         self.commits += 1
         self.appends += len(appends)
-        return True
 
-    @staticmethod
-    def _report(appends: list[_Append]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
-        for append in appends:
-            if append.durable is not None and append.loop is not None:
-                by_loop.setdefault(append.loop, []).append(append.durable)
-        for loop, callbacks in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_call_all, callbacks)
+    def _report(self, appends: list[_Append]) -> None:
+        callbacks = [a.durable for a in appends if a.durable is not None]
+        if callbacks:
+            self._post(lambda: _call_all(callbacks))
 
     # --- reading -----------------------------------------------------------
 
@@ -314,6 +469,45 @@ class SQLiteHistory(HistoryStore):
         conn = self._read_conn or self._write_conn
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reader, lambda: conn.execute(sql, args).fetchall())
+
+    async def room(self, name: str) -> RoomRecord | None:
+        rows = await self._read(
+            "SELECT epoch, (SELECT MAX(seq) FROM messages WHERE room = ?1) FROM rooms"
+            " WHERE room = ?1",
+            (name,),
+        )
+        if not rows or rows[0][1] is None:
+            return None
+        epoch, seq = rows[0]
+        return RoomRecord(epoch, seq)
+
+    async def sent(self, room: str, sender_key: str, limit: int) -> dict[str, tuple[int, int]]:
+        rows = await self._read(
+            "SELECT client_id, seq, ts FROM messages INDEXED BY messages_by_sender"
+            " WHERE room = ? AND sender_key = ? AND client_id IS NOT NULL"
+            " ORDER BY seq DESC LIMIT ?",
+            (room, sender_key, limit),
+        )
+        return {client_id: (seq, ts) for client_id, seq, ts in reversed(rows)}
+
+    async def sent_privates(self, sender_key: str, limit: int) -> dict[str, int]:
+        rows = await self._read(
+            "SELECT client_id, pid FROM privates INDEXED BY privates_by_sender"
+            " WHERE sender_key = ? AND client_id IS NOT NULL ORDER BY pid DESC LIMIT ?",
+            (sender_key, limit),
+        )
+        return dict(reversed(rows))
+
+    async def private(self, pid: int) -> PrivateMessage | None:
+        rows = await self._read(
+            "SELECT sender, target, text, ts, action FROM privates WHERE pid = ?", (pid,)
+        )
+        if not rows:
+            return None
+        sender, target, text, ts, action = rows[0]
+        return PrivateMessage(
+            sender=sender, to=target, text=text, ts=ts, action=bool(action), pid=pid
+        )
 
     async def page(self, room: str, before: int, limit: int) -> list[Message]:
         rows = await self._read(
@@ -345,12 +539,64 @@ class SQLiteHistory(HistoryStore):
     # --- closing -----------------------------------------------------------
 
     async def close(self) -> None:
+        """Store what was appended (or fail it), then let go of the file; within
+        `CLOSE_TIMEOUT` even if the disk does not answer."""
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[None] = loop.create_future()
+        self._on_finish = (loop, finished)
+        self._stopping.set()
         self._queue.put(_STOP)
-        await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
+        if not self._finished.is_set():
+            try:
+                await asyncio.wait_for(finished, CLOSE_TIMEOUT)
+            except TimeoutError:
+                log.error(
+                    "the history writer of %s did not finish within %.0f s; what it had not "
+                    "stored is not acknowledged",
+                    self.path,
+                    CLOSE_TIMEOUT,
+                )
+                self._reader.shutdown(wait=False)
+                return
         self._reader.shutdown(wait=True)
-        if self._read_conn is not None:
-            self._read_conn.close()
-        self._write_conn.close()
+        with contextlib.suppress(sqlite3.Error):  # a full disk may refuse the last checkpoint
+            if self._read_conn is not None:
+                self._read_conn.close()
+            self._write_conn.close()
+
+
+def _try_writing(conn: sqlite3.Connection) -> None:
+    """Refuse a database that cannot be written now (rather than fail every send later)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('opened', ?)", (str(time.time_ns()),))
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise HistoryRefused(_unwritable(exc)) from None
+
+
+def _unwritable(exc: sqlite3.Error) -> str:
+    return (
+        f"it cannot be written ({exc}); check the permissions of the file, of its -wal file "
+        "and of their folder, and the free space"
+    )
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The device and inode of a file (None: there is none)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _marks(count: int) -> str:
