@@ -291,3 +291,18 @@ async def test_a_server_that_never_answers_is_not_called_unreachable() -> None:
     assert "cannot reach" not in message
     assert app.return_code == 1
     listener.close()
+
+
+async def test_lines_typed_faster_than_the_app_handles_them_stay_apart(
+    server: ChatServer,
+) -> None:
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        composer = app.query_one(ChatInput)
+        for line in ("first line", "second line", "third line"):  # no pause in between
+            composer.insert_text_at_cursor(line)
+            await composer.action_submit()
+        mine = ["first line", "second line", "third line"]
+        await until(pilot, lambda: [t for t in log_texts(app) if t.endswith(" line")] == mine)
+        assert composer.value == ""

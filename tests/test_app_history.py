@@ -86,3 +86,29 @@ async def test_a_lost_connection_shows_a_banner_and_the_app_carries_on_with_its_
     assert [m.text for m in page.messages].count("typed while away") == 1
     await bob.close()
     await proxy.stop()
+
+
+async def test_the_log_keeps_following_new_lines_after_the_banner_came_and_went(
+    history_server: ChatServer,
+) -> None:
+    proxy = Proxy(history_server.address)
+    await proxy.start()
+    bob = await ChatClient.connect("bob", *history_server.address)
+    app = make_app(("127.0.0.1", proxy.port), "ali", reconnect=True)
+    async with app.run_test(size=(100, 20)) as pilot:
+        await until(pilot, lambda: connected(app))
+        for i in range(40):  # more than the screen holds
+            await bob.send("#lobby", f"line {i}")
+        await until(pilot, lambda: "line 39" in log_texts(app))
+        log = app.query_one(ChatLog)
+        await proxy.refuse()
+        banner = app.query_one("#banner")
+        await until(pilot, lambda: banner.has_class("-visible"))
+        await proxy.accept()
+        await until(pilot, lambda: not banner.has_class("-visible"))
+        await bob.send("#lobby", "after the reconnection")
+        await until(pilot, lambda: "after the reconnection" in log_texts(app))
+        await pilot.pause()
+        assert log.is_vertical_scroll_end and log.unseen == 0  # shown, not "1 new message"
+    await bob.close()
+    await proxy.stop()

@@ -632,9 +632,12 @@ async def test_a_registered_name_needs_its_key_on_both_servers_and_the_key_takes
 
 
 async def taken_over(old: ChatClient, new: Raw, watcher: ChatClient, text: str) -> None:
-    """`old` was dropped without a word; `watcher` sees ali leave, come back and say `text`."""
+    """`old` was told it was replaced (and does not reconnect); `watcher` sees ali leave, come
+    back and say `text`."""
     events = await events_until(old, Disconnected)
-    assert not [e for e in events if isinstance(e, Bye | Error)]  # closed without a frame
+    said = [e for e in events if isinstance(e, Bye | Error)]
+    assert [(e.reason, e.TYPE) for e in said if isinstance(e, Bye)] == [("replaced", "bye")]
+    assert len(said) == 1 and "another connection" in events[-1].reason
     new.send(Send(room="#lobby", text=text, ref=next(REFS)))
     events = await events_while(
         watcher,

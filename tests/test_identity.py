@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import expect
+from tests.helpers import events_until, expect, until
 from tests.raw import Raw, open_raw
 from tuichat.app.identity import IdentityError, IdentityStore
 from tuichat.chat.names import name_keys
@@ -29,11 +29,13 @@ from tuichat.client import (
     ChatClient,
     ClientError,
     Disconnected,
+    Reconnecting,
     RequestFailed,
     SigningKey,
     UntrustedServer,
 )
 from tuichat.protocol import (
+    Challenge,
     Codec,
     Connection,
     Error,
@@ -304,7 +306,7 @@ async def test_hellos_with_malformed_keys_are_refused_clearly(server: ChatServer
         (dataclasses.replace(good, public_key="k" * 42), "bad_message"),
         (dataclasses.replace(good, signature=None), "bad_message"),
         (Hello(name="ali", signature=good.signature), "bad_message"),
-        (dataclasses.replace(good, legacy_key="short"), "bad_message"),
+        (dataclasses.replace(good, legacy_proof="short"), "bad_message"),
         (dataclasses.replace(good, public_key="!" * 43), "bad_signature"),
         (dataclasses.replace(good, name="bob"), "bad_signature"),  # signed for another name
     ):
@@ -335,3 +337,122 @@ def test_identities_move_with_the_command_line(tmp_path: Path) -> None:
     assert a.public == b.public
     bad = tuichat("--identities", str(tmp_path / "b.json"), "--import-identity", "nonsense")
     assert bad.returncode == 1 and "not an identity line" in bad.stderr
+
+
+async def test_a_key_that_takes_a_free_name_does_not_open_its_old_private_messages(
+    server: ChatServer,
+) -> None:
+    carol = await ChatClient.connect("carol", *server.address)  # no key: anyone's name
+    bob = await ChatClient.connect("bob", *server.address)
+    await bob.private("carol", "for the first carol")
+    await expect(carol, PrivateMessage)
+    await carol.close()
+    mallory = SigningKey.generate()
+    first = await open_raw(*server.address)  # registers the free name to mallory's key
+    assert isinstance(await answer(first, await first.signed_hello("carol", mallory)), Welcome)
+    first.writer.close()
+    await until(bob.who, ("bob",))
+    second = await ChatClient.connect("carol", *server.address, key=mallory)
+    await bob.private("carol", "for mallory")
+    await expect(second, PrivateMessage, text="for mallory")
+    await second.close()
+    await until(bob.who, ("bob",))
+    again = await open_raw(*server.address)
+    hello = await again.signed_hello("carol", mallory, private_after=0)
+    assert isinstance(await answer(again, hello), Welcome)
+    texts: list[str] = []
+    while "for mallory" not in texts:  # what came after the registration is mallory's
+        event = await again.next()
+        if isinstance(event, PrivateMessage):
+            texts.append(event.text)
+    assert texts == ["for mallory"]  # the replay is oldest first: nothing older came
+    await bob.close()
+
+
+async def test_a_server_that_asks_for_the_version_1_secret_gets_only_a_proof_of_it(
+    tmp_path: Path,
+) -> None:
+    secret = "s3cret-of-version-1-" + "y" * 23
+    db = tmp_path / "old.sqlite3"
+    version_2_database(db, "ali", secret)
+    server = ChatServer(ServerConfig(port=0, db=str(db)))
+    await server.start()
+    seen = bytearray()
+    hellos: list[Hello] = []
+
+    async def asks(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        relay = await open_raw(*server.address)  # the real server's live challenge
+        writer.write(encode_frame(Codec.encode(await relay.challenged())))
+        conn = Connection(Role.SERVER)
+        while len(hellos) < 2 and (data := await reader.read(65536)):
+            seen.extend(data)
+            for event in conn.receive_data(data):
+                if isinstance(event, Hello):
+                    hellos.append(event)
+                    ask = Error(code="key_upgrade_required", message="prove it", ref=event.ref)
+                    writer.write(encode_frame(Codec.encode(ask)))
+        writer.close()
+
+    listener = await asyncio.start_server(asks, "127.0.0.1", 0)
+    victim = SigningKey.generate()
+    with pytest.raises(ClientError):
+        await ChatClient.connect(
+            "ali", *listener.sockets[0].getsockname()[:2], key=victim, legacy_key=secret
+        )
+    listener.close()
+    assert secret.encode() not in seen  # never sent
+    proof = hellos[-1].legacy_proof
+    assert proof is not None
+    thief = await open_raw(*server.address)  # the proof, with the thief's own key
+    stolen = await thief.signed_hello("ali", SigningKey.generate(), legacy_proof=proof)
+    refused = await answer(thief, stolen)
+    assert isinstance(refused, Error) and refused.code == "name_registered"
+    ali = await ChatClient.connect("ali", *server.address, key=victim, legacy_key=secret)
+    await ali.close()  # the owner moves the name to the key as usual
+    await server.stop()
+
+
+async def test_a_malformed_challenge_is_not_signed(tmp_path: Path) -> None:
+    async def odd(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            encode_frame(Codec.encode(Challenge(nonce="\x1b]52;c;x\x07", server_id="s" * 9999)))
+        )
+        await reader.read()
+
+    listener = await asyncio.start_server(odd, "127.0.0.1", 0)
+    store = IdentityStore(tmp_path / "ali.json")
+    with pytest.raises(UntrustedServer, match="malformed challenge"):
+        await ChatClient.connect(
+            "ali", *listener.sockets[0].getsockname()[:2], key=store.key_for("ali"),
+            pins=store.pins("ali", "odd:1"),
+        )  # fmt: skip
+    assert "servers" not in json.loads((tmp_path / "ali.json").read_text())["names"]["ali"]
+    listener.close()
+
+
+async def test_two_devices_of_one_owner_do_not_take_the_name_from_each_other_forever(
+    server: ChatServer, tmp_path: Path
+) -> None:
+    key = IdentityStore(tmp_path / "ali.json").key_for("ali")
+    laptop = await ChatClient.connect("ali", *server.address, key=key, reconnect=True)
+    phone = await ChatClient.connect("ali", *server.address, key=key, reconnect=True)
+    events = await events_until(laptop, Disconnected)
+    assert not [e for e in events if isinstance(e, Reconnecting)]  # it does not fight back
+    gone = events[-1]
+    assert isinstance(gone, Disconnected) and "another connection" in gone.reason
+    await phone.send("#lobby", "the phone has it")
+    assert phone.connected
+    await phone.close()
+
+
+def test_an_identity_line_can_come_from_standard_input(tmp_path: Path) -> None:
+    line = IdentityStore(tmp_path / "a.json").export("ali")
+    imported = subprocess.run(
+        [sys.executable, "-m", "tuichat.app", "--identities", str(tmp_path / "b.json"),
+         "--import-identity", "-"],
+        input=line + "\n", capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert imported.returncode == 0 and "ali" in imported.stdout
+    assert IdentityStore(tmp_path / "b.json").key_for("ali").public == (
+        IdentityStore(tmp_path / "a.json").key_for("ali").public
+    )

@@ -1,21 +1,25 @@
-"""The local broker as a plain object: numbering, retries and stored positions, on memory."""
+"""The local broker as a plain object: numbering, retries and stored positions, on memory; and
+its peers, which confirm a registration only once the store has it."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+from collections.abc import Callable, Sequence
 
 from tuichat.chat import ChatError
 from tuichat.protocol import ErrorCode, Message, PrivateMessage
 from tuichat.server.broker import (
+    BrokerUnavailable,
     Post,
     PrivatePost,
     Published,
     PublishedPrivate,
     RoomPosition,
 )
-from tuichat.server.broker.local import LocalBroker
-from tuichat.server.history import LoadedState, MemoryHistory, StoredMessage
+from tuichat.server.broker.local import LocalBroker, LocalPeers
+from tuichat.server.history import HistoryFailing, LoadedState, MemoryHistory, StoredMessage
 
 NOW = 1_700_000_000_000
 
@@ -148,3 +152,44 @@ async def test_a_room_nobody_follows_is_forgotten_and_read_back_when_followed() 
     assert broker.position("#dev") == RoomPosition(5, 1)
     assert not (await publish(broker, post("#dev", "kept", "id-1"))).new
     assert (await publish(broker, post("#dev", "next"))).message.seq == 2
+
+
+class HeldIdentities(MemoryHistory):
+    """A memory store whose registrations wait until the test says how their write went."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[list[str], Callable[[], None], Callable[[Exception], None]]] = []
+
+    def save_identity(
+        self,
+        name_keys: Sequence[str],
+        name: str,
+        owner: str,
+        now: int,
+        durable: Callable[[], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        self.writes.append((list(name_keys), durable, failed))
+
+
+async def test_a_registration_is_confirmed_once_it_is_stored_and_refused_if_it_cannot_be() -> None:
+    store = HeldIdentities()
+    peers = LocalPeers(store, store.load())
+    answers: dict[str, bool | Exception] = {}
+    for name in ("ali", "bob"):
+        peers.claim(
+            [name, name.upper()],
+            name,
+            "ed25519:k",
+            NOW,
+            functools.partial(answers.__setitem__, name),
+        )
+    assert answers == {}  # nothing is confirmed while it is only queued
+    (ali_keys, ali_stored, _), (_, _, bob_failed) = store.writes
+    assert ali_keys == ["ali", "ALI"]  # both keys in one write
+    ali_stored()
+    bob_failed(HistoryFailing("the disk is full"))
+    assert answers["ali"] is True
+    refusal = answers["bob"]
+    assert isinstance(refusal, BrokerUnavailable) and "the disk is full" in str(refusal)

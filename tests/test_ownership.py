@@ -6,8 +6,8 @@ import pytest
 
 from tuichat.chat import ChatError
 from tuichat.protocol import Challenge, Hello
-from tuichat.protocol.auth import SigningKey, new_nonce, new_server_id
-from tuichat.server.ownership import KEY_OWNER, Ownership, owner_of, token_hash
+from tuichat.protocol.auth import SigningKey, legacy_proof, new_nonce, new_server_id
+from tuichat.server.ownership import KEY_OWNER, Ownership, key_of, owner_of, token_hash
 
 KEYS = ("ali", "ali-skeleton")
 
@@ -34,15 +34,17 @@ def test_a_signature_proves_the_registered_key_for_this_challenge_only() -> None
     ownership = Ownership()
     key = SigningKey.generate()
     here = challenge()
-    first = ownership.check_owner(KEYS, signed(key, here), here)
-    assert (first.owned, first.register) == (False, KEY_OWNER + key.public)  # a new name
-    ownership.registered(KEYS, KEY_OWNER + key.public)
-    assert ownership.check_owner(KEYS, signed(key, here), here).owned
+    first = ownership.check_owner(KEYS, signed(key, here), here, 41)
+    assert not first.owned and first.register == f"{KEY_OWNER}{key.public}#41"  # a new name
+    assert first.register is not None and key_of(first.register) == KEY_OWNER + key.public
+    ownership.registered(KEYS, first.register)
+    again = ownership.check_owner(KEYS, signed(key, here), here, 99)
+    assert again.owned and again.since == 41  # private messages up to 41 were not theirs
     with pytest.raises(ChatError) as refused:
-        ownership.check_owner(KEYS, signed(key, here), challenge())  # another connection
+        ownership.check_owner(KEYS, signed(key, here), challenge(), 99)  # another connection
     assert refused.value.code == "bad_signature"
     with pytest.raises(ChatError) as taken:
-        ownership.check_owner(KEYS, signed(SigningKey.generate(), here), here)
+        ownership.check_owner(KEYS, signed(SigningKey.generate(), here), here, 99)
     assert taken.value.code == "name_registered"
 
 
@@ -52,11 +54,17 @@ def test_a_version_1_owner_moves_to_a_key_with_its_secret() -> None:
     assert set(ownership.identities.values()) == {owner_of(token_hash("old-secret-1234567"))}
     key, here = SigningKey.generate(), challenge()
     with pytest.raises(ChatError) as asked:
-        ownership.check_owner(KEYS, signed(key, here), here)
+        ownership.check_owner(KEYS, signed(key, here), here, 0)
     assert asked.value.code == "key_upgrade_required"
-    moved = ownership.check_owner(KEYS, signed(key, here, legacy_key="old-secret-1234567"), here)
+
+    def proof(secret: str, said: Challenge) -> str:
+        return legacy_proof(secret, said.server_id, said.nonce, "ali", key.public)
+
+    good = signed(key, here, legacy_proof=proof("old-secret-1234567", here))
+    moved = ownership.check_owner(KEYS, good, here, 0)
     assert moved.owned and moved.register == KEY_OWNER + key.public
     assert moved.replacing == "sha256:" + token_hash("old-secret-1234567")
-    with pytest.raises(ChatError) as wrong:
-        ownership.check_owner(KEYS, signed(key, here, legacy_key="x" * 20), here)
-    assert wrong.value.code == "name_registered"
+    for wrong in (proof("another-secret-12345", here), proof("old-secret-1234567", challenge())):
+        with pytest.raises(ChatError) as refused:  # another secret, or proved for elsewhere
+            ownership.check_owner(KEYS, signed(key, here, legacy_proof=wrong), here, 0)
+        assert refused.value.code == "name_registered"

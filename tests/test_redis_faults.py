@@ -1,11 +1,13 @@
 """Redis faults that must not pass in silence: lost data, racing registrations, refused writes,
-servers that disagree on settings. Each on one Redis and on a Redis Cluster."""
+servers that disagree on settings, a server cut off while a name is registered. Each on one
+Redis and on a Redis Cluster."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -19,9 +21,11 @@ from tests.redis_cluster import RedisCluster
 from tests.redis_kinds import ConnectTo, RedisStore, redis_client, redis_config
 from tuichat.chat.names import name_keys
 from tuichat.client import ChatClient, RequestFailed, SigningKey
-from tuichat.protocol import Error, Message, RoomReset, Send, Welcome
-from tuichat.server import ChatServer
+from tuichat.protocol import Error, Hello, Message, RoomReset, Send, Welcome
+from tuichat.server import ChatServer, ServerConfig
 from tuichat.server.broker import BrokerRefused
+from tuichat.server.broker.redis import keys, peers
+from tuichat.server.broker.redis.peers import RedisPeers
 
 KEY_A = SigningKey.generate()
 KEY_B = SigningKey.generate()
@@ -157,13 +161,17 @@ async def test_a_name_registered_on_two_servers_at_once_has_one_owner(
                     await asyncio.sleep(0.02)  # still online on the other server: ask again
 
 
+def each_node(redis: RedisStore) -> list[Redis]:
+    """A client of the test's own for every node (ACLs and settings are per node)."""
+    if isinstance(redis, RedisCluster):
+        return [Redis(host="127.0.0.1", port=port) for port in redis.ports]
+    return [Redis.from_url(redis.url)]
+
+
 @contextlib.asynccontextmanager
 async def out_of_memory(redis: RedisStore) -> AsyncIterator[None]:
     """Every node refuses writes (maxmemory 1 byte, no eviction) until the block ends."""
-    if isinstance(redis, RedisCluster):
-        nodes = [Redis(host="127.0.0.1", port=port) for port in redis.ports]
-    else:
-        nodes = [Redis.from_url(redis.url)]
+    nodes = each_node(redis)
     try:
         for node in nodes:
             await node.config_set("maxmemory-policy", "noeviction")
@@ -261,3 +269,138 @@ async def test_a_version_1_registration_in_redis_moves_to_its_owners_key_on_ever
     finally:
         for server in (a, b):
             await server.stop()
+
+
+async def answer_to(server: ChatServer, name: str, key: SigningKey | None = None) -> str:
+    """What `server` answers a hello for `name` (unsigned without `key`): "welcomed" or a code."""
+    raw = await open_raw(*server.address)
+    try:
+        if key is None:
+            raw.send(Hello(name=name, ref=1))
+        else:
+            raw.send(await raw.signed_hello(name, key, ref=1))
+        answer = await raw.reply(1, timeout=TIMEOUT)
+    finally:
+        raw.writer.close()
+    if isinstance(answer, Welcome):
+        return "welcomed"
+    assert isinstance(answer, Error), answer
+    return answer.code
+
+
+def asked_often(redis: RedisStore, name: str, user: str = "") -> ServerConfig:
+    """A test server's settings on `redis` (signing in as the ACL user `user`, if given), for a
+    test that connects as often as it asks."""
+    config = redis_config(redis, name, connection_burst=1_000_000)
+    return dataclasses.replace(config, redis_url=signing_in_as(redis, user)) if user else config
+
+
+def signing_in_as(redis: RedisStore, user: str) -> str:
+    """`redis.url` for a client that signs in as the ACL user `user` (its password: `user`)."""
+    scheme, rest = redis.url.split("://", 1)
+    return f"{scheme}://{user}:{user}@{rest}"
+
+
+@contextlib.asynccontextmanager
+async def cut_off(redis: RedisStore, user: str) -> AsyncIterator[None]:
+    """Every connection the ACL user `user` has is killed, and none is let in again, until the
+    block ends (the server signed in as `user` is cut off from Redis: subscriptions too)."""
+    nodes = each_node(redis)
+    try:
+        for node in nodes:
+            await node.execute_command("ACL", "SETUSER", user, "off")
+            await node.execute_command("CLIENT", "KILL", "USER", user)
+        yield
+    finally:
+        for node in nodes:
+            await node.execute_command("ACL", "SETUSER", user, "on")
+            await node.aclose()
+
+
+async def test_a_name_registered_while_a_server_was_cut_off_is_refused_there_once_it_is_back(
+    redis: RedisStore,
+) -> None:
+    """The cut-off server missed the registration's notice: it reads the registrations again
+    when it subscribes again, and refuses the name to anyone without its key."""
+    for node in each_node(redis):
+        await node.execute_command("ACL", "SETUSER", "a", "on", ">a", "~*", "&*", "+@all")
+        await node.aclose()
+    a = ChatServer(asked_often(redis, "a", user="a"))
+    b = ChatServer(asked_often(redis, "b"))
+    for server in (a, b):
+        await server.start()
+    try:
+        assert await answer_to(a, "warm") == "welcomed"  # a is in the chat, unregistered names pass
+        assert isinstance(b.peers, RedisPeers)
+        async with cut_off(redis, "a"):
+            sara = await ChatClient.connect("sara", *b.address, key=KEY_B)  # registered on b
+            await sara.close()
+            await b.peers.link.drain()  # its notice is out, while a hears nothing
+        await until(lambda: answer_to(a, "sara"), "name_registered")
+        assert await answer_to(a, "Sara", KEY_A) == "name_registered"  # a look-alike, another key
+        assert await answer_to(a, "sara", KEY_B) == "welcomed"  # and its owner is welcome
+    finally:
+        for server in (a, b):
+            await server.stop()
+
+
+async def test_a_registration_whose_notice_was_lost_is_enforced_after_the_next_full_read(
+    redis: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subscription that redis-py makes again by itself tells nobody; the full reads every
+    few refreshes (here every one) bring the registrations its notices had."""
+    monkeypatch.setattr(peers, "RELOAD_EVERY", 1)
+    pair = ChatServer(asked_often(redis, "a")), ChatServer(asked_often(redis, "b"))
+    for server in pair:
+        await server.start()
+    try:
+        client = await redis_client(redis)  # as another server would, its notice lost
+        owner = "ed25519:" + KEY_B.public
+        await client.hset(keys.IDENTITIES, mapping=dict.fromkeys(name_keys("tara"), owner))
+        await client.aclose()
+        for server in pair:
+            await until(functools.partial(answer_to, server, "tara"), "name_registered")
+            assert await answer_to(server, "tara", KEY_B) == "welcomed"
+    finally:
+        for server in pair:
+            await server.stop()
+
+
+RESTORE_KEEPING = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3], ARGV[2], ARGV[3])
+redis.call('HDEL', KEYS[1], ARGV[4], ARGV[5])
+redis.call('DEL', KEYS[2])
+"""
+"""Move a name to a key and drop another name, as Redis loses its marker (all at once)."""
+
+
+async def test_a_restore_writes_back_only_the_registrations_redis_has_not_got(
+    redis: RedisStore,
+) -> None:
+    """A server writing back after a data loss must not put its older owner of a name over the
+    one Redis has now (another server wrote it back, or moved it to a key, already)."""
+    client = await redis_client(redis)
+    secret = "a-version-1-secret-" + "s" * 24
+    hashed = hashlib.sha256(secret.encode()).hexdigest()
+    legacy = dict.fromkeys([*name_keys("sara"), *name_keys("nima")], hashed)
+    await client.hset(keys.IDENTITIES, mapping=legacy)  # both names registered by version 1
+    a = ChatServer(redis_config(redis, "a"))
+    await a.start()
+    try:
+        told = Heard("Redis lost its data")
+        moved = "ed25519:" + KEY_B.public
+        await client.eval(
+            RESTORE_KEEPING, 2, keys.IDENTITIES, keys.GENERATION,
+            *name_keys("sara"), moved, *name_keys("nima"),
+        )  # fmt: skip
+        await asyncio.wait_for(told.event.wait(), TIMEOUT)
+
+        async def nima() -> list[bytes | None]:
+            return [await client.hget(keys.IDENTITIES, key) for key in name_keys("nima")]
+
+        await until(nima, [b"sha256:" + hashed.encode()] * 2)  # what Redis lost is written back
+        stored = [await client.hget(keys.IDENTITIES, key) for key in name_keys("sara")]
+        assert stored == [moved.encode()] * 2  # in the same write: what Redis has is kept
+    finally:
+        await a.stop()
+        await client.aclose()

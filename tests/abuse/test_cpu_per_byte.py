@@ -60,8 +60,8 @@ REQUESTS: dict[str, Callable[[int], Any]] = {
     "hello (long public key)": lambda i: Hello(
         name=f"k{i}", public_key="k" * FIELD, signature="s" * 86, ref=i
     ),
-    "hello (long legacy key)": lambda i: Hello(
-        name=f"l{i}", public_key=PUBLIC_KEY, signature="s" * 86, legacy_key="l" * FIELD, ref=i
+    "hello (long legacy proof)": lambda i: Hello(
+        name=f"l{i}", public_key=PUBLIC_KEY, signature="s" * 86, legacy_proof="l" * FIELD, ref=i
     ),
     "hello (wrong signature)": lambda i: Hello(
         name=f"w{i}", public_key=PUBLIC_KEY, signature=WRONG_SIGNATURE, ref=i

@@ -24,6 +24,7 @@ from tuichat.protocol import (
     Parted,
     Ping,
     Pong,
+    Position,
     Private,
     PrivateMessage,
     RoomState,
@@ -155,3 +156,17 @@ async def test_an_address_opens_a_few_new_rooms_an_hour(server: ChatServer) -> N
     await ali.join("#busy")  # rooms that have people can still be joined
     await ali.close()
     await keeper.close()
+
+
+async def test_resuming_rooms_nobody_is_in_counts_as_opening_them(server: ChatServer) -> None:
+    opened = 0
+    rooms = (f"#resumed{n}" for n in itertools.count())
+    for _ in range(3):  # 3 hellos of 31 rooms each: more than an hour's new rooms
+        raw = await open_raw(*server.address)
+        positions = tuple(Position(next(rooms), 1, 0) for _ in range(31))
+        raw.send(Hello(name=next(NAMES), positions=positions, ref=1))
+        welcome = await raw.reply(1)
+        assert isinstance(welcome, Welcome)
+        opened += len(welcome.rooms) - 1  # the lobby is no new room
+        raw.writer.close()
+    assert opened == LIMITS.new_rooms_per_hour

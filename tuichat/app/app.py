@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
-from textual.widgets import Input, Static
+from textual.widgets import Static
 
 from tuichat.app import commands as cmd
 from tuichat.app import untrusted
@@ -371,13 +371,9 @@ class ChatApp(App[int]):
 
     # --- input -----------------------------------------------------------
 
-    @on(Input.Submitted, "#input")
-    def _submitted(self, event: Input.Submitted) -> None:
-        line = event.value
-        chat_input = self.query_one(ChatInput)
-        chat_input.value = ""
-        chat_input.remember(line)
-        command = cmd.parse_input(line)
+    @on(ChatInput.Entered)
+    def _entered(self, event: ChatInput.Entered) -> None:
+        command = cmd.parse_input(event.line)
         if command is not None:
             self.run_command(command)
 

@@ -38,7 +38,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--import-identity",
         metavar="LINE",
-        help="store an identity line made by --export-identity on another device, then exit",
+        help="store an identity line made by --export-identity on another device, then exit"
+        " ('-' reads it from standard input, out of the shell's history)",
     )
     parser.add_argument(
         "--trust-address",
@@ -83,10 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     identities = IdentityStore(args.identities)
     if args.export_identity:
         print(identities.export(args.export_identity))
+        print("tuichat: keep this line secret: whoever has it owns the name", file=sys.stderr)
         return 0
     if args.import_identity:
+        line = sys.stdin.readline() if args.import_identity == "-" else args.import_identity
         try:
-            name = identities.import_line(args.import_identity)
+            name = identities.import_line(line)
         except IdentityError as exc:
             print(f"tuichat: {exc}", file=sys.stderr)
             return 1

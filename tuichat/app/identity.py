@@ -31,6 +31,8 @@ from tuichat.client import UntrustedServer
 from tuichat.protocol.auth import SigningKey
 
 PREFIX = "tuichat-identity"
+MAX_PINNED = 64
+"""Chats remembered per name, and addresses per chat (the oldest are forgotten first)."""
 VERSION = 2
 
 
@@ -160,7 +162,11 @@ class NamePins:
         entry = names.get(self.name)
         if entry is None:
             return
-        known = entry.setdefault("servers", {}).setdefault(server_id, [])
+        servers: dict[str, list[str]] = entry.setdefault("servers", {})
+        known = servers.setdefault(server_id, [])
         if self.address not in known:
             known.append(self.address)
+            del known[:-MAX_PINNED]  # a bound, whatever servers say
+            for oldest in list(servers)[:-MAX_PINNED]:
+                del servers[oldest]
             self.store._save(names)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import random
+import re
 import secrets
 import ssl
 import time
@@ -56,7 +57,7 @@ from tuichat.protocol import (
     Welcome,
     Who,
 )
-from tuichat.protocol.auth import SigningKey
+from tuichat.protocol.auth import SigningKey, legacy_proof
 
 T = TypeVar("T")
 
@@ -196,6 +197,8 @@ class ChatClient:
         self._max_unread = max_unread
         self._overrun = ""
         """Why we dropped the connection ourselves (too many events unread), if we did."""
+        self._replaced = ""
+        """Why the server replaced this session by another connection's, if it did."""
         self._link: Link | None = None
         self._events: asyncio.Queue[ClientEvent] = asyncio.Queue()
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -243,8 +246,8 @@ class ChatClient:
         server counts as a drop. `key` is the private key that owns the name: the
         first `hello` signed with a key registers the name to it, and from then on the
         server refuses the name (code `name_registered`) to anyone who cannot sign with
-        it. `legacy_key` is the name's protocol-1 secret, sent only to a server that
-        asks for it (`key_upgrade_required`) to move the name to `key`. `pins` is
+        it. `legacy_key` is the name's protocol-1 secret: to a server that asks
+        (`key_upgrade_required`) it is proved, never sent, to move the name to `key`. `pins` is
         asked before the key signs a challenge (see `ServerPins`). A server that
         accepts the connection but does not answer within `timeout` raises
         `ServerSilent` (a `TimeoutError`); so does a request it does not answer. When
@@ -289,24 +292,35 @@ class ChatClient:
             )
         try:
             async with asyncio.timeout(self._timeout):
-                server_id = (await asyncio.shield(challenge)).server_id
+                said = await asyncio.shield(challenge)
+                if not (_well_formed(said.server_id) and _well_formed(said.nonce)):
+                    raise UntrustedServer(f"{where} sent a malformed challenge; not signing it")
                 if self._key is not None and self._pins is not None:
-                    self._pins.check(server_id)
-                hello = self._hello(challenge.result())
+                    self._pins.check(said.server_id)
+                hello = self._hello(said)
                 try:
                     welcome = await self._request(hello, Welcome, link=self._link)
                 except RequestFailed as exc:
                     if exc.code != ErrorCode.KEY_UPGRADE_REQUIRED or not self._legacy_key:
                         raise
-                    hello = dataclasses.replace(hello, legacy_key=self._legacy_key)
+                    proof = legacy_proof(
+                        self._legacy_key,
+                        said.server_id,
+                        said.nonce,
+                        self._name,
+                        hello.public_key or "",
+                    )  # the secret itself is never sent: a server cannot use it elsewhere
+                    hello = dataclasses.replace(hello, legacy_proof=proof)
                     welcome = await self._request(hello, Welcome, link=self._link)
                 if self._key is not None and self._pins is not None:
-                    self._pins.remember(server_id)
+                    self._pins.remember(said.server_id)
                 return welcome
         except TimeoutError as exc:
             raise ServerSilent(
                 f"{where} accepted the connection but did not answer within {self._timeout:g} s"
             ) from exc
+        finally:
+            self._challenge = None  # no one waits for it any more
 
     def _hello(self, challenge: Challenge) -> Hello:
         resuming = self.welcome is not None
@@ -491,6 +505,8 @@ class ChatClient:
             return  # InvalidMessage: a newer server's message type we do not know
         if self._overrun:
             return  # dropping this connection: what is left of it comes again on resume
+        if isinstance(event, Bye) and event.reason == "replaced":
+            self._replaced = event.message or "signed in again from another connection"
         if isinstance(event, Ping):
             link.send(Pong(data=event.data, ref=event.ref))
             return
@@ -565,7 +581,9 @@ class ChatClient:
         if self._challenge is not None and not self._challenge.done():
             self._challenge.set_exception(ConnectionClosed(reason))
         self._ready = False
-        if self._closing or not self._reconnect or self.welcome is None:
+        if self._replaced:  # another connection has the session now: do not take it back
+            self._finish(self._replaced, clean=True)
+        elif self._closing or not self._reconnect or self.welcome is None:
             self._finish(reason, clean)
         elif not self._reconnecting:  # a link lost during a reconnection attempt: that loop goes on
             self._reconnecting = True
@@ -644,6 +662,14 @@ def _expect(reply: Any, reply_type: type[T]) -> T:
     if not isinstance(reply, reply_type):
         raise ClientError(f"expected {reply_type.__name__}, got {type(reply).__name__}")
     return reply
+
+
+def _well_formed(text: str) -> bool:
+    """Whether a challenge field is what PROTOCOL.md says: a little base64url text."""
+    return 0 < len(text) <= 64 and _BASE64URL.fullmatch(text) is not None
+
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def new_message_id() -> str:

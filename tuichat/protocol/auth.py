@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import secrets
 
 from cryptography.exceptions import InvalidSignature
@@ -78,6 +80,30 @@ def verify(public_key: str, signature: str, payload: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def legacy_proof(secret: str, server_id: str, nonce: str, name: str, public_key: str) -> str:
+    """Proof of a version-1 secret without revealing it: HMAC-SHA256, keyed with the SHA-256 of
+    the secret (what version-1 servers stored), of the login payload followed by `public_key`."""
+    key = hashlib.sha256(secret.encode()).digest()
+    return _legacy_mac(key, server_id, nonce, name, public_key)
+
+
+def check_legacy_proof(
+    stored_hash: str, proof: str, server_id: str, nonce: str, name: str, public_key: str
+) -> bool:
+    """Whether `proof` proves the secret whose SHA-256 (hex) is `stored_hash` (constant time)."""
+    try:
+        key = bytes.fromhex(stored_hash)
+    except ValueError:
+        return False
+    expected = _legacy_mac(key, server_id, nonce, name, public_key)
+    return secrets.compare_digest(expected, proof)
+
+
+def _legacy_mac(key: bytes, server_id: str, nonce: str, name: str, public_key: str) -> str:
+    message = login_payload(server_id, nonce, name) + public_key.encode()
+    return b64encode(hmac.digest(key, message, "sha256"))
 
 
 class SigningKey:

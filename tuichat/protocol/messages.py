@@ -47,7 +47,7 @@ class Hello:
     token: str | None = None  # resuming: the `token` of our previous `welcome`
     public_key: str | None = None  # the key that owns `name` (registers it on first use)
     signature: str | None = None  # public_key's signature of the challenge (see auth.py)
-    legacy_key: str | None = None  # the version-1 secret of `name`, when the server asks
+    legacy_proof: str | None = None  # proof of the version-1 secret of `name`, when asked
     ref: int | None = None
 
 

@@ -86,9 +86,9 @@ class RateLimits:
     """Private messages per second from one sender (and from one address) to one user."""
     private_pair_burst: int = 20
     registrations_per_hour: int = 20
-    """Names one address may register per hour."""
+    """Names one network (see `ipv4_prefix`, `ipv6_prefix`) may register per hour."""
     new_rooms_per_hour: int = 60
-    """Rooms nobody was in that one address may open per hour."""
+    """Rooms nobody was in that one network may open per hour (by joining or resuming)."""
 
     @classmethod
     def unlimited(cls) -> RateLimits:

@@ -19,14 +19,23 @@ from dataclasses import dataclass
 
 from tuichat.chat import ChatError
 from tuichat.protocol import Challenge, ErrorCode, Hello
-from tuichat.protocol.auth import PUBLIC_KEY_CHARS, SIGNATURE_CHARS, login_payload, verify
+from tuichat.protocol.auth import (
+    PUBLIC_KEY_CHARS,
+    SIGNATURE_CHARS,
+    check_legacy_proof,
+    login_payload,
+    verify,
+)
 
 MAX_TOKENS = 100_000
 """Resume tokens kept at most: those of the users who signed in least recently go first (they
 can still sign in, and their key still proves them; only a resume without a key needs one)."""
-MIN_KEY, MAX_KEY = 16, 256
-"""Length limits of a version-1 secret (`legacy_key`)."""
+PROOF_CHARS = 43
+"""Length of a `legacy_proof` (an HMAC-SHA256, base64url)."""
 KEY_OWNER, LEGACY_OWNER = "ed25519:", "sha256:"
+SINCE = "#"
+"""Between a key owner and the last private message id when the name was registered: the
+owner's key does not open private messages from before (they were someone else's)."""
 
 
 def token_hash(secret: str) -> str:
@@ -44,6 +53,17 @@ def owner_of(stored: str) -> str:
     return stored if stored.startswith((KEY_OWNER, LEGACY_OWNER)) else LEGACY_OWNER + stored
 
 
+def key_of(owner: str) -> str:
+    """The owner without its registration mark: `ed25519:<key>` or `sha256:<hash>`."""
+    return owner.partition(SINCE)[0]
+
+
+def since_of(owner: str) -> int:
+    """The last private message id when `owner` registered the name (0 if not marked)."""
+    mark = owner.partition(SINCE)[2]
+    return int(mark) if mark.isdigit() else 0
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """What a `hello` proved about its name."""
@@ -51,6 +71,8 @@ class Verdict:
     owned: bool = False
     """It proved the name's registered owner (so it may replace the owner's sessions and
     read the owner's private history)."""
+    since: int = 0
+    """With `owned`: private messages up to this id are not the owner's (see `SINCE`)."""
     register: str | None = None
     """Register the name to this owner (a new name, or a version-1 name moving to its key)."""
     replacing: str | None = None
@@ -81,28 +103,38 @@ class Ownership:
         """Add registrations (owners) by name key."""
         self.identities.update((key, owner_of(owner)) for key, owner in identities.items())
 
-    def check_owner(self, keys: tuple[str, str], hello: Hello, challenge: Challenge) -> Verdict:
-        """Refuse a registered name (or a look-alike of it) to anyone who cannot prove its key."""
+    def check_owner(
+        self, keys: tuple[str, str], hello: Hello, challenge: Challenge, last_private: int
+    ) -> Verdict:
+        """Refuse a registered name (or a look-alike of it) to anyone who cannot prove its key.
+
+        `last_private`: the last private message id now (a new registration is marked with it).
+        """
         signed = _signed_key(hello, challenge)
-        owners = {self.identities[key] for key in keys if key in self.identities}
-        if not owners:
-            return Verdict(register=signed)
+        stored = {self.identities[key] for key in keys if key in self.identities}
+        if not stored:
+            return Verdict(register=None if signed is None else f"{signed}{SINCE}{last_private}")
+        owners = {key_of(owner) for owner in stored}
         if signed is not None and owners == {signed}:
-            return Verdict(owned=True)
+            return Verdict(owned=True, since=max(since_of(owner) for owner in stored))
         (legacy,) = owners if len(owners) == 1 else ("",)
         if signed is not None and legacy.startswith(LEGACY_OWNER):
-            if hello.legacy_key is None:
+            if hello.legacy_proof is None:
                 raise ChatError(
                     ErrorCode.KEY_UPGRADE_REQUIRED,
-                    f"{hello.name} is registered to a version-1 secret; send it once as "
-                    "legacy_key, with your key, to move the name to your key",
+                    f"{hello.name} is registered to a version-1 secret; prove it once with "
+                    "legacy_proof, with your key, to move the name to your key",
                 )
-            if same(legacy.removeprefix(LEGACY_OWNER), hello.legacy_key):
+            if check_legacy_proof(
+                legacy.removeprefix(LEGACY_OWNER), hello.legacy_proof,
+                challenge.server_id, challenge.nonce, hello.name, hello.public_key or "",
+            ):  # fmt: skip
                 return Verdict(owned=True, register=signed, replacing=legacy)
         raise ChatError(
             ErrorCode.NAME_REGISTERED,
-            f"{hello.name} is registered to another key; pick another name "
-            "(or bring your identity to this device: tuichat --export-identity)",
+            f"{hello.name} (or a name that looks like it) is registered to another key; pick "
+            f"another name, or bring its identity here: run tuichat --export-identity "
+            f"{hello.name} on the device that has it, then tuichat --import-identity - here",
         )
 
     def registered(self, keys: tuple[str, str], owner: str) -> None:
@@ -124,13 +156,11 @@ class Ownership:
 
 def _signed_key(hello: Hello, challenge: Challenge) -> str | None:
     """The owner `hello` proves (its public key, if it signed this challenge), after the checks."""
-    if hello.legacy_key is not None and not MIN_KEY <= len(hello.legacy_key) <= MAX_KEY:
-        raise ChatError(
-            ErrorCode.BAD_MESSAGE, f"a legacy_key has {MIN_KEY} to {MAX_KEY} characters"
-        )
+    if hello.legacy_proof is not None and len(hello.legacy_proof) != PROOF_CHARS:
+        raise ChatError(ErrorCode.BAD_MESSAGE, f"a legacy_proof has {PROOF_CHARS} characters")
     if hello.public_key is None:
-        if hello.signature is not None or hello.legacy_key is not None:
-            raise ChatError(ErrorCode.BAD_MESSAGE, "signature and legacy_key need a public_key")
+        if hello.signature is not None or hello.legacy_proof is not None:
+            raise ChatError(ErrorCode.BAD_MESSAGE, "signature and legacy_proof need a public_key")
         return None
     if len(hello.public_key) != PUBLIC_KEY_CHARS or len(hello.signature or "") != SIGNATURE_CHARS:
         raise ChatError(

@@ -10,10 +10,11 @@ without awaiting anyone.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import functools
-import heapq
+import ipaddress
 import logging
 import ssl
 import time
@@ -99,10 +100,13 @@ MAX_PAGE_BYTES = 256 * 1024
 """A `history_page` holds fewer messages when their texts would pass this size."""
 
 
+REPLACED = "you signed in again from another connection, which now has this session"
 MAX_SEQ = 2**63 - 1
 """The largest sequence number (and `before`) a store can hold."""
 ROOM_PAGE = 500
 """Most rooms in one `room_list`."""
+ROOM_NAMES_FOR = 1.0
+"""Seconds a sorted list of room names serves `list_rooms` (a room opened since shows later)."""
 
 
 def _now() -> float:
@@ -138,7 +142,16 @@ class ChatServer:
         self.sessions: set[Session] = set()
         self.fanout = Fanout()
         self.admission = Admission(self.config)
-        self.flood = FloodLimits(self.config.rate, exempt=self._exempt)
+        self._sorted_names: list[str] = []
+        self._names_sorted_at = float("-inf")
+        self._names_shape = (0, 0)
+        cache = functools.lru_cache(maxsize=4096)  # per server: a few KB, parsed once
+        self._exempt = cache(self._is_exempt)
+        self._network = cache(self._network_of)
+        self._source = cache(self._source_of)
+        self.flood = FloodLimits(
+            self.config.rate, exempt=self._exempt, source=self._source, network=self._network
+        )
         self._server: asyncio.Server | ProxyListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting_acks: dict[tuple[str, int], list[tuple[Session, Send]]] = {}
@@ -163,10 +176,19 @@ class ChatServer:
             Bye: self._bye,
         }
 
-    @functools.lru_cache(maxsize=4096)  # noqa: B019 (one server per process; a few KB)
-    def _exempt(self, address: str) -> bool:
+    def _is_exempt(self, address: str) -> bool:
         ip = parse_address(address)
         return ip is not None and ip in self.admission.exempt
+
+    def _network_of(self, address: str) -> str:
+        """The network of `address` (IPv4 /24, IPv6 /64 by default), for limits that stay."""
+        ip = parse_address(address)
+        return address if ip is None else self.admission.network(ip)
+
+    def _source_of(self, address: str) -> str:
+        """Who sends, for the limits per address: an IPv4 address, or an IPv6 host's network."""
+        ip = parse_address(address)
+        return str(ip) if isinstance(ip, ipaddress.IPv4Address) else self._network(address)
 
     def _room_position(self, room: str) -> tuple[int, int]:
         position = self.broker.position(room)
@@ -443,9 +465,7 @@ class ChatServer:
         user = self.chat.users.get(user_key)
         if user is not None:
             log.info("%s is back on another server; dropping this connection", user.name)
-            session = user.handle
-            self.logout(session, "disconnect")
-            session.abort("disconnect")
+            self._replaced(user.handle)
 
     def on_tokens(self, tokens: Mapping[str, str]) -> None:
         """Resume tokens (hashed) by user key, as the store or another server has them."""
@@ -479,7 +499,16 @@ class ChatServer:
             raise ChatError(ErrorCode.ALREADY_WELCOMED, "the session is already open")
         name = check_name(hello.name)
         keys = name_keys(name)
-        verdict = self.ownership.check_owner(keys, hello, session.challenge)
+        verdict = self.ownership.check_owner(
+            keys, hello, session.challenge, self.broker.last_private_id()
+        )
+        owner = verdict.register
+        new_name = owner is not None and verdict.replacing is None
+        if new_name and not self.flood.registration(session.ip, _now()):
+            raise ChatError(
+                ErrorCode.RATE_LIMITED,
+                "too many names were registered from your address lately; try again later",
+            )
         self._replace_ghost(hello, verdict)
         self._replace_remote_ghost(hello, verdict)
         if self.chat.find(name) is not None or any(key in self._greeting for key in keys):
@@ -488,7 +517,12 @@ class ChatServer:
         for position in hello.positions or ():
             with contextlib.suppress(ChatError):  # a room that cannot be joined is not resumed
                 room = check_room(position.room)
-                if room not in rooms and len(rooms) < self.config.chat.max_rooms_per_user:
+                room_limit = self.config.chat.max_rooms_per_user
+                if (
+                    room not in rooms
+                    and len(rooms) < room_limit
+                    and self._opens_room(session, room)
+                ):
                     rooms.append(room)
         session.greeting = True
         for key in keys:  # the name is held for this hello until it is welcomed or refused
@@ -505,18 +539,11 @@ class ChatServer:
             if error is not None:
                 session.send(_unavailable(error, hello.ref))
             elif session.open:
-                self._guarded(session, hello.ref, self._welcome, session, hello, verdict.owned)
+                self._guarded(session, hello.ref, self._welcome, session, hello, verdict, rooms)
 
-        owner = verdict.register
         if owner is None:
             self._follow(rooms, welcome)
             return
-        if verdict.replacing is None and not self.flood.registration(session.ip, _now()):
-            finished()
-            raise ChatError(
-                ErrorCode.RATE_LIMITED,
-                "too many names were registered from your address lately; try again later",
-            )
 
         def claimed(result: bool | Exception) -> None:
             if result is True:
@@ -541,18 +568,28 @@ class ChatServer:
             dict.fromkeys(keys), name, owner, self.clock(), claimed, replacing=verdict.replacing
         )
 
-    def _welcome(self, session: Session, hello: Hello, owned: bool) -> None:
+    def _welcome(self, session: Session, hello: Hello, verdict: Verdict, rooms: list[str]) -> None:
         """The rooms are followed (and a new name is registered): bring the user online.
 
-        `owned`: the hello proved the name's key, which (like a valid token) lets it
-        read the user's private history.
+        A hello that proved the name's key (`verdict.owned`) may, like one with a valid
+        token, read the user's private history (since the name was registered). `rooms`: the
+        rooms followed for it, the only ones it is put back in.
         """
+        keys = name_keys(hello.name)
+        registered_meanwhile = any(key in self.ownership.identities for key in keys)
+        if verdict.register is None and not verdict.owned and registered_meanwhile:
+            raise ChatError(
+                ErrorCode.NAME_REGISTERED,
+                f"{hello.name} was just registered to a key; pick another name",
+            )
         user, deliveries = self.chat.login(hello.name, session, self.clock())
         self.fanout.joined(user.rooms[LOBBY], session)
         session.user = user
-        resumed, rejoined = self._rejoin(user, hello.positions or ())
+        resumed, rejoined = self._rejoin(user, hello.positions or (), rooms)
         self.peers.logged_in(_local(user))
-        trusted = owned or self.ownership.check_token(user.key, hello.token)
+        trusted = self.ownership.check_token(user.key, hello.token)
+        since = 0 if trusted else verdict.since  # the key alone: only since it registered
+        trusted = trusted or verdict.owned
         token, hashed = self.ownership.new_token(user.key)
         self.peers.save_token(user.key, hashed)
         online = len(self.chat.users)
@@ -587,7 +624,7 @@ class ChatServer:
         for room, position in resumed:
             self._resume_room(session, room, position)
         if trusted and hello.private_after is not None:
-            after = min(max(hello.private_after, 0), MAX_SEQ)
+            after = min(max(hello.private_after, since, 0), MAX_SEQ)
             self._spawn(self._replay_privates(session, after))
 
     def _proves(self, user_key: str, hello: Hello, verdict: Verdict) -> bool:
@@ -600,10 +637,15 @@ class ChatServer:
         ghost = self.chat.find(hello.name)
         if ghost is None or not self._proves(ghost.key, hello, verdict):
             return
-        old = ghost.handle
         log.info("%s is back from another connection; dropping the old one", ghost.name)
+        self._replaced(ghost.handle)
+
+    def _replaced(self, old: Session) -> None:
+        """The user of `old` signed in again elsewhere: say so (a client that is still there
+        must not reconnect and take the name back), and drop it."""
         self.logout(old, "disconnect")
-        old.abort("disconnect")
+        old.send(Bye(reason="replaced", message=REPLACED))
+        old.close("disconnect")
 
     def _replace_remote_ghost(self, hello: Hello, verdict: Verdict) -> None:
         """The name is in use on another server: its owner takes it over, anyone else is refused."""
@@ -627,9 +669,9 @@ class ChatServer:
         return tuple(sorted((*local, *remote), key=sort_key)) if remote else local
 
     def _rejoin(
-        self, user: User[Session], positions: Iterable[Position]
+        self, user: User[Session], positions: Iterable[Position], allowed: list[str]
     ) -> tuple[list[tuple[Room[Session], Position]], list[Delivery[Session]]]:
-        """Put a returning user back in the rooms they were in.
+        """Put a returning user back in the rooms they were in (those `allowed`).
 
         Returns the rooms to replay and the `joined` announcements (to deliver
         after the `welcome`).
@@ -639,6 +681,8 @@ class ChatServer:
         for position in positions:
             try:
                 name = check_room(position.room)
+                if name not in allowed:
+                    continue
                 if name not in user.rooms:
                     room, deliveries = self.chat.join(user, name, self.clock())
                     self.fanout.joined(room, user.handle)
@@ -660,30 +704,58 @@ class ChatServer:
         self._spawn(self._replay(session, room, position.seq, room.delivered))
 
     async def _replay(self, session: Session, room: Room[Session], after: int, upto: int) -> None:
-        try:
+        """Write what the client missed in `room` (`after` < seq <= `upto`), then what the room
+        heard meanwhile (held back till then), a page at a time as the client reads them.
+
+        Messages the store cannot give end the replay with `room_reset`: the client reloads.
+        """
+        epoch = room.epoch
+        count = max(1, MAX_PAGE_BYTES // (self.config.chat.max_text_bytes + 512))
+        with session.pacing():
             try:
-                messages = await self.broker.replay(room.name, after, upto)
-            except Exception as exc:  # the store is away: the client reloads instead
-                log.warning("cannot replay %s: %s", room.name, exc)
-                messages = []
-            if [m.seq for m in messages] != list(range(after + 1, upto + 1)):
-                session.send(RoomReset(room=room.name, epoch=room.epoch, seq=upto))
-            else:
-                await session.paced_write(encode_frame(Codec.encode(m)) for m in messages)
-        finally:
-            session.release(room.name)
+                while after < upto and session.open:
+                    last = min(after + count, upto)
+                    async with session.paging:  # one page in memory per client, of all its rooms
+                        if not session.open:
+                            return
+                        try:
+                            messages = await self.broker.replay(room.name, after, last)
+                        except Exception as exc:  # the store is away: the client reloads instead
+                            log.warning("cannot replay %s: %s", room.name, exc)
+                            messages = []
+                        if room.epoch != epoch:
+                            return  # its history was lost meanwhile: a `room_reset` is held
+                        if [m.seq for m in messages] != list(range(after + 1, last + 1)):
+                            session.send(RoomReset(room=room.name, epoch=epoch, seq=upto))
+                            return
+                        frames = [encode_frame(Codec.encode(m)) for m in messages]
+                        await session.paced_write(frames)
+                    count = max(1, min(MAX_PAGE, count * MAX_PAGE_BYTES // sum(map(len, frames))))
+                    after = last
+            finally:
+                await session.release(room.name)
 
     async def _replay_privates(self, session: Session, after: int) -> None:
-        while session.open and session.user is not None:
-            try:
-                messages = await self.broker.privates(session.user.key, after, MAX_PAGE)
-            except Exception as exc:  # the next resume replays them
-                log.warning("cannot replay private messages to %s: %s", session.describe(), exc)
-                return
-            await session.paced_write(encode_frame(Codec.encode(m)) for m in messages)
-            if len(messages) < MAX_PAGE:
-                return
-            after = messages[-1].pid
+        """Write the user's private messages with pid > `after`, a page at a time as the client
+        reads them."""
+        count = max(1, MAX_PAGE_BYTES // (self.config.chat.max_text_bytes + 512))
+        with session.pacing():
+            while True:
+                async with session.paging:  # one page in memory per client, rooms' included
+                    user = session.user
+                    if user is None or not session.open:
+                        return
+                    try:
+                        messages = await self.broker.privates(user.key, after, count)
+                    except Exception as exc:  # the next resume replays them
+                        log.warning("cannot replay private messages to %s: %s", user.name, exc)
+                        return
+                    frames = [encode_frame(Codec.encode(m)) for m in messages]
+                    await session.paced_write(frames)
+                if len(messages) < count:
+                    return
+                after = messages[-1].pid
+                count = max(1, min(MAX_PAGE, count * MAX_PAGE_BYTES // sum(map(len, frames))))
 
     # --- messages --------------------------------------------------------
 
@@ -791,8 +863,7 @@ class ChatServer:
     def _join(self, session: Session, join: Join) -> None:
         user = self._user(session)
         name = self.chat.check_join(user, join.room)
-        nobody_here = name not in self.chat.rooms and not self.peers.count(name)
-        if nobody_here and not self.flood.new_room(session.ip, _now()):
+        if not self._opens_room(session, name):
             raise ChatError(
                 ErrorCode.RATE_LIMITED,
                 "too many rooms were opened from your address lately; join one that has people",
@@ -807,6 +878,13 @@ class ChatServer:
                 self._guarded(session, join.ref, self._joined, session, user, name, join)
 
         self._follow([name], followed)
+
+    def _opens_room(self, session: Session, room: str) -> bool:
+        """Whether `session` may enter `room`: a room nobody is in takes one of its network's
+        new rooms."""
+        if room in self.chat.rooms or self.peers.count(room):
+            return True
+        return self.flood.new_room(session.ip, _now())
 
     def _joined(self, session: Session, user: User[Session], name: str, join: Join) -> None:
         room, deliveries = self.chat.join(user, name, self.clock())
@@ -838,14 +916,30 @@ class ChatServer:
 
     def _list_rooms(self, session: Session, request: ListRooms) -> None:
         limit = min(request.limit, ROOM_PAGE) if request.limit > 0 else ROOM_PAGE
-        after = request.after
-        local = {n: len(r.members) for n, r in self.chat.rooms.items() if r.members or n == LOBBY}
-        remote = self.peers.counts()
-        names = heapq.nsmallest(  # one page costs O(rooms), not a sort of them all
-            limit + 1, (name for name in local.keys() | remote.keys() if name > after)
-        )
-        rooms = tuple(RoomInfo(n, local.get(n, 0) + remote.get(n, 0)) for n in names[:limit])
-        session.send(RoomList(rooms=rooms, more=len(names) > limit, ref=request.ref))
+        names = self._room_names()
+        rooms: list[RoomInfo] = []
+        more = False
+        for name in names[bisect.bisect_right(names, request.after) :]:
+            room = self.chat.rooms.get(name)
+            members = (len(room.members) if room is not None else 0) + self.peers.count(name)
+            if not members and name != LOBBY:
+                continue  # emptied since the names were sorted
+            if len(rooms) == limit:
+                more = True
+                break
+            rooms.append(RoomInfo(name, members))
+        session.send(RoomList(rooms=tuple(rooms), more=more, ref=request.ref))
+
+    def _room_names(self) -> list[str]:
+        """The names of the rooms people are in, sorted; sorted anew at most once a second, so
+        that a page of `list_rooms` costs its length, not the number of rooms."""
+        now, remote = _now(), self.peers.counts()
+        shape = (len(self.chat.rooms), len(remote))  # a room opened or gone here: sort anew
+        if now - self._names_sorted_at >= ROOM_NAMES_FOR or shape != self._names_shape:
+            local = (n for n, r in self.chat.rooms.items() if r.members or n == LOBBY)
+            self._sorted_names = sorted({*local, *remote})
+            self._names_sorted_at, self._names_shape = now, shape
+        return self._sorted_names
 
     def _who(self, session: Session, who: Who) -> None:
         room = check_room(who.room) if who.room else ""

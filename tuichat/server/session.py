@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, cast
 
 from tuichat.chat import User
@@ -64,13 +65,18 @@ class Session(asyncio.Protocol):
         self._text_bytes = TokenBucket(rate.bytes_per_second, rate.byte_burst, self.opened_at)
         self._strikes = TokenBucket(1.0, rate.strikes, self.opened_at)
         self.ip = "?"
-        self._held: dict[str, list[bytes]] = {}
+        self._held: dict[str, deque[bytes]] = {}
+        self._held_bytes = 0
+        self._written = 0
+        """Bytes handed to the transport so far (less what it still holds: what was sent)."""
         self._draining = False
         self._failed = False
         self._pacing = 0  # large replies in progress: wait for the client instead of dropping it
         self._writable = asyncio.Event()
         self._hard_limit = 4 * server.config.max_pending_write
         self._writable.set()
+        self.paging = asyncio.Lock()
+        """Held while a page of a replay is read and written: one page in memory per client."""
         self.closed = asyncio.Event()
 
     # --- asyncio.Protocol ------------------------------------------------
@@ -109,9 +115,15 @@ class Session(asyncio.Protocol):
                 break
 
     def _allowed(self, event: object, now: float) -> bool:
-        """Whether the flood limits let this request through; refuse it (or drop us) if not."""
-        if isinstance(event, Pong | Bye):
+        """Whether the flood limits let this request through; refuse it (or drop us) if not.
+
+        A `pong` takes a token of this connection's own requests bucket (another connection of
+        the address or the user cannot make it fail); a `bye` ends the connection, unlimited.
+        """
+        if isinstance(event, Bye):
             return True
+        if isinstance(event, Pong):
+            return self._requests.take(1, now) or self._refuse(event, now)
         text = getattr(event, "text", None)
         cost = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
         user_key = self.user.key if self.user is not None else None
@@ -121,11 +133,18 @@ class Session(asyncio.Protocol):
         if (
             self._requests.take(requests, now)
             and self._text_bytes.take(cost, now)
-            and self.server.flood.request(self.ip, user_key, cost, now)
+            and self.server.flood.request(self.ip, user_key, requests, cost, now)
         ):
             return True
+        return self._refuse(event, now)
+
+    def _refuse(self, event: object, now: float) -> bool:
+        """Refuse a request with `rate_limited` (a `pong` silently) while strikes are left, then
+        drop the connection with `flood`. Returns False: the request is not carried out."""
         if not self._strikes.take(1, now):
             self.fail(ProtocolError(ErrorCode.FLOOD, "too many requests refused; goodbye"))
+            return False
+        if isinstance(event, Pong):  # pongs are never answered, not even to refuse them
             return False
         ref = getattr(event, "ref", None)
         self.send(
@@ -148,34 +167,64 @@ class Session(asyncio.Protocol):
         log.info("%s: reads too slowly, dropping (it can resume)", self.describe())
         self.abort("slow")
 
-    def pause_writing_hard(self) -> None:
-        """Even while pacing a reply, a client this far behind is dropped."""
-        log.info("%s: far behind while catching up, dropping", self.describe())
-        self.abort("slow")
-
     @property
     def queued(self) -> int:
-        """Bytes written to this client and not yet sent."""
+        """Bytes waiting for this client: written and not yet sent, or held behind a replay."""
         transport = self.transport
-        return (
-            0 if transport is None or transport.is_closing() else transport.get_write_buffer_size()
-        )
+        if transport is None or transport.is_closing():
+            return 0
+        return transport.get_write_buffer_size() + self._held_bytes
 
     def resume_writing(self) -> None:
         self._writable.set()
 
-    async def paced_write(self, frames: Iterable[bytes]) -> None:
-        """Write many frames (a replay, a page), waiting whenever the client falls behind."""
+    @contextlib.contextmanager
+    def pacing(self) -> Iterator[None]:
+        """Within it (a replay, between its pages too), a client past its budget is waited
+        for, up to `_hard_limit`, instead of being dropped."""
         self._pacing += 1
         try:
+            yield
+        finally:
+            self._pacing -= 1
+
+    async def paced_write(self, frames: Iterable[bytes]) -> None:
+        """Write many frames (a replay, a page), waiting whenever the client falls behind; a
+        client that stops reading meanwhile is dropped (`_drained`)."""
+        with self.pacing():
             for frame in frames:
                 if not self.open:
                     return
                 self._write(frame)
-                if not self._writable.is_set():
+                if not self._writable.is_set() and not await self._drained():
+                    return
+
+    async def _drained(self) -> bool:
+        """Wait until the client has read enough for more to be written; return whether it can be.
+
+        A client that reads nothing for `heartbeat_timeout` while it is waited for is dropped as
+        slow: its pings keep its heartbeat, yet what waits for it stays in memory.
+        """
+        stall = self.server.config.heartbeat_timeout
+        while not self._writable.is_set() and self.open:
+            sent = self._sent
+            try:
+                async with asyncio.timeout(stall):
                     await self._writable.wait()
-        finally:
-            self._pacing -= 1
+            except TimeoutError:
+                if self.open and self._sent == sent:
+                    log.info(
+                        "%s: far behind and read nothing for %.0f s while catching up, "
+                        "dropping (it can resume)", self.describe(), stall,
+                    )  # fmt: skip
+                    self.abort("slow")
+        return self.open
+
+    @property
+    def _sent(self) -> int:
+        """Bytes the transport has handed to the operating system so far."""
+        transport = self.transport
+        return self._written - (0 if transport is None else transport.get_write_buffer_size())
 
     def eof_received(self) -> bool | None:
         self.conn.receive_eof()
@@ -201,36 +250,65 @@ class Session(asyncio.Protocol):
             self._write(self.conn.send(message))
 
     def write_frame(self, frame: bytes, room: str = "") -> None:
-        """Write an already encoded frame (a broadcast shared by many sessions)."""
+        """Write an already encoded frame (a broadcast shared by many sessions); one for a room
+        being replayed waits behind the replay (`hold`), counted as queued."""
+        if not self.open:
+            return
         held = self._held.get(room) if room else None
-        if held is not None:
-            held.append(frame)
-        elif self.open:
+        if held is None:
             self._write(frame)
+            return
+        held.append(frame)
+        self._held_bytes += len(frame)
+        self._check(self.queued)
 
     def _write(self, data: bytes) -> None:
         """Every byte queued for the client counts against its budget, replies too.
 
         Past the budget the transport calls `pause_writing` (the client is dropped); while a
-        reply is paced out, up to `_hard_limit` may wait. A client this far behind also
-        counts against the server's ceiling on what waits for all clients together.
+        reply is paced out, up to `_hard_limit` may wait, frames held behind a replay included.
         """
         assert self.transport is not None
         self.transport.write(data)
-        queued = self.transport.get_write_buffer_size()
-        if self._pacing and queued > self._hard_limit:
-            self.pause_writing_hard()
+        self._written += len(data)
+        self._check(self.queued)
+
+    def _check(self, queued: int) -> None:
+        """Drop a client with more than `_hard_limit` bytes waiting for it; one past `BACKLOG`
+        counts against the server's ceiling on what waits for all clients together."""
+        if queued > self._hard_limit:
+            log.info("%s: far behind while catching up, dropping (it can resume)", self.describe())
+            self.abort("slow")
         elif queued > BACKLOG:
             self.server.backlogged(self, queued)
 
     def hold(self, room: str) -> None:
         """Hold back live frames for `room` until `release(room)`."""
-        self._held.setdefault(room, [])
+        self._held.setdefault(room, deque())
 
-    def release(self, room: str) -> None:
-        """Write the frames held back for `room`, and write the next ones at once."""
-        for frame in self._held.pop(room, []):
-            self.write_frame(frame)
+    async def release(self, room: str) -> None:
+        """Write the frames held back for `room`, paced, then write the next ones at once.
+
+        Frames held while these are written join the end of the line, so the order stays.
+        """
+        held = self._held.get(room)
+        if held is None:
+            return
+        try:
+            with self.pacing():
+                while self.open:
+                    if not self._writable.is_set():
+                        await self._drained()
+                    elif held:
+                        frame = held.popleft()
+                        self._held_bytes -= len(frame)
+                        self._write(frame)
+                    else:
+                        break
+        finally:
+            self._held.pop(room, None)  # `held` was found empty just now: nothing overtakes
+            self._held_bytes -= sum(map(len, held))
+            held.clear()
 
     def fail(self, exc: ProtocolError, *, quiet: bool = False) -> None:
         """Tell the client why, then close: the stream from it cannot be trusted."""

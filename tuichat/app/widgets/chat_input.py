@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import Input
 
 from tuichat.app.completion import complete
@@ -28,6 +29,21 @@ class ChatInput(Input):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.history = InputHistory()
         self._candidates = candidates
+
+    class Entered(Message):
+        """The user pressed Enter on `line` (the input is already empty again)."""
+
+        def __init__(self, line: str) -> None:
+            super().__init__()
+            self.line = line
+
+    async def action_submit(self) -> None:
+        """Take the line and empty the input at once, so that keys typed before the app has
+        handled this line start a new one."""
+        line = self.value
+        self.value = ""
+        self.remember(line)
+        self.post_message(self.Entered(line))
 
     def remember(self, line: str) -> None:
         """Add an entered line to the history."""

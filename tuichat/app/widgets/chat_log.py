@@ -74,6 +74,7 @@ class ChatLog(ScrollView, can_focus=True):
         self._entries: list[LogEntry] = []
         self._starts = array("q")  # first screen line of each entry
         self._total = 0  # screen lines of the laid-out entries
+        self._at_end = True  # following the end (the last scroll left us there)
         self._width = 0  # the width the layout was made for
         self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
         self._wraps: dict[int, list[str]] = {}  # entry index → its lines, the last WRAPS
@@ -97,7 +98,7 @@ class ChatLog(ScrollView, can_focus=True):
     def entries_added(self, trimmed: int = 0) -> None:
         """Lay out entries appended to the shown list since the last call, after `trimmed`
         entries were removed from its front; the view stays on what it showed."""
-        at_end = self.is_vertical_scroll_end or self.max_scroll_y == 0
+        at_end = self._at_end or self.is_vertical_scroll_end or self.max_scroll_y == 0
         if trimmed:
             self._entries_trimmed(trimmed, at_end)
             return
@@ -175,14 +176,15 @@ class ChatLog(ScrollView, can_focus=True):
         self._total = total
 
     def on_resize(self) -> None:
+        at_end = self._at_end  # as it was before: a banner taking a row does not stop following
         if self._text_width() != self._width:
-            at_end = self.is_vertical_scroll_end
             self._relayout()
-            if at_end:
-                self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+        if at_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
+        self._at_end = self.is_vertical_scroll_end or self.max_scroll_y == 0
         if self.unseen and self.is_vertical_scroll_end:
             self.unseen = 0
         if new <= 0 < old:

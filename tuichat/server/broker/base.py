@@ -303,8 +303,9 @@ class Peers(ABC):
         """Register `name` (both of its keys) to `owner`, atomically for every server.
 
         The keys must be free, or (with `replacing`) owned by `replacing`. `done(True)`
-        once it is stored; `done(False)` if another owner got it first; `done(exception)`
-        if the store refused it (nothing is registered then).
+        once it is durably stored (no crash after it can lose it); `done(False)` if another
+        owner got it first; `done(exception)` if the store refused it or could not write it
+        (nothing is registered then).
         """
 
     @abstractmethod

@@ -455,14 +455,14 @@ class LocalPeers(Peers):
         self, name_keys: Iterable[str], name: str, owner: str, now: int,
         done: Callable[[bool | Exception], None], *, replacing: str | None = None,
     ) -> None:  # fmt: skip
-        # one event loop is the only writer: the server checked that the name is free
-        failure = self.store.failure()
-        if failure is not None:  # a name that cannot be stored is not registered
-            done(BrokerUnavailable(f"cannot store the registration: {failure}"))
-            return
-        for key in name_keys:
-            self.store.save_identity(key, name, owner, now)
-        done(True)
+        # one event loop is the only writer: the server checked that the name is free, and
+        # holds its keys for this hello until it is answered; the answer waits for the disk,
+        # so a registration the user was welcomed with outlives a crash
+
+        def failed(error: Exception) -> None:  # a name that cannot be stored is not registered
+            done(BrokerUnavailable(f"cannot store the registration: {error}"))
+
+        self.store.save_identity(list(name_keys), name, owner, now, lambda: done(True), failed)
 
     async def server_id(self) -> str:
         return self._server_id

@@ -110,8 +110,18 @@ class HistoryStore(ABC):
         """Remember the resume token of a user's current session."""
 
     @abstractmethod
-    def save_identity(self, name_key: str, name: str, owner: str, now: int) -> None:
-        """Remember that `name` belongs to `owner` (replacing an earlier owner)."""
+    def save_identity(
+        self,
+        name_keys: Sequence[str],
+        name: str,
+        owner: str,
+        now: int,
+        durable: Callable[[], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        """Remember that `name` (each of its keys) belongs to `owner`, replacing an earlier owner;
+        call `durable()` on the event loop once it is safe, or `failed(error)` if it cannot be
+        stored (then none of its keys is), in order with `append` and failing like it."""
 
     @abstractmethod
     async def sent_privates(self, sender_key: str, limit: int) -> dict[str, int]:

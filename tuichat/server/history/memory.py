@@ -59,8 +59,16 @@ class MemoryHistory(HistoryStore):
     def save_token(self, user_key: str, token_hash: str) -> None:
         pass  # tokens live in the server's memory already
 
-    def save_identity(self, name_key: str, name: str, owner: str, now: int) -> None:
-        pass  # identities live in the server's memory already
+    def save_identity(
+        self,
+        name_keys: Sequence[str],
+        name: str,
+        owner: str,
+        now: int,
+        durable: Callable[[], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        asyncio.get_running_loop().call_soon(durable)  # identities live in the server's memory
 
     async def room(self, name: str) -> RoomRecord | None:
         room = self._rooms.get(name)

@@ -262,12 +262,16 @@ class SQLiteHistory(HistoryStore):
         durable: Callable[[], None],
         failed: Callable[[Exception], None] | None = None,
     ) -> None:
+        self._put(_Append(records, durable, failed))
+
+    def _put(self, append: _Append) -> None:
+        """Queue an append that is acknowledged, or fail it at once while writes are refused."""
         loop = self._loop = asyncio.get_running_loop()
         if self._failure is not None:
-            if failed is not None:
-                loop.call_soon(failed, self._failure)
+            if append.failed is not None:
+                loop.call_soon(append.failed, self._failure)
             return
-        self._queue.put(_Append(records, durable, failed))
+        self._queue.put(append)
 
     def failure(self) -> Exception | None:
         return self._failure
@@ -276,9 +280,17 @@ class SQLiteHistory(HistoryStore):
         self._note_loop()
         self._queue.put(_Append(tokens=((user_key, token_hash),)))
 
-    def save_identity(self, name_key: str, name: str, owner: str, now: int) -> None:
-        self._note_loop()
-        self._queue.put(_Append(identities=((name_key, name, owner, now),)))
+    def save_identity(
+        self,
+        name_keys: Sequence[str],
+        name: str,
+        owner: str,
+        now: int,
+        durable: Callable[[], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        rows = tuple((key, name, owner, now) for key in name_keys)  # in one transaction
+        self._put(_Append(durable=durable, failed=failed, identities=rows))
 
     def _note_loop(self) -> None:
         with contextlib.suppress(RuntimeError):  # no loop: nobody to tell of a failure
@@ -286,7 +298,7 @@ class SQLiteHistory(HistoryStore):
 
     def _write_loop(self) -> None:
         kept: list[_Append] = []
-        """Tokens and names of failed batches (nobody waits for them): stored with the next."""
+        """Tokens of failed batches (nobody waits for them): stored with the next."""
         draining: HistoryFailing | None = None
         """A write failed: what is taken up to the loop's `_MARK` fails unwritten."""
         pause = FIRST_PAUSE
@@ -324,10 +336,8 @@ class SQLiteHistory(HistoryStore):
                 if stop:
                     break
             if kept:
-                lost = sum(len(a.tokens) + len(a.identities) for a in kept)
-                log.error(
-                    "%d resume token(s) and name(s) could not be stored in %s", lost, self.path
-                )
+                lost = sum(len(a.tokens) for a in kept)
+                log.error("%d resume token(s) could not be stored in %s", lost, self.path)
         finally:
             self._finished.set()
             if self._on_finish is not None:

@@ -5,8 +5,11 @@ refreshes it, and announces logins, joins, parts and logouts, tokens and
 registrations on one shard channel. Each server keeps a view of everyone on the
 others; a server whose hash expired (it died) has its users announced as gone.
 A registration is claimed in one atomic script, so two servers cannot give one
-name to two keys. If Redis loses its data (the generation marker is gone), each
-server writes back what it knows: its users, the tokens and the registrations.
+name to two keys; the registrations are read again after a lost subscription and
+every few refreshes, so one whose notice was lost is enforced here all the same.
+If Redis loses its data (the generation marker is gone), each server writes back
+what it knows: its users, the tokens, and the registrations Redis has not been
+given again since (one a server moved meanwhile stays where it was moved).
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ class Notice:
 REFRESH = 2.0
 """How often (at most) a server refreshes its presence and looks for servers that died."""
 RELOAD_EVERY = 5
-"""Refreshes between two full reads of the other servers' presence."""
+"""Refreshes between two full reads of the other servers' presence and of the registrations."""
 
 
 class RedisPeers(Peers):
@@ -101,6 +104,9 @@ class RedisPeers(Peers):
         self._generation = ""
         self._server_id = ""
         self._handler: BrokerHandler | None = None
+        self._reading_identities: list[set[str]] = []
+        """For each read of the registrations under way, the name keys registered meanwhile
+        (newer than what the read brings)."""
 
     # --- lifecycle -------------------------------------------------------
 
@@ -124,8 +130,10 @@ class RedisPeers(Peers):
         await self.link.last_words(self.link.redis.srem(keys.SERVERS, self.id))
 
     async def _after_reconnect(self) -> None:
-        """Notices were lost meanwhile: write ours anew, have the others read everyone again
-        (what we said while Redis was away may not have reached them), and read them."""
+        """Notices were lost meanwhile: read the registrations again, write our presence anew,
+        have the others read everyone again (what we said while Redis was away may not have
+        reached them), and read them."""
+        await self._load_identities()
         await self._write_presence()
         await self._sync()
 
@@ -231,6 +239,7 @@ class RedisPeers(Peers):
             if int(result) != 1:
                 done(False)
                 return
+            self._registered(wanted)
             self._share_identities({key: owner for key in wanted})
             done(True)
 
@@ -274,6 +283,7 @@ class RedisPeers(Peers):
         elif notice.kind == "token":
             self._handler.on_tokens({key: notice.value})
         elif notice.kind == "identity":
+            self._registered(notice.identities)
             self._handler.on_identities(notice.identities)
         elif notice.kind == "sync":  # a server wrote its presence anew: read everyone again
             await self._load_presence()
@@ -334,6 +344,22 @@ class RedisPeers(Peers):
                 del self._members[room]
 
     # --- keeping it current ----------------------------------------------
+
+    def _registered(self, name_keys: Iterable[str]) -> None:
+        """Registrations were made (here, or heard of): a read under way must not undo them."""
+        for changed in self._reading_identities:
+            changed.update(name_keys)
+
+    async def _load_identities(self) -> None:
+        """Every registration, as Redis has it (the notice of one may have been lost)."""
+        assert self._handler is not None
+        changed: set[str] = set()
+        self._reading_identities.append(changed)
+        try:
+            stored = _decoded(await self.link.redis.hgetall(keys.IDENTITIES))
+        finally:
+            self._reading_identities.remove(changed)
+        self._handler.on_identities({k: v for k, v in stored.items() if k not in changed})
 
     async def _load_presence(self) -> None:
         """Everyone on the other servers, from their presence hashes."""
@@ -399,8 +425,9 @@ class RedisPeers(Peers):
                     pipe.pexpire(keys.presence_key(self.id), self._ttl_ms)
                     pipe.sadd(keys.SERVERS, self.id)
                     await pipe.execute()
-                if rounds % RELOAD_EVERY == 0:
+                if rounds % RELOAD_EVERY == 0:  # notices a dropped subscription missed
                     await self._load_presence()
+                    await self._load_identities()
                 for server in {u.server for u in self.remote.values()}:
                     if not await redis.exists(keys.presence_key(server)):
                         log.info("redis: server %s is gone; its users are offline", server)
@@ -423,10 +450,12 @@ class RedisPeers(Peers):
             "%d token(s) and this server's users; rooms get new epochs",
             len(identities), len(tokens),
         )  # fmt: skip
-        async with redis.pipeline(transaction=False) as pipe:
+        async with redis.pipeline(transaction=False) as pipe:  # one slot ({g}): one node
             pipe.set(keys.SERVER_ID, self._server_id, nx=True)  # signatures stay valid
-            if identities:
-                pipe.hset(keys.IDENTITIES, mapping=dict(identities))
+            for name_key, owner in identities.items():
+                # only where Redis has none again: another server may have written it back
+                # already, or moved it since, and what this one holds may be older
+                pipe.hsetnx(keys.IDENTITIES, name_key, owner)
             if tokens:
                 pipe.hset(keys.TOKENS, mapping=dict(tokens))
             await pipe.execute()

@@ -87,9 +87,11 @@ nobody (`target_key` empty) `{2}`; a new message `{1, pid, ts}`."""
 
 CLAIM = """
 local owner, old, bare = ARGV[1], ARGV[2], ARGV[3]
+local function key(value) return (string.match(value, '^[^#]*')) end
 for i = 4, #ARGV do
   local current = redis.call('HGET', KEYS[1], ARGV[i])
-  if current and current ~= owner and (old == '' or (current ~= old and current ~= bare)) then
+  if current and key(current) ~= key(owner)
+      and (old == '' or (current ~= old and current ~= bare)) then
     return 0
   end
 end
@@ -99,4 +101,5 @@ end
 return 1
 """
 """Register a name's keys to an owner unless another owner has one of them (ARGV: the owner,
-the owner it may replace and that owner's version-1 form, or two empty strings; the keys)."""
+the owner it may replace and that owner's version-1 form, or two empty strings; the keys).
+Owners are compared without their registration mark (`#` and what follows)."""
