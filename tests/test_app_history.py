@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from tests.app_support import connected, log_texts, make_app, until
 from tests.proxy import Proxy
+from tuichat.app.app import ChatApp
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.client import ChatClient
 from tuichat.server import ChatServer, ServerConfig
@@ -57,14 +59,26 @@ async def test_history_on_join_is_marked_and_older_pages_load_when_scrolling_up(
     await bob.close()
 
 
+@contextlib.asynccontextmanager
+async def behind_a_proxy(server: ChatServer) -> AsyncIterator[tuple[Proxy, ChatClient, ChatApp]]:
+    """Bob on the server; ali's app (not started), reconnecting, through a proxy to cut."""
+    proxy = Proxy(server.address)
+    await proxy.start()
+    bob = await ChatClient.connect("bob", *server.address)
+    try:
+        yield proxy, bob, make_app(("127.0.0.1", proxy.port), "ali", reconnect=True)
+    finally:
+        await bob.close()
+        await proxy.stop()
+
+
 async def test_a_lost_connection_shows_a_banner_and_the_app_carries_on_with_its_log(
     history_server: ChatServer,
 ) -> None:
-    proxy = Proxy(history_server.address)
-    await proxy.start()
-    bob = await ChatClient.connect("bob", *history_server.address)
-    app = make_app(("127.0.0.1", proxy.port), "ali", reconnect=True)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with (
+        behind_a_proxy(history_server) as (proxy, bob, app),
+        app.run_test(size=(100, 30)) as pilot,
+    ):
         await until(pilot, lambda: connected(app))
         await bob.send("#lobby", "before the cut")
         await until(pilot, lambda: "before the cut" in log_texts(app))
@@ -82,20 +96,17 @@ async def test_a_lost_connection_shows_a_banner_and_the_app_carries_on_with_its_
         for line in ("before the cut", "said while ali was away", "typed while away"):
             assert texts.count(line) == 1
         assert app.query_one("#status").state == "connected"  # type: ignore[attr-defined]
-    page = await bob.history("#lobby")
-    assert [m.text for m in page.messages].count("typed while away") == 1
-    await bob.close()
-    await proxy.stop()
+        page = await bob.history("#lobby")
+        assert [m.text for m in page.messages].count("typed while away") == 1
 
 
 async def test_the_log_keeps_following_new_lines_after_the_banner_came_and_went(
     history_server: ChatServer,
 ) -> None:
-    proxy = Proxy(history_server.address)
-    await proxy.start()
-    bob = await ChatClient.connect("bob", *history_server.address)
-    app = make_app(("127.0.0.1", proxy.port), "ali", reconnect=True)
-    async with app.run_test(size=(100, 20)) as pilot:
+    async with (
+        behind_a_proxy(history_server) as (proxy, bob, app),
+        app.run_test(size=(100, 20)) as pilot,
+    ):
         await until(pilot, lambda: connected(app))
         for i in range(40):  # more than the screen holds
             await bob.send("#lobby", f"line {i}")
@@ -110,5 +121,3 @@ async def test_the_log_keeps_following_new_lines_after_the_banner_came_and_went(
         await until(pilot, lambda: "after the reconnection" in log_texts(app))
         await pilot.pause()
         assert log.is_vertical_scroll_end and log.unseen == 0  # shown, not "1 new message"
-    await bob.close()
-    await proxy.stop()

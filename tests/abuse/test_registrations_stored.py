@@ -13,10 +13,7 @@ import functools
 import resource
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from tests.abuse.test_storage_faults import start, stop
 from tests.helpers import TIMEOUT, until
@@ -28,17 +25,6 @@ from tuichat.protocol import Error, Welcome
 
 KEY_A = SigningKey.generate()
 KEY_B = SigningKey.generate()
-
-
-@pytest.fixture
-async def servers() -> AsyncIterator[list[ServerProcess]]:
-    """Servers a test started (it adds them here); killed if still running."""
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        if server.process.returncode is None:
-            server.process.kill()
-            await server.process.wait()
 
 
 def survives_file_limits() -> None:

@@ -21,7 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,17 +55,6 @@ async def start(*args: str, limit: Callable[[], None] | None = None) -> ServerPr
     assert match, line
     server.host, server.port = match.group(1).decode(), int(match.group(2))
     return server
-
-
-@pytest.fixture
-async def servers() -> AsyncIterator[list[ServerProcess]]:
-    """Servers a test started (its `start` results go here); killed if still running."""
-    started: list[ServerProcess] = []
-    yield started
-    for server in started:
-        if server.process.returncode is None:
-            server.process.kill()
-            await server.process.wait()
 
 
 async def stop(server: ServerProcess) -> float:

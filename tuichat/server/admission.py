@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from tuichat.protocol import ErrorCode, ProtocolError
 from tuichat.server.config import ServerConfig
-from tuichat.server.limits import TokenBucket
+from tuichat.server.limits import KeyedBuckets
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -94,8 +94,8 @@ class Admission:
         """Connections admitted and not yet released."""
         self._per_address: dict[str, int] = {}
         self._per_network: dict[str, int] = {}
-        self._buckets: dict[str, TokenBucket] = {}
-        """Token buckets of the networks that connected lately, least recently used first."""
+        self._buckets = KeyedBuckets(config.connections_per_second, config.connection_burst)
+        """New connections per network (those that connected lately and are not full)."""
         self._reports: dict[str, tuple[float, int]] = {}
         """Per network refused lately: when its last log line was, refusals since (oldest first)."""
 
@@ -127,14 +127,8 @@ class Admission:
                 network,
                 now,
             )
-        bucket = self._buckets.pop(network, None)
-        if bucket is None:
-            bucket = TokenBucket(config.connections_per_second, config.connection_burst, now)
-        allowed = bucket.take(1, now)
-        self._buckets[network] = bucket  # now the most recently used, and not full
-        self._forget_full_buckets(now)
-        if not allowed:
-            wait = (1 - bucket.available(now)) / bucket.rate if bucket.rate > 0 else 60.0
+        if not self._buckets.take(network, 1, now):
+            wait = min(self._buckets.wait(network, 1, now), 60.0)
             return self._refuse(
                 ErrorCode.TOO_MANY_CONNECTIONS,
                 f"too many new connections from one network ({network}); "
@@ -177,14 +171,6 @@ class Admission:
     def tracked(self) -> int:
         """Networks with a token bucket kept (those that connected lately and are not full)."""
         return len(self._buckets)
-
-    def _forget_full_buckets(self, now: float) -> None:
-        """Drop the least recently used buckets that have refilled: a new one is the same."""
-        while self._buckets:
-            network, oldest = next(iter(self._buckets.items()))
-            if oldest.available(now) < oldest.burst:
-                return
-            del self._buckets[network]
 
     def _refuse(self, code: ErrorCode, detail: str, network: str, now: float) -> Refusal:
         """A refusal, logged at most once per network every `REPORT_EVERY` seconds."""

@@ -7,65 +7,18 @@ default) since they stay.
 A connection's own buckets (in `Session`) start full, so reconnecting would reset
 them. These buckets belong to the client's address and to the user, and are kept
 after the connection ends: a bucket is forgotten only once it has filled up again
-(then it is the same as a new one) or, past `MAX_KEYS` of a kind, the one used
-least recently. Plain objects, told the time by their caller.
+(then it is the same as a new one) or, past `limits.MAX_KEYS` of a kind, the one
+used least recently. Plain objects, told the time by their caller.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 
 from tuichat.server.config import RateLimits
-from tuichat.server.limits import TokenBucket
+from tuichat.server.limits import KeyedBuckets
 
-MAX_KEYS = 50_000
-"""Buckets kept of each kind at most (a few MB)."""
-SWEEP_EVERY = 1.0
-"""Seconds between two sweeps for buckets that filled up again (a sweep reads them all)."""
-UNLIMITED = 1e9
-"""A burst this large means no limit: no buckets are kept."""
 HOUR = 3600.0
-
-
-class KeyedBuckets:
-    """One token bucket per key, all with the same rate and burst, bounded in number."""
-
-    def __init__(self, rate: float, burst: float, max_keys: int = MAX_KEYS) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.max_keys = max_keys
-        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
-        self._unlimited = burst >= UNLIMITED
-        self._swept = float("-inf")
-
-    def take(self, key: Hashable, cost: float, now: float) -> bool:
-        """Take `cost` from `key`'s bucket if it has enough; return whether it did."""
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if self._unlimited:
-                return True
-            if len(self._buckets) >= self.max_keys:
-                self._make_room(now)
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
-        else:
-            self._buckets.move_to_end(key)
-        return bucket.take(cost, now)
-
-    def _make_room(self, now: float) -> None:
-        """Before a new bucket: drop the buckets that filled up again (at most one sweep a
-        second), else the least recently used one (its key starts afresh: the price of a
-        bound)."""
-        if now - self._swept >= SWEEP_EVERY:
-            self._swept = now
-            full = [k for k, b in self._buckets.items() if b.available(now) >= b.burst]
-            for key in full:
-                del self._buckets[key]
-        while len(self._buckets) >= self.max_keys:
-            self._buckets.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._buckets)
 
 
 class FloodLimits:

@@ -78,6 +78,7 @@ from tuichat.server.broker import (
 from tuichat.server.config import ServerConfig
 from tuichat.server.fanout import Fanout
 from tuichat.server.flood import FloodLimits
+from tuichat.server.limits import MAX_PAGE
 from tuichat.server.listener import ProxyListener
 from tuichat.server.ownership import Ownership, Verdict
 from tuichat.server.session import Session
@@ -94,8 +95,6 @@ SHUTDOWN_GRACE = 2.0
 """Seconds clients get, at shutdown, to read their last frames and close."""
 BACKLOG_CHECK = 0.05
 """Seconds between two sums of what waits for the clients furthest behind."""
-MAX_PAGE = 500
-"""Most messages in one `history_page`."""
 MAX_PAGE_BYTES = 256 * 1024
 """A `history_page` holds fewer messages when their texts would pass this size."""
 
@@ -316,7 +315,7 @@ class ChatServer:
 
     def admit(self, session: Session) -> ProtocolError | None:
         """Count a new connection in, or say why it is refused (logged a few at a time)."""
-        refusal = self.admission.admit(session.ip, asyncio.get_running_loop().time())
+        refusal = self.admission.admit(session.ip, _now())
         if refusal is None:
             return None
         if refusal.report:
@@ -329,7 +328,7 @@ class ChatServer:
         """`session` has `queued` bytes waiting: past the server-wide ceiling on what waits for
         all clients together, the clients furthest behind are dropped (they can resume)."""
         self._backlogged.add(session)
-        now = asyncio.get_running_loop().time()
+        now = _now()
         if now - self._backlog_checked < BACKLOG_CHECK:
             return
         self._backlog_checked = now
@@ -514,10 +513,10 @@ class ChatServer:
         if self.chat.find(name) is not None or any(key in self._greeting for key in keys):
             raise ChatError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken; pick another")
         rooms = [LOBBY]
+        room_limit = self.config.chat.max_rooms_per_user
         for position in hello.positions or ():
             with contextlib.suppress(ChatError):  # a room that cannot be joined is not resumed
                 room = check_room(position.room)
-                room_limit = self.config.chat.max_rooms_per_user
                 if (
                     room not in rooms
                     and len(rooms) < room_limit
@@ -539,7 +538,9 @@ class ChatServer:
             if error is not None:
                 session.send(_unavailable(error, hello.ref))
             elif session.open:
-                self._guarded(session, hello.ref, self._welcome, session, hello, verdict, rooms)
+                self._guarded(
+                    session, hello.ref, self._welcome, session, hello, keys, verdict, rooms
+                )
 
         if owner is None:
             self._follow(rooms, welcome)
@@ -568,16 +569,22 @@ class ChatServer:
             dict.fromkeys(keys), name, owner, self.clock(), claimed, replacing=verdict.replacing
         )
 
-    def _welcome(self, session: Session, hello: Hello, verdict: Verdict, rooms: list[str]) -> None:
+    def _welcome(
+        self,
+        session: Session,
+        hello: Hello,
+        keys: tuple[str, str],
+        verdict: Verdict,
+        rooms: list[str],
+    ) -> None:
         """The rooms are followed (and a new name is registered): bring the user online.
 
         A hello that proved the name's key (`verdict.owned`) may, like one with a valid
         token, read the user's private history (since the name was registered). `rooms`: the
-        rooms followed for it, the only ones it is put back in.
+        rooms followed for it, the only ones it is put back in. `keys`: the name's keys.
         """
-        keys = name_keys(hello.name)
-        registered_meanwhile = any(key in self.ownership.identities for key in keys)
-        if verdict.register is None and not verdict.owned and registered_meanwhile:
+        keyless = verdict.register is None and not verdict.owned
+        if keyless and any(key in self.ownership.identities for key in keys):  # since the check
             raise ChatError(
                 ErrorCode.NAME_REGISTERED,
                 f"{hello.name} was just registered to a key; pick another name",

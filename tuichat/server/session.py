@@ -23,7 +23,7 @@ from tuichat.protocol import (
     Role,
 )
 from tuichat.protocol.auth import new_nonce
-from tuichat.server.limits import TokenBucket
+from tuichat.server.limits import MAX_PAGE, TokenBucket
 
 if TYPE_CHECKING:
     from tuichat.server.server import ChatServer
@@ -128,8 +128,8 @@ class Session(asyncio.Protocol):
         cost = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
         user_key = self.user.key if self.user is not None else None
         requests = 1
-        if isinstance(event, History):  # the most a page holds is 500 (server.MAX_PAGE)
-            requests += min(max(event.limit, 0), 500) // HISTORY_PER_REQUEST
+        if isinstance(event, History):
+            requests += min(max(event.limit, 0), MAX_PAGE) // HISTORY_PER_REQUEST
         if (
             self._requests.take(requests, now)
             and self._text_bytes.take(cost, now)
