@@ -93,6 +93,24 @@ class PublishedPrivate:
     new: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ReadMarker:
+    """How far one user has read one conversation.
+
+    `conversation` is a room's name (`#room`) or `@` and the other party's name key (see
+    `name_key`); `label` is what clients are shown (`#room`, `@Name`). `epoch` is the room's
+    epoch the seq belongs to (0 for a private conversation, whose seq is a pid).
+    """
+
+    conversation: str
+    label: str
+    epoch: int
+    seq: int
+
+
+MAX_MARKERS = 1000
+"""Read markers kept per user (the most recently moved)."""
+
 PublishDone = Callable[["Published | Exception"], None]
 PrivateDone = Callable[["PublishedPrivate | Exception"], None]
 
@@ -150,7 +168,11 @@ class BrokerHandler(Protocol):
         order per room, without gaps)."""
 
     def on_private(self, message: PrivateMessage, sender_key: str, target_key: str) -> None:
-        """A new private message is stored: deliver it to its target if the target is here."""
+        """A new private message is stored: deliver it to the target's sessions here and to
+        the sender's (their other devices)."""
+
+    def on_read(self, user_key: str, marker: ReadMarker) -> None:
+        """A user's read marker moved on another server (as it is stored now)."""
 
     def on_room_reset(self, room: str, position: RoomPosition) -> None:
         """A room's history was lost or renumbered: its members must reload it."""
@@ -158,8 +180,9 @@ class BrokerHandler(Protocol):
     def on_presence(self, event: PresenceEvent) -> None:
         """Someone on another server joined or left a room this server may have members in."""
 
-    def on_kick(self, user_key: str) -> None:
-        """The owner of a session here came back on another server: drop this one."""
+    def on_kick(self, user_key: str, reason: str) -> None:
+        """Drop the user's sessions here: `replaced` (a keyless name's owner came back on
+        another server) or `signed_out` (one of their devices signed the others out)."""
 
     def on_tokens(self, tokens: Mapping[str, str]) -> None:
         """Resume tokens (hashed), by user key, as the other servers have made them."""
@@ -218,8 +241,9 @@ class Broker(ABC):
         """Number and store a private message (a retry is recognised by sender and client id).
 
         `done` gets the result once it is stored (a retry: the original message), or a
-        `ChatError` (no such user) or another exception; a new message also goes to
-        `on_private` on every server.
+        `ChatError` (no such user) or another exception; then a new message goes to
+        `on_private` on every server, this one included (right after `done`, in the same
+        call). A target that is offline gets it from the store when it comes back.
         """
 
     @abstractmethod
@@ -238,6 +262,33 @@ class Broker(ABC):
     @abstractmethod
     async def privates(self, user_key: str, after: int, limit: int) -> list[PrivateMessage]:
         """Private messages to or from `user_key` with pid > `after`, oldest first."""
+
+    @abstractmethod
+    def mark_read(
+        self, user_key: str, marker: ReadMarker, done: Callable[[ReadMarker | Exception], None]
+    ) -> None:
+        """Store a user's read marker, and tell the other servers (their `on_read`).
+
+        A marker only moves forward within an epoch; one of another epoch replaces it. `done`
+        gets the marker as stored (the later of the two), or an exception if it cannot be
+        stored. The server that asked tells its own sessions; `on_read` is for the others.
+        """
+
+    @abstractmethod
+    async def read_markers(self, user_key: str) -> list[ReadMarker]:
+        """The user's read markers, the most recently moved first (at most `MAX_MARKERS`)."""
+
+    @abstractmethod
+    async def unread_privates(self, user_key: str, limit: int) -> list[PrivateMessage]:
+        """The newest `limit` private messages sent to `user_key` by someone else after the
+        user's read marker of that conversation, oldest first."""
+
+    @abstractmethod
+    async def conversation(
+        self, user_key: str, other_key: str, before: int, limit: int
+    ) -> list[PrivateMessage]:
+        """The newest `limit` private messages between the two users with pid < `before`
+        (0: the newest), oldest first."""
 
     @abstractmethod
     def last_private_id(self) -> int:
@@ -280,8 +331,9 @@ class Peers(ABC):
         """A user here went offline."""
 
     @abstractmethod
-    def kick(self, user: RemoteUser) -> None:
-        """Ask the server holding `user` to drop that session (its owner is back here)."""
+    def kick(self, user: RemoteUser, reason: str = "replaced") -> None:
+        """Ask the server holding `user` to drop their sessions there (`reason` as in
+        `on_kick`)."""
 
     @abstractmethod
     async def start(self, handler: BrokerHandler) -> None:
