@@ -170,12 +170,9 @@ def _config(name: str, **storage: Any) -> ServerConfig:
     )
 
 
-@pytest.fixture(name="deployment", params=KINDS, ids=KINDS)
-async def deployment_fixture(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Deployment]:
-    """A started deployment of kind `request.param`, torn down after the test."""
-    kind: str = request.param
+@contextlib.asynccontextmanager
+async def opened(kind: str, config: pytest.Config, tmp_path: Path) -> AsyncIterator[Deployment]:
+    """A started deployment of `kind`, torn down when the block ends."""
     redis: RedisServer | None = None
     storage: dict[str, Any]
     if kind == "memory":
@@ -187,7 +184,7 @@ async def deployment_fixture(
         await redis.start()
         storage = {"redis_url": redis.url}
     else:
-        cluster = await SHARED_CLUSTER.get(request.config)
+        cluster = await SHARED_CLUSTER.get(config)
         storage = {"redis_url": cluster.url, "redis_cluster": True}
     deployment: Deployment | None = None
     try:
@@ -199,3 +196,12 @@ async def deployment_fixture(
             await deployment.close()
         if redis is not None:
             await redis.stop()
+
+
+@pytest.fixture(name="deployment", params=KINDS, ids=KINDS)
+async def deployment_fixture(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Deployment]:
+    """A started deployment of kind `request.param`, torn down after the test."""
+    async with opened(request.param, request.config, tmp_path) as deployment:
+        yield deployment

@@ -32,6 +32,7 @@ from tuichat.protocol.messages import (
     Message,
     Ping,
     Position,
+    PrivateMessage,
     RoomInfo,
     RoomList,
     Send,
@@ -237,6 +238,7 @@ SAMPLE_VALUES: dict[Any, Any] = {
     tuple[Position, ...] | None: (Position("#lobby", 5, 9),),
     str | None: "token",
     tuple[Message, ...]: (Message("#lobby", 1, "ann", "hi", 1000),),
+    tuple[PrivateMessage, ...]: (PrivateMessage("ann", "bob", "hi", 1000, pid=3),),
     dict[str, int] | None: {"max_text": 10},
 }
 
@@ -273,6 +275,13 @@ WRONG_VALUES: dict[Any, tuple[Any, ...]] = {
     tuple[Message, ...]: (
         [{"room": "a", "seq": 1, "sender": "b", "text": "c"}],
         [{"room": "a", "seq": 1, "sender": "b", "text": 3, "ts": 1}],
+        ["hi"],
+        None,
+    ),
+    tuple[PrivateMessage, ...]: (
+        [{"sender": "a", "to": "b", "text": "c"}],
+        [{"sender": "a", "to": "b", "text": 3, "ts": 1}],
+        [{"sender": "a", "to": "b", "text": "c", "ts": 1, "pid": "2"}],
         ["hi"],
         None,
     ),

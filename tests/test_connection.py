@@ -36,6 +36,7 @@ from tuichat.protocol.messages import (
     Joined,
     Left,
     ListRooms,
+    MarkRead,
     Message,
     Notice,
     Part,
@@ -43,12 +44,17 @@ from tuichat.protocol.messages import (
     Ping,
     Pong,
     Private,
+    PrivateHistory,
     PrivateMessage,
+    PrivatePage,
+    ReadMarker,
     RoomInfo,
     RoomList,
     RoomReset,
     RoomState,
     Send,
+    SignedOut,
+    SignOut,
     UserList,
     Welcome,
     Who,
@@ -90,6 +96,14 @@ EXAMPLES: dict[type[Any], Any] = {
     ),
     RoomReset: RoomReset(room="#dev", epoch=8, seq=0),
     Challenge: Challenge(nonce="n" * 32, server_id="s" * 22),
+    PrivateHistory: PrivateHistory(name="bob", before=9, limit=5, ref=12),
+    PrivatePage: PrivatePage(
+        name="bob", messages=(PrivateMessage("bob", "ann", "old", 998, pid=4),), ref=12
+    ),
+    MarkRead: MarkRead(room="#dev", seq=9, epoch=7, ref=13),
+    ReadMarker: ReadMarker(room="@bob", seq=4, ref=13),
+    SignOut: SignOut(ref=14),
+    SignedOut: SignedOut(devices=2, ref=14),
 }
 
 CLIENT_HANDSHAKE = (Hello, Ping, Pong, Bye)

@@ -596,7 +596,7 @@ async def test_list_rooms_comes_in_pages_that_cover_every_room_once(
 # --- 7. ownership of names --------------------------------------------------
 
 
-async def test_a_registered_name_needs_its_key_on_both_servers_and_the_key_takes_it_over(
+async def test_a_registered_name_needs_its_key_on_both_servers_and_the_key_opens_another_session(
     deployment: Deployment,
 ) -> None:
     key, wrong = SigningKey.generate(), SigningKey.generate()
@@ -624,8 +624,12 @@ async def test_a_registered_name_needs_its_key_on_both_servers_and_the_key_takes
     assert (replayed.code, replayed.fatal) == ("bad_signature", False)
     owner = await deployment.raw(on=1)
     welcome = await ask_for(owner, await owner.signed_hello("ali", key), Welcome)  # ali online
-    assert welcome.name == "ali"
-    await taken_over(ali, owner, watcher, "same ali, other server")
+    assert (welcome.name, welcome.devices) == ("ali", 2)
+    owner.send(Send(room="#lobby", text="same ali, other device", ref=next(REFS)))
+    events = await events_while(watcher, lambda es: seen(es, is_message("same ali, other device")))
+    assert ("left", "disconnect") not in presence_of("ali", "#lobby", events)  # ali never left
+    await expect(ali, Message, text="same ali, other device")  # the first one is still there
+    assert ali.connected
     check = await deployment.connect("check", on=0)
     for client in (check, watcher):  # online once, everywhere
         await until(client.who, ("ali", "check", "watcher"))

@@ -30,7 +30,7 @@ def room_with(*names: str) -> tuple[Room[Any], dict[str, Recorder]]:
     members = {}
     for name in names:
         members[name] = Recorder(name)
-        room.add(User(name, members[name]))
+        room.add(User(name, [members[name]]))
     return room, members
 
 
@@ -58,7 +58,7 @@ async def test_a_member_who_joins_mid_pass_gets_only_what_came_after() -> None:
     fanout = Fanout()
     fanout.add(room, b"before;")
     late = Recorder("bob")
-    room.add(User("bob", late))
+    room.add(User("bob", [late]))
     fanout.joined(room, late)
     fanout.add(room, b"after;")
     await next_pass()
@@ -71,7 +71,7 @@ async def test_a_member_who_joins_after_the_last_frame_gets_nothing_of_the_batch
     fanout = Fanout()
     fanout.add(room, b"before;")
     late = Recorder("bob")
-    room.add(User("bob", late))
+    room.add(User("bob", [late]))
     fanout.joined(room, late)
     await next_pass()
     assert members["ali"].data == b"before;"
@@ -95,8 +95,8 @@ async def test_rooms_are_written_in_the_order_they_were_first_given_a_frame() ->
     first, _ = room_with()
     second, _ = room_with()
     both = Recorder("ali")
-    first.add(User("ali", both))
-    second.add(User("ali", both))
+    first.add(User("ali", [both]))
+    second.add(User("ali", [both]))
     second.name = "#second"
     fanout = Fanout()
     fanout.add(first, b"a;")

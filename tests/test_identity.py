@@ -40,6 +40,7 @@ from tuichat.protocol import (
     Connection,
     Error,
     Hello,
+    Message,
     PrivateMessage,
     Role,
     Welcome,
@@ -282,11 +283,14 @@ async def test_an_identity_moved_to_a_second_device_works(
     line = laptop.export("ali")
     assert phone.import_line(line) == "ali"
     assert phone.key_for("ali").public == laptop.key_for("ali").public
-    # the phone takes over, even while the laptop's session is still open
+    # the phone signs in beside the laptop, whose session stays open
     on_phone = await ChatClient.connect("ali", *server.address, key=phone.key_for("ali"))
-    assert on_phone.name == "ali"
-    await expect(on_laptop, Disconnected)
+    assert on_phone.welcome is not None and on_phone.welcome.devices == 2
+    await on_phone.send("#lobby", "from the phone")
+    await expect(on_laptop, Message, text="from the phone")
+    assert on_laptop.connected
     await on_phone.close()
+    await on_laptop.close()
     for damaged in ("ali:not-an-identity", line.replace(line.split(":")[2], "x" * 43)):
         with pytest.raises(IdentityError):
             phone.import_line(damaged)
@@ -430,19 +434,20 @@ async def test_a_malformed_challenge_is_not_signed(tmp_path: Path) -> None:
     listener.close()
 
 
-async def test_two_devices_of_one_owner_do_not_take_the_name_from_each_other_forever(
+async def test_two_devices_of_one_owner_do_not_take_the_name_from_each_other(
     server: ChatServer, tmp_path: Path
 ) -> None:
     key = IdentityStore(tmp_path / "ali.json").key_for("ali")
     laptop = await ChatClient.connect("ali", *server.address, key=key, reconnect=True)
     phone = await ChatClient.connect("ali", *server.address, key=key, reconnect=True)
-    events = await events_until(laptop, Disconnected)
-    assert not [e for e in events if isinstance(e, Reconnecting)]  # it does not fight back
-    gone = events[-1]
-    assert isinstance(gone, Disconnected) and "another connection" in gone.reason
-    await phone.send("#lobby", "the phone has it")
-    assert phone.connected
+    await phone.send("#lobby", "the phone is here")
+    await laptop.send("#lobby", "so is the laptop")
+    for device in (laptop, phone):
+        events = await events_until(device, Message, text="so is the laptop")
+        assert not [e for e in events if isinstance(e, Reconnecting | Disconnected)]
+        assert device.connected
     await phone.close()
+    await laptop.close()
 
 
 def test_an_identity_line_can_come_from_standard_input(tmp_path: Path) -> None:

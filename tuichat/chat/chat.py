@@ -10,6 +10,7 @@ delivered.
 from __future__ import annotations
 
 import bisect
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -38,6 +39,8 @@ class ChatLimits:
     max_text_bytes: int = 4096
     max_rooms_per_user: int = 32
     max_text_lines: int = 100
+    max_devices: int = 8
+    """Sessions one user may have open at once (their devices)."""
     recent_ids_per_sender: int = 1024
     """Client ids of a sender's sends remembered per room (and for private messages): a retry
     of any of them is answered with the original, whoever else sends meanwhile."""
@@ -45,10 +48,13 @@ class ChatLimits:
 
 @dataclass(eq=False)
 class User(Generic[H]):
-    """A user who is online, with the rooms they are in."""
+    """A user who is online, with their sessions (one per device) and the rooms they are in.
+
+    Rooms belong to the user, not to a session: every session of the user is in each.
+    """
 
     name: str
-    handle: H
+    sessions: list[H]
     key: str = ""
     """The name's unique key (see `name_key`)."""
     rooms: dict[str, Room[H]] = field(default_factory=dict)
@@ -86,8 +92,8 @@ class Room(Generic[H]):
         del self._sort_keys[position], self._names[position]
 
     def handles(self) -> tuple[H, ...]:
-        """Return the handles of every member."""
-        return tuple(user.handle for user in self.members.values())
+        """Return the handles of every member's every session."""
+        return tuple(handle for user in self.members.values() for handle in user.sessions)
 
     def names(self) -> tuple[str, ...]:
         """Return the members' names, sorted case-insensitively."""
@@ -98,18 +104,18 @@ class Room(Generic[H]):
 class Delivery(Generic[H]):
     """One message for every member of a room (as they are when it is delivered).
 
-    `leaver` also gets it: the member a `left` announcement is about, who is no
-    longer in the room.
+    `leaver` also gets it (every session of theirs): the member a `left` announcement is
+    about, who is no longer in the room.
     """
 
     room: Room[H]
     message: ServerMessage
-    leaver: H | None = None
+    leaver: User[H] | None = None
 
     @property
     def recipients(self) -> tuple[H, ...]:
         """Everyone who receives the message, were it delivered now."""
-        extra = () if self.leaver is None else (self.leaver,)
+        extra = () if self.leaver is None else tuple(self.leaver.sessions)
         return self.room.handles() + extra
 
 
@@ -142,12 +148,34 @@ class Chat(Generic[H]):
         keys = name_keys(name)
         if any(key in self._taken for key in keys):
             raise ChatError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken; pick another")
-        user = User(name, handle, keys[0])
+        user = User(name, [handle], keys[0])
         self.users[user.key] = user
         for key in keys:
             self._taken[key] = user
         _, deliveries = self.join(user, LOBBY, now)
         return user, deliveries
+
+    def add_session(self, user: User[H], handle: H) -> None:
+        """Open another session (device) of an online user; raise `ChatError` past the limit."""
+        self.check_session(user.sessions)
+        user.sessions.append(handle)
+
+    def check_session(self, sessions: list[H], elsewhere: int = 0) -> None:
+        """Raise `ChatError` if a user with `sessions` here (and `elsewhere` on other servers)
+        may not open one more."""
+        most = self.limits.max_devices
+        if len(sessions) + elsewhere >= most:
+            raise ChatError(
+                ErrorCode.TOO_MANY_DEVICES,
+                f"you are signed in on {most} devices already; sign one of them out first",
+            )
+
+    def remove_session(self, user: User[H], handle: H) -> bool:
+        """Close one session of a user; return whether it was their last (they go offline
+        with `logout` then)."""
+        with contextlib.suppress(ValueError):
+            user.sessions.remove(handle)
+        return not user.sessions
 
     def find(self, name: str) -> User[H] | None:
         """Return the online user whose name is `name` or looks like it."""
@@ -202,7 +230,7 @@ class Chat(Generic[H]):
             raise ChatError(ErrorCode.CANNOT_LEAVE_LOBBY, f"everyone stays in {LOBBY}")
         self._remove_member(room, user)
         del user.rooms[room.name]
-        return room.name, [Delivery(room, Left(room.name, user.name, now, "part"), user.handle)]
+        return room.name, [Delivery(room, Left(room.name, user.name, now, "part"), user)]
 
     def room_list(self) -> tuple[RoomInfo, ...]:
         """Return every room someone is in (and the lobby) with its member count, by name."""

@@ -39,6 +39,7 @@ from tuichat.protocol import (
     Join,
     Left,
     ListRooms,
+    MarkRead,
     Message,
     Part,
     Parted,
@@ -46,13 +47,18 @@ from tuichat.protocol import (
     Pong,
     Position,
     Private,
+    PrivateHistory,
     PrivateMessage,
+    PrivatePage,
+    ReadMarker,
     RoomInfo,
     RoomList,
     RoomReset,
     RoomState,
     Send,
     ServerMessage,
+    SignedOut,
+    SignOut,
     UserList,
     Welcome,
     Who,
@@ -198,7 +204,8 @@ class ChatClient:
         self._overrun = ""
         """Why we dropped the connection ourselves (too many events unread), if we did."""
         self._replaced = ""
-        """Why the server replaced this session by another connection's, if it did."""
+        """Why the server replaced this session by another connection's (or another device
+        signed it out), if it did."""
         self._link: Link | None = None
         self._events: asyncio.Queue[ClientEvent] = asyncio.Queue()
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -212,6 +219,9 @@ class ChatClient:
         self.welcome: Welcome | None = None
         self.positions: dict[str, Position] = {}
         """The last position delivered in each room we are in."""
+        self.read: dict[str, Position] = {}
+        """The user's read marker of each conversation (`#room`, or `@name` with a pid), as
+        the server has it: ours, and those our other devices moved."""
         self._token: str | None = None
         self._private_seen: deque[int] = deque(maxlen=4096)
         self._private_after = 0
@@ -375,6 +385,29 @@ class ChatClient:
         """Return up to `limit` messages of `room` older than seq `before` (0: the newest)."""
         return await self._request(History(room=room, before=before, limit=limit), HistoryPage)
 
+    async def private_history(self, name: str, before: int = 0, limit: int = 50) -> PrivatePage:
+        """Return up to `limit` private messages with `name` older than pid `before` (0: the
+        newest)."""
+        request = PrivateHistory(name=name, before=before, limit=limit)
+        return await self._request(request, PrivatePage)
+
+    def mark_read(self, room: str, seq: int) -> None:
+        """Say we have read `room` (`#room`, or `@name`: a private conversation) up to `seq`
+        (a pid for `@name`); our other devices hear it. Nothing is sent unless it moves the
+        marker on (or not connected: the next one counts)."""
+        epoch = self.positions[room].epoch if room in self.positions else 0
+        known = self.read.get(room)
+        if known is not None and known.epoch == epoch and known.seq >= seq:
+            return
+        self.read[room] = Position(room, epoch, seq)
+        link = self._link
+        if self.connected and link is not None:
+            link.send(MarkRead(room=room, seq=seq, epoch=epoch))
+
+    async def sign_out_others(self) -> int:
+        """Sign out every other session (device) of ours; return how many this server had."""
+        return (await self._request(SignOut(), SignedOut)).devices
+
     async def list_rooms(self, *, most: int = 10_000) -> tuple[RoomInfo, ...]:
         """Return the rooms people are in and their member counts, by name (page after page,
         up to `most` rooms)."""
@@ -505,8 +538,12 @@ class ChatClient:
             return  # InvalidMessage: a newer server's message type we do not know
         if self._overrun:
             return  # dropping this connection: what is left of it comes again on resume
-        if isinstance(event, Bye) and event.reason == "replaced":
-            self._replaced = event.message or "signed in again from another connection"
+        if isinstance(event, Bye) and event.reason in ("replaced", "signed_out"):
+            self._replaced = event.message or (
+                "signed in again from another connection"
+                if event.reason == "replaced"
+                else "signed out from another device"
+            )
         if isinstance(event, Ping):
             link.send(Pong(data=event.data, ref=event.ref))
             return
@@ -525,6 +562,10 @@ class ChatClient:
             self._welcomed(event)
         elif isinstance(event, RoomState):
             self.positions[event.room] = Position(event.room, event.epoch, event.seq)
+            if event.read:
+                self._marker(Position(event.room, event.epoch, event.read))
+        elif isinstance(event, ReadMarker):
+            self._marker(Position(event.room, event.epoch, event.seq))
         elif isinstance(event, Parted):
             self.positions.pop(event.room, None)
         if isinstance(event, Message):
@@ -553,10 +594,20 @@ class ChatClient:
         self.welcome = welcome
         self._name = welcome.name
         self._token = welcome.token or None
+        for marker in welcome.read:
+            self._marker(marker)
+        for room in [r for r in self.positions if r not in welcome.rooms]:
+            del self.positions[room]  # (left on another device meanwhile)
         for position in welcome.positions:
             known = self.positions.get(position.room)
             if known is None or known.epoch != position.epoch:
                 self.positions[position.room] = position
+
+    def _marker(self, marker: Position) -> None:
+        """Keep a read marker the server sent, unless ours is further on."""
+        known = self.read.get(marker.room)
+        if known is None or known.epoch != marker.epoch or known.seq < marker.seq:
+            self.read[marker.room] = marker
 
     def _deliverable(self, message: Message) -> bool:
         """Whether `message` is new in its room (not a duplicate); advance the position."""

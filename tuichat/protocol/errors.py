@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     ALREADY_IN_ROOM = "already_in_room"
     CANNOT_LEAVE_LOBBY = "cannot_leave_lobby"
     TOO_MANY_ROOMS = "too_many_rooms"
+    TOO_MANY_DEVICES = "too_many_devices"
     NO_SUCH_USER = "no_such_user"
     RATE_LIMITED = "rate_limited"
     NAME_REGISTERED = "name_registered"

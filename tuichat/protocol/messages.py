@@ -116,6 +116,37 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
+class PrivateHistory:
+    """Ask for up to `limit` private messages with `name` before pid `before` (0: the newest)."""
+
+    TYPE: ClassVar[str] = "private_history"
+    name: str
+    before: int = 0
+    limit: int = 50
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRead:
+    """The user has read a conversation (`#room`, or `@name` for a private one) up to `seq`
+    (a room's seq, or a private message's pid); every other device of the user hears it."""
+
+    TYPE: ClassVar[str] = "mark_read"
+    room: str
+    seq: int
+    epoch: int = 0
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignOut:
+    """Sign out every other session (device) of this user."""
+
+    TYPE: ClassVar[str] = "sign_out"
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Who:
     """Ask who is online in `room`, or on the whole server when `room` is empty."""
 
@@ -182,6 +213,8 @@ class Welcome:
     positions: tuple[Position, ...] = ()
     token: str = ""
     private_seq: int = 0
+    devices: int = 1  # the user's sessions now, this one included
+    read: tuple[Position, ...] = ()  # the user's read markers (`@name` rooms: epoch 0, a pid)
     ref: int | None = None
 
 
@@ -255,6 +288,7 @@ class RoomState:
     users: tuple[str, ...]
     seq: int = 0
     epoch: int = 0
+    read: int = 0  # the user's read marker in the room (0: nothing read, or another epoch)
     ref: int | None = None
 
 
@@ -267,6 +301,40 @@ class HistoryPage:
     epoch: int
     messages: tuple[Message, ...]
     complete: bool = False
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PrivatePage:
+    """The reply to `private_history`: the messages with `name`, oldest first; `complete`
+    at the start of the conversation."""
+
+    TYPE: ClassVar[str] = "private_page"
+    name: str
+    messages: tuple[PrivateMessage, ...]
+    complete: bool = False
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMarker:
+    """Another device of the user read `room` (`#room` or `@name`) up to `seq`; with a `ref`,
+    the reply to a `mark_read`: the marker as stored."""
+
+    TYPE: ClassVar[str] = "read_marker"
+    room: str
+    seq: int
+    epoch: int = 0
+    ref: int | None = None  # the reply to a `mark_read` that had a ref: the marker as stored
+
+
+@dataclass(frozen=True, slots=True)
+class SignedOut:
+    """The reply to `sign_out`: how many other sessions were signed out on this server (those
+    on other servers of the chat are signed out too)."""
+
+    TYPE: ClassVar[str] = "signed_out"
+    devices: int = 0
     ref: int | None = None
 
 
@@ -329,7 +397,22 @@ class Error:
     ref: int | None = None
 
 
-ClientMessage = Hello | Send | Private | Join | Part | ListRooms | Who | History | Ping | Pong | Bye
+ClientMessage = (
+    Hello
+    | Send
+    | Private
+    | Join
+    | Part
+    | ListRooms
+    | Who
+    | History
+    | PrivateHistory
+    | MarkRead
+    | SignOut
+    | Ping
+    | Pong
+    | Bye
+)
 ServerMessage = (
     Challenge
     | Welcome
@@ -340,6 +423,9 @@ ServerMessage = (
     | Left
     | RoomState
     | HistoryPage
+    | PrivatePage
+    | ReadMarker
+    | SignedOut
     | RoomReset
     | Parted
     | RoomList
@@ -353,11 +439,13 @@ ServerMessage = (
 AnyMessage = ClientMessage | ServerMessage
 
 CLIENT_MESSAGE_TYPES: tuple[type[ClientMessage], ...] = (
-    Hello, Send, Private, Join, Part, ListRooms, Who, History, Ping, Pong, Bye,
+    Hello, Send, Private, Join, Part, ListRooms, Who, History, PrivateHistory, MarkRead, SignOut,
+    Ping, Pong, Bye,
 )  # fmt: skip
 SERVER_MESSAGE_TYPES: tuple[type[ServerMessage], ...] = (
     Challenge, Welcome, Message, Ack, PrivateMessage, Joined, Left, RoomState, HistoryPage,
-    RoomReset, Parted, RoomList, UserList, Notice, Error, Ping, Pong, Bye,
+    PrivatePage, ReadMarker, SignedOut, RoomReset, Parted, RoomList, UserList, Notice, Error,
+    Ping, Pong, Bye,
 )  # fmt: skip
 
 __all__ = [
@@ -377,6 +465,7 @@ __all__ = [
     "Joined",
     "Left",
     "ListRooms",
+    "MarkRead",
     "Message",
     "Notice",
     "Part",
@@ -385,13 +474,18 @@ __all__ = [
     "Pong",
     "Position",
     "Private",
+    "PrivateHistory",
     "PrivateMessage",
+    "PrivatePage",
+    "ReadMarker",
     "RoomInfo",
     "RoomList",
     "RoomReset",
     "RoomState",
     "Send",
     "ServerMessage",
+    "SignOut",
+    "SignedOut",
     "UserList",
     "Welcome",
     "Who",

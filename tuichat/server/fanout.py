@@ -101,10 +101,10 @@ class Fanout:
         name = room.name
         late = batch.joined_at
         for user in room.members.values():
-            session = user.handle
-            if late and session in late:
-                own = b"".join(frames[late[session] :])
-                if own:
-                    session.write_frame(own, name)
-            else:
-                session.write_frame(data, name)
+            for session in user.sessions:
+                if late and session in late:
+                    own = b"".join(frames[late[session] :])
+                    if own:
+                        session.write_frame(own, name)
+                else:
+                    session.write_frame(data, name)

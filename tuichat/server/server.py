@@ -20,11 +20,12 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from tuichat.chat import LOBBY, Chat, ChatError, Delivery, Room, User
 from tuichat.chat.chat import no_such_room
-from tuichat.chat.names import check_name, check_room, name_keys, sort_key
+from tuichat.chat.names import check_name, check_room, name_key, name_keys, sort_key
 from tuichat.protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -42,6 +43,7 @@ from tuichat.protocol import (
     Joined,
     Left,
     ListRooms,
+    MarkRead,
     Message,
     Part,
     Parted,
@@ -49,20 +51,26 @@ from tuichat.protocol import (
     Pong,
     Position,
     Private,
+    PrivateHistory,
     PrivateMessage,
+    PrivatePage,
     ProtocolError,
     RoomInfo,
     RoomList,
     RoomReset,
     RoomState,
     Send,
+    SignedOut,
+    SignOut,
     UserList,
     Welcome,
     Who,
     encode_frame,
 )
+from tuichat.protocol import ReadMarker as MarkerMessage
 from tuichat.server.admission import Admission, parse_address
 from tuichat.server.broker import (
+    MAX_MARKERS,
     Broker,
     LocalUser,
     Peers,
@@ -71,6 +79,7 @@ from tuichat.server.broker import (
     PrivatePost,
     Published,
     PublishedPrivate,
+    ReadMarker,
     RemoteJoined,
     RoomPosition,
     make_broker,
@@ -80,10 +89,12 @@ from tuichat.server.fanout import Fanout
 from tuichat.server.flood import FloodLimits
 from tuichat.server.limits import MAX_PAGE
 from tuichat.server.listener import ProxyListener
-from tuichat.server.ownership import Ownership, Verdict
+from tuichat.server.ownership import Ownership, Verdict, token_hash
 from tuichat.server.session import Session
 
 log = logging.getLogger("tuichat.server")
+
+M = TypeVar("M", Message, PrivateMessage)
 
 MAX_REPLAY = 10_000
 """Most missed messages of one room replayed on resume; beyond it the client reloads."""
@@ -100,6 +111,9 @@ MAX_PAGE_BYTES = 256 * 1024
 
 
 REPLACED = "you signed in again from another connection, which now has this session"
+SIGNED_OUT = "another of your devices signed this one out"
+MAX_UNREAD_REPLAY = 10_000
+"""Most unread private messages sent to a device that signs in afresh."""
 MAX_SEQ = 2**63 - 1
 """The largest sequence number (and `before`) a store can hold."""
 ROOM_PAGE = 500
@@ -154,6 +168,10 @@ class ChatServer:
         self._server: asyncio.Server | ProxyListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting_acks: dict[tuple[str, int], list[tuple[Session, Send]]] = {}
+        self._private_origin: dict[int, Session] = {}
+        """The session a new private message came from, till its other copies are delivered."""
+        self._markers: dict[str, dict[str, ReadMarker]] = {}
+        """The read markers of every user online here, by user key, then by conversation."""
         self._following: Counter[str] = Counter()
         """Rooms with a join (or a hello) waiting for the broker to follow them."""
         self._greeting: dict[str, Session] = {}
@@ -170,6 +188,9 @@ class ChatServer:
             ListRooms: self._list_rooms,
             Who: self._who,
             History: self._history,
+            PrivateHistory: self._private_history,
+            MarkRead: self._mark_read,
+            SignOut: self._sign_out,
             Ping: self._ping,
             Pong: _ignore,
             Bye: self._bye,
@@ -372,20 +393,31 @@ class ChatServer:
     def deliver(self, deliveries: Iterable[Delivery[Session]]) -> None:
         """Encode each message once and queue it for its room's members."""
         for delivery in deliveries:
-            frame = encode_frame(Codec.encode(delivery.message))
-            presence = isinstance(delivery.message, Joined | Left)
-            self.fanout.add(delivery.room, frame, presence)
+            message = delivery.message
+            frame = encode_frame(Codec.encode(message))
+            presence = isinstance(message, Joined | Left)
+            if not isinstance(message, Joined | Left) or not self.peers.in_room(
+                name_key(message.name), delivery.room.name
+            ):  # (someone still in the room on another server is no news)
+                self.fanout.add(delivery.room, frame, presence)
             if delivery.leaver is not None:
-                delivery.leaver.write_frame(frame, delivery.room.name)
+                for session in delivery.leaver.sessions:
+                    session.write_frame(frame, delivery.room.name)
 
     def logout(self, session: Session, reason: str) -> None:
-        """Take the session's user offline (if it had one) and tell their rooms."""
+        """End the session of its user (if it had one); after their last, they go offline and
+        their rooms hear it."""
         user = session.user
         if user is None:
             return
         session.user = None
+        if not self.chat.remove_session(user, session):
+            self.peers.sessions_changed(_local(user))
+            log.info("%s closed a session (%s); %d left", user.name, reason, len(user.sessions))
+            return
         rooms = list(user.rooms)
         self.deliver(self.chat.logout(user, reason, self.clock()))
+        self._markers.pop(user.key, None)
         self._unfollow_empty(rooms)
         self.peers.logged_out(user.key, user.name, reason)
         log.info("%s left (%s)", user.name, reason)
@@ -424,10 +456,22 @@ class ChatServer:
             self.deliver([delivery])
 
     def on_private(self, message: PrivateMessage, sender_key: str, target_key: str) -> None:
-        """A new private message is stored: its target gets it if they are here."""
-        target = self.chat.users.get(target_key)
-        if target is not None:
-            target.handle.send(message)
+        """A new private message is stored: its target's sessions here get it, and the
+        sender's (but the one it came from, which has its reply)."""
+        origin = self._private_origin.pop(message.pid, None)
+        frame = encode_frame(Codec.encode(message))
+        for key in dict.fromkeys((target_key, sender_key)):
+            user = self.chat.users.get(key)
+            if user is not None:
+                for session in user.sessions:
+                    if session is not origin:
+                        session.write_frame(frame)
+
+    def on_read(self, user_key: str, marker: ReadMarker) -> None:
+        """A user's read marker moved on another server: their sessions here hear it."""
+        user = self.chat.users.get(user_key)
+        if user is not None:
+            self._marker_moved(user, marker, None)
 
     def on_room_reset(self, room_name: str, position: RoomPosition) -> None:
         """A room's history was lost: its members here reload it."""
@@ -444,27 +488,43 @@ class ChatServer:
         reset = RoomReset(room=room.name, epoch=position.epoch, seq=position.seq)
         frame = encode_frame(Codec.encode(reset))
         for user in room.members.values():
-            user.handle.write_frame(frame, room.name)
+            for session in user.sessions:
+                session.write_frame(frame, room.name)
 
     def on_presence(self, event: PresenceEvent) -> None:
-        """Someone on another server joined or left a room: its members here hear it."""
+        """Someone on another server joined or left a room: its members here hear it (unless
+        the person is in it here, from another device). A user here whose other device joined
+        or left a room there joins or leaves it here too."""
+        local = self.chat.users.get(event.key)
+        here = local is not None and event.room in local.rooms
         room = self.chat.rooms.get(event.room)
-        if room is None or not room.members:
+        if event.changed and not here and room is not None and room.members:
+            now = self.clock()
+            message: Joined | Left
+            if isinstance(event, RemoteJoined):
+                message = Joined(event.room, event.name, now)
+            else:
+                message = Left(event.room, event.name, now, event.reason)
+            self.fanout.add(room, encode_frame(Codec.encode(message)), presence=True)
+        if local is None:
             return
-        now = self.clock()
-        message: Joined | Left
-        if isinstance(event, RemoteJoined):
-            message = Joined(event.room, event.name, now)
-        else:
-            message = Left(event.room, event.name, now, event.reason)
-        self.fanout.add(room, encode_frame(Codec.encode(message)), presence=True)
+        if isinstance(event, RemoteJoined) and not here:
+            self._join_elsewhere(local, event.room)
+        elif not isinstance(event, RemoteJoined) and here and event.reason == "part":
+            self._part_everywhere(local, event.room, None)
 
-    def on_kick(self, user_key: str) -> None:
-        """The owner of a session here came back on another server: drop this one."""
+    def on_kick(self, user_key: str, reason: str) -> None:
+        """Drop the user's sessions here: their name's owner came back on another server
+        (`replaced`), or another device of theirs signed them out (`signed_out`)."""
         user = self.chat.users.get(user_key)
-        if user is not None:
+        if user is None:
+            return
+        if reason == "signed_out":
+            log.info("%s signed out their devices here from another server", user.name)
+        else:
             log.info("%s is back on another server; dropping this connection", user.name)
-            self._replaced(user.handle)
+        for session in list(user.sessions):
+            self._replaced(session, reason)
 
     def on_tokens(self, tokens: Mapping[str, str]) -> None:
         """Resume tokens (hashed) by user key, as the store or another server has them."""
@@ -510,19 +570,30 @@ class ChatServer:
             )
         self._replace_ghost(hello, verdict)
         self._replace_remote_ghost(hello, verdict)
-        if self.chat.find(name) is not None or any(key in self._greeting for key in keys):
+        online = self.chat.find(name)
+        remote = self.peers.find(name)
+        if verdict.owned:  # the key's owner: another device of theirs, online or not
+            if any(other is not None and other.key != keys[0] for other in (online, remote)):
+                raise ChatError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken; pick another")
+        elif online is not None or any(key in self._greeting for key in keys):
             raise ChatError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken; pick another")
-        rooms = [LOBBY]
         room_limit = self.config.chat.max_rooms_per_user
-        for position in hello.positions or ():
-            with contextlib.suppress(ChatError):  # a room that cannot be joined is not resumed
-                room = check_room(position.room)
-                if (
-                    room not in rooms
-                    and len(rooms) < room_limit
-                    and self._opens_room(session, room)
-                ):
-                    rooms.append(room)
+        if online is not None:  # the person's rooms are this device's
+            rooms = list(online.rooms)
+        elif remote is not None:  # on other servers only: their rooms, here too
+            rooms = [LOBBY, *(r for r in self.peers.rooms_of(remote.key) if r != LOBBY)]
+            rooms = rooms[:room_limit]
+        else:
+            rooms = [LOBBY]
+            for position in hello.positions or ():
+                with contextlib.suppress(ChatError):  # a room that cannot be joined is not resumed
+                    room = check_room(position.room)
+                    if (
+                        room not in rooms
+                        and len(rooms) < room_limit
+                        and self._opens_room(session, room)
+                    ):
+                        rooms.append(room)
         session.greeting = True
         for key in keys:  # the name is held for this hello until it is welcomed or refused
             self._greeting[key] = session
@@ -541,9 +612,14 @@ class ChatServer:
                 self._guarded(
                     session, hello.ref, self._welcome, session, hello, keys, verdict, rooms
                 )
+            if keys[0] not in self.chat.users:  # refused: its markers are not kept
+                self._markers.pop(keys[0], None)
+
+        def follow() -> None:  # the user's read markers first (unless they are here already)
+            self._spawn(self._read_markers(keys[0], partial(self._follow, rooms, welcome)))
 
         if owner is None:
-            self._follow(rooms, welcome)
+            follow()
             return
 
         def claimed(result: bool | Exception) -> None:
@@ -551,7 +627,7 @@ class ChatServer:
                 self.ownership.registered(keys, owner)
                 moved = " (moved from its version-1 secret)" if verdict.replacing else ""
                 log.info("%s is now registered to its key%s", name, moved)
-                self._follow(rooms, welcome)
+                follow()
                 return
             finished()
             if isinstance(result, Exception):
@@ -569,6 +645,21 @@ class ChatServer:
             dict.fromkeys(keys), name, owner, self.clock(), claimed, replacing=verdict.replacing
         )
 
+    async def _read_markers(self, user_key: str, then: Callable[[], None]) -> None:
+        """Read the user's read markers (unless a session of theirs here has them), then
+        `then()`."""
+        try:
+            if user_key not in self._markers:
+                try:
+                    stored = await self.broker.read_markers(user_key)
+                except Exception as exc:  # the store is away: none shown till the next sign-in
+                    log.warning("cannot read the read markers of %s: %s", user_key, exc)
+                    stored = []
+                if user_key not in self._markers:  # (another session read them meanwhile)
+                    self._markers[user_key] = {m.conversation: m for m in reversed(stored)}
+        finally:
+            then()
+
     def _welcome(
         self,
         session: Session,
@@ -577,7 +668,8 @@ class ChatServer:
         verdict: Verdict,
         rooms: list[str],
     ) -> None:
-        """The rooms are followed (and a new name is registered): bring the user online.
+        """The rooms are followed (and a new name is registered): bring the user online, or
+        add this session to those of the user online here.
 
         A hello that proved the name's key (`verdict.owned`) may, like one with a valid
         token, read the user's private history (since the name was registered). `rooms`: the
@@ -589,21 +681,38 @@ class ChatServer:
                 ErrorCode.NAME_REGISTERED,
                 f"{hello.name} was just registered to a key; pick another name",
             )
-        user, deliveries = self.chat.login(hello.name, session, self.clock())
-        self.fanout.joined(user.rooms[LOBBY], session)
+        user = self.chat.find(hello.name)
+        if user is not None:  # another session of someone online here
+            if not verdict.owned or user.key != keys[0]:
+                raise ChatError(
+                    ErrorCode.NAME_TAKEN, f"the name {hello.name!r} is taken; pick another"
+                )
+            self._add_session(user, session, hello.token)
+            positions = {p.room: p for p in hello.positions or ()}
+            resumed = [(r, positions[n]) for n, r in user.rooms.items() if n in positions]
+            deliveries: list[Delivery[Session]] = []
+            rejoined: list[Delivery[Session]] = []
+            self.peers.sessions_changed(_local(user))
+        else:
+            self.chat.check_session([], self.peers.devices(keys[0]))  # those on other servers
+            user, deliveries = self.chat.login(hello.name, session, self.clock())
+            self.fanout.joined(user.rooms[LOBBY], session)
+            resumed, rejoined = self._rejoin(user, hello.positions or (), rooms)
+            self.peers.logged_in(_local(user))
         session.user = user
-        resumed, rejoined = self._rejoin(user, hello.positions or (), rooms)
-        self.peers.logged_in(_local(user))
         trusted = self.ownership.check_token(user.key, hello.token)
         since = 0 if trusted else verdict.since  # the key alone: only since it registered
         trusted = trusted or verdict.owned
+        session.private_since = since if trusted else self.broker.last_private_id()
         token, hashed = self.ownership.new_token(user.key)
+        session.token_hash = hashed
         self.peers.save_token(user.key, hashed)
         online = len(self.chat.users)
         motd = self.config.motd or (
             f"Welcome to {self.config.server_name}, {user.name}! "
             f"{online} user{'s' if online != 1 else ''} online."
         )
+        markers = self._markers.get(user.key, {}) if trusted else {}
         session.send(
             Welcome(
                 version=PROTOCOL_VERSION,
@@ -616,16 +725,19 @@ class ChatServer:
                     "max_frame": self.config.max_frame,
                     "max_text_bytes": self.config.chat.max_text_bytes,
                     "max_rooms_per_user": self.config.chat.max_rooms_per_user,
+                    "max_devices": self.config.chat.max_devices,
                     "heartbeat_interval_ms": int(self.config.heartbeat_interval * 1000),
                     "heartbeat_timeout_ms": int(self.config.heartbeat_timeout * 1000),
                 },
                 positions=tuple(_position(room) for room in user.rooms.values()),
                 token=token,
                 private_seq=self.broker.last_private_id(),
+                devices=len(user.sessions) + self.peers.devices(user.key),
+                read=tuple(Position(m.label, m.epoch, m.seq) for m in reversed(markers.values())),
                 ref=hello.ref,
             )
         )
-        log.info("%s joined from %s", user.name, session.peer)
+        log.info("%s joined from %s (%d sessions)", user.name, session.peer, len(user.sessions))
         self.deliver(deliveries)
         self.deliver(rejoined)
         for room, position in resumed:
@@ -633,39 +745,57 @@ class ChatServer:
         if trusted and hello.private_after is not None:
             after = min(max(hello.private_after, since, 0), MAX_SEQ)
             self._spawn(self._replay_privates(session, after))
+        elif verdict.owned:  # a device signing in afresh: what was sent to it while away
+            self._spawn(self._replay_unread(session, since))
 
-    def _proves(self, user_key: str, hello: Hello, verdict: Verdict) -> bool:
-        """Whether `hello` comes from the user of `user_key`: it proved the name's key or
-        brought the user's last resume token."""
-        return verdict.owned or self.ownership.check_token(user_key, hello.token)
+    def _add_session(self, user: User[Session], session: Session, token: str | None) -> None:
+        """Add `session` to those of `user`; the device's earlier connection (it brings that
+        connection's token) is replaced in place: no one sees the user leave and come back."""
+        hashed = token_hash(token) if token else ""
+        ghost = next((s for s in user.sessions if hashed and s.token_hash == hashed), None)
+        if ghost is None:
+            self.chat.check_session(user.sessions, self.peers.devices(user.key))
+            user.sessions.append(session)
+        else:
+            log.info("%s is back from another connection; dropping the old one", user.name)
+            ghost.user = None
+            user.sessions[user.sessions.index(ghost)] = session
+            ghost.abort("disconnect")
+        for room in user.rooms.values():
+            self.fanout.joined(room, session)
 
     def _replace_ghost(self, hello: Hello, verdict: Verdict) -> None:
-        """A returning user with a valid token takes over a session that still looks alive."""
+        """A returning user of a keyless name with a valid token takes over the session that
+        still looks alive (a keyed name's owner opens another session instead)."""
         ghost = self.chat.find(hello.name)
-        if ghost is None or not self._proves(ghost.key, hello, verdict):
+        if ghost is None or verdict.owned or not self.ownership.check_token(ghost.key, hello.token):
             return
         log.info("%s is back from another connection; dropping the old one", ghost.name)
-        self._replaced(ghost.handle)
+        for old in list(ghost.sessions):
+            self._replaced(old)
 
-    def _replaced(self, old: Session) -> None:
-        """The user of `old` signed in again elsewhere: say so (a client that is still there
-        must not reconnect and take the name back), and drop it."""
+    def _replaced(self, old: Session, reason: str = "replaced") -> None:
+        """The user of `old` signed in again elsewhere (`replaced`), or another device of theirs
+        signed it out (`signed_out`): say so (a client that is still there must not reconnect
+        and take the session back), and drop it."""
         self.logout(old, "disconnect")
-        old.send(Bye(reason="replaced", message=REPLACED))
+        old.send(Bye(reason=reason, message=REPLACED if reason == "replaced" else SIGNED_OUT))
         old.close("disconnect")
 
     def _replace_remote_ghost(self, hello: Hello, verdict: Verdict) -> None:
-        """The name is in use on another server: its owner takes it over, anyone else is refused."""
+        """The name is in use on another server: the owner of a keyless name takes it over with
+        its token, anyone else is refused (a keyed name's owner opens another session)."""
         ghost = self.peers.find(hello.name)
-        if ghost is None:
+        if ghost is None or verdict.owned:
             return
-        if not self._proves(ghost.key, hello, verdict):
+        if not self.ownership.check_token(ghost.key, hello.token):
             raise ChatError(ErrorCode.NAME_TAKEN, f"the name {hello.name!r} is taken; pick another")
         log.info("%s is back from another server; dropping the old connection", ghost.name)
-        self.peers.kick(ghost)
+        for held in self.peers.servers_of(ghost.key):
+            self.peers.kick(held)
 
     def _who_names(self, room: str) -> tuple[str, ...]:
-        """Who is in `room` (everyone for `""`), on this server and the others."""
+        """Who is in `room` (everyone for `""`), on this server and the others, each once."""
         remote = self.peers.names(room)
         try:
             local = self.chat.who(room)
@@ -673,30 +803,35 @@ class ChatServer:
             if not remote:
                 raise
             local = ()
-        return tuple(sorted((*local, *remote), key=sort_key)) if remote else local
+        if not remote:
+            return local
+        return tuple(sorted(dict.fromkeys((*local, *remote)), key=sort_key))
 
     def _rejoin(
-        self, user: User[Session], positions: Iterable[Position], allowed: list[str]
+        self, user: User[Session], positions: Iterable[Position], rooms: list[str]
     ) -> tuple[list[tuple[Room[Session], Position]], list[Delivery[Session]]]:
-        """Put a returning user back in the rooms they were in (those `allowed`).
+        """Put a user who comes online in `rooms` (those followed for them): where they were
+        (`positions`), or where their sessions on other servers are.
 
         Returns the rooms to replay and the `joined` announcements (to deliver
         after the `welcome`).
         """
-        resumed: dict[str, tuple[Room[Session], Position]] = {}
         announcements: list[Delivery[Session]] = []
-        for position in positions:
+        for name in rooms:
+            if name in user.rooms:
+                continue
             try:
-                name = check_room(position.room)
-                if name not in allowed:
-                    continue
-                if name not in user.rooms:
-                    room, deliveries = self.chat.join(user, name, self.clock())
-                    self.fanout.joined(room, user.handle)
-                    announcements += deliveries
+                room, deliveries = self.chat.join(user, name, self.clock())
             except ChatError:
                 continue  # a room that cannot be joined any more is simply not resumed
-            resumed.setdefault(name, (user.rooms[name], position))
+            self.fanout.joined(room, user.sessions[0])
+            announcements += deliveries
+        resumed: dict[str, tuple[Room[Session], Position]] = {}
+        for position in positions:
+            with contextlib.suppress(ChatError):
+                name = check_room(position.room)
+                if name in user.rooms:
+                    resumed.setdefault(name, (user.rooms[name], position))
         return list(resumed.values()), announcements
 
     def _resume_room(self, session: Session, room: Room[Session], position: Position) -> None:
@@ -764,6 +899,23 @@ class ChatServer:
                 after = messages[-1].pid
                 count = max(1, min(MAX_PAGE, count * MAX_PAGE_BYTES // sum(map(len, frames))))
 
+    async def _replay_unread(self, session: Session, since: int) -> None:
+        """Write the private messages sent to the user after their read marker of each
+        conversation (and after `since`): a device signing in afresh gets what came while the
+        user was away."""
+        with session.pacing():
+            async with session.paging:
+                user = session.user
+                if user is None or not session.open:
+                    return
+                try:
+                    messages = await self.broker.unread_privates(user.key, MAX_PAGE)
+                except Exception as exc:  # they stay unread: the next sign-in sends them
+                    log.warning("cannot read the unread messages of %s: %s", user.name, exc)
+                    return
+                kept = _within([m for m in messages if m.pid > since], 4 * MAX_PAGE_BYTES)
+                await session.paced_write(encode_frame(Codec.encode(m)) for m in kept)
+
     # --- messages --------------------------------------------------------
 
     def _send(self, session: Session, send: Send) -> None:
@@ -798,23 +950,30 @@ class ChatServer:
         except ChatError:
             target = None
         else:
-            target = self.chat.find(to) or self.peers.find(to)
+            found = self.chat.find(to) or self.peers.find(to)
+            target = (found.name, found.key) if found is not None else None
+            if target is None and name_key(to) in self.ownership.identities:
+                target = (to, name_key(to))  # registered, and away: it waits for them
         refusal = None
         text = private.text
         try:  # refused only once the broker knows it is no retry (a retry is answered)
             text = self.chat.clean_text(private.text)
             if target is None:
-                raise ChatError(ErrorCode.NO_SUCH_USER, f"{private.to!r} is not online")
-            if not self.flood.private(session.ip, user.key, target.key, _now()):
+                raise ChatError(
+                    ErrorCode.NO_SUCH_USER,
+                    f"{private.to!r} is not online (only a registered name gets messages while "
+                    "away)",
+                )
+            if not self.flood.private(session.ip, user.key, target[1], _now()):
                 raise ChatError(
                     ErrorCode.RATE_LIMITED,
-                    f"slow down: too many private messages to {target.name} lately",
+                    f"slow down: too many private messages to {target[0]} lately",
                 )
         except ChatError as exc:
             refusal = exc
         post = PrivatePost(
-            user.name, user.key, target.name if target else private.to,
-            target.key if target else "", text, private.action, private.id, self.clock(), refusal,
+            user.name, user.key, target[0] if target else private.to,
+            target[1] if target else "", text, private.action, private.id, self.clock(), refusal,
         )  # fmt: skip
 
         def stored(result: PublishedPrivate | Exception) -> None:
@@ -823,6 +982,10 @@ class ChatServer:
             elif isinstance(result, Exception):
                 session.send(_unavailable(result, private.ref))
             else:
+                if result.new:  # its other copies (`on_private`) come next; this one has it
+                    pid = result.message.pid
+                    self._private_origin[pid] = session
+                    asyncio.get_running_loop().call_soon(self._private_origin.pop, pid, None)
                 session.send(dataclasses.replace(result.message, id=private.id, ref=private.ref))
 
         self.broker.publish_private(post, stored)
@@ -865,6 +1028,79 @@ class ChatServer:
         except Exception as exc:
             session.send(_unavailable(exc, ref))
 
+    def _private_history(self, session: Session, request: PrivateHistory) -> None:
+        user = self._user(session)
+        name = check_name(request.name)
+        found = self.chat.find(name) or self.peers.find(name)
+        shown, other_key = (found.name, found.key) if found is not None else (name, name_key(name))
+        limit = max(1, min(request.limit, MAX_PAGE))
+        before = min(max(request.before, 0), MAX_SEQ)
+        since = session.private_since or 0
+
+        async def reply() -> None:
+            page = await self.broker.conversation(user.key, other_key, before, limit)
+            mine = [m for m in page if m.pid > since]  # (a keyless name's earlier holders')
+            messages = _within(mine, MAX_PAGE_BYTES)
+            complete = len(page) < limit or len(mine) < len(page)
+            session.send(
+                PrivatePage(
+                    name=shown,
+                    messages=tuple(messages),
+                    complete=complete and len(messages) == len(mine),
+                    ref=request.ref,
+                )
+            )
+
+        self._spawn(self._answering(session, request.ref, reply()))
+
+    def _mark_read(self, session: Session, request: MarkRead) -> None:
+        user = self._user(session)
+        if request.room.startswith("@"):
+            name = check_name(request.room[1:])
+            found = self.chat.find(name) or self.peers.find(name)
+            shown = found.name if found is not None else name
+            marker = ReadMarker(f"@{name_key(name)}", f"@{shown}", 0, 0)
+        else:
+            room = check_room(request.room)
+            marker = ReadMarker(room, room, min(max(request.epoch, 0), MAX_SEQ), 0)
+        marker = dataclasses.replace(marker, seq=min(max(request.seq, 0), MAX_SEQ))
+
+        def stored(result: ReadMarker | Exception) -> None:
+            if isinstance(result, Exception):
+                session.send(_unavailable(result, request.ref))
+            elif user.sessions:  # (still online)
+                moved_on = result.seq != marker.seq or result.epoch != marker.epoch
+                asked = request.ref is not None
+                self._marker_moved(user, result, None if moved_on and not asked else session)
+                if asked:
+                    session.send(_marker_message(result, request.ref))
+
+        self.broker.mark_read(user.key, marker, stored)
+
+    def _marker_moved(
+        self, user: User[Session], marker: ReadMarker, origin: Session | None
+    ) -> None:
+        """Keep the user's marker, and tell their sessions (but the one that moved it)."""
+        markers = self._markers.setdefault(user.key, {})
+        markers.pop(marker.conversation, None)
+        markers[marker.conversation] = marker  # the most recently moved last
+        while len(markers) > MAX_MARKERS:
+            del markers[next(iter(markers))]
+        frame = encode_frame(Codec.encode(_marker_message(marker, None)))
+        for session in user.sessions:
+            if session is not origin:
+                session.write_frame(frame)
+
+    def _sign_out(self, session: Session, request: SignOut) -> None:
+        user = self._user(session)
+        others = [s for s in user.sessions if s is not session]
+        for other in others:
+            self._replaced(other, "signed_out")
+        for held in self.peers.servers_of(user.key):
+            self.peers.kick(held, "signed_out")
+        log.info("%s signed out their other sessions", user.name)
+        session.send(SignedOut(devices=len(others), ref=request.ref))
+
     # --- rooms and presence ----------------------------------------------
 
     def _join(self, session: Session, join: Join) -> None:
@@ -893,32 +1129,67 @@ class ChatServer:
             return True
         return self.flood.new_room(session.ip, _now())
 
-    def _joined(self, session: Session, user: User[Session], name: str, join: Join) -> None:
+    def _joined(
+        self, session: Session | None, user: User[Session], name: str, join: Join | None
+    ) -> None:
+        """Put `user` in the room; every session of theirs gets its `room_state` (the one that
+        asked, `session`, as the reply to `join`)."""
         room, deliveries = self.chat.join(user, name, self.clock())
-        self.fanout.joined(room, session)
+        for each in user.sessions:
+            self.fanout.joined(room, each)
         self.peers.joined(_local(user), room.name)
-        session.send(
-            RoomState(
-                room=room.name,
-                users=self._who_names(room.name),
-                seq=room.delivered,
-                epoch=room.epoch,
-                ref=join.ref,
-            )
+        marker = self._markers.get(user.key, {}).get(room.name)
+        state = RoomState(
+            room=room.name,
+            users=self._who_names(room.name),
+            seq=room.delivered,
+            epoch=room.epoch,
+            read=marker.seq if marker is not None and marker.epoch == room.epoch else 0,
         )
+        for each in user.sessions:
+            asked = each is session and join is not None
+            each.send(dataclasses.replace(state, ref=join.ref) if asked and join else state)
         self.deliver(deliveries)
         log.info("%s joined %s", user.name, room.name)
 
+    def _join_elsewhere(self, user: User[Session], name: str) -> None:
+        """Another device of `user`, on another server, joined room `name`: join it here too."""
+        try:
+            self.chat.check_join(user, name)
+        except ChatError:
+            return
+
+        def followed(error: Exception | None) -> None:
+            if error is not None:
+                log.warning("cannot follow %s for %s: %s", name, user.name, error)
+            elif user.sessions and name not in user.rooms and self.peers.in_room(user.key, name):
+                self._guarded(user.sessions[0], None, self._joined, None, user, name, None)
+
+        self._follow([name], followed)
+
     def _part(self, session: Session, part: Part) -> None:
         user = self._user(session)
-        room = user.rooms.get(check_room(part.room))
+        self._part_everywhere(user, part.room, session, part.ref)
+
+    def _part_everywhere(
+        self, user: User[Session], name: str, session: Session | None, ref: int | None = None
+    ) -> None:
+        """Take `user` out of room `name`; every session of theirs gets `parted` (the one that
+        asked, `session`, as the reply to `part`)."""
+        room = user.rooms.get(check_room(name))
         if room is not None:
             self.fanout.flush_room(room)  # what the room heard before the leave reaches the leaver
-        room_name, deliveries = self.chat.part(user, part.room, self.clock())
+        try:
+            room_name, deliveries = self.chat.part(user, name, self.clock())
+        except ChatError:
+            if session is None:
+                return  # (already out of it, or the lobby)
+            raise
         self.deliver(deliveries)
         self._unfollow_empty([room_name])
         self.peers.parted(_local(user), room_name, "part")
-        session.send(Parted(room=room_name, ref=part.ref))
+        for each in user.sessions:
+            each.send(Parted(room=room_name, ref=ref if each is session else None))
         log.info("%s left %s", user.name, room_name)
 
     def _list_rooms(self, session: Session, request: ListRooms) -> None:
@@ -927,8 +1198,7 @@ class ChatServer:
         rooms: list[RoomInfo] = []
         more = False
         for name in names[bisect.bisect_right(names, request.after) :]:
-            room = self.chat.rooms.get(name)
-            members = (len(room.members) if room is not None else 0) + self.peers.count(name)
+            members = self._member_count(name)
             if not members and name != LOBBY:
                 continue  # emptied since the names were sorted
             if len(rooms) == limit:
@@ -936,6 +1206,12 @@ class ChatServer:
                 break
             rooms.append(RoomInfo(name, members))
         session.send(RoomList(rooms=tuple(rooms), more=more, ref=request.ref))
+
+    def _member_count(self, name: str) -> int:
+        """People in room `name`, here and on the other servers, each once."""
+        room = self.chat.rooms.get(name)
+        local = room.members if room is not None else {}
+        return len(local) + sum(1 for key in self.peers.keys(name) if key not in local)
 
     def _room_names(self) -> list[str]:
         """The names of the rooms people are in, sorted; sorted anew at most once a second, so
@@ -975,7 +1251,7 @@ class ChatServer:
 
 
 def _local(user: User[Session]) -> LocalUser:
-    return LocalUser(user.key, user.name, tuple(user.rooms))
+    return LocalUser(user.key, user.name, tuple(user.rooms), len(user.sessions))
 
 
 def _check_id(client_id: str) -> None:
@@ -983,7 +1259,7 @@ def _check_id(client_id: str) -> None:
         raise ChatError(ErrorCode.BAD_MESSAGE, f"an id has at most {MAX_ID} characters")
 
 
-def _within(messages: list[Message], budget: int) -> list[Message]:
+def _within(messages: list[M], budget: int) -> list[M]:
     """The newest of `messages` (oldest first) whose texts fit in `budget` bytes (at least one)."""
     kept = 0
     size = 0
@@ -1014,6 +1290,10 @@ def _unavailable(exc: Exception, ref: int | None) -> Error:
 
 def _ack(message: Message, send: Send) -> Ack:
     return Ack(room=message.room, seq=message.seq, ts=message.ts, id=send.id, ref=send.ref)
+
+
+def _marker_message(marker: ReadMarker, ref: int | None) -> MarkerMessage:
+    return MarkerMessage(room=marker.label, seq=marker.seq, epoch=marker.epoch, ref=ref)
 
 
 def _position(room: Room[Session]) -> Position:

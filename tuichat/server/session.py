@@ -51,6 +51,10 @@ class Session(asyncio.Protocol):
         self.user: User[Session] | None = None
         self.greeting = False
         """A `hello` is being carried out (its rooms followed, its name registered)."""
+        self.token_hash = ""
+        """The hash of the resume token this session was given (its device's, on a resume)."""
+        self.private_since: int | None = None
+        """Private messages with a pid above this are this session's to read (None: none)."""
         self.challenge = Challenge(nonce=new_nonce(), server_id=server.server_id)
         """Sent first: a `hello` that owns its name signs it."""
         self.peer = "?"

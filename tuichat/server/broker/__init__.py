@@ -1,11 +1,11 @@
 """The seam under the server: brokers that number, store and hand back messages, and peers."""
 
 from tuichat.server.broker.base import (
+    MAX_MARKERS,
     Broker,
     BrokerHandler,
     BrokerRefused,
     BrokerUnavailable,
-    MAX_MARKERS,
     LocalUser,
     Peers,
     Post,
@@ -22,11 +22,11 @@ from tuichat.server.broker.base import (
 from tuichat.server.broker.factory import make_broker
 
 __all__ = [
+    "MAX_MARKERS",
     "Broker",
     "BrokerHandler",
     "BrokerRefused",
     "BrokerUnavailable",
-    "MAX_MARKERS",
     "LocalUser",
     "Peers",
     "Post",

@@ -129,23 +129,36 @@ class RemoteUser:
     """The rooms they are in, in the order they joined."""
     heard: int = 0
     """When news of them last came (a count of notices), so older news cannot undo newer."""
+    devices: int = 1
+    """Their sessions on that server."""
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteJoined:
-    """A user on another server joined `room`."""
+    """A user on another server joined `room`.
+
+    `changed`: they were in it on no other server before (news to the room; a user with
+    sessions on several servers joins each of them).
+    """
 
     name: str
     room: str
+    key: str = ""
+    changed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteLeft:
-    """A user on another server left `room` (`reason` as in `left`)."""
+    """A user on another server left `room` (`reason` as in `left`).
+
+    `changed`: they are in it on no other server now.
+    """
 
     name: str
     room: str
     reason: str
+    key: str = ""
+    changed: bool = True
 
 
 PresenceEvent = RemoteJoined | RemoteLeft
@@ -158,6 +171,8 @@ class LocalUser:
     key: str
     name: str
     rooms: tuple[str, ...]
+    devices: int = 1
+    """Their sessions on this server."""
 
 
 class BrokerHandler(Protocol):
@@ -304,7 +319,27 @@ class Peers(ABC):
 
     @abstractmethod
     def names(self, room: str) -> list[str]:
-        """Users on other servers in `room` (all of them for `""`)."""
+        """Users on other servers in `room` (all of them for `""`), each once."""
+
+    @abstractmethod
+    def keys(self, room: str) -> Iterable[str]:
+        """The user keys of the users on other servers in `room`, each once."""
+
+    @abstractmethod
+    def in_room(self, user_key: str, room: str) -> bool:
+        """Whether the user is in `room` on another server."""
+
+    @abstractmethod
+    def rooms_of(self, user_key: str) -> list[str]:
+        """The rooms the user is in on the other servers."""
+
+    @abstractmethod
+    def devices(self, user_key: str) -> int:
+        """The user's sessions on the other servers."""
+
+    @abstractmethod
+    def servers_of(self, user_key: str) -> list[RemoteUser]:
+        """The user as each other server that has sessions of theirs holds them."""
 
     @abstractmethod
     def counts(self) -> dict[str, int]:
@@ -329,6 +364,10 @@ class Peers(ABC):
     @abstractmethod
     def logged_out(self, user_key: str, name: str, reason: str) -> None:
         """A user here went offline."""
+
+    @abstractmethod
+    def sessions_changed(self, user: LocalUser) -> None:
+        """A user here opened or closed a session (`user.devices` is how many are left)."""
 
     @abstractmethod
     def kick(self, user: RemoteUser, reason: str = "replaced") -> None:

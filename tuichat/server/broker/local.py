@@ -20,6 +20,7 @@ import contextlib
 import functools
 import logging
 import secrets
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,11 +39,18 @@ from tuichat.server.broker.base import (
     PublishDone,
     Published,
     PublishedPrivate,
+    ReadMarker,
     RemoteUser,
     RoomPosition,
 )
 from tuichat.server.broker.retries import RetryWindows, Window
-from tuichat.server.history import HistoryStore, LoadedState, StoredMessage, StoredPrivate
+from tuichat.server.history import (
+    HistoryStore,
+    LoadedState,
+    StoredMessage,
+    StoredPrivate,
+    StoredRead,
+)
 
 logger = logging.getLogger("tuichat.server")
 
@@ -346,10 +354,10 @@ class LocalBroker(Broker):
         def durable() -> None:
             if window is not None and post.client_id:
                 window.storing -= 1
-            assert self._handler is not None  # the target's copy first, then the sender's
-            self._handler.on_private(message, post.sender_key, post.target_key)
             for index, waiting in enumerate(self._storing_privates.pop(pid, ())):
                 waiting(PublishedPrivate(message, new=index == 0))
+            assert self._handler is not None  # the sender is answered first, then the copies go
+            self._handler.on_private(message, post.sender_key, post.target_key)
 
         def failed(error: Exception) -> None:
             if window is not None and post.client_id:
@@ -402,6 +410,28 @@ class LocalBroker(Broker):
     async def privates(self, user_key: str, after: int, limit: int) -> list[PrivateMessage]:
         return await self.store.privates(user_key, after, limit)
 
+    def mark_read(
+        self, user_key: str, marker: ReadMarker, done: Callable[[ReadMarker | Exception], None]
+    ) -> None:
+        # no other server to tell: `on_read` is never called here
+
+        def failed(error: Exception) -> None:
+            done(BrokerUnavailable(f"cannot store the read marker: {error}"))
+
+        read = StoredRead(user_key, marker, time.time_ns() // 1_000_000)
+        self.store.save_read(read, done, failed)
+
+    async def read_markers(self, user_key: str) -> list[ReadMarker]:
+        return await self.store.read_markers(user_key)
+
+    async def unread_privates(self, user_key: str, limit: int) -> list[PrivateMessage]:
+        return await self.store.unread_privates(user_key, limit)
+
+    async def conversation(
+        self, user_key: str, other_key: str, before: int, limit: int
+    ) -> list[PrivateMessage]:
+        return await self.store.conversation(user_key, other_key, before, limit)
+
     def last_private_id(self) -> int:
         return self._last_pid
 
@@ -442,10 +472,28 @@ class LocalPeers(Peers):
     def parted(self, user: LocalUser, room: str, reason: str) -> None:
         pass
 
+    def keys(self, room: str) -> list[str]:
+        return []
+
+    def in_room(self, user_key: str, room: str) -> bool:
+        return False
+
+    def rooms_of(self, user_key: str) -> list[str]:
+        return []
+
+    def devices(self, user_key: str) -> int:
+        return 0
+
+    def servers_of(self, user_key: str) -> list[RemoteUser]:
+        return []
+
+    def sessions_changed(self, user: LocalUser) -> None:
+        pass
+
     def logged_out(self, user_key: str, name: str, reason: str) -> None:
         pass
 
-    def kick(self, user: RemoteUser) -> None:
+    def kick(self, user: RemoteUser, reason: str = "replaced") -> None:
         pass
 
     def save_token(self, user_key: str, token_hash: str) -> None:

@@ -8,6 +8,7 @@ from tuichat.server.history.base import (
     RoomRecord,
     StoredMessage,
     StoredPrivate,
+    StoredRead,
 )
 from tuichat.server.history.memory import MemoryHistory
 from tuichat.server.history.sqlite import SQLiteHistory
@@ -22,4 +23,5 @@ __all__ = [
     "SQLiteHistory",
     "StoredMessage",
     "StoredPrivate",
+    "StoredRead",
 ]

@@ -4,7 +4,8 @@ The chat logic never touches storage: the server hands records to a
 `HistoryStore`, which calls back once they are durable (or failed), and asks it
 for pages of history. An SQLite store is the embedded default, memory the other;
 the local broker (`tuichat.server.broker.local`) numbers what they store, and
-reads a room's numbering back (`room`) only when the room is followed.
+reads a room's numbering back (`room`) only when the room is followed. Read markers
+are stored beside the messages, in order with them (`save_read`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tuichat.protocol import Message, PrivateMessage
+from tuichat.server.broker.base import ReadMarker
 
 
 class HistoryRefused(Exception):
@@ -54,6 +56,26 @@ class StoredPrivate:
 
 
 Record = StoredMessage | StoredPrivate
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRead:
+    """A user's read marker to store, and when it was set (ms since the epoch)."""
+
+    user_key: str
+    marker: ReadMarker
+    moved_at: int
+
+
+def merged(stored: ReadMarker | None, marker: ReadMarker) -> tuple[ReadMarker, bool]:
+    """The marker kept when `marker` comes after `stored`, and whether it moved.
+
+    A marker moves forward only within an epoch; one of another epoch replaces it. The label
+    is always the newest.
+    """
+    if stored is not None and stored.epoch == marker.epoch and stored.seq >= marker.seq:
+        return ReadMarker(stored.conversation, marker.label, stored.epoch, stored.seq), False
+    return marker, True
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +144,33 @@ class HistoryStore(ABC):
         """Remember that `name` (each of its keys) belongs to `owner`, replacing an earlier owner;
         call `durable()` on the event loop once it is safe, or `failed(error)` if it cannot be
         stored (then none of its keys is), in order with `append` and failing like it."""
+
+    @abstractmethod
+    def save_read(
+        self,
+        read: StoredRead,
+        durable: Callable[[ReadMarker], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        """Store a read marker (see `merged`), keeping the user's `MAX_MARKERS` most recently
+        moved; call `durable(marker as stored)` on the event loop once it is safe, or
+        `failed(error)`, in order with `append` and failing like it."""
+
+    @abstractmethod
+    async def read_markers(self, user_key: str) -> list[ReadMarker]:
+        """Return the user's read markers, the most recently moved first."""
+
+    @abstractmethod
+    async def unread_privates(self, user_key: str, limit: int) -> list[PrivateMessage]:
+        """Return the newest `limit` private messages to `user_key` from someone else with a pid
+        above the user's marker of that conversation (`@` and the sender's key), oldest first."""
+
+    @abstractmethod
+    async def conversation(
+        self, user_key: str, other_key: str, before: int, limit: int
+    ) -> list[PrivateMessage]:
+        """Return the newest `limit` private messages between the two users (either way) with
+        pid < `before` (0: no bound), oldest first."""
 
     @abstractmethod
     async def sent_privates(self, sender_key: str, limit: int) -> dict[str, int]:

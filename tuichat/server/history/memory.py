@@ -8,12 +8,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tuichat.protocol import Message, PrivateMessage
+from tuichat.server.broker.base import MAX_MARKERS, ReadMarker
 from tuichat.server.history.base import (
     HistoryStore,
     LoadedState,
     Record,
     RoomRecord,
     StoredMessage,
+    StoredRead,
+    merged,
 )
 
 
@@ -24,13 +27,16 @@ class _Room:
 
 
 class MemoryHistory(HistoryStore):
-    """The last `keep` messages of each room, in memory; acknowledged at once."""
+    """The last `keep` messages of each room and of private messages, and each user's read
+    markers, in memory; acknowledged at once."""
 
     def __init__(self, keep: int = 1000) -> None:
         self._keep = keep
         self._rooms: dict[str, _Room] = {}
         self._privates: deque[tuple[str, str, PrivateMessage, str]] = deque(maxlen=keep)
         """(sender key, target key, message, client id), oldest first."""
+        self._reads: dict[str, dict[str, ReadMarker]] = {}
+        """Each user's read markers by conversation, the least recently moved first."""
 
     def load(self) -> LoadedState:
         return LoadedState(last_private_id=0, tokens={}, identities={})
@@ -69,6 +75,50 @@ class MemoryHistory(HistoryStore):
         failed: Callable[[Exception], None],
     ) -> None:
         asyncio.get_running_loop().call_soon(durable)  # identities live in the server's memory
+
+    def save_read(
+        self,
+        read: StoredRead,
+        durable: Callable[[ReadMarker], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        markers = self._reads.setdefault(read.user_key, {})
+        conversation = read.marker.conversation
+        kept, moved = merged(markers.get(conversation), read.marker)
+        if moved:
+            markers.pop(conversation, None)  # to the end: the most recently moved
+            if len(markers) >= MAX_MARKERS:
+                del markers[next(iter(markers))]
+        markers[conversation] = kept
+        asyncio.get_running_loop().call_soon(durable, kept)
+
+    async def read_markers(self, user_key: str) -> list[ReadMarker]:
+        return list(reversed(self._reads.get(user_key, {}).values()))
+
+    async def unread_privates(self, user_key: str, limit: int) -> list[PrivateMessage]:
+        markers = self._reads.get(user_key, {})
+        found: list[PrivateMessage] = []
+        for sender, target, message, _ in reversed(self._privates):
+            if len(found) >= limit:
+                break
+            if target == user_key and sender != user_key:
+                marker = markers.get("@" + sender)
+                if message.pid > (marker.seq if marker else 0):
+                    found.append(message)
+        return found[::-1]
+
+    async def conversation(
+        self, user_key: str, other_key: str, before: int, limit: int
+    ) -> list[PrivateMessage]:
+        found: list[PrivateMessage] = []
+        for sender, target, message, _ in reversed(self._privates):
+            if len(found) >= limit:
+                break
+            if (sender, target) in ((user_key, other_key), (other_key, user_key)) and (
+                not before or message.pid < before
+            ):
+                found.append(message)
+        return found[::-1]
 
     async def room(self, name: str) -> RoomRecord | None:
         room = self._rooms.get(name)

@@ -2,8 +2,9 @@
 
 A writer thread takes whatever has been appended since its last commit and stores
 it in one transaction (group commit), then tells the event loop which appends are
-durable. Reads run on a second thread with their own connection (WAL mode lets
-them proceed while the writer commits).
+durable; read markers go the same way, in order with the messages. Reads run on a
+second thread with their own connection (WAL mode lets them proceed while the
+writer commits).
 
 The file belongs to one process: it is opened with SQLite's `unix-excl` VFS, which
 takes a lock no other process can share for as long as the server runs (a second
@@ -24,7 +25,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 
 from tuichat.protocol import Message, PrivateMessage
 from tuichat.protocol.auth import new_server_id
+from tuichat.server.broker.base import MAX_MARKERS, ReadMarker
 from tuichat.server.history.base import (
     HistoryFailing,
     HistoryRefused,
@@ -40,6 +42,8 @@ from tuichat.server.history.base import (
     Record,
     RoomRecord,
     StoredMessage,
+    StoredRead,
+    merged,
 )
 from tuichat.server.ownership import MAX_TOKENS
 
@@ -118,6 +122,21 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_by_sender ON messages (room, sender_key, seq)
         WHERE client_id IS NOT NULL;
     """,
+    # version 5: read markers (each user's most recently moved), and the private messages
+    # between two users, read by either of them
+    """
+    CREATE TABLE reads (
+        user_key TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        label TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        moved_at INTEGER NOT NULL,
+        PRIMARY KEY (user_key, conversation)
+    ) WITHOUT ROWID;
+    CREATE INDEX reads_by_time ON reads (user_key, moved_at);
+    CREATE INDEX privates_between ON privates (target_key, sender_key, pid);
+    """,
 )
 """Forward migrations: entry N brings a database from `user_version` N to N + 1."""
 
@@ -177,6 +196,9 @@ class _Append:
     failed: Callable[[Exception], None] | None = None
     tokens: Sequence[tuple[str, str]] = ()
     identities: Sequence[tuple[str, str, str, int]] = ()
+    read: StoredRead | None = None
+    kept: ReadMarker | None = None
+    """The read marker as stored (set by the writer before `durable` runs)."""
 
 
 _STOP = object()
@@ -291,6 +313,21 @@ class SQLiteHistory(HistoryStore):
     ) -> None:
         rows = tuple((key, name, owner, now) for key in name_keys)  # in one transaction
         self._put(_Append(durable=durable, failed=failed, identities=rows))
+
+    def save_read(
+        self,
+        read: StoredRead,
+        durable: Callable[[ReadMarker], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        append = _Append(failed=failed, read=read)
+
+        def stored() -> None:
+            assert append.kept is not None
+            durable(append.kept)
+
+        append.durable = stored
+        self._put(append)
 
     def _note_loop(self) -> None:
         with contextlib.suppress(RuntimeError):  # no loop: nobody to tell of a failure
@@ -459,6 +496,9 @@ class SQLiteHistory(HistoryStore):
             ):
                 if rows:  # each call hands the interpreter lock back and forth: skip empties
                     conn.executemany(statement, rows)
+            for append in appends:
+                if append.read is not None:
+                    append.kept = _store_read(conn, append.read)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -499,6 +539,54 @@ class SQLiteHistory(HistoryStore):
             (room, sender_key, limit),
         )
         return {client_id: (seq, ts) for client_id, seq, ts in reversed(rows)}
+
+    async def read_markers(self, user_key: str) -> list[ReadMarker]:
+        rows = await self._read(
+            "SELECT conversation, label, epoch, seq FROM reads INDEXED BY reads_by_time"
+            " WHERE user_key = ? ORDER BY moved_at DESC LIMIT ?",
+            (user_key, MAX_MARKERS),
+        )
+        return [ReadMarker(*row) for row in rows]
+
+    async def unread_privates(self, user_key: str, limit: int) -> list[PrivateMessage]:
+        # each sender to the user in turn (one index seek each), then only what is past the
+        # user's marker of that conversation: what was read is never walked through
+        rows = await self._read(
+            """
+            WITH RECURSIVE senders(key) AS (
+                SELECT MIN(sender_key) FROM privates WHERE target_key = ?1
+                UNION ALL
+                SELECT (SELECT MIN(sender_key) FROM privates
+                        WHERE target_key = ?1 AND sender_key > key)
+                FROM senders WHERE key IS NOT NULL
+            )
+            SELECT p.sender, p.target, p.text, p.ts, p.action, p.pid
+            FROM senders JOIN privates AS p INDEXED BY privates_between
+                ON p.target_key = ?1 AND p.sender_key = senders.key
+                AND p.pid > COALESCE((SELECT seq FROM reads
+                                      WHERE user_key = ?1 AND conversation = '@' || senders.key),
+                                     0)
+            WHERE senders.key != ?1
+            ORDER BY p.pid DESC LIMIT ?2
+            """,
+            (user_key, limit),
+        )
+        return _privates(reversed(rows))
+
+    async def conversation(
+        self, user_key: str, other_key: str, before: int, limit: int
+    ) -> list[PrivateMessage]:
+        one_way = (
+            "SELECT * FROM (SELECT sender, target, text, ts, action, pid"
+            " FROM privates INDEXED BY privates_between"
+            " WHERE target_key = {} AND sender_key = {} AND pid < ?3 ORDER BY pid DESC LIMIT ?4)"
+        )  # a message to oneself is in both halves, and once in their UNION
+        rows = await self._read(
+            f"{one_way.format('?1', '?2')} UNION {one_way.format('?2', '?1')}"
+            " ORDER BY pid DESC LIMIT ?4",
+            (user_key, other_key, before if before > 0 else 2**62, limit),
+        )
+        return _privates(reversed(rows))
 
     async def sent_privates(self, sender_key: str, limit: int) -> dict[str, int]:
         rows = await self._read(
@@ -541,10 +629,7 @@ class SQLiteHistory(HistoryStore):
             " WHERE pid > ? AND (sender_key = ? OR target_key = ?) ORDER BY pid LIMIT ?",
             (after, user_key, user_key, limit),
         )
-        return [
-            PrivateMessage(sender=s, to=t, text=x, ts=ts, action=bool(a), pid=pid)
-            for s, t, x, ts, a, pid in rows
-        ]
+        return _privates(rows)
 
     # --- closing -----------------------------------------------------------
 
@@ -624,3 +709,47 @@ def _call_all(callbacks: list[Callable[[], None]]) -> None:
 def _message(row: tuple[Any, ...]) -> Message:
     room, seq, sender, text, ts, action = row
     return Message(room=room, seq=seq, sender=sender, text=text, ts=ts, action=bool(action))
+
+
+def _privates(rows: Iterable[tuple[Any, ...]]) -> list[PrivateMessage]:
+    return [
+        PrivateMessage(sender=s, to=t, text=x, ts=ts, action=bool(a), pid=pid)
+        for s, t, x, ts, a, pid in rows
+    ]
+
+
+def _store_read(conn: sqlite3.Connection, read: StoredRead) -> ReadMarker:
+    """Store a read marker (in the writer's transaction); return it as stored.
+
+    One that moves is the user's newest (its `moved_at` above all of theirs, so that markers
+    set in the same millisecond keep their order), and pushes out the least recently moved
+    beyond `MAX_MARKERS`.
+    """
+    user_key, marker = read.user_key, read.marker
+    row = conn.execute(
+        "SELECT conversation, label, epoch, seq FROM reads WHERE user_key = ? AND conversation = ?",
+        (user_key, marker.conversation),
+    ).fetchone()
+    kept, moved = merged(None if row is None else ReadMarker(*row), marker)
+    if not moved:
+        conn.execute(
+            "UPDATE reads SET label = ? WHERE user_key = ? AND conversation = ?",
+            (kept.label, user_key, kept.conversation),
+        )
+        return kept
+    (newest,) = conn.execute(
+        "SELECT MAX(moved_at) FROM reads WHERE user_key = ?", (user_key,)
+    ).fetchone()
+    moved_at = read.moved_at if newest is None else max(read.moved_at, newest + 1)
+    conn.execute(
+        "INSERT OR REPLACE INTO reads VALUES (?, ?, ?, ?, ?, ?)",
+        (user_key, kept.conversation, kept.label, kept.epoch, kept.seq, moved_at),
+    )
+    if row is None:
+        conn.execute(
+            "DELETE FROM reads WHERE user_key = ?1 AND conversation IN (SELECT conversation"
+            " FROM reads INDEXED BY reads_by_time WHERE user_key = ?1"
+            " ORDER BY moved_at DESC LIMIT -1 OFFSET ?2)",
+            (user_key, MAX_MARKERS),
+        )
+    return kept

@@ -4,14 +4,18 @@ A Lua script gives a room message its seq, recognises a retried send by its
 client id, appends it to the room's stream (bounded) and publishes it on the
 room's shard channel, in one atomic step; `feeds.RoomFeeds` delivers what comes
 back in order. Private messages go the same way on one channel every server
-hears. A room's epoch is kept in Redis beside its seq: if Redis loses its data
-the epoch is gone, the next post or check makes a new one, and the room's
-members are told to reload (`on_room_reset`).
+hears, and are kept for each party and for their conversation. A read marker is
+stored by a script too (it only moves forward) and published on a channel of its
+own, so the user's sessions on the other servers hear of it. A room's epoch is
+kept in Redis beside its seq: if Redis loses its data the epoch is gone, the next
+post or check makes a new one, and the room's members are told to reload
+(`on_room_reset`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,6 +24,7 @@ import msgpack
 
 from tuichat.protocol import Message, PrivateMessage
 from tuichat.server.broker.base import (
+    MAX_MARKERS,
     Broker,
     BrokerHandler,
     BrokerRefused,
@@ -30,14 +35,20 @@ from tuichat.server.broker.base import (
     PublishDone,
     Published,
     PublishedPrivate,
+    ReadMarker,
     RoomPosition,
 )
 from tuichat.server.broker.local import random_epoch
 from tuichat.server.broker.redis import keys
-from tuichat.server.broker.redis.entries import message_from_entry, private_from_entry
+from tuichat.server.broker.redis.entries import (
+    message_from_entry,
+    number,
+    private_from_entry,
+    private_parties,
+)
 from tuichat.server.broker.redis.feeds import RoomFeeds, positions
 from tuichat.server.broker.redis.link import RedisLink
-from tuichat.server.broker.redis.scripts import POST, PRIVATE
+from tuichat.server.broker.redis.scripts import POST, PRIVATE, READ
 
 log = logging.getLogger("tuichat.server")
 
@@ -45,6 +56,13 @@ HANDED_HERE = 4096
 """Private messages remembered as delivered when stored (their publication is not delivered)."""
 DEDUP_TTL = 24 * 3600
 """Seconds a message's client id is remembered (a retry within it is not stored twice)."""
+UNREAD_SCAN = 10_000
+"""Most entries of a user's private messages looked through for the unread ones..."""
+SCAN_CHUNK = 1000
+"""...this many at a time."""
+
+Delivery = tuple[PrivateMessage, str, str]
+"""A private message with its sender's and target's keys."""
 
 
 class RedisBroker(Broker):
@@ -58,6 +76,11 @@ class RedisBroker(Broker):
         self._counter = 0
         self._last_pid = 0
         self._handed_here: OrderedDict[int, None] = OrderedDict()
+        self._sending_privates = 0
+        """Private messages sent to Redis and not answered yet."""
+        self._heard_early: dict[int, Delivery] = {}
+        """Our private messages published before Redis answered us: delivered after the answer
+        (once nothing is waiting for one, if no answer claims them)."""
         self._handler: BrokerHandler | None = None
 
     # --- lifecycle -------------------------------------------------------
@@ -75,6 +98,7 @@ class RedisBroker(Broker):
             )
         self._last_pid = int(await redis.get(keys.PID) or 0)
         await self.link.subscribe(keys.PRIVATES, self._on_private)
+        await self.link.subscribe(keys.READS, self._on_read)
         self.feeds.handler = handler
         self.link.on_reconnect.append(self.feeds.catch_up)
         self.link.spawn(self.feeds.check())
@@ -157,46 +181,102 @@ class RedisBroker(Broker):
             self.link.script(
                 pipe, PRIVATE,
                 [keys.PID, keys.private_log(target_key), keys.private_log(post.sender_key),
-                 keys.private_retry_key(post.sender_key, post.client_id), keys.PRIVATES],
+                 keys.private_retry_key(post.sender_key, post.client_id), keys.PRIVATES,
+                 keys.conversation_log(post.sender_key, target_key)],
                 [post.sender, post.sender_key, post.target, target_key, post.text, post.ts,
                  "1" if post.action else "0", post.client_id, self.history_per_room, DEDUP_TTL,
-                 self._last_pid],
+                 self._last_pid, self.id],
             )  # fmt: skip
 
         def stored(result: Any) -> None:
-            if isinstance(result, Exception) or result is None:
-                done(BrokerUnavailable(str(result)))
-                return
-            if int(result[0]) == 2:
-                assert post.refusal is not None
-                done(post.refusal)
-                return
-            if int(result[0]) == 0:  # a retry: the original, as it was stored
-                pid, ts, target, text, action = msgpack.unpackb(result[1])
-                earlier = PrivateMessage(post.sender, target, text, ts, action == "1", pid=pid)
-                done(PublishedPrivate(earlier, new=False))
-                return
-            pid, ts = int(result[1]), int(result[2])
-            self._last_pid = max(self._last_pid, pid)
-            message = PrivateMessage(post.sender, post.target, post.text, ts, post.action, pid=pid)
-            assert self._handler is not None
-            if self._handler.is_here(post.target_key):  # here, the target has it before the reply
-                self._handed_here[pid] = None
-                if len(self._handed_here) > HANDED_HERE:
-                    self._handed_here.popitem(last=False)
-                self._handler.on_private(message, post.sender_key, post.target_key)
-            done(PublishedPrivate(message, new=True))
+            self._sending_privates -= 1
+            self._answered(post, done, result)
+            if not self._sending_privates:  # no answer will claim what is still held
+                for pid in sorted(self._heard_early):
+                    self._deliver(*self._heard_early.pop(pid))
 
+        self._sending_privates += 1
         self.link.enqueue(add, stored)
 
+    def _answered(self, post: PrivatePost, done: PrivateDone, result: Any) -> None:
+        """Answer the sender; a new message then goes to its parties here (the sender's other
+        devices may be here even when the target is not)."""
+        if isinstance(result, Exception) or result is None:
+            done(BrokerUnavailable(str(result)))
+            return
+        if int(result[0]) == 2:
+            assert post.refusal is not None
+            done(post.refusal)
+            return
+        if int(result[0]) == 0:  # a retry: the original, as it was stored
+            pid, ts, target, text, action = msgpack.unpackb(result[1])
+            earlier = PrivateMessage(post.sender, target, text, ts, action == "1", pid=pid)
+            done(PublishedPrivate(earlier, new=False))
+            return
+        pid, ts = int(result[1]), int(result[2])
+        self._last_pid = max(self._last_pid, pid)
+        message = PrivateMessage(post.sender, post.target, post.text, ts, post.action, pid=pid)
+        done(PublishedPrivate(message, new=True))
+        if self._heard_early.pop(pid, None) is None:  # its publication is still to come
+            self._handed_here[pid] = None
+            if len(self._handed_here) > HANDED_HERE:
+                self._handed_here.popitem(last=False)
+        self._deliver(message, post.sender_key, post.target_key)
+
+    def _deliver(self, message: PrivateMessage, sender_key: str, target_key: str) -> None:
+        assert self._handler is not None
+        self._handler.on_private(message, sender_key, target_key)
+
     async def _on_private(self, data: bytes) -> None:
-        pid, sender, sender_key, target, target_key, text, ts, action = msgpack.unpackb(data)
+        pid, sender, sender_key, target, target_key, text, ts, action, origin = msgpack.unpackb(
+            data
+        )
         self._last_pid = max(self._last_pid, pid)
         if self._handed_here.pop(pid, 0) is None:
             return  # delivered when it was stored
         message = PrivateMessage(sender, target, text, ts, action == "1", pid=pid)
+        if origin == self.id and self._sending_privates:  # before Redis answered us
+            self._heard_early[pid] = (message, sender_key, target_key)
+            return
+        self._deliver(message, sender_key, target_key)
+
+    # --- read markers ------------------------------------------------------
+
+    def mark_read(
+        self, user_key: str, marker: ReadMarker, done: Callable[[ReadMarker | Exception], None]
+    ) -> None:
+        async def add(pipe: Any) -> None:
+            self.link.script(
+                pipe, READ,
+                [keys.reads_key(user_key), keys.read_order(user_key), keys.READS],
+                [self.id, user_key, marker.conversation, marker.label, marker.epoch, marker.seq,
+                 time.time_ns() // 1_000_000, MAX_MARKERS],
+            )  # fmt: skip
+
+        def stored(result: Any) -> None:
+            if isinstance(result, Exception) or result is None:
+                done(BrokerUnavailable(f"cannot store the read marker: {result}"))
+                return
+            label, epoch, seq = result
+            done(ReadMarker(marker.conversation, label.decode(), int(epoch), int(seq)))
+
+        self.link.enqueue(add, stored)
+
+    async def _on_read(self, data: bytes) -> None:
+        origin, user_key, conversation, label, epoch, seq = msgpack.unpackb(data)
+        if origin == self.id:
+            return  # the server that asked tells its own sessions
         assert self._handler is not None
-        self._handler.on_private(message, sender_key, target_key)
+        self._handler.on_read(user_key, ReadMarker(conversation, label, int(epoch), int(seq)))
+
+    async def read_markers(self, user_key: str) -> list[ReadMarker]:
+        stored = await self.link.redis.hgetall(keys.reads_key(user_key))
+        moved: list[tuple[int, ReadMarker]] = []
+        for conversation, value in stored.items():
+            label, epoch, seq, moved_at = msgpack.unpackb(value)
+            moved.append((moved_at, ReadMarker(conversation.decode(), label, int(epoch), int(seq))))
+        moved.sort(key=lambda pair: pair[0], reverse=True)
+        return [marker for _, marker in moved[:MAX_MARKERS]]
 
     # --- reading ---------------------------------------------------------
 
@@ -223,6 +303,42 @@ class RedisBroker(Broker):
             keys.private_log(user_key), f"{after + 1}-0", "+", count=limit
         )
         return [private_from_entry(i, f) for i, f in entries]
+
+    async def unread_privates(self, user_key: str, limit: int) -> list[PrivateMessage]:
+        read = {m.conversation: m.seq for m in await self.read_markers(user_key)}
+        found: list[PrivateMessage] = []
+        top, scanned = "+", 0
+        while len(found) < limit and scanned < UNREAD_SCAN:  # the newest first
+            count = min(SCAN_CHUNK, UNREAD_SCAN - scanned)
+            entries = await self.link.redis.xrevrange(
+                keys.private_log(user_key), top, "-", count=count
+            )
+            for entry_id, fields in entries:
+                sender_key, target_key = private_parties(fields)
+                if (
+                    target_key == user_key
+                    and sender_key != user_key
+                    and number(entry_id) > read.get("@" + sender_key, 0)
+                ):
+                    found.append(private_from_entry(entry_id, fields))
+                    if len(found) >= limit:
+                        break
+            scanned += len(entries)
+            if len(entries) < count:
+                break
+            top = f"({number(entries[-1][0])}-0"
+        return found[::-1]
+
+    async def conversation(
+        self, user_key: str, other_key: str, before: int, limit: int
+    ) -> list[PrivateMessage]:
+        if limit <= 0:
+            return []
+        entries = await self.link.redis.xrevrange(
+            keys.conversation_log(user_key, other_key), f"({before}-0" if before else "+", "-",
+            count=limit,
+        )  # fmt: skip
+        return [private_from_entry(i, f) for i, f in reversed(entries)]
 
     def last_private_id(self) -> int:
         return self._last_pid

@@ -33,3 +33,8 @@ def private_from_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> Pri
         fields[b"a"] == b"1",
         pid=number(entry_id),
     )
+
+
+def private_parties(fields: dict[bytes, bytes]) -> tuple[str, str]:
+    """The sender's and the target's keys of a private message as read back from a stream."""
+    return fields[b"fk"].decode(), fields[b"tk"].decode()

@@ -25,6 +25,8 @@ PRIVATES = GLOBAL + "privates"
 """The channel of new private messages."""
 PRESENCE = GLOBAL + "presence"
 """The channel of presence, tokens and registrations."""
+READS = GLOBAL + "reads"
+"""The channel of read markers as they are stored."""
 
 
 def room_key(room: str, part: str) -> str:
@@ -40,6 +42,22 @@ def retry_key(room: str, sender_key: str, client_id: str) -> str:
 def private_log(user_key: str) -> str:
     """The stream of the private messages to and from a user."""
     return f"{GLOBAL}private:{user_key}"
+
+
+def conversation_log(user_key: str, other_key: str) -> str:
+    """The stream of the private messages between two users (the same key either way)."""
+    first, second = sorted((user_key, other_key))
+    return f"{GLOBAL}conversation:{len(first)}:{first}:{second}"  # a key may hold a `:`
+
+
+def reads_key(user_key: str) -> str:
+    """The hash of a user's read markers: conversation → (label, epoch, seq, moved at)."""
+    return f"{GLOBAL}reads:{user_key}"
+
+
+def read_order(user_key: str) -> str:
+    """The sorted set of a user's conversations with a read marker, by when it moved."""
+    return f"{GLOBAL}read-order:{user_key}"
 
 
 def private_retry_key(sender_key: str, client_id: str) -> str:

@@ -45,9 +45,11 @@ log = logging.getLogger("tuichat.server")
 class Notice:
     """What one server tells the others on the presence channel (a msgpack map on the wire).
 
-    `kind` is `login` (with `rooms`), `join`, `part`, `logout`, `kick` (`target` is the
-    server that must drop `user_key`), `token` (`value` is its hash) or `identity`
-    (`identities`: name key → key hash).
+    `kind` is `login` (with `rooms` and `devices`), `join`, `part`, `logout`, `devices` (a
+    user's sessions on the server: `devices`), `kick` (`target` is the server that must drop
+    `user_key`'s sessions, `reason` why), `token` (`value` is its hash) or `identity`
+    (`identities`: name key → key hash). A user may be on several servers at once (several
+    devices): news of a user is news of their sessions on the server that sends it.
     """
 
     kind: str
@@ -60,6 +62,7 @@ class Notice:
     target: str = ""
     value: str = ""
     identities: dict[str, str] = field(default_factory=dict)
+    devices: int = 1
 
     def pack(self) -> bytes:
         """The notice as sent."""
@@ -81,6 +84,9 @@ REFRESH = 2.0
 RELOAD_EVERY = 5
 """Refreshes between two full reads of the other servers' presence and of the registrations."""
 
+Slot = tuple[str, str]
+"""A user's sessions on one server: (user key, server id)."""
+
 
 class RedisPeers(Peers):
     """This server's view of the others, and its part in theirs."""
@@ -90,15 +96,17 @@ class RedisPeers(Peers):
         self.id = server_id
         self._ttl_ms = int(presence_ttl * 1000)
         self._refresh_every = min(REFRESH, presence_ttl / 5)
-        self.remote: dict[str, RemoteUser] = {}
-        """Users on other servers, by user key."""
-        self._remote_names: dict[str, RemoteUser] = {}
+        self.remote: dict[Slot, RemoteUser] = {}
+        """Users on other servers, by user key and server."""
+        self._by_key: dict[str, dict[str, RemoteUser]] = {}
+        """Users on other servers, by user key, then by server."""
+        self._remote_names: dict[str, dict[Slot, RemoteUser]] = {}
         """Both look-alike keys of every remote user's name."""
-        self._members: dict[str, dict[str, RemoteUser]] = {}
-        """Remote users by room, then by user key."""
+        self._members: dict[str, dict[str, dict[str, RemoteUser]]] = {}
+        """Remote users by room, then by user key, then by server."""
         self._heard = 0
         """Notices heard so far."""
-        self._gone: dict[str, int] = {}
+        self._gone: dict[Slot, int] = {}
         """Users a notice took offline, and when (so that an older read does not bring them
         back)."""
         self._generation = ""
@@ -145,14 +153,31 @@ class RedisPeers(Peers):
 
     def find(self, name: str) -> RemoteUser | None:
         for key in name_keys(name):
-            user = self._remote_names.get(key)
-            if user is not None:
-                return user
+            slots = self._remote_names.get(key)
+            if slots:
+                return next(iter(slots.values()))
         return None
 
     def names(self, room: str) -> list[str]:
-        users = self.remote if not room else self._members.get(room, {})
-        return [u.name for u in users.values()]
+        users = self._by_key if not room else self._members.get(room, {})
+        return [next(iter(servers.values())).name for servers in users.values()]
+
+    def keys(self, room: str) -> list[str]:
+        return list(self._members.get(room, ()))
+
+    def in_room(self, user_key: str, room: str) -> bool:
+        members = self._members.get(room)
+        return members is not None and user_key in members
+
+    def rooms_of(self, user_key: str) -> list[str]:
+        servers = self._by_key.get(user_key, {})
+        return list(dict.fromkeys(room for user in servers.values() for room in user.rooms))
+
+    def devices(self, user_key: str) -> int:
+        return sum(user.devices for user in self._by_key.get(user_key, {}).values())
+
+    def servers_of(self, user_key: str) -> list[RemoteUser]:
+        return list(self._by_key.get(user_key, {}).values())
 
     def counts(self) -> dict[str, int]:
         return {room: len(members) for room, members in self._members.items() if members}
@@ -174,6 +199,9 @@ class RedisPeers(Peers):
     def logged_out(self, user_key: str, name: str, reason: str) -> None:
         self._announce("logout", LocalUser(user_key, name, ()), reason=reason, gone=True)
 
+    def sessions_changed(self, user: LocalUser) -> None:
+        self._announce("devices", user)
+
     def _announce(
         self,
         kind: str,
@@ -185,9 +213,11 @@ class RedisPeers(Peers):
         gone: bool = False,
     ) -> None:
         """Tell the other servers of a presence change here, and keep our hash current."""
-        event = Notice(kind, self.id, user.key, user.name, room, reason, rooms).pack()
+        event = Notice(
+            kind, self.id, user.key, user.name, room, reason, rooms, devices=user.devices
+        ).pack()
         key = keys.presence_key(self.id)
-        entry = None if gone else msgpack.packb([user.name, list(user.rooms)])
+        entry = None if gone else _entry(user)
 
         async def add(pipe: Any) -> None:
             if entry is None:
@@ -199,9 +229,10 @@ class RedisPeers(Peers):
 
         self.link.enqueue(add)  # one lost in an outage is put right after the reconnect
 
-    def kick(self, user: RemoteUser) -> None:
-        self._remote_logout(user.key, "disconnect")  # its rooms here hear it before the return
-        event = Notice("kick", self.id, user.key, target=user.server).pack()
+    def kick(self, user: RemoteUser, reason: str = "replaced") -> None:
+        if reason == "replaced":  # its rooms here hear it before the owner's return
+            self._remote_logout((user.key, user.server), "disconnect")
+        event = Notice("kick", self.id, user.key, target=user.server, reason=reason).pack()
 
         async def add(pipe: Any) -> None:
             pipe.spublish(keys.PRESENCE, event)
@@ -262,24 +293,25 @@ class RedisPeers(Peers):
         assert self._handler is not None
         self._heard += 1
         key = notice.user_key
-        user = self.remote.get(key)
+        slot = (key, notice.server)
+        user = self.remote.get(slot)
         if user is not None:
             user.heard = self._heard
-        if notice.kind in ("join", "part", "logout") and (
-            user is None or user.server != notice.server
-        ):
-            return  # late news from a server the user has left (moved from) since
+        if notice.kind in ("join", "part", "logout", "devices") and user is None:
+            return  # late news of sessions that server has dropped since
         if notice.kind == "login":
-            self._remote_login(notice.name, key, notice.server, notice.rooms)
+            self._remote_login(notice.name, key, notice.server, notice.rooms, notice.devices)
         elif notice.kind == "join":
-            self._remote_join(key, notice.room)
+            self._remote_join(slot, notice.room)
         elif notice.kind == "part":
-            self._remote_part(key, notice.room, notice.reason or "part")
+            self._remote_part(slot, notice.room, notice.reason or "part")
         elif notice.kind == "logout":
-            self._remote_logout(key, notice.reason or "disconnect")
-            self._gone[key] = self._heard
+            self._remote_logout(slot, notice.reason or "disconnect")
+            self._gone[slot] = self._heard
+        elif notice.kind == "devices" and user is not None:
+            user.devices = notice.devices
         elif notice.kind == "kick" and notice.target == self.id:
-            self._handler.on_kick(key)
+            self._handler.on_kick(key, notice.reason or "replaced")
         elif notice.kind == "token":
             self._handler.on_tokens({key: notice.value})
         elif notice.kind == "identity":
@@ -288,60 +320,78 @@ class RedisPeers(Peers):
         elif notice.kind == "sync":  # a server wrote its presence anew: read everyone again
             await self._load_presence()
 
-    def _remote_login(self, name: str, key: str, server: str, rooms: Iterable[str] = ()) -> None:
-        assert self._handler is not None
-        if self._handler.is_here(key):
-            return  # the same user is here (it has just moved to us): the newer login stays
-        user = self.remote.get(key)
+    def _remote_login(
+        self, name: str, key: str, server: str, rooms: Iterable[str] = (), devices: int = 1
+    ) -> None:
+        slot = (key, server)
+        user = self.remote.get(slot)
         if user is None:
-            user = self.remote[key] = RemoteUser(name, key, server, heard=self._heard)
+            user = self.remote[slot] = RemoteUser(name, key, server, heard=self._heard)
+            self._by_key.setdefault(key, {})[server] = user
             for name_key in name_keys(name):
-                self._remote_names[name_key] = user
-        user.server = server  # (moved from another server: its rooms are what it says now)
-        rooms = list(rooms)
+                self._remote_names.setdefault(name_key, {})[slot] = user
+        user.devices = devices
+        rooms = list(rooms)  # (its rooms are what the server says now)
         for room in [r for r in user.rooms if r not in rooms]:
-            self._remote_part(key, room, "disconnect")
+            self._remote_part(slot, room, "disconnect")
         for room in rooms:
-            self._remote_join(key, room)
+            self._remote_join(slot, room)
 
-    def _remote_join(self, key: str, room: str) -> None:
-        user = self.remote.get(key)
+    def _remote_join(self, slot: Slot, room: str) -> None:
+        user = self.remote.get(slot)
         if user is None or room in user.rooms:
             return
         user.rooms[room] = None
-        self._members.setdefault(room, {})[key] = user
+        servers = self._members.setdefault(room, {}).setdefault(user.key, {})
+        changed = not servers
+        servers[user.server] = user
         assert self._handler is not None
-        self._handler.on_presence(RemoteJoined(user.name, room))
+        self._handler.on_presence(RemoteJoined(user.name, room, user.key, changed))
 
-    def _remote_part(self, key: str, room: str, reason: str) -> None:
-        user = self.remote.get(key)
+    def _remote_part(self, slot: Slot, room: str, reason: str) -> None:
+        user = self.remote.get(slot)
         if user is None or room not in user.rooms:
             return
         del user.rooms[room]
-        self._forget_member(room, key)
+        changed = self._forget_member(room, user)
         assert self._handler is not None
-        self._handler.on_presence(RemoteLeft(user.name, room, reason))
+        self._handler.on_presence(RemoteLeft(user.name, room, reason, user.key, changed))
 
-    def _remote_logout(self, key: str, reason: str | None) -> None:
-        user = self.remote.pop(key, None)
+    def _remote_logout(self, slot: Slot, reason: str | None) -> None:
+        user = self.remote.pop(slot, None)
         if user is None:
             return
+        servers = self._by_key.get(user.key, {})
+        servers.pop(user.server, None)
+        if not servers:
+            self._by_key.pop(user.key, None)
         for name_key in name_keys(user.name):
-            if self._remote_names.get(name_key) is user:
-                del self._remote_names[name_key]
-        for room in user.rooms:
-            self._forget_member(room, key)
+            slots = self._remote_names.get(name_key)
+            if slots is not None:
+                slots.pop(slot, None)
+                if not slots:
+                    del self._remote_names[name_key]
+        gone = [(room, self._forget_member(room, user)) for room in user.rooms]
         if reason is not None:
             assert self._handler is not None
-            for room in user.rooms:
-                self._handler.on_presence(RemoteLeft(user.name, room, reason))
+            for room, changed in gone:
+                self._handler.on_presence(RemoteLeft(user.name, room, reason, user.key, changed))
 
-    def _forget_member(self, room: str, key: str) -> None:
+    def _forget_member(self, room: str, user: RemoteUser) -> bool:
+        """Take `user`'s sessions on their server out of `room`; return whether the user is in
+        it on no other server now."""
         members = self._members.get(room)
-        if members is not None:
-            members.pop(key, None)
-            if not members:
-                del self._members[room]
+        if members is None:
+            return True
+        servers = members.get(user.key)
+        if servers is not None:
+            servers.pop(user.server, None)
+            if servers:
+                return False
+            del members[user.key]
+        if not members:
+            del self._members[room]
+        return True
 
     # --- keeping it current ----------------------------------------------
 
@@ -364,7 +414,7 @@ class RedisPeers(Peers):
     async def _load_presence(self) -> None:
         """Everyone on the other servers, from their presence hashes."""
         redis = self.link.redis
-        seen: dict[str, RemoteUser] = {}
+        seen: dict[Slot, RemoteUser] = {}
         started = self._heard  # news heard while reading is newer than what is read
         alive: set[str] = set()
         for raw in await redis.smembers(keys.SERVERS):
@@ -377,27 +427,27 @@ class RedisPeers(Peers):
                 continue
             alive.add(server)
             for user_key, packed in entries.items():
-                name, rooms = msgpack.unpackb(packed)
-                seen[user_key.decode()] = RemoteUser(
-                    name, user_key.decode(), server, dict.fromkeys(rooms)
+                name, rooms, *more = msgpack.unpackb(packed)
+                key = user_key.decode()
+                seen[(key, server)] = RemoteUser(
+                    name, key, server, dict.fromkeys(rooms), devices=more[0] if more else 1
                 )
-        for user in list(self.remote.values()):  # gone while we were away
-            if user.heard <= started and (
-                user.key not in seen or seen[user.key].server != user.server
-            ):  # a server whose presence expired died: its users timed out
-                self._remote_logout(user.key, "disconnect" if user.server in alive else "timeout")
-        for user in seen.values():
-            known = self.remote.get(user.key)
-            fresh = known.heard if known is not None else self._gone.get(user.key, 0)
+        for slot, user in list(self.remote.items()):  # gone while we were away
+            if user.heard <= started and slot not in seen:
+                # a server whose presence expired died: its users timed out
+                self._remote_logout(slot, "disconnect" if user.server in alive else "timeout")
+        for slot, user in seen.items():
+            known = self.remote.get(slot)
+            fresh = known.heard if known is not None else self._gone.get(slot, 0)
             if fresh <= started:
-                self._remote_login(user.name, user.key, user.server, user.rooms)
+                self._remote_login(user.name, user.key, user.server, user.rooms, user.devices)
         self._gone = {key: heard for key, heard in self._gone.items() if heard > started}
 
     async def _write_presence(self) -> None:
         """Our whole presence hash, as it is now."""
         assert self._handler is not None
         key = keys.presence_key(self.id)
-        users = {u.key: msgpack.packb([u.name, list(u.rooms)]) for u in self._handler.local_users()}
+        users = {u.key: _entry(u) for u in self._handler.local_users()}
         async with self.link.redis.pipeline(transaction=False) as pipe:
             pipe.delete(key)
             if users:
@@ -431,8 +481,8 @@ class RedisPeers(Peers):
                 for server in {u.server for u in self.remote.values()}:
                     if not await redis.exists(keys.presence_key(server)):
                         log.info("redis: server %s is gone; its users are offline", server)
-                        for user in [u for u in self.remote.values() if u.server == server]:
-                            self._remote_logout(user.key, "timeout")
+                        for slot in [s for s, u in self.remote.items() if u.server == server]:
+                            self._remote_logout(slot, "timeout")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -461,6 +511,12 @@ class RedisPeers(Peers):
             await pipe.execute()
         await self._write_presence()
         await self._sync()
+
+
+def _entry(user: LocalUser) -> bytes:
+    """A user's entry in this server's presence hash."""
+    packed: bytes = msgpack.packb([user.name, list(user.rooms), user.devices])
+    return packed
 
 
 def _decoded(mapping: dict[bytes, bytes]) -> dict[str, str]:

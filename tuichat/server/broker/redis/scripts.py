@@ -50,9 +50,11 @@ seq."""
 
 PRIVATE = """
 local pid_key, to_log, from_log, id_key, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local between = KEYS[6]
 local sender, sender_key, target, target_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local text, ts, action, client_id, maxlen, ttl, floor =
   ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
+local origin = ARGV[12]
 if client_id ~= '' then
   local earlier = redis.call('GET', id_key)
   if earlier then
@@ -73,17 +75,55 @@ redis.call('XADD', to_log, 'MAXLEN', '~', maxlen, pid .. '-0', unpack(fields))
 if from_log ~= to_log then
   redis.call('XADD', from_log, 'MAXLEN', '~', maxlen, pid .. '-0', unpack(fields))
 end
+redis.call('XADD', between, 'MAXLEN', '~', maxlen, pid .. '-0', unpack(fields))
 if client_id ~= '' then
   redis.call('SET', id_key, cmsgpack.pack({pid, tonumber(ts), target, text, action}), 'EX', ttl)
 end
 redis.call('SPUBLISH', channel,
-  cmsgpack.pack({pid, sender, sender_key, target, target_key, text, tonumber(ts), action}))
+  cmsgpack.pack({pid, sender, sender_key, target, target_key, text, tonumber(ts), action, origin}))
 return {1, pid, tonumber(ts)}
 """
-"""Number, de-duplicate, store (for both parties) and publish one private message.
+"""Number, de-duplicate, store (for both parties, and in their conversation) and publish one
+private message (with the server it came from).
 
 A retry gets `{0, original}` (its pid, ts, target, text and action, packed); a new message to
 nobody (`target_key` empty) `{2}`; a new message `{1, pid, ts}`."""
+
+READ = """
+local reads, order, channel = KEYS[1], KEYS[2], KEYS[3]
+local origin, user_key, conversation, label = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local epoch, seq, now, keep = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]),
+  tonumber(ARGV[8])
+local stored = redis.call('HGET', reads, conversation)
+local moved, changed = true, true
+if stored then
+  local was = cmsgpack.unpack(stored)  -- {label, epoch, seq, moved at}
+  if was[2] == epoch and was[3] >= seq then
+    moved, changed, seq, now = false, was[1] ~= label, was[3], was[4]
+  end
+end
+if moved then  -- the user's newest: later than all of theirs, even within one millisecond
+  local newest = redis.call('ZREVRANGE', order, 0, 0, 'WITHSCORES')[2]
+  if newest and tonumber(newest) >= now then
+    now = tonumber(newest) + 1
+  end
+  redis.call('ZADD', order, now, conversation)
+end
+if changed then
+  redis.call('HSET', reads, conversation, cmsgpack.pack({label, epoch, seq, now}))
+  redis.call('SPUBLISH', channel,
+    cmsgpack.pack({origin, user_key, conversation, label, epoch, seq}))
+end
+local extra = redis.call('ZCARD', order) - keep
+if extra > 0 then
+  redis.call('HDEL', reads, unpack(redis.call('ZRANGE', order, 0, extra - 1)))
+  redis.call('ZREMRANGEBYRANK', order, 0, extra - 1)
+end
+return {label, epoch, seq}
+"""
+"""Store a user's read marker unless it is behind the stored one of its epoch (the label is
+always the newest), keep their `keep` most recently moved, and publish it if it changed; answer
+the marker as stored: `{label, epoch, seq}`."""
 
 CLAIM = """
 local owner, old, bare = ARGV[1], ARGV[2], ARGV[3]
