@@ -315,6 +315,7 @@ async def test_a_read_marker_moved_on_one_device_reaches_the_others_at_once(
     await alice.join("#dev")
     dev = await alice.send("#dev", "in dev")
     await phone.join("#dev")
+    await expect(laptop, RoomState, room="#dev")  # (on the other server, a moment later)
     phone.mark_read("#dev", dev.seq)
     await expect(tablet, ReadMarker, room="#dev")
     await phone.part("#dev")

@@ -70,7 +70,6 @@ from tuichat.protocol import (
 from tuichat.protocol import ReadMarker as MarkerMessage
 from tuichat.server.admission import Admission, parse_address
 from tuichat.server.broker import (
-    MAX_MARKERS,
     Broker,
     LocalUser,
     Peers,
@@ -112,8 +111,9 @@ MAX_PAGE_BYTES = 256 * 1024
 
 REPLACED = "you signed in again from another connection, which now has this session"
 SIGNED_OUT = "another of your devices signed this one out"
-MAX_UNREAD_REPLAY = 10_000
-"""Most unread private messages sent to a device that signs in afresh."""
+CACHED_MARKERS = 64
+"""Read markers held in memory per user online here (the most recently moved), for the
+`room_state` of a room they join."""
 MAX_SEQ = 2**63 - 1
 """The largest sequence number (and `before`) a store can hold."""
 ROOM_PAGE = 500
@@ -171,7 +171,8 @@ class ChatServer:
         self._private_origin: dict[int, Session] = {}
         """The session a new private message came from, till its other copies are delivered."""
         self._markers: dict[str, dict[str, ReadMarker]] = {}
-        """The read markers of every user online here, by user key, then by conversation."""
+        """The most recently moved read markers of every user online here (for `room_state`),
+        by user key, then by conversation, the most recent last."""
         self._following: Counter[str] = Counter()
         """Rooms with a join (or a hello) waiting for the broker to follow them."""
         self._greeting: dict[str, Session] = {}
@@ -612,11 +613,10 @@ class ChatServer:
                 self._guarded(
                     session, hello.ref, self._welcome, session, hello, keys, verdict, rooms
                 )
-            if keys[0] not in self.chat.users:  # refused: its markers are not kept
-                self._markers.pop(keys[0], None)
+            session.markers = []
 
         def follow() -> None:  # the user's read markers first (unless they are here already)
-            self._spawn(self._read_markers(keys[0], partial(self._follow, rooms, welcome)))
+            self._spawn(self._read_markers(session, keys[0], partial(self._follow, rooms, welcome)))
 
         if owner is None:
             follow()
@@ -645,18 +645,14 @@ class ChatServer:
             dict.fromkeys(keys), name, owner, self.clock(), claimed, replacing=verdict.replacing
         )
 
-    async def _read_markers(self, user_key: str, then: Callable[[], None]) -> None:
-        """Read the user's read markers (unless a session of theirs here has them), then
-        `then()`."""
+    async def _read_markers(
+        self, session: Session, user_key: str, then: Callable[[], None]
+    ) -> None:
+        """Read the user's read markers for the session's `welcome`, then `then()`."""
         try:
-            if user_key not in self._markers:
-                try:
-                    stored = await self.broker.read_markers(user_key)
-                except Exception as exc:  # the store is away: none shown till the next sign-in
-                    log.warning("cannot read the read markers of %s: %s", user_key, exc)
-                    stored = []
-                if user_key not in self._markers:  # (another session read them meanwhile)
-                    self._markers[user_key] = {m.conversation: m for m in reversed(stored)}
+            session.markers = await self.broker.read_markers(user_key)
+        except Exception as exc:  # the store is away: none shown till the next sign-in
+            log.warning("cannot read the read markers of %s: %s", user_key, exc)
         finally:
             then()
 
@@ -712,7 +708,10 @@ class ChatServer:
             f"Welcome to {self.config.server_name}, {user.name}! "
             f"{online} user{'s' if online != 1 else ''} online."
         )
-        markers = self._markers.get(user.key, {}) if trusted else {}
+        markers = session.markers if trusted else []
+        if user.key not in self._markers:
+            recent = reversed(markers[:CACHED_MARKERS])
+            self._markers[user.key] = {m.conversation: m for m in recent}
         session.send(
             Welcome(
                 version=PROTOCOL_VERSION,
@@ -733,7 +732,7 @@ class ChatServer:
                 token=token,
                 private_seq=self.broker.last_private_id(),
                 devices=len(user.sessions) + self.peers.devices(user.key),
-                read=tuple(Position(m.label, m.epoch, m.seq) for m in reversed(markers.values())),
+                read=tuple(Position(m.label, m.epoch, m.seq) for m in markers),
                 ref=hello.ref,
             )
         )
@@ -1084,7 +1083,7 @@ class ChatServer:
         markers = self._markers.setdefault(user.key, {})
         markers.pop(marker.conversation, None)
         markers[marker.conversation] = marker  # the most recently moved last
-        while len(markers) > MAX_MARKERS:
+        while len(markers) > CACHED_MARKERS:
             del markers[next(iter(markers))]
         frame = encode_frame(Codec.encode(_marker_message(marker, None)))
         for session in user.sessions:

@@ -26,6 +26,7 @@ from tuichat.protocol.auth import new_nonce
 from tuichat.server.limits import MAX_PAGE, TokenBucket
 
 if TYPE_CHECKING:
+    from tuichat.server.broker import ReadMarker
     from tuichat.server.server import ChatServer
 
 log = logging.getLogger("tuichat.server")
@@ -53,6 +54,8 @@ class Session(asyncio.Protocol):
         """A `hello` is being carried out (its rooms followed, its name registered)."""
         self.token_hash = ""
         """The hash of the resume token this session was given (its device's, on a resume)."""
+        self.markers: list[ReadMarker] = []
+        """The user's read markers, read for this session's `welcome`."""
         self.private_since: int | None = None
         """Private messages with a pid above this are this session's to read (None: none)."""
         self.challenge = Challenge(nonce=new_nonce(), server_id=server.server_id)
