@@ -24,6 +24,16 @@ def _counts(text: str) -> list[int]:
     return values
 
 
+def _every(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("give a number of seconds, or 0 for never")
+    return value
+
+
 def _names(text: str) -> list[str]:
     names = [part for part in text.split(",") if part]
     unknown = [n for n in names if n not in servers.SERVERS]
@@ -99,6 +109,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="also run each tuichat server chosen on this Python, which has another version of "
         "tuichat installed (shown as base:NAME, with the ratio to it): before/after in one run",
     )
+    parser.add_argument(
+        "--mark-read-every",
+        type=_every,
+        nargs="?",
+        const=1.0,
+        default=0.0,
+        metavar="SECONDS",
+        help="every tuichat client marks the room read at most once every SECONDS while "
+        "messages come in, as the app marks what it shows (1 if not given; default 0: never). "
+        "Not on a baseline whose tuichat has no read markers",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser.parse_args(argv)  # fmt: skip
 
@@ -130,7 +151,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if limit < wanted:
         say(f"the open-file limit is {limit}: too low; raise it (ulimit -n {wanted})")
         return 2
-    results: dict[str, Any] = {"fanout": [], "idle": None, "started": time.time()}
+    marking: float = args.mark_read_every
+    base_marking = marking
+    if marking and args.baseline and not servers.knows_read_markers(args.baseline):
+        say(f"the tuichat of {args.baseline} has no read markers: its runs send none")
+        base_marking = 0
+    results: dict[str, Any] = {
+        "fanout": [],
+        "idle": None,
+        "started": time.time(),
+        "mark_read_every": marking,
+    }
     generator = Generator(args.workers)
     try:
         for clients in args.clients:
@@ -138,12 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if name.startswith(BASE):
                     server = servers.start(name[len(BASE) :], args.event_loop, args.baseline)
                     server.name = name
+                    every = base_marking
                 else:
                     server = servers.start(name, args.event_loop)
+                    every = marking
                 try:
                     results["fanout"].append(
                         fanout(server, generator, clients, args.senders, args.messages,
-                               args.runs, args.paced, args.paced_seconds, say)
+                               args.runs, args.paced, args.paced_seconds, say, every)
                     )  # fmt: skip
                 finally:
                     server.stop()
@@ -177,6 +210,11 @@ def _with_baseline(names: list[str], baseline: str | None) -> list[str]:
     return [n for name in names for n in (name, BASE + name) if n == name or "tuichat" in name]
 
 
+def _marking(scenario: dict[str, Any]) -> str:
+    every = scenario.get("mark_read_every")
+    return f" with read markers every {every:g} s" if every else " without read markers"
+
+
 def table(results: dict[str, Any]) -> str:
     """The results as a table, then tuichat's rate against each other server's."""
     head = (
@@ -207,9 +245,12 @@ def table(results: dict[str, Any]) -> str:
                 ratio = (
                     after["flat_median"]["deliveries_per_s"] / r["flat_median"]["deliveries_per_s"]
                 )
+                versions = "this version against the baseline"
+                if results.get("mark_read_every"):
+                    versions = f"this version{_marking(after)} against the baseline{_marking(r)}"
                 lines.append(
                     f"{name[len(BASE) :]} / {name} at N={clients}: {ratio:.2f}x the deliveries "
-                    "per second (this version against the baseline)"
+                    f"per second ({versions})"
                 )
             continue
         if name == "tuichat":
@@ -218,6 +259,16 @@ def table(results: dict[str, Any]) -> str:
         if ours:
             ratio = ours["flat_median"]["deliveries_per_s"] / r["flat_median"]["deliveries_per_s"]
             lines.append(f"tuichat / {name} at N={clients}: {ratio:.2f}x the deliveries per second")
+    for r in results["fanout"]:
+        markers = r.get("read_markers")
+        if markers:
+            lines.append(
+                f"{r['server']} at N={r['clients']}: read markers every {r['mark_read_every']:g} s "
+                f"while messages came, {markers['sent']:,} sent by {markers['clients']} clients; "
+                f"the server holds {markers['stored']} of {markers['checked']} probes' last ones"
+            )
+        elif results.get("mark_read_every") and r["server"].startswith(BASE):
+            lines.append(f"{r['server']} at N={r['clients']}: no read markers (it has none)")
     if results["idle"]:
         i = results["idle"]
         lines.append(

@@ -25,10 +25,12 @@ from tuichat.protocol import (
     Connection,
     Error,
     Hello,
+    MarkRead,
     Message,
     Ping,
     Pong,
     ProtocolError,
+    ReadMarker,
     Role,
     Send,
     Welcome,
@@ -139,19 +141,33 @@ class LoadConnection(asyncio.Protocol):
 
 
 class TuichatLoad(LoadConnection):
-    """One tuichat connection."""
+    """One tuichat connection; with `mark_every`, it marks the room read at most once every
+    `mark_every` seconds while messages come in, as an app marks what it shows."""
 
     tag = b"\xa4type\xa7message"
     _ping = b"\xa4type\xa4ping"
     _bad = (b"\xa4type\xa5error", b"\xa4type\xa3bye")
     _pong = encode_frame(Codec.encode(Pong(data=0)))
 
-    def __init__(self, worker: Worker, name: str, probe: bool) -> None:
+    def __init__(self, worker: Worker, name: str, probe: bool, mark_every: float = 0) -> None:
         super().__init__(worker, name, probe)
         self.conn = Connection(Role.CLIENT)
         self.seq = 0
         self.sent = 0
         """Messages sent so far: each gets its own id (a repeated id is a retry)."""
+        self.epoch = 0
+        self.joined_seq = 0
+        """The room's seq in the welcome: a counting connection's last seq is this + its count."""
+        self.mark_every = mark_every
+        self.next_mark = 0.0
+        """When (monotonic seconds) the room may be marked read next."""
+        self.marked_count = 0
+        """Messages counted when the room was last marked read."""
+        self.marks = 0
+        self.marked = 0
+        """The seq last marked read."""
+        self.stored: asyncio.Future[int] | None = None
+        """The seq the server reports stored, once asked (see `check_marker`)."""
 
     def greet(self) -> None:
         assert self.transport is not None
@@ -162,6 +178,8 @@ class TuichatLoad(LoadConnection):
             self._decode(data)
             return
         self.count_tags(data)
+        if self.mark_every and self.tally.count > self.marked_count:
+            self._maybe_mark(self.joined_seq + self.tally.count)
         if self._ping in data:
             assert self.transport is not None
             self.transport.write(self._pong)
@@ -183,15 +201,25 @@ class TuichatLoad(LoadConnection):
                     self.tally.gaps += event.seq != self.seq + 1
                 self.seq = event.seq
                 self.counted(1)
+                if self.mark_every:
+                    self._maybe_mark(self.seq)
             elif isinstance(event, Welcome):
-                self.seq = next((p.seq for p in event.positions if p.room == ROOM_TUICHAT), 0)
+                room = next((p for p in event.positions if p.room == ROOM_TUICHAT), None)
+                if room is not None:
+                    self.epoch, self.seq = room.epoch, room.seq
+                self.joined_seq = self.seq
                 if not self.ready.done():
                     self.ready.set_result(None)
+            elif isinstance(event, ReadMarker):
+                if self.stored is not None and not self.stored.done():
+                    self.stored.set_result(event.seq)
             elif isinstance(event, Ping):
                 assert self.transport is not None
                 self.transport.write(self.conn.send(Pong(data=event.data)))
             elif isinstance(event, Error):
                 self.dropped = f"{event.code}: {event.message}"
+                if self.stored is not None and not self.stored.done():
+                    self.stored.set_result(-1)
                 if not self.ready.done():
                     self.ready.set_exception(ConnectionError(f"{self.name}: {event.message}"))
 
@@ -200,6 +228,31 @@ class TuichatLoad(LoadConnection):
         text = message_text(sender, number)
         self.sent += 1
         self.transport.write(self.conn.send(Send(ROOM_TUICHAT, text, id=str(self.sent))))
+
+    def mark_read(self, seq: int) -> None:
+        """Tell the server the room is read up to `seq` (no reply), and when to next."""
+        assert self.transport is not None
+        self.transport.write(self.conn.send(MarkRead(ROOM_TUICHAT, seq, self.epoch)))
+        self.marks += 1
+        self.marked = seq
+        self.marked_count = self.tally.count
+        self.next_mark = time.monotonic() + self.mark_every
+
+    def _maybe_mark(self, seq: int) -> None:
+        """Mark the room read up to `seq` unless it was marked less than `mark_every` ago."""
+        if time.monotonic() >= self.next_mark:
+            self.mark_read(seq)
+
+    async def check_marker(self) -> bool:
+        """Whether the server holds this connection's last marker (probes only: they decode
+        the reply). A marker at seq 0 never moves one back, and the reply is what is stored."""
+        assert self.transport is not None and self.probe
+        self.stored = asyncio.get_running_loop().create_future()
+        self.transport.write(self.conn.send(MarkRead(ROOM_TUICHAT, 0, self.epoch, ref=1)))
+        try:
+            return await asyncio.wait_for(self.stored, 10) == self.marked
+        except TimeoutError:
+            return False
 
 
 class IrcLoad(LoadConnection):
@@ -280,9 +333,10 @@ class Worker:
             self.all_done.set()
 
     async def connect(
-        self, kind: str, clients: list[dict[str, Any]], concurrency: int
+        self, kind: str, clients: list[dict[str, Any]], concurrency: int, mark_read_every: float
     ) -> dict[str, Any]:
-        """Open every connection, `concurrency` at a time, and wait until each has joined."""
+        """Open every connection, `concurrency` at a time, and wait until each has joined;
+        tuichat connections mark the room read at most once every `mark_read_every` seconds."""
         loop = asyncio.get_running_loop()
         limit = asyncio.Semaphore(concurrency)
         failures: list[str] = []
@@ -293,7 +347,9 @@ class Worker:
                 sends = client["sender"] is not None
                 factory = lambda: IrcLoad(self, client["name"], client["probe"], sends)  # noqa: E731
             else:
-                factory = lambda: TuichatLoad(self, client["name"], client["probe"])  # noqa: E731
+                factory = lambda: TuichatLoad(  # noqa: E731
+                    self, client["name"], client["probe"], mark_read_every
+                )
             async with limit:
                 try:
                     _, protocol = await loop.create_connection(factory, "127.0.0.1", client["port"])
@@ -387,6 +443,18 @@ class Worker:
                 await asyncio.sleep(delay)
             connection.send_message(sender, number)
 
+    async def markers(self) -> dict[str, Any]:
+        """The read markers sent so far, and how many of the probes' the server holds."""
+        tuichat = [c for c in self.connections if isinstance(c, TuichatLoad)]
+        probes = [c for c in tuichat if c.probe and c.marks and not c.dropped]
+        held = await asyncio.gather(*(c.check_marker() for c in probes))
+        return {
+            "sent": sum(c.marks for c in tuichat),
+            "clients": sum(1 for c in tuichat if c.marks),
+            "checked": len(probes),
+            "stored": sum(held),
+        }
+
     def close(self) -> None:
         for connection in self.connections:
             connection.close()
@@ -415,6 +483,8 @@ async def _serve(pipe: Pipe) -> None:
             pipe.send(await worker.connect(**command))
         elif action == "run":
             pipe.send(await worker.run(**command))
+        elif action == "markers":
+            pipe.send(await worker.markers())
         else:  # "close" or "stop"
             worker.close()
             pipe.send({})

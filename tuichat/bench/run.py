@@ -117,8 +117,11 @@ def connect(
     clients: int,
     senders: int,
     probes: int,
+    mark_read_every: float = 0,
 ) -> Connected:
-    """Connect `clients` (some of them senders, some probes) and time it; measure memory."""
+    """Connect `clients` (some of them senders, some probes) and time it; measure memory.
+
+    tuichat clients mark the room read at most once every `mark_read_every` seconds (0: never)."""
     irc = server.protocol == "irc"
     sender_at = {i * clients // senders: n for n, i in enumerate(range(senders))} if senders else {}
     probe_at = {(2 * i + 1) * clients // (2 * probes) for i in range(probes)}
@@ -140,6 +143,7 @@ def connect(
                 "kind": server.protocol,
                 "clients": mine,
                 "concurrency": 4 if irc else 500,  # ngIRCd's listen backlog is 10; ours 1024
+                "mark_read_every": 0 if irc else mark_read_every,
             }
             for mine in per_worker
         ]
@@ -204,11 +208,18 @@ def fanout(
     paced_rate: float,
     paced_seconds: float,
     say: Callable[[str], None],
+    mark_read_every: float = 0,
 ) -> dict[str, Any]:
-    """The room fan-out workload against one server: connect, then `runs` flat out and paced."""
+    """The room fan-out workload against one server: connect, then `runs` flat out and paced.
+
+    With `mark_read_every`, every tuichat client marks the room read at most that often (s),
+    and the result says how many markers were sent and whether the server holds the probes'."""
     probes = max(2, clients // 100)
-    say(f"{server.name} N={clients}: connecting {clients} clients ({senders} send, {probes} probe)")
-    joined = connect(generator, server, clients, senders, probes)
+    marking = mark_read_every if server.protocol == "tuichat" else 0
+    also = f", marking read every {marking:g} s" if marking else ""
+    say(f"{server.name} N={clients}: connecting {clients} clients ({senders} send, {probes} probe"
+        f"{also})")  # fmt: skip
+    joined = connect(generator, server, clients, senders, probes, marking)
     say(f"  connected and joined {joined.clients} in {joined.seconds:.2f} s "
         f"({joined.rss_per_client / 1024:.1f} KiB of server memory each)")  # fmt: skip
     result: dict[str, Any] = {
@@ -216,6 +227,7 @@ def fanout(
         "clients": clients,
         "senders": senders,
         "messages": messages,
+        "mark_read_every": marking,
         "connect_s": round(joined.seconds, 3),
         "connect_failed": joined.failed,
         "rss_per_client_bytes": round(joined.rss_per_client),
@@ -242,6 +254,14 @@ def fanout(
             f"{_line(paced)}")  # fmt: skip
     result["flat_median"] = _medians(result["flat"])
     result["paced_median"] = _medians(result["paced"])
+    if marking:
+        answers = generator.ask_all({"action": "markers"})
+        markers = {key: sum(a[key] for a in answers) for key in answers[0]}
+        result["read_markers"] = markers
+        say(
+            f"  read markers: {markers['sent']:,} sent by {markers['clients']} clients; "
+            f"the server holds {markers['stored']} of {markers['checked']} probes' last ones"
+        )
     generator.ask_all({"action": "close"})
     return result
 

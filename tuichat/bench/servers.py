@@ -139,6 +139,18 @@ def ngircd_binary() -> str | None:
     )
 
 
+def knows_read_markers(python: str = sys.executable) -> bool:
+    """Whether the tuichat installed for `python` has read markers (`mark_read`)."""
+    with tempfile.TemporaryDirectory(prefix="tuichat-bench-") as elsewhere:  # as `start` runs it
+        done = subprocess.run(
+            [python, "-c", "from tuichat.protocol import MarkRead"],
+            capture_output=True,
+            cwd=elsewhere,
+            check=False,
+        )
+    return done.returncode == 0
+
+
 def start(name: str, event_loop: str = "auto", python: str = sys.executable) -> ServerProcess:
     """Start the server(s) `name` (one of `SERVERS`) and wait until they accept connections.
 
