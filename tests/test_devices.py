@@ -29,6 +29,7 @@ from tests.test_contract import (
 from tuichat.chat.names import name_key
 from tuichat.client import ChatClient, Disconnected, SigningKey
 from tuichat.protocol import (
+    Ack,
     Bye,
     Error,
     Hello,
@@ -45,6 +46,7 @@ from tuichat.protocol import (
     PrivatePage,
     ReadMarker,
     RoomState,
+    Send,
     Welcome,
 )
 from tuichat.server import ChatServer
@@ -102,6 +104,7 @@ async def test_two_devices_get_everything_mirror_each_other_and_the_others_see_o
     await phone.join("#dev")  # rooms are the person's: the laptop is in it at once
     state = await expect(laptop, RoomState, room="#dev")
     assert state.ref is None and "bob" in state.users
+    await expect(laptop, Joined, room="#dev", name="bob")  # as the phone hears it
     await watcher.join("#dev")
     await expect(laptop, Joined, room="#dev", name="watcher")
     await laptop.send("#dev", "from the laptop")
@@ -284,6 +287,8 @@ async def test_a_private_conversation_has_its_own_history_in_pages(
     older = await bob.private_history("alice", before=page.messages[0].pid, limit=10)
     assert [m.text for m in older.messages] == ["a0", "b0", "a1", "b1", "a2", "b2"]
     assert older.complete
+    first = await bob.private_history("alice", before=older.messages[1].pid, limit=1)
+    assert [m.text for m in first.messages] == ["a0"] and first.complete  # nothing older
     theirs = await alice.private_history("bob")
     assert [m.text for m in theirs.messages] == [f"{w}{i}" for i in range(5) for w in "ab"]
     stranger = await deployment.raw(on=0)
@@ -332,6 +337,10 @@ async def test_a_read_marker_that_cannot_be_kept_is_refused_clearly(
     for bad in (MarkRead(room="lobby", seq=1), MarkRead(room="@", seq=1)):
         refused = await ask_for(raw, bad, Error)
         assert refused.code in ("invalid_room", "invalid_name"), refused
+    await ask_for(raw, Send(room="#lobby", text="one"), Ack)
+    await frames_until(raw, lambda fs: seen(fs, is_message("one")))  # delivered: seq 1
+    own = await ask_for(raw, MarkRead(room="#lobby", seq=5), ReadMarker)  # no epoch: the room's
+    assert (own.seq, own.epoch) == (1, deployment.servers[0].chat.rooms["#lobby"].epoch)
     raw.send(MarkRead(room="#lobby", seq=2**62, epoch=2**62))
     pong = await ask(raw, Ping(data=7))
     assert isinstance(pong, Pong)  # a huge seq is clamped, the connection goes on

@@ -1036,11 +1036,12 @@ class ChatServer:
         before = min(max(request.before, 0), MAX_SEQ)
         since = session.private_since or 0
 
-        async def reply() -> None:
-            page = await self.broker.conversation(user.key, other_key, before, limit)
+        async def reply() -> None:  # one more than asked: whether anything older is left
+            page = await self.broker.conversation(user.key, other_key, before, limit + 1)
+            older, page = len(page) > limit, page[-limit:]
             mine = [m for m in page if m.pid > since]  # (a keyless name's earlier holders')
             messages = _within(mine, MAX_PAGE_BYTES)
-            complete = len(page) < limit or len(mine) < len(page)
+            complete = not older or len(mine) < len(page)
             session.send(
                 PrivatePage(
                     name=shown,
@@ -1058,21 +1059,33 @@ class ChatServer:
             name = check_name(request.room[1:])
             found = self.chat.find(name) or self.peers.find(name)
             shown = found.name if found is not None else name
-            marker = ReadMarker(f"@{name_key(name)}", f"@{shown}", 0, 0)
+            marker = ReadMarker(
+                f"@{name_key(name)}", f"@{shown}", 0, min(max(request.seq, 0), MAX_SEQ)
+            )
         else:
             room = check_room(request.room)
-            marker = ReadMarker(room, room, min(max(request.epoch, 0), MAX_SEQ), 0)
-        marker = dataclasses.replace(marker, seq=min(max(request.seq, 0), MAX_SEQ))
+            here = self.chat.rooms.get(room)
+            epoch = min(max(request.epoch, 0), MAX_SEQ)
+            seq = min(max(request.seq, 0), MAX_SEQ)
+            if here is not None:  # epoch 0: the room's own; not past its last message
+                epoch = epoch or here.epoch
+                seq = min(seq, here.delivered) if epoch == here.epoch else seq
+            marker = ReadMarker(room, room, epoch, seq)
+        before = self._markers.get(user.key, {}).get(marker.conversation)
 
         def stored(result: ReadMarker | Exception) -> None:
             if isinstance(result, Exception):
                 session.send(_unavailable(result, request.ref))
-            elif user.sessions:  # (still online)
-                moved_on = result.seq != marker.seq or result.epoch != marker.epoch
-                asked = request.ref is not None
-                self._marker_moved(user, result, None if moved_on and not asked else session)
-                if asked:
-                    session.send(_marker_message(result, request.ref))
+                return
+            if not user.sessions:
+                return  # (gone meanwhile)
+            if request.ref is not None:
+                session.send(_marker_message(result, request.ref))
+            if result == before:
+                return  # it did not move: nobody needs telling
+            moved_on = result.seq != marker.seq or result.epoch != marker.epoch
+            origin = None if moved_on and request.ref is None else session
+            self._marker_moved(user, result, origin)
 
         self.broker.mark_read(user.key, marker, stored)
 
@@ -1148,7 +1161,13 @@ class ChatServer:
         for each in user.sessions:
             asked = each is session and join is not None
             each.send(dataclasses.replace(state, ref=join.ref) if asked and join else state)
-        self.deliver(deliveries)
+        if self.peers.in_room(user.key, room.name):  # the room heard it from the other server
+            for delivery in deliveries:
+                frame = encode_frame(Codec.encode(delivery.message))
+                for each in user.sessions:
+                    each.write_frame(frame, room.name)
+        else:
+            self.deliver(deliveries)
         log.info("%s joined %s", user.name, room.name)
 
     def _join_elsewhere(self, user: User[Session], name: str) -> None:
