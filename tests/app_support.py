@@ -20,7 +20,7 @@ from textual.pilot import Pilot
 from tuichat.app.app import ChatApp
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import Sidebar
-from tuichat.client import Backoff, ChatClient
+from tuichat.client import Backoff, ChatClient, SigningKey
 from tuichat.protocol import (
     Ack,
     AnyMessage,
@@ -37,6 +37,8 @@ from tuichat.protocol import (
     Message,
     Ping,
     Pong,
+    PrivateHistory,
+    PrivatePage,
     Role,
     RoomState,
     Send,
@@ -52,13 +54,21 @@ def fixed_clock() -> int:
     return FIXED_MS
 
 
-def make_app(address: tuple[str, int], name: str, *, reconnect: bool = False) -> ChatApp:
-    """An app for `name` connected to the server at `address`, with time frozen."""
+def make_app(
+    address: tuple[str, int],
+    name: str,
+    *,
+    reconnect: bool = False,
+    key: SigningKey | None = None,
+) -> ChatApp:
+    """An app for `name` connected to the server at `address`, with time frozen. With `key`
+    it signs in with it, as the real app does with the key of its identity file (so another
+    client with the same key is another device of the same person)."""
     host, port = address
 
     async def connector(user: str) -> ChatClient:
         return await ChatClient.connect(
-            user, host, port, reconnect=reconnect, backoff=Backoff(first=0.05, cap=0.2)
+            user, host, port, reconnect=reconnect, backoff=Backoff(first=0.05, cap=0.2), key=key
         )
 
     return ChatApp(
@@ -90,13 +100,18 @@ def sidebar_users(app: ChatApp) -> tuple[str, ...]:
     return app.query_one(Sidebar).users
 
 
+def sidebar_counts(app: ChatApp) -> dict[str, tuple[int, int]]:
+    """What the sidebar shows of each conversation: its unread count and its mentions."""
+    return {c.name: (c.unread, c.mentions) for c in app.query_one(Sidebar).conversations}
+
+
 def connected(app: ChatApp) -> bool:
-    """Connected, and the first page of history of every room is in."""
+    """Connected, and the first page of history of every conversation is in."""
     return (
         app.client is not None
         and app.client.connected
         and bool(app.rooms)
-        and all(view.pages_loaded for view in app.rooms.values())
+        and all(view.pages_loaded for view in (*app.rooms.values(), *app.privates.values()))
     )
 
 
@@ -128,8 +143,9 @@ class FakeServer:
     """A server that speaks the wire protocol but says what the test makes it say.
 
     It welcomes the first `hello` with `welcome` (or answers it as `on_hello` says), answers
-    `history`, `send`, `join` and `ping` plausibly, and `send()` pushes any frame, whatever
-    its values. Frames are encoded as they are, never checked: that is the point.
+    `history`, `private_history`, `send`, `join` and `ping` plausibly, and `send()` pushes any
+    frame, whatever its values. Frames are encoded as they are, never checked: that is the
+    point.
     """
 
     def __init__(self, welcome: Welcome) -> None:
@@ -202,6 +218,8 @@ class FakeServer:
         if isinstance(event, History):
             page = self.on_history(event)
             return [HistoryPage(page.room, page.epoch, page.messages, page.complete, ref=ref)]
+        if isinstance(event, PrivateHistory):
+            return [PrivatePage(event.name, (), complete=True, ref=ref)]
         if isinstance(event, Send):
             seq, ts = next(self._seq), FIXED_MS
             message = Message(event.room, seq, self.welcome.name, event.text, ts, event.action)

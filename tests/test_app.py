@@ -69,8 +69,15 @@ async def test_slash_msg_reaches_only_its_target(server: ChatServer, connect: Co
         received = await expect(bob, PrivateMessage)
         assert (received.sender, received.text) == ("ali", "meet me at 5")
         await until(pilot, lambda: "meet me at 5" in log_texts(app))
+        assert app.current_room == "@bob"  # /msg opened the conversation with bob
         entry = next(e for e in app.query_one(ChatLog).entries if e.text == "meet me at 5")
         assert (entry.kind, entry.sender) == (Kind.PRIVATE_OUT, "bob")
+        await pilot.press(*"still just for you", "enter")  # typed in @bob: private too
+        received = await expect(bob, PrivateMessage)
+        assert (received.sender, received.text) == ("ali", "still just for you")
+        await pilot.press("alt+1")
+        assert app.current_room == "#lobby"
+        assert "meet me at 5" not in log_texts(app)  # private messages stay in their own log
         await pilot.press(*"public", "enter")
         seen = await events_until(carol, Message, text="public")
         assert not [e for e in seen if isinstance(e, PrivateMessage)]
@@ -84,7 +91,7 @@ async def test_palette_private_message_reaches_only_its_target(
     carol = await connect("carol")
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: sidebar_users(app) == ("ali", "bob", "carol"))
-        await pilot.press("ctrl+p")
+        await pilot.press("ctrl+k")
         await pilot.press(*"private bob")
         from textual.command import CommandPalette
 
@@ -98,6 +105,9 @@ async def test_palette_private_message_reaches_only_its_target(
         await pilot.press(*"via the palette", "enter")
         received = await expect(bob, PrivateMessage)
         assert (received.sender, received.text) == ("ali", "via the palette")
+        await until(pilot, lambda: app.current_room == "@bob")
+        await pilot.press("ctrl+p")  # back to the previous conversation: the lobby
+        assert app.current_room == "#lobby"
         await pilot.press(*"public", "enter")
         seen = await events_until(carol, Message, text="public")
         assert not [e for e in seen if isinstance(e, PrivateMessage)]

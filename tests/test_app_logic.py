@@ -11,8 +11,8 @@ from tuichat.app import commands as cmd
 from tuichat.app.colors import name_color
 from tuichat.app.completion import complete
 from tuichat.app.history import InputHistory
-from tuichat.app.model import mentions
 from tuichat.app.wrap import wrap
+from tuichat.client.unread import mentions
 
 
 @pytest.mark.parametrize(
@@ -23,6 +23,13 @@ from tuichat.app.wrap import wrap
         ("/msg bob hi there", cmd.PrivateText("bob", "hi there")),
         ("/MSG bob hi", cmd.PrivateText("bob", "hi")),
         ("/msg bob", cmd.ShowHelp("usage: /msg NAME TEXT")),
+        ("/msg @bob hi", cmd.PrivateText("bob", "hi")),
+        ("/msg #dev hi", cmd.ShowHelp("usage: /msg NAME TEXT")),
+        ("/query bob", cmd.OpenPrivate("bob")),
+        ("/query bob see you", cmd.PrivateText("bob", "see you")),
+        ("/query", cmd.ShowHelp("usage: /query NAME [TEXT]")),
+        ("/signout", cmd.SignOutOthers()),
+        ("/part @bob", cmd.PartRoom("@bob")),
         ("/me waves", cmd.Action("waves")),
         ("/join #dev", cmd.JoinRoom("#dev")),
         ("/join dev", cmd.JoinRoom("#dev")),

@@ -21,6 +21,7 @@ from tests.app_support import (
     fixed_clock,
     log_texts,
     make_app,
+    sidebar_counts,
     sidebar_users,
     until,
 )
@@ -131,7 +132,7 @@ def test_palette_lists_private_message_targets(snap_compare: Any, chat: ServerTh
         chat.connect("bob")
         chat.connect("carol")
         await until(pilot, lambda: sidebar_users(app) == ("ali", "bob", "carol"))  # type: ignore[arg-type]
-        await pilot.press("ctrl+p", *"private")
+        await pilot.press("ctrl+k", *"private")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette))
         await until(pilot, lambda: app.screen.query_one("CommandList").option_count == 2)  # type: ignore[attr-defined]
 
@@ -146,8 +147,8 @@ def test_private_messages_in_the_log(snap_compare: Any, chat: ServerThread) -> N
         bob = chat.connect("bob")
         await until(pilot, lambda: "bob" in sidebar_users(app))
         chat.run(bob.private("ali", "psst — lunch at noon?"))
-        await until(pilot, lambda: "psst — lunch at noon?" in log_texts(app))
-        await pilot.press(*"/msg bob yes, the usual place", "enter")
+        await until(pilot, lambda: "@bob" in app.privates and connected(app))
+        await pilot.press(*"/msg bob yes, the usual place", "enter")  # opens @bob
         await until(pilot, lambda: "yes, the usual place" in log_texts(app))
 
     assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)
@@ -214,3 +215,27 @@ def test_reconnecting_banner(snap_compare: Any, chat: ServerThread) -> None:
         await until(pilot, lambda: app.query_one("#banner").has_class("-visible"))
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_sidebar_with_unread_and_mention_counts(snap_compare: Any, chat: ServerThread) -> None:
+    bob, carol = chat.connect("bob"), chat.connect("carol")
+    chat.run(bob.join("#dev"))
+    chat.run(carol.join("#ops"))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, ChatApp)
+        await until(pilot, lambda: connected(app))
+        for room in ("#dev", "#ops"):
+            await pilot.press(*f"/join {room}", "enter")
+            await until(pilot, lambda room=room: app.current_room == room)  # type: ignore[misc]
+        await pilot.press("alt+1")
+        await until(pilot, lambda: connected(app))
+        chat.run(bob.send("#dev", "the deploy is done"))
+        chat.run(bob.send("#dev", "ali, can you check the logs?"))
+        chat.run(carol.send("#ops", "disk at 80% on db-2"))
+        chat.run(bob.private("ali", "got a minute?"))
+        wanted = {"#lobby": (0, 0), "#dev": (2, 1), "#ops": (1, 0), "@bob": (1, 0)}
+        await until(pilot, lambda: sidebar_counts(app) == wanted and connected(app))
+
+    assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)

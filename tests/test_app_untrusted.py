@@ -10,14 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from textual.fuzzy import Matcher
 
+from tests.app_support import FIXED_MS, FakeServer, make_fake_app, until
 from tuichat.app import untrusted
 from tuichat.app.palette import highlight
+from tuichat.app.widgets.sidebar import Sidebar
 from tuichat.client import Disconnected, Reconnected
 from tuichat.protocol import (
     PROTOCOL_VERSION,
     HistoryPage,
     Message,
     Position,
+    PrivateMessage,
     RoomInfo,
     RoomList,
     Welcome,
@@ -146,3 +149,19 @@ def test_the_palette_highlights_names_as_plain_text() -> None:
     content = highlight(matcher, name)
     assert content.plain == name  # not parsed: every bracket is still there
     assert content.spans and all(span.style == matcher.match_style for span in content.spans)
+
+
+async def test_conversation_names_from_the_server_are_plain_text_in_the_sidebar() -> None:
+    welcome = Welcome(PROTOCOL_VERSION, "fake", "ali", ("#lobby",), ("ali",))
+    fake = FakeServer(welcome)
+    await fake.start()
+    app = make_fake_app(fake)
+    sender = "[b]x[/b]\x1b[2J"
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.rooms.get("#lobby") is not None)
+        fake.send(PrivateMessage(sender, "ali", "hi [bold", FIXED_MS, pid=5))
+        shown = "@[b]x[/b]␛[2J"
+        await until(pilot, lambda: shown in [c.name for c in app.query_one(Sidebar).conversations])
+        assert shown in app.query_one(Sidebar).render().plain  # as it came, not as markup
+        assert app.is_running
+    await fake.stop()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HELP = (
-    "commands: /msg NAME TEXT · /me ACTION · /join #ROOM · /part [#ROOM] · "
-    "/users · /help · /exit (or /quit) · ctrl+p opens the command palette"
+    "commands: /msg NAME TEXT · /query NAME · /me ACTION · /join #ROOM · /part [#ROOM] · "
+    "/users · /signout (your other devices) · /help · /exit (or /quit) · "
+    "keys: alt+a next unread · alt+1…9, ctrl+n / ctrl+p switch · ctrl+k command palette"
 )
 
 
@@ -19,10 +20,17 @@ class SayText:
 
 @dataclass(frozen=True, slots=True)
 class PrivateText:
-    """`/msg NAME TEXT`."""
+    """`/msg NAME TEXT`: open the private conversation with NAME and send TEXT there."""
 
     to: str
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPrivate:
+    """`/query NAME`: open the private conversation with NAME."""
+
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +49,8 @@ class JoinRoom:
 
 @dataclass(frozen=True, slots=True)
 class PartRoom:
-    """`/part [#ROOM]`; an empty room means the current one."""
+    """`/part [#ROOM]` (or `@NAME`, which closes that private conversation); an empty room
+    means the current conversation."""
 
     room: str = ""
 
@@ -49,6 +58,11 @@ class PartRoom:
 @dataclass(frozen=True, slots=True)
 class ListUsers:
     """`/users`."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignOutOthers:
+    """`/signout`: sign out the user's other devices."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +77,18 @@ class Exit:
     """`/exit` or `/quit`."""
 
 
-Command = SayText | PrivateText | Action | JoinRoom | PartRoom | ListUsers | ShowHelp | Exit
+Command = (
+    SayText
+    | PrivateText
+    | OpenPrivate
+    | Action
+    | JoinRoom
+    | PartRoom
+    | ListUsers
+    | SignOutOthers
+    | ShowHelp
+    | Exit
+)
 
 
 def parse_input(line: str) -> Command | None:
@@ -81,11 +106,14 @@ def parse_input(line: str) -> Command | None:
     name, _, rest = line[1:].partition(" ")
     name = name.lower()
     rest = rest.strip()
-    if name in ("msg", "query", "m"):
+    if name in ("msg", "m", "query"):
         to, _, text = rest.partition(" ")
-        if not to or not text.strip():
-            return ShowHelp("usage: /msg NAME TEXT")
-        return PrivateText(to, text.strip())
+        to, text = to.removeprefix("@"), text.strip()
+        if not to or to.startswith("#") or (name != "query" and not text):
+            return ShowHelp(
+                "usage: /query NAME [TEXT]" if name == "query" else "usage: /msg NAME TEXT"
+            )
+        return PrivateText(to, text) if text else OpenPrivate(to)
     if name == "me":
         return Action(rest) if rest else ShowHelp("usage: /me ACTION")
     if name in ("join", "j"):
@@ -93,13 +121,15 @@ def parse_input(line: str) -> Command | None:
             return ShowHelp("usage: /join #ROOM")
         return JoinRoom(rest if rest.startswith("#") else f"#{rest}")
     if name in ("part", "leave"):
-        if rest and not rest.startswith("#"):
+        if rest and not rest.startswith(("#", "@")):
             rest = f"#{rest}"
         return PartRoom(rest)
     if name in ("users", "who", "names"):
         return ListUsers()
     if name in ("help", "?"):
         return ShowHelp()
+    if name == "signout":
+        return SignOutOthers()
     if name in ("exit", "quit", "q"):
         return Exit()
     return ShowHelp(f"unknown command /{name}")

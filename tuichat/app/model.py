@@ -1,8 +1,7 @@
-"""What the app shows, as plain data: log entries and the state of each room."""
+"""What the app shows, as plain data: log entries and the state of each conversation."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -17,6 +16,8 @@ MAX_LOG_CHARS = 2_000_000
 """Characters of text each room's log keeps; past it the oldest entries go the same way."""
 TRIM_TO = MAX_LOG_LINES * 9 // 10
 """How many entries a log keeps when it is trimmed."""
+NEW_MESSAGES = "new messages"
+"""The text of the line above the first unread message."""
 
 
 class Kind(Enum):
@@ -29,6 +30,7 @@ class Kind(Enum):
     PRIVATE_OUT = "private_out"  # → bob
     SYSTEM = "system"  # joins, leaves, notices
     ERROR = "error"
+    NEW = "new"  # the line above the first unread message
 
 
 @dataclass(slots=True)
@@ -40,26 +42,40 @@ class LogEntry:
     sender: str
     text: str
     mention: bool = False
-    seq: int = 0  # the room message's sequence number (0 for other lines)
+    seq: int = 0  # the room message's sequence number, the private message's pid (0: neither)
     history: bool = False  # loaded from the room's history, not received live
 
 
 @dataclass
 class RoomView:
-    """A room as the user sees it: its log and who is in it."""
+    """A conversation as the user sees it, a room (`#room`) or a private one (`@name`): its
+    log and who is in it."""
 
     name: str
     entries: list[LogEntry] = field(default_factory=list)
     members: set[str] = field(default_factory=set)
     seqs: set[int] = field(default_factory=set)
-    """Sequence numbers of the room messages in `entries`."""
+    """Sequence numbers (pids in a private conversation) of the messages in `entries`."""
     history_complete: bool = False
-    """Whether `entries` reach back to the first message of the room."""
+    """Whether `entries` reach back to the first message of the conversation."""
     loading: bool = False
     pages_loaded: int = 0
+    new_after: int | None = None
+    """While the user is in the conversation: the marker it had when they came (the "new
+    messages" line goes above the first message after it); None: no line."""
     _sorted_members: tuple[str, ...] | None = field(
         default=None, init=False, repr=False, compare=False
     )
+
+    @property
+    def private(self) -> bool:
+        """Whether this is a private conversation."""
+        return self.name.startswith("@")
+
+    @property
+    def peer(self) -> str:
+        """Whom a private conversation is with."""
+        return self.name[1:]
 
     @property
     def oldest_seq(self) -> int:
@@ -85,6 +101,22 @@ class RoomView:
             self.history_complete = False
         return len(removed)
 
+    def place_new_line(self, me: str) -> None:
+        """Put the "new messages" line just above the first message by someone else than `me`
+        after `new_after` (taking it from where it was); no such message, no line."""
+        entries = self.entries
+        for index, entry in enumerate(entries):
+            if entry.kind is Kind.NEW:
+                del entries[index]
+                break
+        after = self.new_after
+        if after is None:
+            return
+        for index, entry in enumerate(entries):
+            if entry.seq > after and not _own(entry, me):
+                entries.insert(index, LogEntry(Kind.NEW, entry.ts, "", NEW_MESSAGES))
+                return
+
     def add_members(self, names: Iterable[str]) -> None:
         """Note that `names` are in the room (up to `MAX_USERS` names in all)."""
         members = self.members
@@ -106,6 +138,11 @@ class RoomView:
         return self._sorted_members
 
 
+def _own(entry: LogEntry, me: str) -> bool:
+    kind = entry.kind
+    return kind in (Kind.OWN, Kind.PRIVATE_OUT) or (kind is Kind.ACTION and entry.sender == me)
+
+
 def trim_log(entries: list[LogEntry]) -> list[LogEntry]:
     """Remove (and return) the oldest entries of a log that is past `MAX_LOG_LINES` or
     `MAX_LOG_CHARS`, leaving `TRIM_TO` entries at most and the newest one at least."""
@@ -121,10 +158,3 @@ def trim_log(entries: list[LogEntry]) -> list[LogEntry]:
     removed = entries[:cut]
     del entries[:cut]
     return removed
-
-
-def mentions(text: str, name: str) -> bool:
-    """Whether `text` mentions `name` as a whole word, ignoring case."""
-    if not name or name.casefold() not in text.casefold():
-        return False
-    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None

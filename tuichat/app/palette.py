@@ -1,4 +1,4 @@
-"""Chat commands for the command palette (ctrl+p).
+"""Chat commands for the command palette (ctrl+k).
 
 Entries carry user and room names from the server, so they are given to the palette as plain
 `Content` (a string there would be read as markup).
@@ -37,7 +37,7 @@ def plain(text: str) -> str:
 
 
 class ChatCommands(Provider):
-    """Private messages to every online user, rooms, and the chat's own actions."""
+    """Private messages to every online user, conversations, and the chat's own actions."""
 
     def _entries(self) -> Iterator[PaletteEntry]:
         app: ChatApp = self.app  # type: ignore[assignment]
@@ -49,11 +49,31 @@ class ChatCommands(Provider):
                     f"Send a message only {user} will see",
                 )
         yield ("Join room …", app.action_join_room, "Join or create a room")
-        for room in app.joined_rooms():
-            if room != app.current_room:
-                yield (f"Switch to room {room}", partial(app.switch_room, room), "Show this room")
-        yield ("Leave room", app.action_leave_room, f"Leave {app.current_room}")
-        yield ("Clear log", app.action_clear_log, "Clear the log of this room on this screen")
+        for key in app.conversations():
+            view = app.conversation(key)
+            if key != app.current_room and view is not None:
+                name = view.name
+                if view.private:
+                    text, what = f"Switch to {name}", "Show this private conversation"
+                else:
+                    text, what = f"Switch to room {name}", "Show this room"
+                yield (text, partial(app.switch_room, key), what)
+        yield ("Next unread", app.action_next_unread, "Show the next conversation to read (alt+a)")
+        current = app.conversation(app.current_room)
+        if current is not None and current.private:
+            yield ("Close conversation", app.action_leave_room, f"Close {current.name}")
+        elif current is not None:
+            yield ("Leave room", app.action_leave_room, f"Leave {current.name}")
+        yield (
+            "Clear log",
+            app.action_clear_log,
+            "Clear the log of this conversation on this screen",
+        )
+        yield (
+            "Sign out other devices",
+            app.action_sign_out_others,
+            "Sign out every other device signed in with your name",
+        )
         yield ("Exit", app.action_exit_chat, "Say goodbye and quit")
 
     async def discover(self) -> Hits:

@@ -44,6 +44,8 @@ MAX_ROOMS = 64
 """Rooms kept of one room list (`welcome.rooms`, positions); the protocol's default is 32 a user."""
 MAX_PAGE = 500
 """Messages kept of one history page (the protocol's largest page); the newest are kept."""
+MAX_MARKERS = 1_000
+"""Read markers kept of one list (`welcome.read`; the server keeps as many per user)."""
 MAX_MAP = 64
 """Entries kept of a map such as `welcome.limits`."""
 MAX_INT = 2**63 - 1
@@ -62,7 +64,13 @@ NAME_FIELDS = frozenset({"sender", "name", "to", "room", "server"})
 """Fields that hold a user, room or server name."""
 TEXT_FIELDS = frozenset({"text", "motd"})
 """Fields that hold multi-line text."""
-LIST_LIMITS = {"users": MAX_USERS, "rooms": MAX_ROOMS, "positions": MAX_ROOMS, "messages": MAX_PAGE}
+LIST_LIMITS = {
+    "users": MAX_USERS,
+    "rooms": MAX_ROOMS,
+    "positions": MAX_ROOMS,
+    "read": MAX_MARKERS,
+    "messages": MAX_PAGE,
+}
 """How many items of each list field are kept (any other list: `MAX_USERS`)."""
 ITEM_FIELDS = {"users": "name", "rooms": "room"}
 """What the strings of a list field hold."""

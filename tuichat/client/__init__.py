@@ -15,6 +15,7 @@ from tuichat.client.client import (
     UntrustedServer,
     new_message_id,
 )
+from tuichat.client.unread import Counts, Unread, conversation_key, fold, mentions
 from tuichat.protocol.auth import SigningKey
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "ClientError",
     "ClientEvent",
     "ConnectionClosed",
+    "Counts",
     "Disconnected",
     "Reconnected",
     "Reconnecting",
@@ -30,6 +32,10 @@ __all__ = [
     "ServerPins",
     "ServerSilent",
     "SigningKey",
+    "Unread",
     "UntrustedServer",
+    "conversation_key",
+    "fold",
+    "mentions",
     "new_message_id",
 ]

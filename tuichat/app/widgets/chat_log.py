@@ -35,6 +35,7 @@ PRIVATE_STYLE = Style(color="#d58fe6", bold=True)
 OWN_TEXT_STYLE = Style(color="#c8d3e0")
 MENTION_STYLE = Style(bgcolor="#4a3b00")
 HISTORY_STYLE = Style(color="#9aa3ad")
+NEW_STYLE = Style(color="#e5c07b", bold=True)
 MIN_HANGING_WIDTH = 24
 WRAPS = 256
 """Entries whose wrapped lines are kept (those on screen, and the newest)."""
@@ -142,6 +143,23 @@ class ChatLog(ScrollView, can_focus=True):
         else:
             self.scroll_to(y=self.scroll_y + self._total - before, animate=False, force=True)
 
+    def last_shown(self) -> int:
+        """The index of the last entry on screen, in part at least (-1: none)."""
+        if not self._entries:
+            return -1
+        if self._at_end or self.is_vertical_scroll_end or self.max_scroll_y == 0:
+            return len(self._entries) - 1
+        bottom = self.scroll_offset.y + max(self.scrollable_content_region.height, 1) - 1
+        return min(bisect_right(self._starts, bottom) - 1, len(self._entries) - 1)
+
+    def scroll_to_entry(self, index: int) -> None:
+        """Scroll so that entry `index` is the top line, if the entries from it on are more
+        than a screen; else stay at the end."""
+        if 0 <= index < len(self._starts):
+            height = self.scrollable_content_region.height
+            if self._total - self._starts[index] > height:
+                self.scroll_to(y=self._starts[index], animate=False, immediate=True, force=True)
+
     def clear(self) -> None:
         """Forget every entry of the shown list."""
         self._entries.clear()
@@ -169,7 +187,9 @@ class ChatLog(ScrollView, can_focus=True):
         for position, entry in enumerate(self._entries[index:], index):
             starts.append(total)
             prefix = self._prefix_cells(entry)
-            if width - prefix >= MIN_HANGING_WIDTH and fits(entry.text, width - prefix):
+            if entry.kind is Kind.NEW or (
+                width - prefix >= MIN_HANGING_WIDTH and fits(entry.text, width - prefix)
+            ):
                 total += 1
             else:
                 total += len(self._wrapped(position, entry, width))
@@ -208,6 +228,11 @@ class ChatLog(ScrollView, can_focus=True):
     def _render_entry_line(self, index: int, row: int, width: int) -> Strip:
         entry = self._entries[index]
         base = self.rich_style
+        if entry.kind is Kind.NEW:  # a rule across the log: ──── new messages ────
+            label = f" {entry.text} "
+            left = max((width - cell_len(label)) // 2, 2)
+            rule = "─" * left + label + "─" * max(width - left - cell_len(label), 0)
+            return Strip([Segment(rule, base + NEW_STYLE)]).adjust_cell_length(width, base)
         if entry.mention:
             base += MENTION_STYLE
         lines = self._wrapped(index, entry, self._width)

@@ -1,0 +1,237 @@
+"""Unread and mention counts per conversation, kept from what a client sees (no I/O).
+
+A conversation is a room (`#room`) or a private one (`@name`). `Unread` is told what
+arrives: messages (a room's `seq`, a private message's `pid`), read markers (ours, and
+those the user's other devices moved) and where a room is (its last `seq`, known before
+its messages are). Room seqs are dense, so a room's unread count is its last seq minus
+its marker, less the user's own messages among them; pids are not, so a private
+conversation counts the messages it saw. The user's own messages are never unread, a
+marker moving to `seq` clears everything at or below it, and a room the user has no marker
+in counts as read where it was first seen.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+MAX_TRACKED = 10_000
+"""Messages remembered per conversation above its marker (own ones, mentions, private
+ones); past it the oldest are forgotten, and the counts may come out a little low."""
+MAX_CONVERSATIONS = 4_096
+"""Conversations kept; past it the one least recently told anything is forgotten."""
+
+
+def fold(text: str) -> str:
+    """Return `text` NFKC-normalised and case-folded: how names are compared."""
+    if text.isascii():
+        return text.lower()
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+def mentions(text: str, name: str) -> bool:
+    """Whether `text` holds `name` as a whole word (compared after NFKC case folding)."""
+    return _mentions(text, fold(name))
+
+
+def _mentions(text: str, folded_name: str) -> bool:
+    if not folded_name:
+        return False
+    text = fold(text)
+    if folded_name not in text:
+        return False
+    return re.search(rf"(?<!\w){re.escape(folded_name)}(?!\w)", text) is not None
+
+
+def conversation_key(conversation: str) -> str:
+    """Return the key of a conversation (`#room` or `@name`), the same for every spelling of
+    it: a private one's name is folded (`fold`), a room's name case-folded."""
+    if conversation.startswith("@"):
+        return "@" + fold(conversation[1:])
+    return conversation.casefold()
+
+
+def is_private(conversation: str) -> bool:
+    """Whether `conversation` is a private one (`@name`)."""
+    return conversation.startswith("@")
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What waits to be read in one conversation."""
+
+    unread: int = 0
+    mentions: int = 0
+
+
+@dataclass(slots=True)
+class _Conversation:
+    """What is known of one conversation."""
+
+    private: bool
+    epoch: int = 0  # a room's epoch (0: not known yet; always 0 for a private one)
+    last: int = 0  # the newest seq (or pid) known
+    read: int = 0  # the marker's seq (or pid) in `marker_epoch`
+    marker_epoch: int = 0
+    placed: bool = False  # a room's position in `epoch` was told (see `Unread.room`)
+    own: dict[int, None] = field(default_factory=dict)  # a room's own messages above `read`
+    others: dict[int, None] = field(default_factory=dict)  # a private one's unread messages
+    mentioned: dict[int, None] = field(default_factory=dict)  # mentions above `read`
+
+    @property
+    def marker(self) -> int:
+        """Where the marker is in the room's epoch (0: nothing read in it). Epoch 0 is one
+        not known yet, and matches any."""
+        if self.private or self.marker_epoch in (0, self.epoch) or not self.epoch:
+            return self.read
+        return 0
+
+    def counts(self) -> Counts:
+        """What waits to be read."""
+        if self.private:
+            return Counts(len(self.others), len(self.mentioned))
+        unread = max(self.last - self.marker - len(self.own), len(self.mentioned), 0)
+        return Counts(unread, len(self.mentioned))
+
+    def clear_to(self, seq: int) -> None:
+        """Forget the messages at or below `seq`: they are read."""
+        for seqs in (self.own, self.others, self.mentioned):
+            if seqs:
+                for old in [s for s in seqs if s <= seq]:
+                    del seqs[old]
+
+
+def _remember(seqs: dict[int, None], seq: int) -> None:
+    seqs[seq] = None
+    if len(seqs) > MAX_TRACKED:
+        del seqs[next(iter(seqs))]
+
+
+class Unread:
+    """The unread and mention counts of every conversation, from what the client saw.
+
+    Conversations are named `#room` or `@name` in any spelling (see `conversation_key`).
+    `me` is the user's name: their messages are never unread, their name makes a mention.
+    """
+
+    def __init__(self, me: str = "") -> None:
+        self._me = me
+        self._folded_me = fold(me)
+        self._conversations: dict[str, _Conversation] = {}
+
+    @property
+    def me(self) -> str:
+        """The user's name."""
+        return self._me
+
+    @me.setter
+    def me(self, name: str) -> None:
+        self._me, self._folded_me = name, fold(name)
+
+    def _get(self, conversation: str) -> _Conversation:
+        """The conversation's state, made the most recently told (made if need be)."""
+        key = conversation_key(conversation)
+        conversations = self._conversations
+        state = conversations.pop(key, None)
+        if state is None:
+            state = _Conversation(private=is_private(key))
+            if len(conversations) >= MAX_CONVERSATIONS:
+                del conversations[next(iter(conversations))]
+        conversations[key] = state
+        return state
+
+    # --- what the client sees ---------------------------------------------
+
+    def room(self, conversation: str, epoch: int, seq: int) -> None:
+        """The room's newest message is `seq` in `epoch` (a welcome, a `room_state`, a
+        reset). Another epoch numbers anew: what was known of the old one is forgotten. A
+        room first seen with no marker (in its epoch) counts as read up to `seq`: what was
+        said before the user came is history, not news (so tell the marker first)."""
+        state = self._get(conversation)
+        if state.private:
+            return
+        if state.epoch and epoch != state.epoch:
+            state.last = 0
+            state.own.clear()
+            state.mentioned.clear()
+            state.placed = False
+        state.epoch = epoch
+        state.last = max(state.last, seq)
+        if not state.placed:
+            state.placed = True
+            if not state.marker:
+                state.read, state.marker_epoch = seq, epoch
+                state.clear_to(seq)
+
+    def message(self, conversation: str, seq: int, sender: str, text: str) -> bool:
+        """A message was seen (live, replayed or from the history; again is no matter).
+        Return whether it mentions the user (and is not theirs), read or not."""
+        state = self._get(conversation)
+        own = fold(sender) == self._folded_me
+        mention = not own and _mentions(text, self._folded_me)
+        state.last = max(state.last, seq)
+        if seq <= state.marker:
+            return mention
+        if own:
+            if not state.private:
+                _remember(state.own, seq)
+            return False
+        if state.private:
+            _remember(state.others, seq)
+        if mention:
+            _remember(state.mentioned, seq)
+        return mention
+
+    def marker(self, conversation: str, seq: int, epoch: int | None = None) -> bool:
+        """The user read `conversation` up to `seq` (on this device or another); a room's
+        marker is in `epoch` (None: the room's current one). Return whether it moved on."""
+        state = self._get(conversation)
+        if state.private:
+            epoch = 0
+        elif epoch is None:
+            epoch = state.epoch
+        elif epoch and state.epoch and epoch != state.epoch:
+            return False  # a marker of another epoch says nothing of this one
+        same_epoch = epoch == state.marker_epoch or not epoch or not state.marker_epoch
+        if same_epoch and seq <= state.read:
+            return False
+        state.read, state.marker_epoch = seq, epoch or state.marker_epoch
+        state.clear_to(seq)
+        return True
+
+    def forget(self, conversation: str) -> None:
+        """The user left the conversation (or closed it)."""
+        self._conversations.pop(conversation_key(conversation), None)
+
+    # --- what the app shows ---------------------------------------------
+
+    def counts(self, conversation: str) -> Counts:
+        """What waits to be read in `conversation`."""
+        state = self._conversations.get(conversation_key(conversation))
+        return state.counts() if state is not None else Counts()
+
+    def read_up_to(self, conversation: str) -> int:
+        """The seq (a pid for `@name`) up to which `conversation` is read (0: none of it)."""
+        state = self._conversations.get(conversation_key(conversation))
+        return state.marker if state is not None else 0
+
+    def next_unread(self, order: Iterable[str], current: str = "") -> str | None:
+        """The conversation to read next, of those in `order` (the sidebar's) but `current`:
+        the first with mentions, else the first private one with unread messages, else the
+        first with unread messages; None when all are read."""
+        best: tuple[int, str] | None = None
+        current_key = conversation_key(current) if current else ""
+        for conversation in order:
+            key = conversation_key(conversation)
+            if key == current_key:
+                continue
+            counts = self.counts(key)
+            if counts.mentions:
+                return conversation
+            if counts.unread:
+                rank = 1 if is_private(key) else 2
+                if best is None or rank < best[0]:
+                    best = (rank, conversation)
+        return best[1] if best is not None else None
