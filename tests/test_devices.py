@@ -27,7 +27,7 @@ from tests.test_contract import (
     seen,
 )
 from tuichat.chat.names import name_key
-from tuichat.client import ChatClient, Disconnected, SigningKey
+from tuichat.client import ChatClient, Disconnected, Reconnected, Reconnecting, SigningKey
 from tuichat.protocol import (
     Ack,
     Bye,
@@ -50,6 +50,7 @@ from tuichat.protocol import (
     Welcome,
 )
 from tuichat.server import ChatServer
+from tuichat.server.ownership import token_hash
 
 __all__ = ["deployment_fixture"]
 
@@ -344,3 +345,20 @@ async def test_a_read_marker_that_cannot_be_kept_is_refused_clearly(
     raw.send(MarkRead(room="#lobby", seq=2**62, epoch=2**62))
     pong = await ask(raw, Ping(data=7))
     assert isinstance(pong, Pong)  # a huge seq is clamped, the connection goes on
+
+
+async def test_a_marker_moved_while_reconnecting_is_sent_once_back(deployment: Deployment) -> None:
+    _, phone, laptop = await two_devices(deployment, reconnect=True)
+    alice = await deployment.connect("alice", on=0)
+    ack = await alice.send("#lobby", "read me later")
+    await expect(phone, Message, text="read me later")
+    assert phone.welcome is not None
+    mine = token_hash(phone.welcome.token)
+    session = next(s for s in deployment.servers[0].sessions if s.token_hash == mine)
+    session.abort("disconnect")  # the phone's connection drops
+    await expect(phone, Reconnecting)
+    assert not phone.connected
+    phone.mark_read("#lobby", ack.seq)  # while away
+    await expect(phone, Reconnected)
+    marker = await expect(laptop, ReadMarker, room="#lobby")
+    assert marker.seq == ack.seq

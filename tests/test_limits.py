@@ -28,6 +28,7 @@ from tuichat.protocol import (
     Error,
     Event,
     Left,
+    MarkRead,
     Message,
     Ping,
     Pong,
@@ -612,3 +613,20 @@ async def test_invisible_and_control_characters_in_names_are_refused(lab: Lab, n
     assert refused.value.code == "invalid_name"
     assert await ali.who() == ("ali",)
     await chats(ali, ali, "still alone")
+
+
+async def test_read_markers_past_the_rate_are_dropped_without_a_word(lab: Lab) -> None:
+    """A marker nobody waits for (no ref) that the flood limits refuse is dropped silently, as
+    a `pong` is: the next one counts, and no puzzling "slow down" reaches the user."""
+    ali, bob = await ali_and_bob(lab, rate=RateLimits())
+    raw = await lab.raw()
+    await raw.hello("reader")
+    raw.send(*(MarkRead(room="#lobby", seq=i) for i in range(40)))  # past the burst of 30
+    raw.send(Ping(data=1, ref=1))
+    frames: list[Event] = []
+    while not (frames and getattr(frames[-1], "ref", None) == 1):  # the ping's answer: last
+        frame = await raw.next()
+        assert frame is not None, frames
+        frames.append(frame)
+    assert not [f for f in frames[:-1] if isinstance(f, Error)], frames  # (the ping's may be)
+    await chats(bob, ali, "still fine")

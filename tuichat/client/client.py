@@ -222,6 +222,8 @@ class ChatClient:
         self.read: dict[str, Position] = {}
         """The user's read marker of each conversation (`#room`, or `@name` with a pid), as
         the server has it: ours, and those our other devices moved."""
+        self._unsent_marks: dict[str, Position] = {}
+        """Markers moved while not connected, sent once we are again."""
         self._token: str | None = None
         self._private_seen: deque[int] = deque(maxlen=4096)
         self._private_after = 0
@@ -394,15 +396,17 @@ class ChatClient:
     def mark_read(self, room: str, seq: int) -> None:
         """Say we have read `room` (`#room`, or `@name`: a private conversation) up to `seq`
         (a pid for `@name`); our other devices hear it. Nothing is sent unless it moves the
-        marker on (or not connected: the next one counts)."""
+        marker on; while not connected, it is sent after the reconnection."""
         epoch = self.positions[room].epoch if room in self.positions else 0
         known = self.read.get(room)
         if known is not None and known.epoch == epoch and known.seq >= seq:
             return
-        self.read[room] = Position(room, epoch, seq)
+        marker = self.read[room] = Position(room, epoch, seq)
         link = self._link
         if self.connected and link is not None:
             link.send(MarkRead(room=room, seq=seq, epoch=epoch))
+        else:
+            self._unsent_marks[room] = marker
 
     async def sign_out_others(self) -> int:
         """Sign out every other session (device) of ours; return how many this server had."""
@@ -670,6 +674,10 @@ class ChatClient:
             self._events.put_nowait(Reconnected(welcome))
             for unacked in list(self._unacked.values()):
                 self._transmit(unacked.message)
+            marks, self._unsent_marks = self._unsent_marks, {}
+            for mark in marks.values():
+                if self._link is not None:
+                    self._link.send(MarkRead(room=mark.room, seq=mark.seq, epoch=mark.epoch))
             self._ready = True
             return
 

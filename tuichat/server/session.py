@@ -18,6 +18,7 @@ from tuichat.protocol import (
     Error,
     ErrorCode,
     History,
+    MarkRead,
     Pong,
     ProtocolError,
     Role,
@@ -153,6 +154,8 @@ class Session(asyncio.Protocol):
             return False
         if isinstance(event, Pong):  # pongs are never answered, not even to refuse them
             return False
+        if isinstance(event, MarkRead) and event.ref is None:
+            return False  # nobody waits for it: the next one counts (and a refusal would puzzle)
         ref = getattr(event, "ref", None)
         self.send(
             Error(
