@@ -56,3 +56,14 @@ async def _no_leftover_server_processes() -> AsyncIterator[None]:
     """A test that fails half-way still leaves no server process behind."""
     yield
     await kill_leftovers()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The minute-long soak (tests/test_devices_soak.py) runs beside the other tests: start it
+    now, and check it last."""
+    soaks = [item for item in items if item.nodeid.startswith("tests/test_devices_soak.py")]
+    if soaks:
+        from tests.test_devices_soak import RUN
+
+        items[:] = [item for item in items if item not in soaks] + soaks
+        RUN.start()

@@ -171,8 +171,11 @@ def _config(name: str, **storage: Any) -> ServerConfig:
 
 
 @contextlib.asynccontextmanager
-async def opened(kind: str, config: pytest.Config, tmp_path: Path) -> AsyncIterator[Deployment]:
-    """A started deployment of `kind`, torn down when the block ends."""
+async def opened(
+    kind: str, config: pytest.Config | None, tmp_path: Path, cluster: RedisCluster | None = None
+) -> AsyncIterator[Deployment]:
+    """A started deployment of `kind`, torn down when the block ends (`redis-cluster`: on
+    `cluster`, or else on the session's shared one, emptied)."""
     redis: RedisServer | None = None
     storage: dict[str, Any]
     if kind == "memory":
@@ -184,7 +187,9 @@ async def opened(kind: str, config: pytest.Config, tmp_path: Path) -> AsyncItera
         await redis.start()
         storage = {"redis_url": redis.url}
     else:
-        cluster = await SHARED_CLUSTER.get(config)
+        if cluster is None:
+            assert config is not None
+            cluster = await SHARED_CLUSTER.get(config)
         storage = {"redis_url": cluster.url, "redis_cluster": True}
     deployment: Deployment | None = None
     try:

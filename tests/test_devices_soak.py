@@ -1,18 +1,23 @@
 """Two devices of one identity stay connected for a minute with traffic, on every deployment.
 
-The four deployments run at once, so the minute is spent once. On the Redis kinds the two
-devices are on different servers.
+The four deployments run at once, and the minute runs beside the rest of the suite: when the
+run begins, `pytest_collection_modifyitems` (tests/conftest.py) starts it on a thread of its
+own, with its own event loop, servers, Redis and Redis Cluster, and moves this test to the
+end, where it waits for the outcome (run alone, it just takes the minute). On the Redis kinds
+the two devices are on different servers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
+import threading
 from pathlib import Path
-
-import pytest
 
 from tests.deployments import KINDS, Deployment, opened
 from tests.helpers import until
+from tests.redis_cluster import RedisCluster
 from tests.test_contract import events_while, is_message, messages_in, seen
 from tests.test_devices import about, barrier
 from tuichat.client import Reconnected, Reconnecting, SigningKey
@@ -50,14 +55,57 @@ async def soak(deployment: Deployment) -> int:
     return len(texts)
 
 
-async def test_two_devices_stay_connected_for_a_minute_with_traffic_on_every_deployment(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    async def one(kind: str) -> int:
-        folder = tmp_path / kind
-        folder.mkdir()
-        async with opened(kind, request.config, folder) as deployment:
-            return await soak(deployment)
+class Soak:
+    """The minute of every deployment, on a thread of its own."""
 
-    sent = await asyncio.gather(*(one(kind) for kind in KINDS))
-    assert all(count > SOAK / PACE / 2 for count in sent), sent
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Begin (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="soak", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.sent = asyncio.run(self._all())
+        except BaseException as exc:  # (a skip too: the test raises it again)
+            self.error = exc
+
+    async def _all(self) -> list[int]:
+        folder = Path(tempfile.mkdtemp(prefix="tuichat-soak-"))
+        cluster = RedisCluster()
+        try:
+            await cluster.start()
+
+            async def one(kind: str) -> int:
+                (folder / kind).mkdir()
+                async with opened(kind, None, folder / kind, cluster) as deployment:
+                    return await soak(deployment)
+
+            return list(await asyncio.gather(*(one(kind) for kind in KINDS)))
+        finally:
+            await cluster.stop()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def outcome(self) -> list[int]:
+        """Wait for the end; the messages sent on each deployment."""
+        self.start()
+        assert self._thread is not None
+        self._thread.join(SOAK * 3)
+        assert not self._thread.is_alive(), "the soak did not end"
+        if self.error is not None:
+            raise self.error
+        return self.sent
+
+
+RUN = Soak()
+"""Started by tests/conftest.py when this test is collected."""
+
+
+def test_two_devices_stay_connected_for_a_minute_with_traffic_on_every_deployment() -> None:
+    sent = RUN.outcome()
+    assert len(sent) == len(KINDS) and all(count > SOAK / PACE / 2 for count in sent), sent
