@@ -32,6 +32,7 @@ from tuichat.protocol import (
     Ack,
     Bye,
     Error,
+    Event,
     Hello,
     Joined,
     Left,
@@ -79,6 +80,13 @@ async def barrier(client: ChatClient) -> list[Any]:
             else:
                 waiting.cancel()
     return events
+
+
+async def raw_barrier(raw: Raw) -> list[Event]:
+    """Every frame the server sends `raw` until the answer to a ping."""
+    ref = next(REFS)
+    raw.send(Ping(data=ref, ref=ref))
+    return await frames_until(raw, lambda fs: any(getattr(f, "ref", None) == ref for f in fs))
 
 
 def about(name: str, events: list[Any]) -> list[Any]:
@@ -342,6 +350,8 @@ async def test_a_read_marker_that_cannot_be_kept_is_refused_clearly(
     await frames_until(raw, lambda fs: seen(fs, is_message("one")))  # delivered: seq 1
     own = await ask_for(raw, MarkRead(room="#lobby", seq=5), ReadMarker)  # no epoch: the room's
     assert (own.seq, own.epoch) == (1, deployment.servers[0].chat.rooms["#lobby"].epoch)
+    huge = await ask_for(raw, MarkRead(room="@alice", seq=2**63 - 1), ReadMarker)
+    assert huge.seq == 2**53 - 1  # every store keeps it exactly
     raw.send(MarkRead(room="#lobby", seq=2**62, epoch=2**62))
     pong = await ask(raw, Ping(data=7))
     assert isinstance(pong, Pong)  # a huge seq is clamped, the connection goes on
@@ -362,3 +372,92 @@ async def test_a_marker_moved_while_reconnecting_is_sent_once_back(deployment: D
     await expect(phone, Reconnected)
     marker = await expect(laptop, ReadMarker, room="#lobby")
     assert marker.seq == ack.seq
+
+
+async def test_a_quick_part_and_join_on_one_device_settles_on_every_server(
+    deployment: Deployment,
+) -> None:
+    """The servers copy what one device did for the devices they hold, and stop there: no
+    copy is taken for news (two servers once parted and joined each other's copies for ever)."""
+    watcher = await deployment.connect("watcher", on=1)
+    await watcher.join("#dev")
+    _, phone, laptop = await two_devices(deployment)
+    await phone.join("#dev")
+    await expect(laptop, RoomState, room="#dev")
+    await phone.part("#dev")
+    await phone.join("#dev")  # before the other server has followed the part
+    await until(partial(watcher.who, "#dev"), ("bob", "watcher"))
+    for text in ("first round", "second round"):  # after the first, nothing moves any more
+        await phone.send("#dev", text)
+        settled = partial(lambda text, es: seen(es, is_message(text)), text)
+        events = await events_while(laptop, settled)
+        seen_by_watcher = await events_while(watcher, settled)
+    churn = [e for e in events if isinstance(e, RoomState | Parted)] + about("bob", events)
+    assert churn == [], churn
+    assert about("bob", seen_by_watcher) == []
+    assert "#dev" in laptop.positions and "#dev" in phone.positions
+
+
+async def test_a_names_next_holder_sees_none_of_the_last_ones_messages_or_markers(
+    deployment: Deployment,
+) -> None:
+    watcher = await deployment.connect("watcher", on=0)
+    first = await deployment.raw(on=0)  # "bob" without a key, first holder
+    await first.hello("bob")
+    alice = await deployment.raw(on=1)
+    await alice.hello("alice")
+    await ask_for(alice, Private(to="bob", text="for the first bob", id="x1"), PrivateMessage)
+    await ask_for(first, MarkRead(room="@carol", seq=5, ref=1), ReadMarker)
+    first.writer.close()
+    await until(watcher.who, ("alice", "watcher"))
+
+    second = await deployment.raw(on=1)  # someone else takes the free name
+    welcome = await second.hello("bob")
+    assert welcome.read == ()
+    probe = await ask_for(second, MarkRead(room="@carol", seq=0), ReadMarker)
+    assert probe.seq == 0  # the first holder's marker is not this one's
+    empty = await ask_for(second, PrivateHistory(name="alice"), PrivatePage)
+    assert empty.messages == ()
+    second.writer.close()
+    await until(watcher.who, ("alice", "watcher"))
+    back = await deployment.raw(on=0)  # ... and resumes with its own token
+    resumed = await ask_for(back, Hello(name="bob", token=welcome.token, private_after=0), Welcome)
+    assert [(m.room, m.seq) for m in resumed.read] == [("@carol", 0)]  # its own, and only that
+    page = await ask_for(back, PrivateHistory(name="alice"), PrivatePage)
+    assert page.messages == ()
+    assert not seen(await raw_barrier(back), is_private("for the first bob"))  # no replay
+    back.writer.close()
+    await until(watcher.who, ("alice", "watcher"))
+
+    key = SigningKey.generate()  # a key registers the free name: a new owner, from now on
+    owner = await deployment.raw(on=1)
+    registered = await ask_for(owner, await owner.signed_hello("bob", key), Welcome)
+    assert registered.read == ()
+    mine = await ask_for(owner, PrivateHistory(name="alice"), PrivatePage)
+    assert mine.messages == ()
+    owner.writer.close()
+    await until(watcher.who, ("alice", "watcher"))
+    again = await deployment.raw(on=0)
+    with_token = await again.signed_hello("bob", key, token=registered.token, private_after=0)
+    assert (await ask_for(again, with_token, Welcome)).read == ()
+    assert (await ask_for(again, PrivateHistory(name="alice"), PrivatePage)).messages == ()
+
+
+async def test_the_unread_sent_on_sign_in_never_repeats_one_that_came_live(
+    deployment: Deployment,
+) -> None:
+    key = SigningKey.generate()
+    bob = await deployment.connect("bob", on=0, key=key)
+    await bob.close()
+    alice = await deployment.connect("alice", on=1)
+    await alice.private("bob", "while away")
+    back = await deployment.raw(on=0)
+    welcome = await ask_for(back, await back.signed_hello("bob", key), Welcome)
+    assert welcome.devices == 1
+    await alice.private("bob", "live")  # after the welcome, maybe before the store was read
+    frames = await frames_until(
+        back, lambda fs: seen(fs, is_private("live")) and seen(fs, is_private("while away"))
+    )
+    rest = await raw_barrier(back)
+    texts = [f.text for f in frames + rest if isinstance(f, PrivateMessage)]
+    assert sorted(texts) == ["live", "while away"], texts

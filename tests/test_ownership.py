@@ -7,7 +7,14 @@ import pytest
 from tuichat.chat import ChatError
 from tuichat.protocol import Challenge, Hello
 from tuichat.protocol.auth import SigningKey, legacy_proof, new_nonce, new_server_id
-from tuichat.server.ownership import KEY_OWNER, Ownership, key_of, owner_of, token_hash
+from tuichat.server.ownership import (
+    KEY_OWNER,
+    Ownership,
+    TokenLine,
+    key_of,
+    owner_of,
+    token_hash,
+)
 
 KEYS = ("ali", "ali-skeleton")
 
@@ -23,9 +30,9 @@ def signed(key: SigningKey, said: Challenge, **fields: object) -> Hello:
 
 def test_tokens_of_the_users_seen_least_lately_are_forgotten_first() -> None:
     ownership = Ownership(max_tokens=3)
-    tokens = {user: ownership.new_token(user)[0] for user in ("a", "b", "c")}
-    tokens["a"] = ownership.new_token("a")[0]  # a signs in again: now the most recent
-    tokens["d"] = ownership.new_token("d")[0]  # one too many: b goes
+    tokens = {user: ownership.new_token(user, TokenLine(0))[0] for user in ("a", "b", "c")}
+    tokens["a"] = ownership.new_token("a", TokenLine(0))[0]  # a signs in again: now the most recent
+    tokens["d"] = ownership.new_token("d", TokenLine(0))[0]  # one too many: b goes
     assert [u for u in tokens if ownership.check_token(u, tokens[u])] == ["a", "c", "d"]
     assert len(ownership.tokens) == 3
 

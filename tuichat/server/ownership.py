@@ -65,6 +65,21 @@ def since_of(owner: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLine:
+    """What a resume token carries from the session that took the name afresh, down the line
+    of sessions that resumed it: private messages up to `since` were someone else's, and the
+    read markers of `lineage` are this line's (`""`: the name's key owner's)."""
+
+    since: int
+    lineage: str = ""
+
+
+def new_lineage() -> str:
+    """A line of sessions of a name without a key, taken afresh."""
+    return secrets.token_urlsafe(9)
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """What a `hello` proved about its name."""
 
@@ -144,13 +159,24 @@ class Ownership:
 
     def check_token(self, user_key: str, token: str | None) -> bool:
         """Whether `token` is the user's last resume token."""
-        stored = self.tokens.get(user_key)
-        return bool(token) and stored is not None and same(stored, token or "")
+        return self.token_line(user_key, token) is not None
 
-    def new_token(self, user_key: str) -> tuple[str, str]:
-        """Make a user's next resume token; return it and its hash (now the one that counts)."""
+    def token_line(self, user_key: str, token: str | None) -> TokenLine | None:
+        """What the user's last resume token carries, if `token` is it (None: it is not)."""
+        stored = self.tokens.get(user_key)
+        if not token or stored is None:
+            return None
+        hashed, _, line = stored.partition(SINCE)
+        if not same(hashed, token):
+            return None
+        since, _, lineage = line.partition(SINCE)
+        return TokenLine(int(since) if since.isdigit() else 0, lineage)
+
+    def new_token(self, user_key: str, line: TokenLine) -> tuple[str, str]:
+        """Make a user's next resume token, carrying `line`; return it and what is stored of it
+        (now the one that counts)."""
         token = secrets.token_urlsafe(18)
-        self._keep_token(user_key, token_hash(token))
+        self._keep_token(user_key, f"{token_hash(token)}{SINCE}{line.since}{SINCE}{line.lineage}")
         return token, self.tokens[user_key]
 
 

@@ -86,9 +86,17 @@ from tuichat.server.broker import (
 from tuichat.server.config import ServerConfig
 from tuichat.server.fanout import Fanout
 from tuichat.server.flood import FloodLimits
+from tuichat.server.history.base import merged
 from tuichat.server.limits import MAX_PAGE
 from tuichat.server.listener import ProxyListener
-from tuichat.server.ownership import Ownership, Verdict, token_hash
+from tuichat.server.ownership import (
+    SINCE,
+    Ownership,
+    TokenLine,
+    Verdict,
+    new_lineage,
+    token_hash,
+)
 from tuichat.server.session import Session
 
 log = logging.getLogger("tuichat.server")
@@ -111,6 +119,9 @@ MAX_PAGE_BYTES = 256 * 1024
 
 REPLACED = "you signed in again from another connection, which now has this session"
 SIGNED_OUT = "another of your devices signed this one out"
+MAX_MARKER_SEQ = 2**53 - 1
+"""The largest seq (and epoch) a read marker keeps: every store, Redis's scripts too, holds it
+exactly."""
 CACHED_MARKERS = 64
 """Read markers held in memory per user online here (the most recently moved), for the
 `room_state` of a room they join."""
@@ -469,9 +480,10 @@ class ChatServer:
                         session.write_frame(frame)
 
     def on_read(self, user_key: str, marker: ReadMarker) -> None:
-        """A user's read marker moved on another server: their sessions here hear it."""
-        user = self.chat.users.get(user_key)
-        if user is not None:
+        """A user's read marker moved on another server: their sessions here hear it (those of
+        the same line, for a name without a key: see `Session.marker_key`)."""
+        user = self.chat.users.get(user_key.partition(SINCE)[0])
+        if user is not None and any(s.marker_key == user_key for s in user.sessions):
             self._marker_moved(user, marker, None)
 
     def on_room_reset(self, room_name: str, position: RoomPosition) -> None:
@@ -507,8 +519,8 @@ class ChatServer:
             else:
                 message = Left(event.room, event.name, now, event.reason)
             self.fanout.add(room, encode_frame(Codec.encode(message)), presence=True)
-        if local is None:
-            return
+        if local is None or event.echo:
+            return  # (an echo: that server only followed what a session did elsewhere)
         if isinstance(event, RemoteJoined) and not here:
             self._join_elsewhere(local, event.room)
         elif not isinstance(event, RemoteJoined) and here and event.reason == "part":
@@ -615,8 +627,17 @@ class ChatServer:
                 )
             session.markers = []
 
-        def follow() -> None:  # the user's read markers first (unless they are here already)
-            self._spawn(self._read_markers(session, keys[0], partial(self._follow, rooms, welcome)))
+        session.line, fresh = self._line(keys, hello, verdict)
+        session.owned = verdict.owned
+        lineage = session.line.lineage
+        session.marker_key = f"{keys[0]}{SINCE}{lineage}" if lineage else keys[0]
+
+        def follow() -> None:  # the user's read markers first (a new line has none)
+            then = partial(self._follow, rooms, welcome)
+            if fresh:
+                then()
+            else:
+                self._spawn(self._read_markers(session, session.marker_key, then))
 
         if owner is None:
             follow()
@@ -644,6 +665,19 @@ class ChatServer:
         self.peers.claim(
             dict.fromkeys(keys), name, owner, self.clock(), claimed, replacing=verdict.replacing
         )
+
+    def _line(
+        self, keys: tuple[str, str], hello: Hello, verdict: Verdict
+    ) -> tuple[TokenLine, bool]:
+        """The line of sessions `hello` continues (see `TokenLine`), and whether it is new."""
+        if verdict.owned:  # the key's owner: private messages since the name was registered
+            return TokenLine(verdict.since), False
+        if verdict.register is not None:  # registering now: from now on
+            return TokenLine(self.broker.last_private_id()), True
+        line = self.ownership.token_line(keys[0], hello.token)
+        if line is not None:  # resuming a line of a name without a key
+            return line, False
+        return TokenLine(self.broker.last_private_id(), new_lineage()), True  # taken afresh
 
     async def _read_markers(
         self, session: Session, user_key: str, then: Callable[[], None]
@@ -690,25 +724,26 @@ class ChatServer:
             rejoined: list[Delivery[Session]] = []
             self.peers.sessions_changed(_local(user))
         else:
+            if not verdict.owned and self.peers.find(hello.name) is not None:  # (since the check)
+                raise ChatError(
+                    ErrorCode.NAME_TAKEN, f"the name {hello.name!r} is taken; pick another"
+                )
             self.chat.check_session([], self.peers.devices(keys[0]))  # those on other servers
             user, deliveries = self.chat.login(hello.name, session, self.clock())
             self.fanout.joined(user.rooms[LOBBY], session)
             resumed, rejoined = self._rejoin(user, hello.positions or (), rooms)
             self.peers.logged_in(_local(user))
         session.user = user
-        trusted = self.ownership.check_token(user.key, hello.token)
-        since = 0 if trusted else verdict.since  # the key alone: only since it registered
-        trusted = trusted or verdict.owned
-        session.private_since = since if trusted else self.broker.last_private_id()
-        token, hashed = self.ownership.new_token(user.key)
-        session.token_hash = hashed
-        self.peers.save_token(user.key, hashed)
+        since = session.private_since = session.line.since
+        token, stored = self.ownership.new_token(user.key, session.line)
+        session.token_hash = token_hash(token)
+        self.peers.save_token(user.key, stored)
         online = len(self.chat.users)
         motd = self.config.motd or (
             f"Welcome to {self.config.server_name}, {user.name}! "
             f"{online} user{'s' if online != 1 else ''} online."
         )
-        markers = session.markers if trusted else []
+        markers = session.markers
         if user.key not in self._markers:
             recent = reversed(markers[:CACHED_MARKERS])
             self._markers[user.key] = {m.conversation: m for m in recent}
@@ -741,11 +776,11 @@ class ChatServer:
         self.deliver(rejoined)
         for room, position in resumed:
             self._resume_room(session, room, position)
-        if trusted and hello.private_after is not None:
+        if hello.private_after is not None:  # (never from before the line began: `since`)
             after = min(max(hello.private_after, since, 0), MAX_SEQ)
             self._spawn(self._replay_privates(session, after))
         elif verdict.owned:  # a device signing in afresh: what was sent to it while away
-            self._spawn(self._replay_unread(session, since))
+            self._spawn(self._replay_unread(session, since, self.broker.last_private_id()))
 
     def _add_session(self, user: User[Session], session: Session, token: str | None) -> None:
         """Add `session` to those of `user`; the device's earlier connection (it brings that
@@ -898,10 +933,10 @@ class ChatServer:
                 after = messages[-1].pid
                 count = max(1, min(MAX_PAGE, count * MAX_PAGE_BYTES // sum(map(len, frames))))
 
-    async def _replay_unread(self, session: Session, since: int) -> None:
+    async def _replay_unread(self, session: Session, since: int, upto: int) -> None:
         """Write the private messages sent to the user after their read marker of each
-        conversation (and after `since`): a device signing in afresh gets what came while the
-        user was away."""
+        conversation (and after `since`, up to `upto`: those after the welcome come live): a
+        device signing in afresh gets what came while the user was away."""
         with session.pacing():
             async with session.paging:
                 user = session.user
@@ -912,7 +947,8 @@ class ChatServer:
                 except Exception as exc:  # they stay unread: the next sign-in sends them
                     log.warning("cannot read the unread messages of %s: %s", user.name, exc)
                     return
-                kept = _within([m for m in messages if m.pid > since], 4 * MAX_PAGE_BYTES)
+                unread = [m for m in messages if since < m.pid <= upto]
+                kept = _within(unread, 4 * MAX_PAGE_BYTES)
                 await session.paced_write(encode_frame(Codec.encode(m)) for m in kept)
 
     # --- messages --------------------------------------------------------
@@ -1055,21 +1091,24 @@ class ChatServer:
 
     def _mark_read(self, session: Session, request: MarkRead) -> None:
         user = self._user(session)
+        seq = min(max(request.seq, 0), MAX_MARKER_SEQ)
         if request.room.startswith("@"):
             name = check_name(request.room[1:])
             found = self.chat.find(name) or self.peers.find(name)
             shown = found.name if found is not None else name
-            marker = ReadMarker(
-                f"@{name_key(name)}", f"@{shown}", 0, min(max(request.seq, 0), MAX_SEQ)
-            )
+            marker = ReadMarker(f"@{name_key(name)}", f"@{shown}", 0, seq)
         else:
             room = check_room(request.room)
             here = self.chat.rooms.get(room)
-            epoch = min(max(request.epoch, 0), MAX_SEQ)
-            seq = min(max(request.seq, 0), MAX_SEQ)
+            epoch = min(max(request.epoch, 0), MAX_MARKER_SEQ)
             if here is not None:  # epoch 0: the room's own; not past its last message
-                epoch = epoch or here.epoch
-                seq = min(seq, here.delivered) if epoch == here.epoch else seq
+                if epoch and epoch != here.epoch:  # read before the room's history was replaced
+                    if request.ref is not None:
+                        known = self._markers.get(user.key, {}).get(room)
+                        now = known or ReadMarker(room, room, here.epoch, 0)
+                        session.send(_marker_message(now, request.ref))
+                    return
+                epoch, seq = here.epoch, min(seq, here.delivered)
             marker = ReadMarker(room, room, epoch, seq)
         before = self._markers.get(user.key, {}).get(marker.conversation)
 
@@ -1087,17 +1126,20 @@ class ChatServer:
             origin = None if moved_on and request.ref is None else session
             self._marker_moved(user, result, origin)
 
-        self.broker.mark_read(user.key, marker, stored)
+        self.broker.mark_read(session.marker_key, marker, stored)
 
     def _marker_moved(
         self, user: User[Session], marker: ReadMarker, origin: Session | None
     ) -> None:
-        """Keep the user's marker, and tell their sessions (but the one that moved it)."""
+        """Keep the user's marker, and tell their sessions (but the one that moved it); an
+        older one, arriving late, is not taken."""
         markers = self._markers.setdefault(user.key, {})
-        markers.pop(marker.conversation, None)
-        markers[marker.conversation] = marker  # the most recently moved last
+        kept, moved = merged(markers.pop(marker.conversation, None), marker)
+        markers[marker.conversation] = kept  # the most recently moved last
         while len(markers) > CACHED_MARKERS:
             del markers[next(iter(markers))]
+        if not moved:
+            return
         frame = encode_frame(Codec.encode(_marker_message(marker, None)))
         for session in user.sessions:
             if session is not origin:
@@ -1105,6 +1147,9 @@ class ChatServer:
 
     def _sign_out(self, session: Session, request: SignOut) -> None:
         user = self._user(session)
+        if not session.owned:  # a name without a key has one session: none to sign out
+            session.send(SignedOut(devices=0, ref=request.ref))
+            return
         others = [s for s in user.sessions if s is not session]
         for other in others:
             self._replaced(other, "signed_out")
@@ -1149,7 +1194,7 @@ class ChatServer:
         room, deliveries = self.chat.join(user, name, self.clock())
         for each in user.sessions:
             self.fanout.joined(room, each)
-        self.peers.joined(_local(user), room.name)
+        self.peers.joined(_local(user), room.name, echo=join is None)
         marker = self._markers.get(user.key, {}).get(room.name)
         state = RoomState(
             room=room.name,
@@ -1205,7 +1250,7 @@ class ChatServer:
             raise
         self.deliver(deliveries)
         self._unfollow_empty([room_name])
-        self.peers.parted(_local(user), room_name, "part")
+        self.peers.parted(_local(user), room_name, "part", echo=session is None)
         for each in user.sessions:
             each.send(Parted(room=room_name, ref=ref if each is session else None))
         log.info("%s left %s", user.name, room_name)

@@ -20,11 +20,13 @@ from tuichat.protocol import (
     History,
     MarkRead,
     Pong,
+    PrivateHistory,
     ProtocolError,
     Role,
 )
 from tuichat.protocol.auth import new_nonce
 from tuichat.server.limits import MAX_PAGE, TokenBucket
+from tuichat.server.ownership import TokenLine
 
 if TYPE_CHECKING:
     from tuichat.server.broker import ReadMarker
@@ -57,6 +59,13 @@ class Session(asyncio.Protocol):
         """The hash of the resume token this session was given (its device's, on a resume)."""
         self.markers: list[ReadMarker] = []
         """The user's read markers, read for this session's `welcome`."""
+        self.line = TokenLine(0)
+        """What this session's resume token carries (see `TokenLine`), once welcomed."""
+        self.marker_key = ""
+        """Whose read markers this session reads and moves: the user key, or for a name without
+        a key the user key and the session's line (another holder of the name has others)."""
+        self.owned = False
+        """The session proved the name's key."""
         self.private_since: int | None = None
         """Private messages with a pid above this are this session's to read (None: none)."""
         self.challenge = Challenge(nonce=new_nonce(), server_id=server.server_id)
@@ -136,7 +145,7 @@ class Session(asyncio.Protocol):
         cost = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
         user_key = self.user.key if self.user is not None else None
         requests = 1
-        if isinstance(event, History):
+        if isinstance(event, History | PrivateHistory):
             requests += min(max(event.limit, 0), MAX_PAGE) // HISTORY_PER_REQUEST
         if (
             self._requests.take(requests, now)

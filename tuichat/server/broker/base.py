@@ -145,6 +145,8 @@ class RemoteJoined:
     room: str
     key: str = ""
     changed: bool = True
+    echo: bool = False
+    """The other server only followed one of the user's sessions elsewhere (act on it no more)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,8 @@ class RemoteLeft:
     reason: str
     key: str = ""
     changed: bool = True
+    echo: bool = False
+    """As in `RemoteJoined`."""
 
 
 PresenceEvent = RemoteJoined | RemoteLeft
@@ -354,12 +358,12 @@ class Peers(ABC):
         """A user came online here (in the rooms given)."""
 
     @abstractmethod
-    def joined(self, user: LocalUser, room: str) -> None:
-        """A user here joined `room`."""
+    def joined(self, user: LocalUser, room: str, *, echo: bool = False) -> None:
+        """A user here joined `room` (`echo`: following their session on another server)."""
 
     @abstractmethod
-    def parted(self, user: LocalUser, room: str, reason: str) -> None:
-        """A user here left `room`."""
+    def parted(self, user: LocalUser, room: str, reason: str, *, echo: bool = False) -> None:
+        """A user here left `room` (`echo`: following their session on another server)."""
 
     @abstractmethod
     def logged_out(self, user_key: str, name: str, reason: str) -> None:

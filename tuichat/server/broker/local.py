@@ -466,10 +466,10 @@ class LocalPeers(Peers):
     def logged_in(self, user: LocalUser) -> None:
         pass
 
-    def joined(self, user: LocalUser, room: str) -> None:
+    def joined(self, user: LocalUser, room: str, *, echo: bool = False) -> None:
         pass
 
-    def parted(self, user: LocalUser, room: str, reason: str) -> None:
+    def parted(self, user: LocalUser, room: str, reason: str, *, echo: bool = False) -> None:
         pass
 
     def keys(self, room: str) -> list[str]:

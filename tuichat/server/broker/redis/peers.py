@@ -63,6 +63,8 @@ class Notice:
     value: str = ""
     identities: dict[str, str] = field(default_factory=dict)
     devices: int = 1
+    echo: bool = False
+    """A `join` or `part` that only follows the user's session on another server."""
 
     def pack(self) -> bytes:
         """The notice as sent."""
@@ -190,11 +192,11 @@ class RedisPeers(Peers):
     def logged_in(self, user: LocalUser) -> None:
         self._announce("login", user, rooms=user.rooms)
 
-    def joined(self, user: LocalUser, room: str) -> None:
-        self._announce("join", user, room=room)
+    def joined(self, user: LocalUser, room: str, *, echo: bool = False) -> None:
+        self._announce("join", user, room=room, echo=echo)
 
-    def parted(self, user: LocalUser, room: str, reason: str) -> None:
-        self._announce("part", user, room=room, reason=reason)
+    def parted(self, user: LocalUser, room: str, reason: str, *, echo: bool = False) -> None:
+        self._announce("part", user, room=room, reason=reason, echo=echo)
 
     def logged_out(self, user_key: str, name: str, reason: str) -> None:
         self._announce("logout", LocalUser(user_key, name, ()), reason=reason, gone=True)
@@ -211,11 +213,13 @@ class RedisPeers(Peers):
         reason: str = "",
         rooms: tuple[str, ...] = (),
         gone: bool = False,
+        echo: bool = False,
     ) -> None:
         """Tell the other servers of a presence change here, and keep our hash current."""
         event = Notice(
-            kind, self.id, user.key, user.name, room, reason, rooms, devices=user.devices
-        ).pack()
+            kind, self.id, user.key, user.name, room, reason, rooms, devices=user.devices,
+            echo=echo,
+        ).pack()  # fmt: skip
         key = keys.presence_key(self.id)
         entry = None if gone else _entry(user)
 
@@ -302,9 +306,9 @@ class RedisPeers(Peers):
         if notice.kind == "login":
             self._remote_login(notice.name, key, notice.server, notice.rooms, notice.devices)
         elif notice.kind == "join":
-            self._remote_join(slot, notice.room)
+            self._remote_join(slot, notice.room, echo=notice.echo)
         elif notice.kind == "part":
-            self._remote_part(slot, notice.room, notice.reason or "part")
+            self._remote_part(slot, notice.room, notice.reason or "part", echo=notice.echo)
         elif notice.kind == "logout":
             self._remote_logout(slot, notice.reason or "disconnect")
             self._gone[slot] = self._heard
@@ -334,10 +338,10 @@ class RedisPeers(Peers):
         rooms = list(rooms)  # (its rooms are what the server says now)
         for room in [r for r in user.rooms if r not in rooms]:
             self._remote_part(slot, room, "disconnect")
-        for room in rooms:
-            self._remote_join(slot, room)
+        for room in rooms:  # what it brings is where the user is already (no news to follow)
+            self._remote_join(slot, room, echo=True)
 
-    def _remote_join(self, slot: Slot, room: str) -> None:
+    def _remote_join(self, slot: Slot, room: str, *, echo: bool = False) -> None:
         user = self.remote.get(slot)
         if user is None or room in user.rooms:
             return
@@ -346,16 +350,16 @@ class RedisPeers(Peers):
         changed = not servers
         servers[user.server] = user
         assert self._handler is not None
-        self._handler.on_presence(RemoteJoined(user.name, room, user.key, changed))
+        self._handler.on_presence(RemoteJoined(user.name, room, user.key, changed, echo))
 
-    def _remote_part(self, slot: Slot, room: str, reason: str) -> None:
+    def _remote_part(self, slot: Slot, room: str, reason: str, *, echo: bool = False) -> None:
         user = self.remote.get(slot)
         if user is None or room not in user.rooms:
             return
         del user.rooms[room]
         changed = self._forget_member(room, user)
         assert self._handler is not None
-        self._handler.on_presence(RemoteLeft(user.name, room, reason, user.key, changed))
+        self._handler.on_presence(RemoteLeft(user.name, room, reason, user.key, changed, echo))
 
     def _remote_logout(self, slot: Slot, reason: str | None) -> None:
         user = self.remote.pop(slot, None)
