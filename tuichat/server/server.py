@@ -588,6 +588,7 @@ class ChatServer:
         if verdict.owned:  # the key's owner: another device of theirs, online or not
             if any(other is not None and other.key != keys[0] for other in (online, remote)):
                 raise ChatError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken; pick another")
+            self._check_devices(online, keys[0], hello.token)  # before any work for it
         elif online is not None or any(key in self._greeting for key in keys):
             raise ChatError(ErrorCode.NAME_TAKEN, f"the name {name!r} is taken; pick another")
         room_limit = self.config.chat.max_rooms_per_user
@@ -729,10 +730,17 @@ class ChatServer:
                     ErrorCode.NAME_TAKEN, f"the name {hello.name!r} is taken; pick another"
                 )
             self.chat.check_session([], self.peers.devices(keys[0]))  # those on other servers
+            elsewhere = verdict.owned and self.peers.devices(keys[0]) > 0
+            if elsewhere:  # their rooms as they are now (they may have changed since the hello)
+                rooms = [r for r in rooms if r == LOBBY or self.peers.in_room(keys[0], r)]
             user, deliveries = self.chat.login(hello.name, session, self.clock())
             self.fanout.joined(user.rooms[LOBBY], session)
             resumed, rejoined = self._rejoin(user, hello.positions or (), rooms)
             self.peers.logged_in(_local(user))
+            if elsewhere:
+                for there in self.peers.rooms_of(user.key):
+                    if there not in user.rooms:  # joined there since: followed, then joined
+                        self._join_elsewhere(user, there)
         session.user = user
         since = session.private_since = session.line.since
         token, stored = self.ownership.new_token(user.key, session.line)
@@ -781,6 +789,14 @@ class ChatServer:
             self._spawn(self._replay_privates(session, after))
         elif verdict.owned:  # a device signing in afresh: what was sent to it while away
             self._spawn(self._replay_unread(session, since, self.broker.last_private_id()))
+
+    def _check_devices(self, user: User[Session] | None, user_key: str, token: str | None) -> None:
+        """Refuse a session past the user's device limit (unless it replaces the device's own
+        earlier connection, which brings that connection's token)."""
+        sessions = user.sessions if user is not None else []
+        hashed = token_hash(token) if token else ""
+        if not any(hashed and s.token_hash == hashed for s in sessions):
+            self.chat.check_session(sessions, self.peers.devices(user_key))
 
     def _add_session(self, user: User[Session], session: Session, token: str | None) -> None:
         """Add `session` to those of `user`; the device's earlier connection (it brings that

@@ -26,6 +26,11 @@ class _Room:
     kept: deque[StoredMessage] = field(default_factory=deque)
 
 
+KEPT_MARKERS_PER_KEPT_MESSAGE = 100
+"""Read markers kept in memory in all, for each message kept per room (100,000 by default):
+past it, those of the users who moved one least lately go."""
+
+
 class MemoryHistory(HistoryStore):
     """The last `keep` messages of each room and of private messages, and each user's read
     markers, in memory; acknowledged at once."""
@@ -36,7 +41,9 @@ class MemoryHistory(HistoryStore):
         self._privates: deque[tuple[str, str, PrivateMessage, str]] = deque(maxlen=keep)
         """(sender key, target key, message, client id), oldest first."""
         self._reads: dict[str, dict[str, ReadMarker]] = {}
-        """Each user's read markers by conversation, the least recently moved first."""
+        """Each user's read markers by conversation, the users and their markers the least
+        recently moved first."""
+        self._read_count = 0
 
     def load(self) -> LoadedState:
         return LoadedState(last_private_id=0, tokens={}, identities={})
@@ -82,14 +89,20 @@ class MemoryHistory(HistoryStore):
         durable: Callable[[ReadMarker], None],
         failed: Callable[[Exception], None],
     ) -> None:
-        markers = self._reads.setdefault(read.user_key, {})
+        markers = self._reads.pop(read.user_key, {})  # to the end: the user moved one last
+        self._reads[read.user_key] = markers
         conversation = read.marker.conversation
         kept, moved = merged(markers.get(conversation), read.marker)
         if moved:
-            markers.pop(conversation, None)  # to the end: the most recently moved
+            self._read_count -= markers.pop(conversation, None) is not None
             if len(markers) >= MAX_MARKERS:
                 del markers[next(iter(markers))]
+                self._read_count -= 1
+        self._read_count += conversation not in markers
         markers[conversation] = kept
+        while self._read_count > self._keep * KEPT_MARKERS_PER_KEPT_MESSAGE:  # all users' bound
+            oldest = next(iter(self._reads))
+            self._read_count -= len(self._reads.pop(oldest))
         asyncio.get_running_loop().call_soon(durable, kept)
 
     async def read_markers(self, user_key: str) -> list[ReadMarker]:
