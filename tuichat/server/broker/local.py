@@ -51,12 +51,18 @@ from tuichat.server.history import (
     StoredPrivate,
     StoredRead,
 )
+from tuichat.server.history.base import merged
 
 logger = logging.getLogger("tuichat.server")
+
+MarkerDone = Callable[[ReadMarker | Exception], None]
 
 REMEMBERED_IDS = 131_072
 """Client ids held in memory for all rooms and senders together (about 250 bytes each); past
 it, the windows of the senders quiet longest are read back from the store when needed."""
+MARKERS_EVERY = 0.1
+"""Seconds read markers wait to be stored together: a room where everyone reads as the
+messages come costs one write of many markers, not one write (and one sync) each."""
 READS_AT_STOP = 2.0
 """Seconds `stop` waits for the reads that posts wait for, before the store closes."""
 
@@ -110,11 +116,15 @@ class LocalBroker(Broker):
         """Private messages being stored, by pid: the sender's `done`, then retries'."""
         self._handler: BrokerHandler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._markers: dict[tuple[str, str], tuple[StoredRead, list[MarkerDone]]] = {}
+        """Read markers waiting to be stored (`MARKERS_EVERY`), with who waits for each."""
+        self._markers_due: asyncio.TimerHandle | None = None
 
     async def start(self, handler: BrokerHandler) -> None:
         self._handler = handler
 
     async def stop(self) -> None:
+        self._store_markers()
         # posts waiting for a read from the store are numbered and handed to it first
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(READS_AT_STOP):
@@ -410,16 +420,37 @@ class LocalBroker(Broker):
     async def privates(self, user_key: str, after: int, limit: int) -> list[PrivateMessage]:
         return await self.store.privates(user_key, after, limit)
 
-    def mark_read(
-        self, user_key: str, marker: ReadMarker, done: Callable[[ReadMarker | Exception], None]
-    ) -> None:
+    def mark_read(self, user_key: str, marker: ReadMarker, done: MarkerDone) -> None:
         # no other server to tell: `on_read` is never called here
-
-        def failed(error: Exception) -> None:
-            done(BrokerUnavailable(f"cannot store the read marker: {error}"))
-
+        key = (user_key, marker.conversation)
         read = StoredRead(user_key, marker, time.time_ns() // 1_000_000)
-        self.store.save_read(read, done, failed)
+        waiting = self._markers.get(key)
+        if waiting is not None:  # a later one for the same conversation: stored instead
+            kept, _ = merged(waiting[0].marker, marker)
+            read = StoredRead(user_key, kept, read.moved_at)
+        self._markers[key] = (read, [*(waiting[1] if waiting else ()), done])
+        if self._markers_due is None:
+            loop = asyncio.get_running_loop()
+            self._markers_due = loop.call_later(MARKERS_EVERY, self._store_markers)
+
+    def _store_markers(self) -> None:
+        """Hand the waiting read markers to the store, one after another (one write)."""
+        if self._markers_due is not None:
+            self._markers_due.cancel()
+            self._markers_due = None
+        waiting, self._markers = self._markers, {}
+        for read, dones in waiting.values():
+
+            def stored(kept: ReadMarker, dones: list[MarkerDone] = dones) -> None:
+                for done in dones:
+                    done(kept)
+
+            def failed(error: Exception, dones: list[MarkerDone] = dones) -> None:
+                refusal = BrokerUnavailable(f"cannot store the read marker: {error}")
+                for done in dones:
+                    done(refusal)
+
+            self.store.save_read(read, stored, failed)
 
     async def read_markers(self, user_key: str) -> list[ReadMarker]:
         return await self.store.read_markers(user_key)
