@@ -629,7 +629,7 @@ class ChatServer:
             session.markers = []
 
         session.line, fresh = self._line(keys, hello, verdict)
-        session.owned = verdict.owned
+        session.owned = verdict.owned or verdict.register is not None  # (registering: proved)
         lineage = session.line.lineage
         session.marker_key = f"{keys[0]}{SINCE}{lineage}" if lineage else keys[0]
 
