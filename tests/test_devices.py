@@ -62,8 +62,21 @@ async def two_devices(
     """A key and two welcomed devices of its name: one on each server."""
     key = SigningKey.generate()
     phone = await deployment.connect(name, on=0, key=key, **kwargs)
+    await known_there(deployment, name)
     laptop = await deployment.connect(name, on=1, key=key, **kwargs)
     return key, phone, laptop
+
+
+async def known_there(deployment: Deployment, name: str) -> None:
+    """Until the other server has heard of `name`'s registration and of its sessions on the
+    first (a moment after they happen, on the Redis kinds)."""
+    other = deployment.servers[1]
+
+    async def heard() -> bool:
+        registered = name_key(name) in other.ownership.identities
+        return registered and await devices_known(other, name) > 0
+
+    await until(heard, True)
 
 
 async def barrier(client: ChatClient) -> list[Any]:
@@ -246,6 +259,7 @@ async def test_a_private_message_waits_for_a_registered_name_that_is_offline(
 ) -> None:
     key = SigningKey.generate()
     bob = await deployment.connect("bob", on=0, key=key)
+    await known_there(deployment, "bob")
     await bob.close()
     alice = await deployment.raw(on=1)
     await alice.hello("alice")
@@ -448,6 +462,7 @@ async def test_the_unread_sent_on_sign_in_never_repeats_one_that_came_live(
 ) -> None:
     key = SigningKey.generate()
     bob = await deployment.connect("bob", on=0, key=key)
+    await known_there(deployment, "bob")
     await bob.close()
     alice = await deployment.connect("alice", on=1)
     await alice.private("bob", "while away")

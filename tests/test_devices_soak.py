@@ -22,7 +22,7 @@ from tests.deployments import KINDS, Deployment, opened
 from tests.helpers import until
 from tests.redis_cluster import RedisCluster
 from tests.test_contract import events_while, is_message, messages_in, seen
-from tests.test_devices import about, barrier
+from tests.test_devices import about, barrier, known_there
 from tuichat.client import Reconnected, Reconnecting, SigningKey
 
 SOAK = 60.0
@@ -36,6 +36,7 @@ async def soak(deployment: Deployment) -> int:
     key = SigningKey.generate()
     watcher = await deployment.connect("watcher", on=0)
     phone = await deployment.connect("bob", on=0, key=key, reconnect=True)
+    await known_there(deployment, "bob")
     laptop = await deployment.connect("bob", on=1, key=key, reconnect=True)
     await until(watcher.who, ("bob", "watcher"))
     for client in (phone, laptop, watcher):

@@ -153,9 +153,12 @@ class Ownership:
         )
 
     def registered(self, keys: tuple[str, str], owner: str) -> None:
-        """The name's registration to `owner` is stored."""
+        """The name's registration to `owner` is stored (an owner registering again, from a
+        second device at once, keeps its first mark)."""
         for key in keys:
-            self.identities[key] = owner
+            current = self.identities.get(key)
+            if current is None or key_of(current) != key_of(owner):
+                self.identities[key] = owner
 
     def check_token(self, user_key: str, token: str | None) -> bool:
         """Whether `token` is the user's last resume token."""

@@ -136,7 +136,10 @@ for i = 4, #ARGV do
   end
 end
 for i = 4, #ARGV do
-  redis.call('HSET', KEYS[1], ARGV[i], owner)
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if not current or key(current) ~= key(owner) then  -- (the same owner keeps its first mark)
+    redis.call('HSET', KEYS[1], ARGV[i], owner)
+  end
 end
 return 1
 """
