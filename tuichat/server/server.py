@@ -714,7 +714,7 @@ class ChatServer:
             )
         user = self.chat.find(hello.name)
         if user is not None:  # another session of someone online here
-            if keyless or user.key != keys[0]:
+            if not verdict.owned or user.key != keys[0]:  # (a key only now registering: no)
                 raise ChatError(
                     ErrorCode.NAME_TAKEN, f"the name {hello.name!r} is taken; pick another"
                 )
@@ -725,12 +725,12 @@ class ChatServer:
             rejoined: list[Delivery[Session]] = []
             self.peers.sessions_changed(_local(user))
         else:
-            if keyless and self.peers.find(hello.name) is not None:  # (since the check)
+            if not verdict.owned and self.peers.find(hello.name) is not None:  # (since the check)
                 raise ChatError(
                     ErrorCode.NAME_TAKEN, f"the name {hello.name!r} is taken; pick another"
                 )
             self.chat.check_session([], self.peers.devices(keys[0]))  # those on other servers
-            elsewhere = not keyless and self.peers.devices(keys[0]) > 0
+            elsewhere = verdict.owned and self.peers.devices(keys[0]) > 0
             if elsewhere:  # their rooms as they are now (they may have changed since the hello)
                 rooms = [r for r in rooms if r == LOBBY or self.peers.in_room(keys[0], r)]
             user, deliveries = self.chat.login(hello.name, session, self.clock())
