@@ -25,6 +25,7 @@ from tests.test_contract import (
     is_private,
     presence_of,
     seen,
+    who,
 )
 from tuichat.chat.names import name_key
 from tuichat.client import ChatClient, Disconnected, Reconnected, Reconnecting, SigningKey
@@ -420,6 +421,7 @@ async def test_a_names_next_holder_sees_none_of_the_last_ones_messages_or_marker
     await first.hello("bob")
     alice = await deployment.raw(on=1)
     await alice.hello("alice")
+    await until(partial(who, alice), ("alice", "bob", "watcher"))  # (the other server knows bob)
     await ask_for(alice, Private(to="bob", text="for the first bob", id="x1"), PrivateMessage)
     await ask_for(first, MarkRead(room="@carol", seq=5, ref=1), ReadMarker)
     first.writer.close()
