@@ -1079,11 +1079,15 @@ class ChatServer:
         except Exception as exc:
             session.send(_unavailable(exc, ref))
 
+    def _party(self, name: str) -> tuple[str, str]:
+        """The other party of a private conversation with `name`: their name as they are online
+        (here or elsewhere) and their user key; for someone offline, `name` and its key."""
+        found = self.chat.find(name) or self.peers.find(name)
+        return (found.name, found.key) if found is not None else (name, name_key(name))
+
     def _private_history(self, session: Session, request: PrivateHistory) -> None:
         user = self._user(session)
-        name = check_name(request.name)
-        found = self.chat.find(name) or self.peers.find(name)
-        shown, other_key = (found.name, found.key) if found is not None else (name, name_key(name))
+        shown, other_key = self._party(check_name(request.name))
         limit = max(1, min(request.limit, MAX_PAGE))
         before = min(max(request.before, 0), MAX_SEQ)
         since = session.private_since or 0
@@ -1109,10 +1113,8 @@ class ChatServer:
         user = self._user(session)
         seq = min(max(request.seq, 0), MAX_MARKER_SEQ)
         if request.room.startswith("@"):
-            name = check_name(request.room[1:])
-            found = self.chat.find(name) or self.peers.find(name)
-            shown = found.name if found is not None else name
-            marker = ReadMarker(f"@{name_key(name)}", f"@{shown}", 0, seq)
+            shown, other_key = self._party(check_name(request.room[1:]))
+            marker = ReadMarker(f"@{other_key}", f"@{shown}", 0, seq)
         else:
             room = check_room(request.room)
             here = self.chat.rooms.get(room)
