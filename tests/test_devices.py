@@ -232,6 +232,11 @@ async def test_a_keyless_name_keeps_one_session_and_its_token_takes_over_once(
     watcher = await deployment.connect("watcher", on=0)
     ali = await deployment.connect("ali", on=0, reconnect=True)
     await until(watcher.who, ("ali", "watcher"))
+
+    async def ali_known_there() -> bool:  # (else the key below registers the name there)
+        return await devices_known(deployment.servers[1], "ali") > 0
+
+    await until(ali_known_there, True)
     second = await deployment.raw(on=1)
     refused = await ask_for(second, await second.signed_hello("ali", SigningKey.generate()), Error)
     assert refused.code == "name_taken"  # a key that does not own the name is someone else

@@ -8,11 +8,14 @@ from hypothesis import strategies as st
 from tuichat.client.unread import (
     MAX_CONVERSATIONS,
     MAX_TRACKED,
+    READ_INTERVAL,
+    READ_SPREAD,
     Counts,
     Unread,
     conversation_key,
     fold,
     mentions,
+    read_pause,
 )
 
 EPOCH = 7
@@ -203,3 +206,15 @@ def test_private_counts_match_a_model(seen: list[tuple[bool, int]]) -> None:
         above = [pid for pid in shown if pid > marker]
         mentioned = sum(1 for pid in above if pid % 2 == 0)
         assert unread.counts("@bob") == Counts(len(above), mentioned)
+
+
+def test_the_readers_of_a_busy_room_do_not_send_their_markers_in_step() -> None:
+    # everyone sees a room's messages at the same moment; equal pauses would keep every
+    # reader's marker in the same millisecond, every second, for as long as the room is busy
+    pauses = [read_pause() for _ in range(1000)]
+    low, high = READ_INTERVAL * (1 - READ_SPREAD), READ_INTERVAL * (1 + READ_SPREAD)
+    assert all(low <= pause <= high for pause in pauses)
+    assert abs(sum(pauses) / len(pauses) - READ_INTERVAL) < 0.05 * READ_INTERVAL
+    tenths = {int((pause - low) / (high - low) * 10) for pause in pauses}
+    assert len(tenths) >= 9  # spread over the whole range, not bunched
+    assert read_pause(2.0, 0.0) == 2.0  # no spread: exactly the interval

@@ -42,7 +42,7 @@ from tuichat.client import (
     ServerSilent,
     UntrustedServer,
 )
-from tuichat.client.unread import Unread, conversation_key, fold
+from tuichat.client.unread import Unread, conversation_key, fold, read_pause
 from tuichat.protocol import (
     Bye,
     Error,
@@ -65,8 +65,6 @@ LOBBY = "#lobby"
 HISTORY_PAGE = 50
 """Messages fetched at a time: when a conversation is opened, and each time the log reaches
 its top."""
-READ_INTERVAL = 1.0
-"""Seconds between two read markers sent for one conversation (the last one waits)."""
 MAX_PRIVATE = 100
 """Private conversations kept open; a new one past it closes the oldest that is read."""
 SWITCHING = frozenset({"next_unread", "switch_to", "cycle"})
@@ -96,7 +94,8 @@ class ChatApp(App[int]):
     Conversations are the rooms we are in (`#room`, in `rooms`) and private ones (`@name`, in
     `privates`), known by their `conversation_key`; `unread` counts what waits to be read in
     each. What is on screen while the app has the focus is read: the marker goes to the server
-    at most once every `READ_INTERVAL` per conversation, and at once on leaving it.
+    about once every `READ_INTERVAL` s per conversation (`read_pause`), and at once on leaving
+    it.
     """
 
     CSS_PATH = "app.tcss"
@@ -147,7 +146,7 @@ class ChatApp(App[int]):
         self._grown: set[str] = set()  # conversations whose logs grew since the last flush
         self._ring = False  # a mention or a private message came in this batch
         self._read_pending: dict[str, int] = {}  # conversation → the seq to mark read
-        self._read_sent: dict[str, float] = {}  # conversation → when its marker last went
+        self._read_next: dict[str, float] = {}  # conversation → when its next marker may go
         self._read_timers: dict[str, Timer] = {}
         self._holding_reads = False
 
@@ -582,7 +581,7 @@ class ChatApp(App[int]):
     def _queue_read(self, key: str) -> None:
         if key in self._read_timers:
             return  # it goes when the timer fires, with the newest seq
-        wait = self._read_sent.get(key, -READ_INTERVAL) + READ_INTERVAL - time.monotonic()
+        wait = self._read_next.get(key, 0.0) - time.monotonic()
         if wait <= 0:
             self._send_read(key)
         else:
@@ -600,7 +599,7 @@ class ChatApp(App[int]):
         del self._read_pending[key]
         view = self.conversation(key)
         client.mark_read(view.name if view is not None else key, seq)
-        self._read_sent[key] = time.monotonic()
+        self._read_next[key] = time.monotonic() + read_pause()
 
     # --- input -----------------------------------------------------------
 

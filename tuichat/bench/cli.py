@@ -12,6 +12,7 @@ from typing import Any
 
 from tuichat.bench import servers
 from tuichat.bench.run import Generator, fanout, idle
+from tuichat.client.unread import READ_SPREAD
 
 
 def _counts(text: str) -> list[int]:
@@ -31,6 +32,16 @@ def _every(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value >= 0:
         raise argparse.ArgumentTypeError("give a number of seconds, or 0 for never")
+    return value
+
+
+def _spread(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError("give a fraction from 0 up to (not including) 1")
     return value
 
 
@@ -116,9 +127,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         const=1.0,
         default=0.0,
         metavar="SECONDS",
-        help="every tuichat client marks the room read at most once every SECONDS while "
+        help="every tuichat client marks the room read about once every SECONDS while "
         "messages come in, as the app marks what it shows (1 if not given; default 0: never). "
         "Not on a baseline whose tuichat has no read markers",
+    )
+    parser.add_argument(
+        "--mark-read-spread",
+        type=_spread,
+        default=READ_SPREAD,
+        metavar="FRACTION",
+        help="each pause between two markers is SECONDS times a random factor within FRACTION "
+        f"of 1, as in the app (default {READ_SPREAD:g}); 0: every client marks in the same "
+        "moment, each time (the worst case)",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     return parser.parse_args(argv)  # fmt: skip
@@ -161,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "idle": None,
         "started": time.time(),
         "mark_read_every": marking,
+        "mark_read_spread": args.mark_read_spread,
     }
     generator = Generator(args.workers)
     try:
@@ -176,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 try:
                     results["fanout"].append(
                         fanout(server, generator, clients, args.senders, args.messages,
-                               args.runs, args.paced, args.paced_seconds, say, every)
+                               args.runs, args.paced, args.paced_seconds, say, every,
+                               args.mark_read_spread)
                     )  # fmt: skip
                 finally:
                     server.stop()
@@ -262,9 +284,12 @@ def table(results: dict[str, Any]) -> str:
     for r in results["fanout"]:
         markers = r.get("read_markers")
         if markers:
+            spread = results.get("mark_read_spread", 0)
+            pauses = f" (each pause within {spread:g} of it)" if spread else " (all at once)"
             lines.append(
-                f"{r['server']} at N={r['clients']}: read markers every {r['mark_read_every']:g} s "
-                f"while messages came, {markers['sent']:,} sent by {markers['clients']} clients; "
+                f"{r['server']} at N={r['clients']}: read markers about every "
+                f"{r['mark_read_every']:g} s{pauses} while messages came, "
+                f"{markers['sent']:,} sent by {markers['clients']} clients; "
                 f"the server holds {markers['stored']} of {markers['checked']} probes' last ones"
             )
         elif results.get("mark_read_every") and r["server"].startswith(BASE):

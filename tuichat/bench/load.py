@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 from typing import Any, cast
 
+from tuichat.client.unread import read_pause
 from tuichat.protocol import (
     Connection,
     Error,
@@ -149,7 +150,9 @@ class TuichatLoad(LoadConnection):
     _bad = (b"\xa4type\xa5error", b"\xa4type\xa3bye")
     _pong = encode_frame(Codec.encode(Pong(data=0)))
 
-    def __init__(self, worker: Worker, name: str, probe: bool, mark_every: float = 0) -> None:
+    def __init__(
+        self, worker: Worker, name: str, probe: bool, mark_every: float = 0, spread: float = 0
+    ) -> None:
         super().__init__(worker, name, probe)
         self.conn = Connection(Role.CLIENT)
         self.seq = 0
@@ -159,6 +162,8 @@ class TuichatLoad(LoadConnection):
         self.joined_seq = 0
         """The room's seq in the welcome: a counting connection's last seq is this + its count."""
         self.mark_every = mark_every
+        self.spread = spread
+        """Each pause between markers is `mark_every` times a random factor within this of 1."""
         self.next_mark = 0.0
         """When (monotonic seconds) the room may be marked read next."""
         self.marked_count = 0
@@ -236,7 +241,7 @@ class TuichatLoad(LoadConnection):
         self.marks += 1
         self.marked = seq
         self.marked_count = self.tally.count
-        self.next_mark = time.monotonic() + self.mark_every
+        self.next_mark = time.monotonic() + read_pause(self.mark_every, self.spread)
 
     def _maybe_mark(self, seq: int) -> None:
         """Mark the room read up to `seq` unless it was marked less than `mark_every` ago."""
@@ -333,10 +338,16 @@ class Worker:
             self.all_done.set()
 
     async def connect(
-        self, kind: str, clients: list[dict[str, Any]], concurrency: int, mark_read_every: float
+        self,
+        kind: str,
+        clients: list[dict[str, Any]],
+        concurrency: int,
+        mark_read_every: float,
+        mark_read_spread: float = 0,
     ) -> dict[str, Any]:
         """Open every connection, `concurrency` at a time, and wait until each has joined;
-        tuichat connections mark the room read at most once every `mark_read_every` seconds."""
+        tuichat connections mark the room read about once every `mark_read_every` seconds
+        (`read_pause`)."""
         loop = asyncio.get_running_loop()
         limit = asyncio.Semaphore(concurrency)
         failures: list[str] = []
@@ -348,7 +359,7 @@ class Worker:
                 factory = lambda: IrcLoad(self, client["name"], client["probe"], sends)  # noqa: E731
             else:
                 factory = lambda: TuichatLoad(  # noqa: E731
-                    self, client["name"], client["probe"], mark_read_every
+                    self, client["name"], client["probe"], mark_read_every, mark_read_spread
                 )
             async with limit:
                 try:

@@ -118,10 +118,12 @@ def connect(
     senders: int,
     probes: int,
     mark_read_every: float = 0,
+    mark_read_spread: float = 0,
 ) -> Connected:
     """Connect `clients` (some of them senders, some probes) and time it; measure memory.
 
-    tuichat clients mark the room read at most once every `mark_read_every` seconds (0: never)."""
+    tuichat clients mark the room read about once every `mark_read_every` seconds (0: never;
+    `read_pause`)."""
     irc = server.protocol == "irc"
     sender_at = {i * clients // senders: n for n, i in enumerate(range(senders))} if senders else {}
     probe_at = {(2 * i + 1) * clients // (2 * probes) for i in range(probes)}
@@ -144,6 +146,7 @@ def connect(
                 "clients": mine,
                 "concurrency": 4 if irc else 500,  # ngIRCd's listen backlog is 10; ours 1024
                 "mark_read_every": 0 if irc else mark_read_every,
+                "mark_read_spread": mark_read_spread,
             }
             for mine in per_worker
         ]
@@ -209,17 +212,19 @@ def fanout(
     paced_seconds: float,
     say: Callable[[str], None],
     mark_read_every: float = 0,
+    mark_read_spread: float = 0,
 ) -> dict[str, Any]:
     """The room fan-out workload against one server: connect, then `runs` flat out and paced.
 
-    With `mark_read_every`, every tuichat client marks the room read at most that often (s),
-    and the result says how many markers were sent and whether the server holds the probes'."""
+    With `mark_read_every`, every tuichat client marks the room read about that often (s,
+    each pause within `mark_read_spread` of it), and the result says how many markers were
+    sent and whether the server holds the probes'."""
     probes = max(2, clients // 100)
     marking = mark_read_every if server.protocol == "tuichat" else 0
     also = f", marking read every {marking:g} s" if marking else ""
     say(f"{server.name} N={clients}: connecting {clients} clients ({senders} send, {probes} probe"
         f"{also})")  # fmt: skip
-    joined = connect(generator, server, clients, senders, probes, marking)
+    joined = connect(generator, server, clients, senders, probes, marking, mark_read_spread)
     say(f"  connected and joined {joined.clients} in {joined.seconds:.2f} s "
         f"({joined.rss_per_client / 1024:.1f} KiB of server memory each)")  # fmt: skip
     result: dict[str, Any] = {

@@ -63,6 +63,26 @@ class User(Generic[H]):
         if not self.key:
             self.key = name_key(self.name)
 
+    def add_session(self, handle: H) -> None:
+        """Add a session (the limit is `Chat.check_session`'s)."""
+        self.sessions.append(handle)
+        self._changed()
+
+    def replace_session(self, old: H, new: H) -> None:
+        """Put `new` where the session `old` was (a device's new connection)."""
+        self.sessions[self.sessions.index(old)] = new
+        self._changed()
+
+    def remove_session(self, handle: H) -> None:
+        """Remove a session, if it is one of the user's."""
+        with contextlib.suppress(ValueError):
+            self.sessions.remove(handle)
+            self._changed()
+
+    def _changed(self) -> None:
+        for room in self.rooms.values():
+            room.changed()
+
 
 @dataclass(eq=False)
 class Room(Generic[H]):
@@ -73,6 +93,8 @@ class Room(Generic[H]):
     members: dict[str, User[H]] = field(default_factory=dict)
     delivered: int = 0
 
+    _handles: tuple[H, ...] | None = field(default=None, repr=False)
+    """Every member's every session (`handles`), made again after a change."""
     _sort_keys: list[tuple[str, str]] = field(default_factory=list, repr=False)
     _names: list[str] = field(default_factory=list, repr=False)
     """The members' names in `sort_key` order (kept sorted as members come and go)."""
@@ -80,6 +102,7 @@ class Room(Generic[H]):
     def add(self, user: User[H]) -> None:
         """Make `user` a member."""
         self.members[user.key] = user
+        self._handles = None
         position = bisect.bisect(self._sort_keys, (sort_key(user.name), user.name))
         self._sort_keys.insert(position, (sort_key(user.name), user.name))
         self._names.insert(position, user.name)
@@ -88,12 +111,22 @@ class Room(Generic[H]):
         """Make `user` no longer a member."""
         if self.members.pop(user.key, None) is None:
             return
+        self._handles = None
         position = bisect.bisect_left(self._sort_keys, (sort_key(user.name), user.name))
         del self._sort_keys[position], self._names[position]
 
     def handles(self) -> tuple[H, ...]:
-        """Return the handles of every member's every session."""
-        return tuple(handle for user in self.members.values() for handle in user.sessions)
+        """Return the handles of every member's every session (kept between changes: a
+        message to the room costs one step per session, whatever the members' devices)."""
+        handles = self._handles
+        if handles is None:
+            members = self.members.values()
+            handles = self._handles = tuple(h for user in members for h in user.sessions)
+        return handles
+
+    def changed(self) -> None:
+        """A member's sessions changed (`User` says so)."""
+        self._handles = None
 
     def names(self) -> tuple[str, ...]:
         """Return the members' names, sorted case-insensitively."""
@@ -158,7 +191,7 @@ class Chat(Generic[H]):
     def add_session(self, user: User[H], handle: H) -> None:
         """Open another session (device) of an online user; raise `ChatError` past the limit."""
         self.check_session(user.sessions)
-        user.sessions.append(handle)
+        user.add_session(handle)
 
     def check_session(self, sessions: list[H], elsewhere: int = 0) -> None:
         """Raise `ChatError` if a user with `sessions` here (and `elsewhere` on other servers)
@@ -173,8 +206,7 @@ class Chat(Generic[H]):
     def remove_session(self, user: User[H], handle: H) -> bool:
         """Close one session of a user; return whether it was their last (they go offline
         with `logout` then)."""
-        with contextlib.suppress(ValueError):
-            user.sessions.remove(handle)
+        user.remove_session(handle)
         return not user.sessions
 
     def find(self, name: str) -> User[H] | None:

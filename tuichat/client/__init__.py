@@ -15,10 +15,19 @@ from tuichat.client.client import (
     UntrustedServer,
     new_message_id,
 )
-from tuichat.client.unread import Counts, Unread, conversation_key, fold, mentions
+from tuichat.client.unread import (
+    READ_INTERVAL,
+    Counts,
+    Unread,
+    conversation_key,
+    fold,
+    mentions,
+    read_pause,
+)
 from tuichat.protocol.auth import SigningKey
 
 __all__ = [
+    "READ_INTERVAL",
     "Backoff",
     "ChatClient",
     "ClientError",
@@ -38,4 +47,5 @@ __all__ = [
     "fold",
     "mentions",
     "new_message_id",
+    "read_pause",
 ]

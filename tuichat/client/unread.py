@@ -12,6 +12,7 @@ in counts as read where it was first seen.
 
 from __future__ import annotations
 
+import random
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -22,6 +23,17 @@ MAX_TRACKED = 10_000
 ones); past it the oldest are forgotten, and the counts may come out a little low."""
 MAX_CONVERSATIONS = 4_096
 """Conversations kept; past it the one least recently told anything is forgotten."""
+READ_INTERVAL = 1.0
+"""Seconds, on average, between two read markers sent for one conversation."""
+READ_SPREAD = 0.5
+"""Each pause between markers is `READ_INTERVAL` times a random factor within this much of 1:
+the readers of a busy room all see its messages at the same moment, and without it they
+would all send their markers in the same millisecond, every second."""
+
+
+def read_pause(interval: float = READ_INTERVAL, spread: float = READ_SPREAD) -> float:
+    """Seconds to wait after sending a read marker before sending the next (see `READ_SPREAD`)."""
+    return interval * random.uniform(1 - spread, 1 + spread)
 
 
 def fold(text: str) -> str:

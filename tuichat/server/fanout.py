@@ -100,11 +100,10 @@ class Fanout:
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         name = room.name
         late = batch.joined_at
-        for user in room.members.values():
-            for session in user.sessions:
-                if late and session in late:
-                    own = b"".join(frames[late[session] :])
-                    if own:
-                        session.write_frame(own, name)
-                else:
-                    session.write_frame(data, name)
+        for session in room.handles():
+            if late and session in late:
+                own = b"".join(frames[late[session] :])
+                if own:
+                    session.write_frame(own, name)
+            else:
+                session.write_frame(data, name)

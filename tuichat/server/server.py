@@ -500,9 +500,8 @@ class ChatServer:
         room.epoch, room.delivered = position.epoch, position.seq
         reset = RoomReset(room=room.name, epoch=position.epoch, seq=position.seq)
         frame = encode_frame(Codec.encode(reset))
-        for user in room.members.values():
-            for session in user.sessions:
-                session.write_frame(frame, room.name)
+        for session in room.handles():
+            session.write_frame(frame, room.name)
 
     def on_presence(self, event: PresenceEvent) -> None:
         """Someone on another server joined or left a room: its members here hear it (unless
@@ -805,11 +804,11 @@ class ChatServer:
         ghost = next((s for s in user.sessions if hashed and s.token_hash == hashed), None)
         if ghost is None:
             self.chat.check_session(user.sessions, self.peers.devices(user.key))
-            user.sessions.append(session)
+            user.add_session(session)
         else:
             log.info("%s is back from another connection; dropping the old one", user.name)
             ghost.user = None
-            user.sessions[user.sessions.index(ghost)] = session
+            user.replace_session(ghost, session)
             ghost.abort("disconnect")
         for room in user.rooms.values():
             self.fanout.joined(room, session)
@@ -1156,11 +1155,10 @@ class ChatServer:
         markers[marker.conversation] = kept  # the most recently moved last
         while len(markers) > CACHED_MARKERS:
             del markers[next(iter(markers))]
-        if not moved:
-            return
-        frame = encode_frame(Codec.encode(_marker_message(marker, None)))
-        for session in user.sessions:
-            if session is not origin:
+        others = [session for session in user.sessions if session is not origin] if moved else ()
+        if others:
+            frame = encode_frame(Codec.encode(_marker_message(marker, None)))
+            for session in others:
                 session.write_frame(frame)
 
     def _sign_out(self, session: Session, request: SignOut) -> None:

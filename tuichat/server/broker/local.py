@@ -86,6 +86,16 @@ class _RoomLog:
     """Posts waiting for their sender's client ids to be read from the store."""
 
 
+@dataclass(slots=True)
+class _WaitingRead:
+    """A read marker waiting to be stored (`MARKERS_EVERY`), and who waits for it."""
+
+    user_key: str
+    marker: ReadMarker
+    moved_at: int
+    dones: list[MarkerDone]
+
+
 class LocalBroker(Broker):
     """Numbers messages in this process and stores them in a `HistoryStore`."""
 
@@ -116,7 +126,7 @@ class LocalBroker(Broker):
         """Private messages being stored, by pid: the sender's `done`, then retries'."""
         self._handler: BrokerHandler | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._markers: dict[tuple[str, str], tuple[StoredRead, list[MarkerDone]]] = {}
+        self._markers: dict[tuple[str, str], _WaitingRead] = {}
         """Read markers waiting to be stored (`MARKERS_EVERY`), with who waits for each."""
         self._markers_due: asyncio.TimerHandle | None = None
 
@@ -423,34 +433,39 @@ class LocalBroker(Broker):
     def mark_read(self, user_key: str, marker: ReadMarker, done: MarkerDone) -> None:
         # no other server to tell: `on_read` is never called here
         key = (user_key, marker.conversation)
-        read = StoredRead(user_key, marker, time.time_ns() // 1_000_000)
         waiting = self._markers.get(key)
-        if waiting is not None:  # a later one for the same conversation: stored instead
-            kept, _ = merged(waiting[0].marker, marker)
-            read = StoredRead(user_key, kept, read.moved_at)
-        self._markers[key] = (read, [*(waiting[1] if waiting else ()), done])
+        if waiting is None:
+            self._markers[key] = _WaitingRead(user_key, marker, time.time_ns() // 1_000_000, [done])
+        else:  # a later one for the same conversation: stored instead
+            waiting.marker, _ = merged(waiting.marker, marker)
+            waiting.dones.append(done)
         if self._markers_due is None:
             loop = asyncio.get_running_loop()
             self._markers_due = loop.call_later(MARKERS_EVERY, self._store_markers)
 
     def _store_markers(self) -> None:
-        """Hand the waiting read markers to the store, one after another (one write)."""
+        """Hand the waiting read markers to the store together (one write)."""
         if self._markers_due is not None:
             self._markers_due.cancel()
             self._markers_due = None
-        waiting, self._markers = self._markers, {}
-        for read, dones in waiting.values():
+        if not self._markers:
+            return
+        waiting = list(self._markers.values())
+        self._markers = {}
 
-            def stored(kept: ReadMarker, dones: list[MarkerDone] = dones) -> None:
-                for done in dones:
-                    done(kept)
+        def stored(kept: list[ReadMarker]) -> None:
+            for marker, read in zip(kept, waiting, strict=True):
+                for done in read.dones:
+                    done(marker)
 
-            def failed(error: Exception, dones: list[MarkerDone] = dones) -> None:
-                refusal = BrokerUnavailable(f"cannot store the read marker: {error}")
-                for done in dones:
+        def failed(error: Exception) -> None:
+            refusal = BrokerUnavailable(f"cannot store the read marker: {error}")
+            for read in waiting:
+                for done in read.dones:
                     done(refusal)
 
-            self.store.save_read(read, stored, failed)
+        reads = [StoredRead(read.user_key, read.marker, read.moved_at) for read in waiting]
+        self.store.save_reads(reads, stored, failed)
 
     async def read_markers(self, user_key: str) -> list[ReadMarker]:
         return await self.store.read_markers(user_key)

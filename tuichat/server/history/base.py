@@ -5,7 +5,7 @@ The chat logic never touches storage: the server hands records to a
 for pages of history. An SQLite store is the embedded default, memory the other;
 the local broker (`tuichat.server.broker.local`) numbers what they store, and
 reads a room's numbering back (`room`) only when the room is followed. Read markers
-are stored beside the messages, in order with them (`save_read`).
+are stored beside the messages, in order with them (`save_reads`).
 """
 
 from __future__ import annotations
@@ -146,15 +146,25 @@ class HistoryStore(ABC):
         stored (then none of its keys is), in order with `append` and failing like it."""
 
     @abstractmethod
+    def save_reads(
+        self,
+        reads: Sequence[StoredRead],
+        durable: Callable[[list[ReadMarker]], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        """Store read markers one after another (see `merged`), keeping each user's
+        `MAX_MARKERS` most recently moved; call `durable(the markers as stored, in order)` on
+        the event loop once it is safe, or `failed(error)`, in order with `append` and failing
+        like it."""
+
     def save_read(
         self,
         read: StoredRead,
         durable: Callable[[ReadMarker], None],
         failed: Callable[[Exception], None],
     ) -> None:
-        """Store a read marker (see `merged`), keeping the user's `MAX_MARKERS` most recently
-        moved; call `durable(marker as stored)` on the event loop once it is safe, or
-        `failed(error)`, in order with `append` and failing like it."""
+        """Store one read marker (`save_reads`); `durable` gets it as stored."""
+        self.save_reads((read,), lambda kept: durable(kept[0]), failed)
 
     @abstractmethod
     async def read_markers(self, user_key: str) -> list[ReadMarker]:

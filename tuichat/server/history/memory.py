@@ -83,12 +83,15 @@ class MemoryHistory(HistoryStore):
     ) -> None:
         asyncio.get_running_loop().call_soon(durable)  # identities live in the server's memory
 
-    def save_read(
+    def save_reads(
         self,
-        read: StoredRead,
-        durable: Callable[[ReadMarker], None],
+        reads: Sequence[StoredRead],
+        durable: Callable[[list[ReadMarker]], None],
         failed: Callable[[Exception], None],
     ) -> None:
+        asyncio.get_running_loop().call_soon(durable, [self._save_read(read) for read in reads])
+
+    def _save_read(self, read: StoredRead) -> ReadMarker:
         markers = self._reads.pop(read.user_key, {})  # to the end: the user moved one last
         self._reads[read.user_key] = markers
         conversation = read.marker.conversation
@@ -103,7 +106,7 @@ class MemoryHistory(HistoryStore):
         while self._read_count > self._keep * KEPT_MARKERS_PER_KEPT_MESSAGE:  # all users' bound
             oldest = next(iter(self._reads))
             self._read_count -= len(self._reads.pop(oldest))
-        asyncio.get_running_loop().call_soon(durable, kept)
+        return kept
 
     async def read_markers(self, user_key: str) -> list[ReadMarker]:
         return list(reversed(self._reads.get(user_key, {}).values()))

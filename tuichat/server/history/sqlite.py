@@ -196,9 +196,9 @@ class _Append:
     failed: Callable[[Exception], None] | None = None
     tokens: Sequence[tuple[str, str]] = ()
     identities: Sequence[tuple[str, str, str, int]] = ()
-    read: StoredRead | None = None
-    kept: ReadMarker | None = None
-    """The read marker as stored (set by the writer before `durable` runs)."""
+    reads: Sequence[StoredRead] = ()
+    kept: list[ReadMarker] | None = None
+    """The read markers as stored (set by the writer before `durable` runs)."""
 
 
 _STOP = object()
@@ -314,19 +314,14 @@ class SQLiteHistory(HistoryStore):
         rows = tuple((key, name, owner, now) for key in name_keys)  # in one transaction
         self._put(_Append(durable=durable, failed=failed, identities=rows))
 
-    def save_read(
+    def save_reads(
         self,
-        read: StoredRead,
-        durable: Callable[[ReadMarker], None],
+        reads: Sequence[StoredRead],
+        durable: Callable[[list[ReadMarker]], None],
         failed: Callable[[Exception], None],
     ) -> None:
-        append = _Append(failed=failed, read=read)
-
-        def stored() -> None:
-            assert append.kept is not None
-            durable(append.kept)
-
-        append.durable = stored
+        append = _Append(failed=failed, reads=reads)
+        append.durable = lambda: durable(append.kept or [])
         self._put(append)
 
     def _note_loop(self) -> None:
@@ -497,8 +492,8 @@ class SQLiteHistory(HistoryStore):
                 if rows:  # each call hands the interpreter lock back and forth: skip empties
                     conn.executemany(statement, rows)
             for append in appends:
-                if append.read is not None:
-                    append.kept = _store_read(conn, append.read)
+                if append.reads:
+                    append.kept = [_store_read(conn, read) for read in append.reads]
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
