@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from datetime import tzinfo
 from functools import partial
 from typing import Any
@@ -24,6 +24,7 @@ from tuichat.app import commands as cmd
 from tuichat.app import untrusted
 from tuichat.app.events import Connected, ConnectFailed, NameRefused, ServerEvents
 from tuichat.app.model import MAX_LOG_LINES, Kind, LogEntry, RoomView, trim_log
+from tuichat.app.notify import Level, NotifyRules, desktop_escape, summary
 from tuichat.app.palette import ChatCommands
 from tuichat.app.screens.prompt import PromptDialog
 from tuichat.app.widgets.chat_input import ChatInput
@@ -125,6 +126,9 @@ class ChatApp(App[int]):
         tz: tzinfo | None = None,
         ping_interval: float | None = 5.0,
         clock: Clock = wall_clock_ms,
+        notify_rules: NotifyRules | None = None,
+        keywords: Iterable[str] = (),
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self._connector = connector
@@ -139,12 +143,17 @@ class ChatApp(App[int]):
         """The private conversations open, by `conversation_key` (in the order opened)."""
         self.current_room = LOBBY
         """The key of the conversation on screen."""
-        self.unread = Unread(name)
+        self.notify_rules = notify_rules or NotifyRules()
+        """What notifies (`/notify`), and how: the bell, a desktop notification."""
+        self._keywords = tuple(keywords)
+        self._environ = environ
+        self.unread = Unread(name, self._keywords)
         self._system_log: list[LogEntry] = []
         self._clock = clock
         self._log_flush_pending = False
         self._grown: set[str] = set()  # conversations whose logs grew since the last flush
-        self._ring = False  # a mention or a private message came in this batch
+        self._notifying: list[tuple[str, str, str]] = []
+        """(conversation, sender, text) of this batch's messages that notify."""
         self._read_pending: dict[str, int] = {}  # conversation → the seq to mark read
         self._read_next: dict[str, float] = {}  # conversation → when its next marker may go
         self._read_timers: dict[str, Timer] = {}
@@ -264,7 +273,7 @@ class ChatApp(App[int]):
         status.state = "connected"
         status.user = welcome.name
         status.server = welcome.server
-        self.unread = Unread(welcome.name)
+        self.unread = Unread(welcome.name, self._keywords)
         self.rooms = {LOBBY: RoomView(LOBBY)}  # the lobby first, even if the server forgot it
         self.privates = {}
         self.rooms.update(
@@ -315,12 +324,30 @@ class ChatApp(App[int]):
 
     @on(ServerEvents)
     def _server_events(self, event: ServerEvents) -> None:
-        self._ring = False
+        self._notifying = []
         for server_event in event.events:
             self._apply(untrusted.clean(server_event))
-        if self._ring:
-            self.bell()  # once for the batch: a burst of mentions is one bell
+        if self._notifying:
+            self._notify_user(self._notifying)
         self._refresh_sidebar()
+
+    def _notify_user(self, items: list[tuple[str, str, str]]) -> None:
+        """Ring the bell once for the batch (a burst of mentions is one bell) and ask the
+        terminal for one desktop notification, as the rules say."""
+        rules = self.notify_rules
+        if rules.bell:
+            self.bell()
+        shown = summary(items)
+        if rules.desktop and shown is not None:
+            self.write_escape(desktop_escape(*shown, environ=self._environ))
+
+    def write_escape(self, escape: str) -> None:
+        """Write a terminal escape of our own making (never text from the network: see
+        `notify.desktop_escape`) straight to the terminal."""
+        driver = self._driver
+        if driver is not None:
+            driver.write(escape)
+            driver.flush()
 
     def _apply(self, event: ClientEvent) -> None:
         me = self.my_name
@@ -336,7 +363,8 @@ class ChatApp(App[int]):
             mentioned = self.unread.message(key, event.seq, event.sender, event.text)
             entry = LogEntry(kind, event.ts, event.sender, event.text, mentioned, event.seq)
             self._add(key, entry)
-            self._ring = self._ring or mentioned
+            if not own and self.notify_rules.wants(event.room, mention=mentioned):
+                self._notifying.append((event.room, event.sender, event.text))
         elif isinstance(event, PrivateMessage):
             self._private(event)
         elif isinstance(event, Joined):
@@ -414,7 +442,8 @@ class ChatApp(App[int]):
         shown = event.sender if event.action else peer
         entry = LogEntry(kind, event.ts, shown, event.text, mentioned, event.pid)
         self._add(conversation_key(view.name), entry)
-        self._ring = self._ring or not own
+        if not own and self.notify_rules.wants(view.name, mention=mentioned):
+            self._notifying.append((view.name, event.sender, event.text))
 
     def _room_state(self, state: RoomState) -> RoomView:
         """A room we are in now (joined here or on another device): its view, its place."""
@@ -644,6 +673,8 @@ class ChatApp(App[int]):
                 self._system(room, f"{len(members)} in {room}: {', '.join(members)}")
         elif isinstance(command, cmd.SignOutOthers):
             self.action_sign_out_others()
+        elif isinstance(command, cmd.SetNotify):
+            self.action_set_notify(command.level)
         elif isinstance(command, cmd.ShowHelp):
             if command.problem:
                 self._error(command.problem)
@@ -863,6 +894,20 @@ class ChatApp(App[int]):
     def action_clear_log(self) -> None:
         """Clear the current conversation's log on this screen."""
         self.query_one(ChatLog).clear()
+
+    def action_set_notify(self, level: str = "") -> None:
+        """Set what in the conversation on screen notifies (`all`, `mentions`, `none`); with
+        no level, say what it is."""
+        view = self.conversation(self.current_room)
+        if view is None:
+            return
+        rules = self.notify_rules
+        if level:
+            rules.set_level(view.name, Level(level))
+        now = rules.level(view.name).value
+        what = {"all": "every message", "mentions": "mentions and private messages",
+                "none": "nothing"}[now]  # fmt: skip
+        self._system(self.current_room, f"notifications for {view.name}: {now} ({what})")
 
     def action_next_unread(self) -> None:
         """Go to the next conversation with unread messages: those that mention us first."""

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 HELP = (
     "commands: /msg NAME TEXT · /query NAME · /me ACTION · /join #ROOM · /part [#ROOM] · "
-    "/users · /signout (your other devices) · /help · /exit (or /quit) · "
+    "/users · /notify [all|mentions|none] · /signout (your other devices) · /help · "
+    "/exit (or /quit) · "
     "keys: alt+a next unread · alt+1…9, ctrl+n / ctrl+p switch · ctrl+k command palette"
 )
 
@@ -66,6 +67,14 @@ class SignOutOthers:
 
 
 @dataclass(frozen=True, slots=True)
+class SetNotify:
+    """`/notify [all|mentions|none]`: what in the current conversation notifies (no level:
+    show it)."""
+
+    level: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ShowHelp:
     """`/help`, or what a mistyped command gets (with `problem` saying why)."""
 
@@ -86,6 +95,7 @@ Command = (
     | PartRoom
     | ListUsers
     | SignOutOthers
+    | SetNotify
     | ShowHelp
     | Exit
 )
@@ -130,6 +140,11 @@ def parse_input(line: str) -> Command | None:
         return ShowHelp()
     if name == "signout":
         return SignOutOthers()
+    if name == "notify":
+        level = rest.lower()
+        if level and level not in ("all", "mentions", "none"):
+            return ShowHelp("usage: /notify [all|mentions|none]")
+        return SetNotify(level)
     if name in ("exit", "quit", "q"):
         return Exit()
     return ShowHelp(f"unknown command /{name}")

@@ -64,6 +64,17 @@ class ChatCommands(Provider):
             yield ("Close conversation", app.action_leave_room, f"Close {current.name}")
         elif current is not None:
             yield ("Leave room", app.action_leave_room, f"Leave {current.name}")
+        if current is not None:
+            for level, what in (
+                ("all", "every message"),
+                ("mentions", "mentions and private messages only"),
+                ("none", "nothing"),
+            ):
+                yield (
+                    f"Notify: {level}",
+                    partial(app.action_set_notify, level),
+                    f"In {current.name}, notify of {what}",
+                )
         yield (
             "Clear log",
             app.action_clear_log,

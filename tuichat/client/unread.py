@@ -125,13 +125,25 @@ class Unread:
     """The unread and mention counts of every conversation, from what the client saw.
 
     Conversations are named `#room` or `@name` in any spelling (see `conversation_key`).
-    `me` is the user's name: their messages are never unread, their name makes a mention.
+    `me` is the user's name: their messages are never unread, their name makes a mention, as
+    does any of `keywords` (whole words, compared like names).
     """
 
-    def __init__(self, me: str = "") -> None:
+    def __init__(self, me: str = "", keywords: Iterable[str] = ()) -> None:
         self._me = me
         self._folded_me = fold(me)
+        self.keywords = tuple(keywords)
         self._conversations: dict[str, _Conversation] = {}
+
+    @property
+    def keywords(self) -> tuple[str, ...]:
+        """Words that count as mentions of the user, besides their name."""
+        return self._keywords
+
+    @keywords.setter
+    def keywords(self, words: Iterable[str]) -> None:
+        self._keywords = tuple(w for w in words if w.strip())
+        self._folded_keywords = tuple(fold(w.strip()) for w in self._keywords)
 
     @property
     def me(self) -> str:
@@ -182,7 +194,10 @@ class Unread:
         Return whether it mentions the user (and is not theirs), read or not."""
         state = self._get(conversation)
         own = fold(sender) == self._folded_me
-        mention = not own and _mentions(text, self._folded_me)
+        mention = not own and (
+            _mentions(text, self._folded_me)
+            or any(_mentions(text, word) for word in self._folded_keywords)
+        )
         state.last = max(state.last, seq)
         if seq <= state.marker:
             return mention
