@@ -18,6 +18,7 @@ from textual.app import App
 from textual.pilot import Pilot
 
 from tuichat.app.app import ChatApp
+from tuichat.app.config import Config
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import Sidebar
 from tuichat.client import Backoff, ChatClient, SigningKey
@@ -60,10 +61,12 @@ def make_app(
     *,
     reconnect: bool = False,
     key: SigningKey | None = None,
+    config: Config | None = None,
 ) -> ChatApp:
     """An app for `name` connected to the server at `address`, with time frozen. With `key`
     it signs in with it, as the real app does with the key of its identity file (so another
-    client with the same key is another device of the same person)."""
+    client with the same key is another device of the same person); with `config`, the
+    settings file's choices."""
     host, port = address
 
     async def connector(user: str) -> ChatClient:
@@ -78,6 +81,7 @@ def make_app(
         tz=UTC,
         ping_interval=None,
         clock=fixed_clock,
+        config=config,
     )
 
 

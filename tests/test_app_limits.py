@@ -155,7 +155,7 @@ async def test_the_log_keeps_at_most_max_log_lines_and_pages_older_ones_back(
         assert oldest > 1 and not view.history_complete
         texts = log_texts(app)
         assert texts == [f"m{s}" for s in range(oldest, sent + 1)]  # the newest, in order
-        assert log.virtual_size.height == len(texts)  # laid out again after each trim
+        assert log.virtual_size.height == len(texts) + 1  # after each trim (and a date line)
         log.scroll_to(y=0, animate=False)  # at the top, the page before the oldest comes in
         await until(pilot, lambda: view.oldest_seq < oldest)
         messages = [e.text for e in view.entries if e.kind is Kind.MESSAGE]

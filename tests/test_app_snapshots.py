@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ from textual.command import CommandPalette
 from textual.pilot import Pilot
 
 from tests.app_support import (
+    FIXED_MS,
     connected,
     fixed_clock,
     log_texts,
@@ -26,6 +27,7 @@ from tests.app_support import (
     until,
 )
 from tuichat.app.app import ChatApp
+from tuichat.app.config import Config
 from tuichat.app.screens.prompt import PromptDialog
 from tuichat.client import ChatClient
 from tuichat.server import ChatServer, ServerConfig
@@ -37,12 +39,12 @@ SIZE = (100, 30)
 class ServerThread:
     """A real server on its own loop in a thread, plus clients for the other users."""
 
-    def __init__(self, db: str | None = None) -> None:
+    def __init__(self, db: str | None = None, clock: Callable[[], int] = fixed_clock) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         config = ServerConfig(host="127.0.0.1", port=0, server_name="snapserver", db=db)
-        self.server = self.run(_make_server(config))
+        self.server = self.run(_make_server(config, clock))
         self.run(self.server.start())
         self.clients: dict[str, ChatClient] = {}
 
@@ -67,8 +69,8 @@ class ServerThread:
         self.loop.close()
 
 
-async def _make_server(config: ServerConfig) -> ChatServer:
-    return ChatServer(config, clock=fixed_clock)
+async def _make_server(config: ServerConfig, clock: Callable[[], int]) -> ChatServer:
+    return ChatServer(config, clock=clock)
 
 
 @pytest.fixture
@@ -239,3 +241,61 @@ def test_sidebar_with_unread_and_mention_counts(snap_compare: Any, chat: ServerT
         await until(pilot, lambda: sidebar_counts(app) == wanted and connected(app))
 
     assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)
+
+
+def test_composer_with_three_lines(snap_compare: Any, chat: ServerThread) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await until(pilot, lambda: connected(pilot.app))  # type: ignore[arg-type]
+        await pilot.press(*"first line", "shift+enter", *"second line", "ctrl+j", *"third")
+
+    assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)
+
+
+def test_a_light_theme(snap_compare: Any, chat: ServerThread) -> None:
+    app = make_app(chat.server.address, "ali", config=Config(name="ali", theme="textual-light"))
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await three_users_talking(pilot, chat)
+        chat.run(chat.clients["bob"].send("#lobby", "ali: the light theme reads well"))
+        await until(pilot, lambda: "ali: the light theme reads well" in log_texts(app))
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_a_narrow_terminal_folds_the_sidebar(snap_compare: Any, chat: ServerThread) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await three_users_talking(pilot, chat)
+
+    assert snap_compare(ali_app(chat), terminal_size=(60, 20), run_before=run_before)
+
+
+class DayClock:
+    """A server clock moved on by hand: messages of other days."""
+
+    def __init__(self) -> None:
+        self.ms = FIXED_MS - 2 * 86_400_000  # two days before the app's frozen now
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def test_date_lines_between_days(snap_compare: Any, tmp_path: Path) -> None:
+    clock = DayClock()
+    chat = ServerThread(db=str(tmp_path / "history.sqlite3"), clock=clock)
+    try:
+        bob = chat.connect("bob")
+        chat.run(bob.send("#lobby", "tuesday: the release is out"))
+        clock.ms += 86_400_000 + 3_600_000
+        chat.run(bob.send("#lobby", "wednesday: two bug reports came in"))
+        clock.ms += 86_400_000
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            app = pilot.app
+            assert isinstance(app, ChatApp)
+            await until(pilot, lambda: connected(app))
+            chat.run(bob.send("#lobby", "thursday: both fixed"))
+            await until(pilot, lambda: "thursday: both fixed" in log_texts(app))
+
+        assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)
+    finally:
+        chat.stop()

@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -19,14 +19,18 @@ from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 from textual.timer import Timer
 from textual.widgets import Static
+from textual.worker import Worker, WorkerState
 
 from tuichat.app import commands as cmd
 from tuichat.app import untrusted
+from tuichat.app.config import Config
 from tuichat.app.events import Connected, ConnectFailed, NameRefused, ServerEvents
-from tuichat.app.model import MAX_LOG_LINES, Kind, LogEntry, RoomView, trim_log
+from tuichat.app.model import Kind, LogEntry, RoomView, trim_log
 from tuichat.app.notify import Level, NotifyRules, desktop_escape, summary
 from tuichat.app.palette import ChatCommands
+from tuichat.app.screens.help import HelpScreen
 from tuichat.app.screens.prompt import PromptDialog
+from tuichat.app.state import LOBBY, ChatState
 from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import ConversationItem, Sidebar
@@ -34,40 +38,23 @@ from tuichat.app.widgets.status_bar import StatusBar
 from tuichat.client import (
     ChatClient,
     ClientError,
-    ClientEvent,
     ConnectionClosed,
     Disconnected,
-    Reconnected,
-    Reconnecting,
     RequestFailed,
     ServerSilent,
     UntrustedServer,
 )
-from tuichat.client.unread import Unread, conversation_key, fold, read_pause
-from tuichat.protocol import (
-    Bye,
-    Error,
-    Joined,
-    Left,
-    Message,
-    Notice,
-    Parted,
-    PrivateMessage,
-    ReadMarker,
-    RoomReset,
-    RoomState,
-    Welcome,
-)
+from tuichat.client.unread import Unread, conversation_key, read_pause
+from tuichat.protocol import HistoryPage, PrivatePage, RoomState
 
 Connector = Callable[[str], Awaitable[ChatClient]]
 Clock = Callable[[], int]
 
-LOBBY = "#lobby"
 HISTORY_PAGE = 50
 """Messages fetched at a time: when a conversation is opened, and each time the log reaches
 its top."""
-MAX_PRIVATE = 100
-"""Private conversations kept open; a new one past it closes the oldest that is read."""
+NARROW = 70
+"""Columns below which the sidebar folds away."""
 SWITCHING = frozenset({"next_unread", "switch_to", "cycle"})
 """Actions that change the conversation on screen (not while a dialog is open)."""
 
@@ -75,13 +62,6 @@ SWITCHING = frozenset({"next_unread", "switch_to", "cycle"})
 def wall_clock_ms() -> int:
     """Return the time in milliseconds since the Unix epoch."""
     return time.time_ns() // 1_000_000
-
-
-LEAVE_WORDS = {
-    "part": "left",
-    "quit": "quit",
-    "disconnect": "lost their connection",
-}
 
 
 class ChatApp(App[int]):
@@ -104,18 +84,34 @@ class ChatApp(App[int]):
     COMMANDS = App.COMMANDS | {ChatCommands}
     COMMAND_PALETTE_BINDING = "ctrl+k"
     BINDINGS = [
-        Binding("ctrl+q", "exit_chat", "Quit", priority=True),
-        Binding("ctrl+end", "jump_to_end", "Newest", show=False),
-        Binding("pageup", "page_log(-1)", "Page up", show=False),
-        Binding("pagedown", "page_log(1)", "Page down", show=False),
-        Binding("alt+a", "next_unread", "Next unread", show=False, priority=True),
-        Binding("ctrl+n", "cycle(1)", "Next conversation", show=False, priority=True),
-        Binding("ctrl+p", "cycle(-1)", "Previous conversation", show=False, priority=True),
+        Binding("ctrl+q", "exit_chat", "Quit", priority=True, id="quit"),
+        Binding("f1", "show_help", "Help", priority=True, id="help"),
+        Binding("f2", "toggle_sidebar", "Sidebar", priority=True, id="sidebar"),
+        Binding(
+            "ctrl+k", "command_palette", "Palette", show=False, priority=True, id="command_palette"
+        ),
+        Binding("ctrl+end", "jump_to_end", "Newest", show=False, id="jump_to_end"),
+        Binding("pageup", "page_log(-1)", "Page up", show=False, id="page_up"),
+        Binding("pagedown", "page_log(1)", "Page down", show=False, id="page_down"),
+        Binding(
+            "alt+a", "next_unread", "Next unread", show=False, priority=True, id="next_unread"
+        ),
+        Binding(
+            "ctrl+n", "cycle(1)", "Next conversation", show=False, priority=True,
+            id="next_conversation",
+        ),
+        Binding(
+            "ctrl+p", "cycle(-1)", "Previous conversation", show=False, priority=True,
+            id="previous_conversation",
+        ),
         *(
-            Binding(f"alt+{n}", f"switch_to({n})", f"Conversation {n}", show=False, priority=True)
+            Binding(
+                f"alt+{n}", f"switch_to({n})", f"Conversation {n}", show=False, priority=True,
+                id=f"conversation_{n}",
+            )
             for n in range(1, 10)
         ),
-    ]
+    ]  # fmt: skip
 
     def __init__(
         self,
@@ -126,38 +122,40 @@ class ChatApp(App[int]):
         tz: tzinfo | None = None,
         ping_interval: float | None = 5.0,
         clock: Clock = wall_clock_ms,
+        config: Config | None = None,
         notify_rules: NotifyRules | None = None,
         keywords: Iterable[str] = (),
         environ: Mapping[str, str] | None = None,
     ) -> None:
+        """`config`: the settings file's (and flags') choices; `notify_rules` and `keywords`,
+        when given, take the place of its notification settings."""
         super().__init__()
+        self.config = config or Config(name=name)
         self._connector = connector
         self._user_name = name
         self._server_label = server_label
         self._tz = tz
         self._ping_interval = ping_interval
         self.client: ChatClient | None = None
-        self.rooms: dict[str, RoomView] = {}
-        """The rooms we are in, by `conversation_key` (their name), the lobby first."""
-        self.privates: dict[str, RoomView] = {}
-        """The private conversations open, by `conversation_key` (in the order opened)."""
-        self.current_room = LOBBY
-        """The key of the conversation on screen."""
-        self.notify_rules = notify_rules or NotifyRules()
-        """What notifies (`/notify`), and how: the bell, a desktop notification."""
-        self._keywords = tuple(keywords)
+        self.state = ChatState(
+            name,
+            clock,
+            keywords=tuple(keywords) or self.config.notify.keywords,
+            notify_rules=notify_rules or self.config.notify.rules(),
+        )
+        """Everything shown, changed only through it (see `ChatState`); the app carries out
+        what its changes ask of the screen (`_carry_out`)."""
         self._environ = environ
-        self.unread = Unread(name, self._keywords)
-        self._system_log: list[LogEntry] = []
         self._clock = clock
         self._log_flush_pending = False
         self._grown: set[str] = set()  # conversations whose logs grew since the last flush
-        self._notifying: list[tuple[str, str, str]] = []
-        """(conversation, sender, text) of this batch's messages that notify."""
         self._read_pending: dict[str, int] = {}  # conversation → the seq to mark read
         self._read_next: dict[str, float] = {}  # conversation → when its next marker may go
         self._read_timers: dict[str, Timer] = {}
         self._holding_reads = False
+        self._autojoined = False
+        self._sidebar_choice: dict[bool, bool] = {}
+        """Whether the user wants the sidebar shown, narrow (True) or wide (F2 sets it)."""
 
     # --- layout ------------------------------------------------------------
 
@@ -166,7 +164,7 @@ class ChatApp(App[int]):
         yield Static(id="banner")
         with Horizontal(id="main"):
             with Vertical():
-                yield ChatLog(tz=self._tz, id="log")
+                yield ChatLog(tz=self._tz, timestamps=self.config.timestamps, id="log")
                 yield Static(id="unseen")
             yield Sidebar(id="sidebar")
         yield ChatInput(
@@ -175,12 +173,58 @@ class ChatApp(App[int]):
             placeholder="Say something — /help for commands",
         )
 
+    def on_resize(self, event: events.Resize) -> None:
+        self._place_sidebar(event.size.width)
+
+    def _place_sidebar(self, width: int) -> None:
+        """Below `NARROW` columns the sidebar folds away (F2 brings it back), above it shows,
+        unless the user chose otherwise with F2 at that width."""
+        narrow = width < NARROW
+        shown = self._sidebar_choice.get(narrow, not narrow)
+        self.query_one(Sidebar).set_class(not shown, "-collapsed")
+        self.query_one(StatusBar).sidebar_hint = "" if shown else "F2 people"
+
+    def action_toggle_sidebar(self) -> None:
+        narrow = self.size.width < NARROW
+        sidebar = self.query_one(Sidebar)
+        self._sidebar_choice[narrow] = sidebar.has_class("-collapsed")
+        self._place_sidebar(self.size.width)
+
+    def action_show_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.key_help()))
+
+    def key_help(self) -> list[tuple[str, str]]:
+        """Each key of the app and what it does, as bound now."""
+        editor = self.config.keys.get("open_editor", "ctrl+o,f4").replace(",", " or ")
+        shown: list[tuple[str, str]] = [
+            ("Enter", "send"),
+            ("shift+enter, alt+enter, ctrl+j", "a new line in the message"),
+            (editor, "edit the message in $VISUAL / $EDITOR"),
+            ("Tab, shift+tab", "complete a name or a room (again: the next, the one before)"),
+            ("Up / Down", "the messages you sent (from the first / last line)"),
+        ]
+        numbered = False
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            if binding.action.startswith("switch_to("):
+                if not numbered:
+                    shown.append(("alt+1 … alt+9", "switch to conversation 1 … 9"))
+                    numbered = True
+                continue
+            keys = self.config.keys.get(binding.id or "", binding.key)
+            shown.append((keys.replace(",", " or "), binding.description))
+        return shown
+
     def on_mount(self) -> None:
+        self.theme = self.config.theme
+        self.set_keymap(dict(self.config.keys))
         status = self.query_one(StatusBar)
         status.server = self._server_label
         status.user = self._user_name
         log = self.query_one(ChatLog)
-        log.show(self._system_log)
+        log.show(self.state.system_log)
         self.watch(log, "unseen", self._show_unseen)
         self.watch(log, "scroll_y", self._read_shown, init=False)
         self.query_one(ChatInput).focus()
@@ -217,12 +261,40 @@ class ChatApp(App[int]):
     @property
     def my_name(self) -> str:
         """Our name as the server spells it."""
-        return untrusted.name(self.client.name) if self.client else self._user_name
+        return untrusted.name(self.client.name) if self.client else self.state.me
+
+    @property
+    def rooms(self) -> dict[str, RoomView]:
+        """The rooms we are in, by `conversation_key`, the lobby first (`ChatState.rooms`)."""
+        return self.state.rooms
+
+    @property
+    def privates(self) -> dict[str, RoomView]:
+        """The private conversations open, by `conversation_key` (`ChatState.privates`)."""
+        return self.state.privates
+
+    @property
+    def unread(self) -> Unread:
+        """The unread and mention counts of every conversation."""
+        return self.state.unread
+
+    @property
+    def notify_rules(self) -> NotifyRules:
+        """What notifies (`/notify`), and how: the bell, a desktop notification."""
+        return self.state.notify_rules
+
+    @property
+    def current_room(self) -> str:
+        """The key of the conversation on screen."""
+        return self.state.current
+
+    @current_room.setter
+    def current_room(self, key: str) -> None:
+        self.state.current = key
 
     def online_users(self) -> list[str]:
         """Everyone online (all are in the lobby), sorted."""
-        lobby = self.rooms.get(LOBBY)
-        return list(lobby.sorted_members()) if lobby else []
+        return self.state.online_users()
 
     def joined_rooms(self) -> list[str]:
         """The rooms we are in, the lobby first."""
@@ -231,24 +303,25 @@ class ChatApp(App[int]):
     def conversations(self) -> list[str]:
         """The keys of every conversation in the sidebar's order: the rooms, then the private
         ones (each in the order opened)."""
-        return [*self.rooms, *self.privates]
+        return self.state.conversations()
 
     def _completion_candidates(self) -> tuple[Iterable[str], Iterable[str]]:
         return self.online_users(), self.joined_rooms()
 
     def conversation(self, key: str) -> RoomView | None:
         """The conversation (a room or a private one) of `conversation_key` `key`, if open."""
-        return (self.privates if key.startswith("@") else self.rooms).get(key)
+        return self.state.conversation(key)
 
     def _view(self, conversation: str) -> RoomView | None:
-        return self.conversation(conversation_key(conversation))
+        return self.state.view(conversation)
 
     # --- the network worker -----------------------------------------------
 
     @work(exclusive=True, group="net", exit_on_error=False)
     async def connect(self, name: str) -> None:
         """Connect as `name`, then post every server event into the app until disconnected."""
-        self.query_one(StatusBar).state = "connecting"
+        self.state.status = "connecting"
+        self._show_connection()
         try:
             client = await self._connector(name)
         except RequestFailed as exc:
@@ -270,47 +343,29 @@ class ChatApp(App[int]):
         assert client.welcome is not None
         welcome = untrusted.clean(client.welcome)
         status = self.query_one(StatusBar)
-        status.state = "connected"
         status.user = welcome.name
         status.server = welcome.server
-        self.unread = Unread(welcome.name, self._keywords)
-        self.rooms = {LOBBY: RoomView(LOBBY)}  # the lobby first, even if the server forgot it
-        self.privates = {}
-        self.rooms.update(
-            (conversation_key(room), RoomView(room)) for room in welcome.rooms if room != LOBBY
-        )
-        self._track_welcome(welcome)
-        lobby = self.rooms[LOBBY]
-        lobby.add_members(welcome.users)
-        lobby.entries.extend(self._system_log)
-        self._system_log = lobby.entries
-        if welcome.motd:
-            self._add(LOBBY, LogEntry(Kind.SYSTEM, self._clock(), "", welcome.motd))
-        if welcome.devices > 1:
-            self._system(
-                LOBBY,
-                f"you are signed in on {welcome.devices} devices; /signout signs out the others",
-            )
+        self.state.connected(welcome)
+        if welcome.limits and "max_text_bytes" in welcome.limits:  # this server's, if others
+            self.query_one(ChatInput).max_bytes = welcome.limits["max_text_bytes"]
         self.switch_room(LOBBY)
-        for room in self.rooms:
-            self._load_history(room)
-
-    def _track_welcome(self, welcome: Welcome) -> None:
-        """Tell `unread` how far each conversation was read and where each room is."""
-        for marker in welcome.read:
-            self.unread.marker(marker.room, marker.seq, marker.epoch)
-        for position in welcome.positions:
-            self.unread.room(position.room, position.epoch, position.seq)
+        self._carry_out()
+        if not self._autojoined:  # once: a room left since stays left after a reconnection
+            self._autojoined = True
+            for room in self.config.autojoin:
+                if conversation_key(room) not in self.rooms:
+                    self._join(room, switch=False)
 
     @on(NameRefused)
     def _name_refused(self, event: NameRefused) -> None:
-        self.query_one(StatusBar).state = "name refused"
+        self.state.status = "name refused"
+        self._show_connection()
 
         def retry(name: str | None) -> None:
             if name is None:
                 self.exit(return_code=1, message=Text(f"tuichat: {event.reason}"))
             else:
-                self._user_name = name
+                self._user_name = self.state.me = name
                 self.query_one(StatusBar).user = name
                 self.connect(name)
 
@@ -324,12 +379,46 @@ class ChatApp(App[int]):
 
     @on(ServerEvents)
     def _server_events(self, event: ServerEvents) -> None:
-        self._notifying = []
         for server_event in event.events:
-            self._apply(untrusted.clean(server_event))
-        if self._notifying:
-            self._notify_user(self._notifying)
+            self.state.apply(untrusted.clean(server_event))
+        self._carry_out()
+
+    def _carry_out(self) -> None:
+        """Do what the state's changes ask of the screen, then show the state as it is."""
+        changes = self.state.take_changes()
+        for key in changes.closed:
+            self._read_pending.pop(key, None)
+            timer = self._read_timers.pop(key, None)
+            if timer is not None:
+                timer.stop()
+        if changes.switch_to is not None:
+            self.switch_room(changes.switch_to)
+        if changes.grown:
+            self._grown |= changes.grown
+            if not self._log_flush_pending:
+                self._log_flush_pending = True  # trim and lay out once after the whole batch
+                self.call_next(self._flush_log)
+        if self.current_room in changes.shown_again:
+            view = self.conversation(self.current_room)
+            if view is not None:
+                self.query_one(ChatLog).show(view.entries)
+        for key in changes.history:
+            self._load_history(key)
+        if changes.notify:
+            self._notify_user(changes.notify)
+        if changes.reconnected:
+            for key in list(self._read_pending):
+                self._send_read(key)
+        self._show_connection()
         self._refresh_sidebar()
+
+    def _show_connection(self) -> None:
+        self.query_one(StatusBar).state = self.state.status
+        banner = self.query_one("#banner", Static)
+        text = self.state.banner
+        if text is not None:
+            banner.update(Content(text))
+        banner.set_class(text is not None, "-visible")
 
     def _notify_user(self, items: list[tuple[str, str, str]]) -> None:
         """Ring the bell once for the batch (a burst of mentions is one bell) and ask the
@@ -349,140 +438,17 @@ class ChatApp(App[int]):
             driver.write(escape)
             driver.flush()
 
-    def _apply(self, event: ClientEvent) -> None:
-        me = self.my_name
-        if isinstance(event, Message):
-            key = conversation_key(event.room)
-            view = self.rooms.get(key)
-            if view is not None:
-                if event.seq in view.seqs:
-                    return  # already shown from the history
-                view.seqs.add(event.seq)
-            own = event.sender == me
-            kind = Kind.ACTION if event.action else Kind.OWN if own else Kind.MESSAGE
-            mentioned = self.unread.message(key, event.seq, event.sender, event.text)
-            entry = LogEntry(kind, event.ts, event.sender, event.text, mentioned, event.seq)
-            self._add(key, entry)
-            if not own and self.notify_rules.wants(event.room, mention=mentioned):
-                self._notifying.append((event.room, event.sender, event.text))
-        elif isinstance(event, PrivateMessage):
-            self._private(event)
-        elif isinstance(event, Joined):
-            room = self._view(event.room)
-            if room is not None:
-                room.add_members((event.name,))
-                self._system(event.room, f"{event.name} joined {event.room}", event.ts)
-        elif isinstance(event, Left):
-            room = self._view(event.room)
-            if room is not None:
-                room.remove_member(event.name)
-                words = LEAVE_WORDS.get(event.reason, "left")
-                self._system(event.room, f"{event.name} {words} {event.room}".strip(), event.ts)
-        elif isinstance(event, RoomState):  # another device of ours joined a room
-            if self._view(event.room) is None:
-                self._system(self.current_room, f"joined {event.room} on another device")
-            self._room_state(event)
-        elif isinstance(event, Parted):  # another device of ours left a room
-            if self._view(event.room) is not None:
-                self._close(conversation_key(event.room))
-                self._system(self.current_room, f"left {event.room} on another device")
-        elif isinstance(event, ReadMarker):  # another device of ours read a conversation
-            self.unread.marker(event.room, event.seq, event.epoch)
-        elif isinstance(event, Notice):
-            where = conversation_key(event.room) if event.room else self.current_room
-            self._system(where, event.text, self._clock())
-        elif isinstance(event, Error):
-            self._error(event.message)
-        elif isinstance(event, RoomReset):
-            self.unread.room(event.room, event.epoch, event.seq)
-            view = self._view(event.room)
-            if view is not None:
-                view.clear()
-                if view is self.conversation(self.current_room):
-                    self.query_one(ChatLog).show(view.entries)
-                self._system(event.room, f"{event.room} was reset on the server; reloading")
-                self._load_history(conversation_key(event.room))
-        elif isinstance(event, Bye):
-            if event.reason in ("signed_out", "replaced"):
-                self._banner(f"Signed out: {event.message or event.reason}")
-                self._error(
-                    f"{event.message or 'signed out'}; this device will not reconnect "
-                    "(start tuichat again to sign in)"
-                )
-            else:
-                self._banner(f"The server is going away: {event.message or event.reason}")
-        elif isinstance(event, Reconnecting):
-            self.query_one(StatusBar).state = "reconnecting…"
-            if event.attempt == 1:
-                self._error(f"connection lost: {event.reason}")
-            self._banner("Connection lost — reconnecting…")
-        elif isinstance(event, Reconnected):
-            self.query_one(StatusBar).state = "connected"
-            self.query_one("#banner").remove_class("-visible")
-            self._system(self.current_room, "reconnected; missed messages follow")
-            self._reconnected(event.welcome)
-        elif isinstance(event, Disconnected):
-            self.query_one(StatusBar).state = "disconnected"
-            if not event.clean or not self.query_one("#banner").has_class("-visible"):
-                self._banner(f"Disconnected: {event.reason}")
-
-    def _private(self, event: PrivateMessage) -> None:
-        """A private message, ours (from this device or another) or to us: into its
-        conversation, opened for it if need be."""
-        me = self.my_name
-        own = fold(event.sender) == fold(me)
-        peer = event.to if own else event.sender
-        view = self._open_private(peer)
-        if event.pid:
-            if event.pid in view.seqs:
-                return  # already shown from the history
-            view.seqs.add(event.pid)
-        mentioned = self.unread.message(view.name, event.pid, event.sender, event.text)
-        kind = Kind.ACTION if event.action else Kind.PRIVATE_OUT if own else Kind.PRIVATE_IN
-        shown = event.sender if event.action else peer
-        entry = LogEntry(kind, event.ts, shown, event.text, mentioned, event.pid)
-        self._add(conversation_key(view.name), entry)
-        if not own and self.notify_rules.wants(view.name, mention=mentioned):
-            self._notifying.append((view.name, event.sender, event.text))
-
     def _room_state(self, state: RoomState) -> RoomView:
         """A room we are in now (joined here or on another device): its view, its place."""
-        key = conversation_key(state.room)
-        view = self.rooms.get(key)
-        if view is None:
-            view = self.rooms[key] = RoomView(state.room)
-            self._load_history(key)
-        view.add_members(state.users)
-        if state.read:
-            self.unread.marker(state.room, state.read, state.epoch)
-        self.unread.room(state.room, state.epoch, state.seq)
+        view = self.state.room_state(state)
+        self._carry_out()
         return view
-
-    def _reconnected(self, welcome: Welcome) -> None:
-        """Back after a drop: the rooms are the ones the server says (another device may have
-        joined or left some meanwhile); markers waiting for the connection go now."""
-        rooms = {conversation_key(room): room for room in welcome.rooms}
-        for key in list(self.rooms):
-            if key != LOBBY and key not in rooms:
-                self._close(key)
-        for key, room in rooms.items():
-            if key not in self.rooms:
-                self.rooms[key] = RoomView(room)
-                self._load_history(key)
-        self._track_welcome(welcome)
-        for key in list(self._read_pending):
-            self._send_read(key)
 
     # --- the log ---------------------------------------------------------
 
     def _add(self, room: str, entry: LogEntry) -> None:
-        view = self.conversation(room)
-        entries = view.entries if view is not None else self._system_log
-        entries.append(entry)
-        self._grown.add(room if view is not None else "")
-        if not self._log_flush_pending:
-            self._log_flush_pending = True  # trim and lay out once after the whole batch
-            self.call_next(self._flush_log)
+        self.state.add(room, entry)
+        self._carry_out()
 
     def _flush_log(self) -> None:
         self._log_flush_pending = False
@@ -493,7 +459,7 @@ class ChatApp(App[int]):
         trimmed = 0
         for room in self._grown:
             view = self.conversation(room)
-            entries = view.entries if view is not None else self._system_log
+            entries = view.entries if view is not None else self.state.system_log
             removed = view.trim() if view is not None else len(trim_log(entries))
             if entries is log.entries:
                 trimmed = removed
@@ -502,16 +468,16 @@ class ChatApp(App[int]):
         self._read_shown()
 
     def _system(self, room: str, text: str, ts: int | None = None) -> None:
-        entry = LogEntry(Kind.SYSTEM, self._clock() if ts is None else ts, "", text)
-        self._add(conversation_key(room), entry)
+        self.state.system(room, text, ts)
+        self._carry_out()
 
     def _error(self, text: str) -> None:
-        self._add(self.current_room, LogEntry(Kind.ERROR, self._clock(), "", text))
+        self.state.error(text)
+        self._carry_out()
 
     def _banner(self, text: str) -> None:
-        banner = self.query_one("#banner", Static)
-        banner.update(Content(text))
-        banner.add_class("-visible")
+        self.state.banner = text
+        self._show_connection()
 
     def _show_unseen(self, unseen: int) -> None:
         label = self.query_one("#unseen", Static)
@@ -688,13 +654,26 @@ class ChatApp(App[int]):
             self._error("not connected")
             return
 
-        async def run() -> None:
-            try:
-                await call(client)
-            except ClientError as exc:
-                self._failed(exc)
+        self._requesting(client, call)
 
-        self.run_worker(run(), group="requests")
+    @work(group="requests", exit_on_error=False)
+    async def _requesting(
+        self, client: ChatClient, call: Callable[[ChatClient], Coroutine[Any, Any, object]]
+    ) -> None:
+        await call(client)
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """The one place a failed request is told: in the log, in the server's words if it
+        refused (an error of ours is shown as a toast)."""
+        worker = event.worker
+        if event.state is not WorkerState.ERROR or worker.group == "net":
+            return  # (the network worker says what went wrong itself)
+        error = worker.error
+        if isinstance(error, ClientError):
+            self._failed(error)
+        else:
+            self.notify(f"{worker.name} failed: {error!r}", severity="error")
 
     def _failed(self, exc: ClientError) -> None:
         """Show why a request failed: the server's words if it refused, else what broke."""
@@ -702,68 +681,42 @@ class ChatApp(App[int]):
 
     def _open_private(self, name: str) -> RoomView:
         """The private conversation with `name`, opened (with its history) if it was not."""
-        key = conversation_key(f"@{name}")
-        view = self.privates.get(key)
-        if view is not None:
-            if view.peer != name:
-                view.name = f"@{name}"  # as the server spells it
-            return view
-        others = [k for k in self.privates if k != self.current_room]
-        if len(others) >= MAX_PRIVATE:
-            read = [k for k in others if not self.unread.counts(k).unread]
-            self._close((read or others)[0])
-        view = self.privates[key] = RoomView(f"@{name}")
-        self._load_history(key)
+        view = self.state.open_private(name)
+        self._carry_out()
         return view
 
     def _close(self, key: str) -> None:
         """Forget a conversation (a room we left, a private one closed)."""
-        view = (self.privates if key.startswith("@") else self.rooms).pop(key, None)
-        if view is None:
-            return
-        self._read_pending.pop(key, None)
-        timer = self._read_timers.pop(key, None)
-        if timer is not None:
-            timer.stop()
-        self.unread.forget(key)
-        if key == self.current_room:
-            self.switch_room(LOBBY)
-        else:
-            self._refresh_sidebar()
+        self.state.close(key)
+        self._carry_out()
 
-    def _join(self, room: str) -> None:
+    def _join(self, room: str, *, switch: bool = True) -> None:
         client = self.client
         if client is None:
             return
         if conversation_key(room) in self.rooms:
-            self.switch_room(room)  # in it already: go there
+            if switch:
+                self.switch_room(room)  # in it already: go there
             return
 
-        async def run() -> None:
-            try:
-                state = untrusted.clean(await client.join(room))
-            except ClientError as exc:
-                self._failed(exc)
-                return
-            self._room_state(state)
-            self.switch_room(state.room)
+        self._joining(client, room, switch)
 
-        self.run_worker(run(), group="requests")
+    @work(group="requests", exit_on_error=False)
+    async def _joining(self, client: ChatClient, room: str, switch: bool) -> None:
+        state = untrusted.clean(await client.join(room))
+        self._room_state(state)
+        if switch:
+            self.switch_room(state.room)
 
     def _part(self, room: str) -> None:
         client = self.client
-        if client is None:
-            return
+        if client is not None:
+            self._parting(client, room)
 
-        async def run() -> None:
-            try:
-                await client.part(room)
-            except ClientError as exc:
-                self._failed(exc)
-                return
-            self._close(conversation_key(room))
-
-        self.run_worker(run(), group="requests")
+    @work(group="requests", exit_on_error=False)
+    async def _parting(self, client: ChatClient, room: str) -> None:
+        await client.part(room)
+        self._close(conversation_key(room))
 
     def _load_history(self, room: str) -> None:
         """Fetch the page of history before the oldest message shown in conversation `room`
@@ -773,80 +726,37 @@ class ChatApp(App[int]):
         if client is None or view is None or view.loading or view.history_complete or view.full:
             return
         view.loading = True
+        self._fetching_history(client, view)
 
-        async def run() -> None:
-            try:
-                older, complete, start = await self._history_page(client, view)
-            except ClientError as exc:
-                self._failed(exc)
-                return
-            finally:
-                view.loading = False
-            self._prepend_history(view, older, complete, start)
-
-        self.run_worker(run(), group="history")
+    @work(group="history", exit_on_error=False)
+    async def _fetching_history(self, client: ChatClient, view: RoomView) -> None:
+        try:
+            older, complete, start = await self._history_page(client, view)
+        finally:
+            view.loading = False
+        self._prepend_history(view, older, complete, start)
 
     async def _history_page(
         self, client: ChatClient, view: RoomView
     ) -> tuple[list[LogEntry], bool, int | None]:
-        """The page before the oldest message of `view`: its messages not shown yet, as log
-        entries; whether it reaches the start of the conversation; the time of its first
-        message (None if it has none)."""
-        me = self.my_name
+        """The page before the oldest message of `view`, as `ChatState.history_entries`."""
         before = view.oldest_seq
+        page: HistoryPage | PrivatePage
         if view.private:
-            page = untrusted.clean(
-                await client.private_history(view.peer, before=before, limit=HISTORY_PAGE)
-            )
-            older: list[LogEntry] = []
-            oldest = view.oldest_seq  # (live messages may have come in meanwhile)
-            for p in page.messages:
-                if p.pid in view.seqs or (oldest and p.pid > oldest):
-                    continue  # newer than the oldest shown: it comes (or came) live
-                own = fold(p.sender) == fold(me)
-                kind = Kind.ACTION if p.action else Kind.PRIVATE_OUT if own else Kind.PRIVATE_IN
-                shown = p.sender if p.action else p.to if own else p.sender
-                self.unread.message(view.name, p.pid, p.sender, p.text)
-                older.append(LogEntry(kind, p.ts, shown, p.text, seq=p.pid, history=True))
-            return older, page.complete, page.messages[0].ts if page.messages else None
-        history = untrusted.clean(
-            await client.history(view.name, before=before, limit=HISTORY_PAGE)
-        )
-        older = []
-        for m in history.messages:
-            if m.seq in view.seqs:
-                continue
-            kind = Kind.ACTION if m.action else Kind.OWN if m.sender == me else Kind.MESSAGE
-            older.append(LogEntry(kind, m.ts, m.sender, m.text, seq=m.seq, history=True))
-            self.unread.message(view.name, m.seq, m.sender, m.text)
-        return older, history.complete, history.messages[0].ts if history.messages else None
+            page = await client.private_history(view.peer, before=before, limit=HISTORY_PAGE)
+        else:
+            page = await client.history(view.name, before=before, limit=HISTORY_PAGE)
+        return self.state.history_entries(view, untrusted.clean(page))
 
     def _prepend_history(
         self, view: RoomView, older: list[LogEntry], complete: bool, start: int | None
     ) -> None:
         first_page = not any(entry.history for entry in view.entries)
-        view.history_complete = complete
-        view.pages_loaded += 1
-        space = max(MAX_LOG_LINES - len(view.entries), 0)
-        if len(older) > space:  # keep what fits next to what is shown, the newest of the page
-            del older[: len(older) - space]
-            view.history_complete = False
-        view.seqs.update(entry.seq for entry in older)
-        if view.history_complete and start is not None:
-            what = "start of the conversation" if view.private else "start of the room"
-            older.insert(0, LogEntry(Kind.SYSTEM, start, "", what))
-        if first_page and older:
-            older.append(LogEntry(Kind.SYSTEM, older[-1].ts, "", "── earlier messages above ──"))
-        if not older:
-            self._refresh_sidebar()
-            return
-        view.entries[:0] = older
-        if view.new_after is not None:
-            view.place_new_line(self.my_name)
+        added = self.state.prepend_history(view, older, complete, start)
         log = self.query_one(ChatLog)
-        if log.entries is view.entries:
+        if added and log.entries is view.entries:
             with self._reads_held():
-                log.entries_prepended(len(older))
+                log.entries_prepended(added)
                 if first_page:
                     self._scroll_to_new_line(view)
             self._read_shown()
@@ -856,16 +766,15 @@ class ChatApp(App[int]):
     def _reached_top(self) -> None:
         self._load_history(self.current_room)
 
-    async def _measure_rtt(self) -> None:
+    def _measure_rtt(self) -> None:
         client = self.client
-        if client is None or not client.connected:
-            return
+        if client is not None and client.connected:
+            self._pinging(client)
 
-        async def run() -> None:
-            with contextlib.suppress(ClientError):
-                self.query_one(StatusBar).rtt_ms = await client.ping() * 1000
-
-        self.run_worker(run(), group="ping", exclusive=True)
+    @work(group="ping", exclusive=True, exit_on_error=False)
+    async def _pinging(self, client: ChatClient) -> None:
+        with contextlib.suppress(ClientError):  # (a missed ping is no news: the next one tells)
+            self.query_one(StatusBar).rtt_ms = await client.ping() * 1000
 
     # --- actions (keys and palette) --------------------------------------
 
@@ -936,18 +845,13 @@ class ChatApp(App[int]):
         if client is None:
             self._error("not connected")
             return
-        room = self.current_room
+        self._signing_out(client, self.current_room)
 
-        async def run() -> None:
-            try:
-                count = await client.sign_out_others()
-            except ClientError as exc:
-                self._failed(exc)
-                return
-            plural = "s" if count != 1 else ""
-            self._system(room, f"signed out {count} other device{plural}")
-
-        self.run_worker(run(), group="requests")
+    @work(group="requests", exit_on_error=False)
+    async def _signing_out(self, client: ChatClient, room: str) -> None:
+        count = await client.sign_out_others()
+        plural = "s" if count != 1 else ""
+        self._system(room, f"signed out {count} other device{plural}")
 
     def action_jump_to_end(self) -> None:
         """Scroll the log to the newest line."""
@@ -965,16 +869,17 @@ class ChatApp(App[int]):
 
     def action_exit_chat(self) -> None:
         """Send the read markers still waiting, say goodbye to the server and quit."""
-        client = self.client
         for key in list(self._read_pending):
             self._send_read(key)
+        self._saying_goodbye(self.client)
 
-        async def run() -> None:
+    @work(group="exit", exclusive=True, exit_on_error=False)
+    async def _saying_goodbye(self, client: ChatClient | None) -> None:
+        try:
             if client is not None:
                 await client.close()
+        finally:
             self.exit(0)
-
-        self.run_worker(run(), group="exit", exclusive=True)
 
 
 def _why_not(exc: BaseException) -> str:

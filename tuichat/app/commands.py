@@ -101,6 +101,12 @@ Command = (
 )
 
 
+def _word(text: str) -> tuple[str, str]:
+    """The first word of `text` and what follows it (a message may start on the next line)."""
+    parts = text.split(maxsplit=1)
+    return (parts[0], parts[1]) if len(parts) == 2 else (parts[0] if parts else "", "")
+
+
 def parse_input(line: str) -> Command | None:
     """Return what a line typed by the user asks for (None for a blank line).
 
@@ -113,11 +119,11 @@ def parse_input(line: str) -> Command | None:
         return SayText(line)
     if line.startswith("//"):
         return SayText(line[1:])
-    name, _, rest = line[1:].partition(" ")
+    name, rest = _word(line[1:])
     name = name.lower()
     rest = rest.strip()
     if name in ("msg", "m", "query"):
-        to, _, text = rest.partition(" ")
+        to, text = _word(rest)
         to, text = to.removeprefix("@"), text.strip()
         if not to or to.startswith("#") or (name != "query" and not text):
             return ShowHelp(

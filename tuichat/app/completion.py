@@ -1,8 +1,66 @@
-"""Tab completion of names and rooms in the input line."""
+"""Tab completion of names and rooms in the composer."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Completions:
+    """Every way to complete the word that ends at the cursor."""
+
+    start: int
+    """Where the word starts in the text."""
+    end: int
+    """Where it ends (the cursor)."""
+    word: str
+    candidates: tuple[str, ...]
+    """The names or rooms that start with the word, in sorted order."""
+    suffix: str
+    """What follows a completed candidate: `: ` or a space."""
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """Each candidate as it would be inserted, its suffix included."""
+        return tuple(candidate + self.suffix for candidate in self.candidates)
+
+    def apply(self, text: str, index: int) -> tuple[str, int]:
+        """Return `text` with the word replaced by option `index`, and the cursor after it."""
+        option = self.candidates[index] + self.suffix
+        return text[: self.start] + option + text[self.end :], self.start + len(option)
+
+    def common_prefix(self) -> str:
+        """The longest start all candidates share (case-insensitively)."""
+        return _common_prefix(list(self.candidates))
+
+
+def completions(
+    text: str, cursor: int, names: Iterable[str], rooms: Iterable[str]
+) -> Completions | None:
+    """Return the candidates for the word before `cursor` in `text`, or None if there are none.
+
+    `#word` completes rooms; any other word completes names (case-insensitively). A name at
+    the start of the text gets `: ` after it (unless the text is a `/command`), elsewhere a
+    space. A word ends at any whitespace, line breaks included.
+    """
+    start = cursor
+    while start > 0 and not text[start - 1].isspace():
+        start -= 1
+    word = text[start:cursor]
+    if not word:
+        return None
+    room = word.startswith("#")
+    folded = word.casefold()
+    matches = sorted(
+        (c for c in (rooms if room else names) if c.casefold().startswith(folded)),
+        key=str.casefold,
+    )
+    if not matches:
+        return None
+    at_start = start == 0 and not room and not text.startswith("/")
+    suffix = ": " if at_start else " "
+    return Completions(start, cursor, word, tuple(matches), suffix)
 
 
 def complete(
@@ -10,32 +68,18 @@ def complete(
 ) -> tuple[str, int] | None:
     """Complete the word before `cursor`; return the new line and cursor, or None.
 
-    `#word` completes rooms; any other word completes names (case-insensitively).
-    A name completed at the start of the line gets `: ` after it, elsewhere a space.
-    With several candidates, the longest common prefix is filled in.
+    One candidate is filled in with its suffix (see `completions`); with several, their longest
+    common prefix is filled in, or None is returned if it adds nothing.
     """
-    start = cursor
-    while start > 0 and not line[start - 1].isspace():
-        start -= 1
-    word = line[start:cursor]
-    if not word:
+    found = completions(line, cursor, names, rooms)
+    if found is None:
         return None
-    candidates = sorted(rooms if word.startswith("#") else names, key=str.casefold)
-    folded = word.casefold()
-    matches = [c for c in candidates if c.casefold().startswith(folded)]
-    if not matches:
+    if len(found.candidates) == 1:
+        return found.apply(line, 0)
+    prefix = found.common_prefix()
+    if len(prefix) <= len(found.word):
         return None
-    if len(matches) == 1:
-        (match,) = matches
-        at_start = start == 0 and not word.startswith("#")
-        suffix = ": " if at_start and not line.startswith("/") else " "
-        completion = match + suffix
-    else:
-        completion = _common_prefix(matches)
-        if len(completion) <= len(word):
-            return None
-    new_line = line[:start] + completion + line[cursor:]
-    return new_line, start + len(completion)
+    return line[: found.start] + prefix + line[cursor:], found.start + len(prefix)
 
 
 def _common_prefix(words: list[str]) -> str:

@@ -1,10 +1,11 @@
-"""The input line's history, walked with Up and Down like a shell's."""
+"""The composer's history of sent texts, walked with Up and Down like a shell's."""
 
 from __future__ import annotations
 
 
 class InputHistory:
-    """Lines the user entered, newest last; Up and Down move through them."""
+    """Texts the user sent (each may hold several lines), newest last; Up and Down move
+    through them."""
 
     def __init__(self, limit: int = 500) -> None:
         self._lines: list[str] = []

@@ -42,7 +42,28 @@ class PromptDialog(ModalScreen[str | None]):
         color: $text-muted;
         margin-top: 1;
     }
+    PromptDialog > Vertical {
+        max-height: 100%;
+        overflow-y: auto;
+    }
+    PromptDialog.-compact > Vertical {
+        padding: 0 1;
+        border: round $primary;
+    }
+    PromptDialog.-compact .title, PromptDialog.-compact .problem {
+        margin-bottom: 0;
+    }
+    PromptDialog.-compact .hint {
+        margin-top: 0;
+    }
+    PromptDialog.-compact Input {
+        border: none;
+        height: 1;
+    }
     """
+
+    COMPACT_BELOW = 24
+    """Rows below which the dialog drops its margins and borders, so that its reason fits."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -62,6 +83,9 @@ class PromptDialog(ModalScreen[str | None]):
                 yield Label(Content(self._problem), classes="problem", id="problem")
             yield Input(value=self._value, placeholder=self._placeholder, id="answer")
             yield Label("Enter to confirm · Escape to cancel", classes="hint")
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.height < self.COMPACT_BELOW, "-compact")
 
     @on(Input.Submitted)
     def submitted(self, event: Input.Submitted) -> None:

@@ -1,6 +1,7 @@
 """The chat log: a Line-API scroll view that draws only the lines on screen.
 
-Entries are laid out (wrapped) once per width; a line is turned into a `Strip`
+Entries are laid out (wrapped) once per width, with a date line above the first entry and
+above each that begins another day (in the log's time zone); a line is turned into a `Strip`
 only when it becomes visible, and kept in a small cache, as are the wrapped lines
 of the entries on screen. So 100,000 entries cost their text and an offset each,
 and re-wrap when the terminal is resized; one huge entry is wrapped once, in time
@@ -12,7 +13,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -24,18 +25,10 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tuichat.app.colors import name_color
+from tuichat.app.colors import LogStyles, log_styles, name_color
 from tuichat.app.model import Kind, LogEntry
 from tuichat.app.wrap import fits, wrap
 
-TIME_STYLE = Style(color="#7f848e")
-SYSTEM_STYLE = Style(color="#8b929e", italic=True)
-ERROR_STYLE = Style(color="#ff6b6b", bold=True)
-PRIVATE_STYLE = Style(color="#d58fe6", bold=True)
-OWN_TEXT_STYLE = Style(color="#c8d3e0")
-MENTION_STYLE = Style(bgcolor="#4a3b00")
-HISTORY_STYLE = Style(color="#9aa3ad")
-NEW_STYLE = Style(color="#e5c07b", bold=True)
 MIN_HANGING_WIDTH = 24
 WRAPS = 256
 """Entries whose wrapped lines are kept (those on screen, and the newest)."""
@@ -67,20 +60,45 @@ class ChatLog(ScrollView, can_focus=True):
         self,
         *,
         tz: tzinfo | None = None,
+        timestamps: str = "%H:%M",
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(id=id, classes=classes)
         self._tz = tz
+        self._timestamps = timestamps
+        """A strftime format for each entry's time ("": none shown)."""
         self._entries: list[LogEntry] = []
         self._starts = array("q")  # first screen line of each entry
+        self._dated = bytearray()  # 1 for each entry with a date line above it
         self._total = 0  # screen lines of the laid-out entries
         self._at_end = True  # following the end (the last scroll left us there)
         self._width = 0  # the width the layout was made for
         self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
         self._wraps: dict[int, list[str]] = {}  # entry index → its lines, the last WRAPS
         self._time_cache: dict[int, str] = {}
+        self._day_cache: dict[int, date] = {}
+        self._time_cells = _cells(self._format_time(0)) + 1 if timestamps else 0
+        """Cells the time takes, with its space."""
         self.time_format: Callable[[int], str] = self._format_time
+        self.date_format: Callable[[date | None], str] = _format_date
+        self._styles: LogStyles | None = None
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, _theme: object) -> None:
+        self._styles = None  # every line is drawn again in the theme's colours
+        self._cache.clear()
+        self.refresh()
+
+    @property
+    def styles_now(self) -> LogStyles:
+        """The log's styles in the app's current theme."""
+        if self._styles is None:
+            app = self.app
+            self._styles = log_styles(app.theme_variables, app.current_theme.dark)
+        return self._styles
 
     # --- what to show ------------------------------------------------------
 
@@ -120,8 +138,14 @@ class ChatLog(ScrollView, can_focus=True):
         starts = self._starts
         kept = max(len(starts) - trimmed, 0)
         removed_lines = starts[trimmed] if kept else self._total
-        self._starts = array("q", (start - removed_lines for start in starts[trimmed:]))
-        self._total -= removed_lines
+        # the new first entry has a date line, as the first always does
+        added = 1 if kept and not self._dated[trimmed] else 0
+        shifted = (start - removed_lines + added for start in starts[trimmed + 1 :])
+        self._starts = array("q", [0] * (kept > 0)) + array("q", shifted)
+        self._dated = self._dated[trimmed:]
+        if kept:
+            self._dated[0] = 1
+        self._total += added - removed_lines
         self._cache.clear()  # both are keyed by entry index, and every index moved
         self._wraps.clear()
         self._layout_from(kept)
@@ -172,6 +196,7 @@ class ChatLog(ScrollView, can_focus=True):
 
     def _relayout(self) -> None:
         self._starts = array("q")
+        self._dated = bytearray()
         self._total = 0
         self._cache.clear()
         self._wraps.clear()
@@ -181,11 +206,21 @@ class ChatLog(ScrollView, can_focus=True):
         self.refresh()
 
     def _layout_from(self, index: int) -> None:
-        starts = self._starts
+        starts, dated = self._starts, self._dated
         width = self._width or self._text_width()
         total = self._total
-        for position, entry in enumerate(self._entries[index:], index):
+        entries = self._entries
+        day = self._day(entries[index - 1].ts) if index else None
+        for position, entry in enumerate(entries[index:], index):
             starts.append(total)
+            if entry.kind is not Kind.NEW:
+                today = self._day(entry.ts)
+                new_day = today != day
+                day = today
+            else:
+                new_day = position == 0
+            dated.append(new_day)
+            total += new_day
             prefix = self._prefix_cells(entry)
             if entry.kind is Kind.NEW or (
                 width - prefix >= MIN_HANGING_WIDTH and fits(entry.text, width - prefix)
@@ -225,55 +260,69 @@ class ChatLog(ScrollView, can_focus=True):
             self._cache[key] = strip
         return strip
 
+    def _rule(self, label: str, width: int, style: Style) -> Strip:
+        """A rule across the log with `label` in its middle: ──── label ────."""
+        base = self.rich_style
+        label = f" {label} "
+        left = max((width - cell_len(label)) // 2, 2)
+        rule = "─" * left + label + "─" * max(width - left - cell_len(label), 0)
+        return Strip([Segment(rule, base + style)]).adjust_cell_length(width, base)
+
     def _render_entry_line(self, index: int, row: int, width: int) -> Strip:
         entry = self._entries[index]
+        styles = self.styles_now
+        if self._dated[index]:
+            if row == 0:
+                return self._rule(self.date_format(self._day(entry.ts)), width, styles.date)
+            row -= 1
         base = self.rich_style
-        if entry.kind is Kind.NEW:  # a rule across the log: ──── new messages ────
-            label = f" {entry.text} "
-            left = max((width - cell_len(label)) // 2, 2)
-            rule = "─" * left + label + "─" * max(width - left - cell_len(label), 0)
-            return Strip([Segment(rule, base + NEW_STYLE)]).adjust_cell_length(width, base)
+        if entry.kind is Kind.NEW:  # ──── new messages ────
+            return self._rule(entry.text, width, styles.new)
         if entry.mention:
-            base += MENTION_STYLE
+            base += styles.mention
         lines = self._wrapped(index, entry, self._width)
         text = lines[row] if row < len(lines) else ""
         segments: list[Segment]
         if row == 0:
-            segments = [Segment(self.time_format(entry.ts) + " ", base + TIME_STYLE)]
-            segments += self._label(entry, base)
+            segments = self._label(entry, base)
+            if self._timestamps:
+                segments.insert(0, Segment(self.time_format(entry.ts) + " ", base + styles.time))
         else:
             segments = [Segment(" " * self._indent(entry, self._width), base)]
-        segments.append(Segment(text, base + self._text_style(entry)))
+        segments.append(Segment(text, base + self._text_style(entry, styles)))
         return Strip(segments).adjust_cell_length(width, base)
 
     def _label(self, entry: LogEntry, base: Style) -> list[Segment]:
-        color = Style(color=name_color(entry.sender), bold=not entry.history, dim=entry.history)
+        styles = self.styles_now
+        color = Style(
+            color=name_color(entry.sender, styles.dark), bold=not entry.history, dim=entry.history
+        )
         kind = entry.kind
         if kind is Kind.PRIVATE_OUT:
-            return [Segment(f"→ {entry.sender} ", base + PRIVATE_STYLE)]
+            return [Segment(f"→ {entry.sender} ", base + styles.private)]
         if kind is Kind.PRIVATE_IN:
-            return [Segment(f"← {entry.sender} ", base + PRIVATE_STYLE)]
+            return [Segment(f"← {entry.sender} ", base + styles.private)]
         if kind is Kind.SYSTEM:
-            return [Segment("-- ", base + SYSTEM_STYLE)]
+            return [Segment("-- ", base + styles.system)]
         if kind is Kind.ERROR:
-            return [Segment("!! ", base + ERROR_STYLE)]
+            return [Segment("!! ", base + styles.error)]
         if kind is Kind.ACTION:
-            return [Segment("* ", base + SYSTEM_STYLE), Segment(f"{entry.sender} ", base + color)]
+            return [Segment("* ", base + styles.system), Segment(f"{entry.sender} ", base + color)]
         return [Segment(f"{entry.sender} ", base + color)]
 
     @staticmethod
-    def _text_style(entry: LogEntry) -> Style:
+    def _text_style(entry: LogEntry, styles: LogStyles) -> Style:
         if entry.history:
-            return HISTORY_STYLE
+            return styles.history
         kind = entry.kind
         if kind is Kind.SYSTEM:
-            return SYSTEM_STYLE
+            return styles.system
         if kind is Kind.ERROR:
-            return ERROR_STYLE
+            return styles.error
         if kind is Kind.ACTION:
             return Style(italic=True)
         if kind is Kind.OWN:
-            return OWN_TEXT_STYLE
+            return styles.own_text
         return Style()
 
     # --- wrapping ----------------------------------------------------------
@@ -286,7 +335,7 @@ class ChatLog(ScrollView, can_focus=True):
             label = 3 + _cells(entry.sender)
         else:
             label = 1 + _cells(entry.sender)
-        return 6 + label  # "HH:MM " + label
+        return self._time_cells + label  # "HH:MM " + label
 
     def _indent(self, entry: LogEntry, width: int) -> int:
         prefix = self._prefix_cells(entry)
@@ -307,18 +356,41 @@ class ChatLog(ScrollView, can_focus=True):
             wraps[index] = lines
         return lines
 
+    def _day(self, ts: int) -> date | None:
+        """The day of `ts` in the log's time zone (None: a time no calendar can show)."""
+        quarter = ts // 900_000  # (every time zone's offset is a whole number of quarters)
+        day = self._day_cache.get(quarter)
+        if day is None:
+            try:
+                day = datetime.fromtimestamp(quarter * 900, self._tz).date()
+            except (OverflowError, OSError, ValueError):
+                return None
+            if len(self._day_cache) > 4096:
+                self._day_cache.clear()
+            self._day_cache[quarter] = day
+        return day
+
     def _format_time(self, ts: int) -> str:
-        minute = ts // 60_000
+        seconds = "%S" in self._timestamps or "%c" in self._timestamps or "%T" in self._timestamps
+        minute = ts // 1000 if seconds else ts // 60_000
         text = self._time_cache.get(minute)
         if text is None:
             try:
-                text = datetime.fromtimestamp(minute * 60, self._tz).strftime("%H:%M")
+                when = datetime.fromtimestamp(minute * (1 if seconds else 60), self._tz)
+                text = when.strftime(self._timestamps)
             except (OverflowError, OSError, ValueError):
                 text = "--:--"  # a time no calendar can show
             if len(self._time_cache) > 4096:
                 self._time_cache.clear()
             self._time_cache[minute] = text
         return text
+
+
+def _format_date(day: date | None) -> str:
+    """A date line's text: `Tuesday 1 December 2026`."""
+    if day is None:
+        return "a day unknown"
+    return f"{day:%A} {day.day} {day:%B %Y}"
 
 
 def _cells(text: str) -> int:

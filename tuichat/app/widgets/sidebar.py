@@ -1,5 +1,6 @@
-"""The sidebar: who is online in the current room (with a count), then the conversations (the
-rooms we are in, then the private ones) with what waits to be read in each."""
+"""The sidebar: the conversations (the rooms we are in, then the private ones) with what waits
+to be read in each, then who is online in the current room (with a count). Each part scrolls
+on its own, so a long member list never hides the rooms."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.widget import Widget
 
@@ -33,8 +36,9 @@ def _count(number: int) -> str:
     return f"{number}" if number <= MAX_COUNT else f"{MAX_COUNT}+"
 
 
-class Sidebar(Widget):
-    """Renders the member list (given sorted) and the conversations, as plain text."""
+class Sidebar(Vertical):
+    """The conversations and the members of the current room, as plain text (names come
+    from the network: nothing in them is markup)."""
 
     DEFAULT_CSS = """
     Sidebar {
@@ -42,20 +46,67 @@ class Sidebar(Widget):
         width: 24;
         background: $panel;
         border-left: vkey $primary-background;
+    }
+    Sidebar.-collapsed {
+        display: none;
+    }
+    Sidebar > #sidebar-conversations {
+        height: auto;
+        max-height: 50%;
+        scrollbar-size-vertical: 1;
+    }
+    Sidebar > #sidebar-members {
+        height: 1fr;
+        scrollbar-size-vertical: 1;
+    }
+    Sidebar Conversations, Sidebar Members {
+        width: 1fr;
+        height: auto;
         padding: 0 1;
         text-wrap: nowrap;
         text-overflow: ellipsis;
     }
-    Sidebar > .sidebar--current {
+    """
+
+    users: reactive[tuple[str, ...]] = reactive(())
+    conversations: reactive[tuple[ConversationItem, ...]] = reactive(())
+    current: reactive[str] = reactive("")
+    me: reactive[str] = reactive("")
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="sidebar-conversations", can_focus=False):
+            yield Conversations(self)
+        with VerticalScroll(id="sidebar-members", can_focus=False):
+            yield Members(self)
+
+    def _changed(self) -> None:
+        for part in self._parts():
+            part.refresh(layout=True)
+
+    watch_users = watch_conversations = watch_current = watch_me = _changed
+
+    def _parts(self) -> list[Conversations | Members]:
+        return [*self.query(Conversations), *self.query(Members)]
+
+    def text(self) -> str:
+        """Everything the sidebar shows, as plain text."""
+        return "\n".join(part.render().plain for part in self._parts())
+
+
+class Conversations(Widget):
+    """The rooms we are in, then the private conversations, each with its counts."""
+
+    DEFAULT_CSS = """
+    Conversations > .sidebar--current {
         text-style: bold reverse;
     }
-    Sidebar > .sidebar--active {
+    Conversations > .sidebar--active {
         text-style: bold;
     }
-    Sidebar > .sidebar--unread {
+    Conversations > .sidebar--unread {
         color: $text-muted;
     }
-    Sidebar > .sidebar--mention {
+    Conversations > .sidebar--mention {
         background: $warning;
         color: $background;
         text-style: bold;
@@ -69,35 +120,32 @@ class Sidebar(Widget):
         "sidebar--mention",  # the badge that counts the mentions among them
     }
 
-    users: reactive[tuple[str, ...]] = reactive(())
-    conversations: reactive[tuple[ConversationItem, ...]] = reactive(())
-    current: reactive[str] = reactive("")
-    me: reactive[str] = reactive("")
+    def __init__(self, sidebar: Sidebar) -> None:
+        super().__init__()
+        self.sidebar = sidebar
+
+    def on_resize(self) -> None:
+        self.refresh()  # each line is as wide as the sidebar: drawn again at its new width
 
     def render(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"Online — {len(self.users)}\n", style="bold")
-        for user in self.users[:MAX_SHOWN]:
-            marker = "●" if user != self.me else "◉"
-            text.append(f"{marker} ", style=name_color(user))
-            text.append(f"{user}\n", style="bold" if user == self.me else "")
-        if len(self.users) > MAX_SHOWN:
-            text.append(f"… and {len(self.users) - MAX_SHOWN} more\n", style="dim")
-        rooms = [item for item in self.conversations if not item.name.startswith("@")]
-        private = [item for item in self.conversations if item.name.startswith("@")]
-        text.append("\nRooms\n", style="bold")
+        items = self.sidebar.conversations
+        rooms = [item for item in items if not item.name.startswith("@")]
+        private = [item for item in items if item.name.startswith("@")]
+        text.append("Rooms\n", style="bold")
         for item in rooms:
             self._append_item(text, item)
         if private:
             text.append("\nPrivate\n", style="bold")
             for item in private:
                 self._append_item(text, item)
+        text.rstrip()
         return text
 
     def _append_item(self, text: Text, item: ConversationItem) -> None:
         """One line: the name, then the unread count and the mention badge at the right."""
         style = self.get_component_rich_style
-        current = item.name == self.current
+        current = item.name == self.sidebar.current
         base = style("sidebar--current") if current else Style()
         counts = Text()
         if item.unread:
@@ -105,14 +153,37 @@ class Sidebar(Widget):
         if item.mentions:
             counts.append(" ", style=base)
             counts.append(f" {_count(item.mentions)} ", style=style("sidebar--mention"))
-        room_for_name = max(self.size.width - cell_len(counts.plain) - 2, 1)
+        width = self.content_size.width or 22
+        room_for_name = max(width - cell_len(counts.plain) - 2, 1)
         name = Text(item.name)
         name.truncate(room_for_name, overflow="ellipsis")
         active = style("sidebar--active") if item.unread and not current else Style()
         line = Text.assemble(" ", name, " ", style=base + active)
-        gap = self.size.width - line.cell_len - counts.cell_len
+        gap = width - line.cell_len - counts.cell_len
         if gap > 0:
             line.append(" " * gap, style=base)
         text.append_text(line)
         text.append_text(counts)
         text.append("\n")
+
+
+class Members(Widget):
+    """Who is online in the current room."""
+
+    def __init__(self, sidebar: Sidebar) -> None:
+        super().__init__()
+        self.sidebar = sidebar
+
+    def render(self) -> Text:
+        users, me = self.sidebar.users, self.sidebar.me
+        dark = self.app.current_theme.dark
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"\nOnline — {len(users)}\n", style="bold")
+        for user in users[:MAX_SHOWN]:
+            marker = "●" if user != me else "◉"
+            text.append(f"{marker} ", style=name_color(user, dark))
+            text.append(f"{user}\n", style="bold" if user == me else "")
+        if len(users) > MAX_SHOWN:
+            text.append(f"… and {len(users) - MAX_SHOWN} more\n", style="dim")
+        text.rstrip()
+        return text

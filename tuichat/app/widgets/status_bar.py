@@ -23,20 +23,24 @@ class StatusBar(Widget):
     user: reactive[str] = reactive("")
     state: reactive[str] = reactive("connecting")
     rtt_ms: reactive[float | None] = reactive(None)
+    sidebar_hint: reactive[str] = reactive("")
+    """Said at the right while the sidebar is folded away."""
 
     def render(self) -> Text:
-        state_style = {"connected": "bold #98c379", "connecting": "#e5c07b"}.get(
-            self.state, "bold #e06c75"
-        )
+        colors = self.app.theme_variables
+        state_style = {
+            "connected": f"bold {colors.get('text-success', 'green')}",
+            "connecting": colors.get("text-warning", "yellow"),
+        }.get(self.state, f"bold {colors.get('text-error', 'red')}")
         rtt = "—" if self.rtt_ms is None else f"{self.rtt_ms:.0f} ms"
-        return Text.assemble(
+        line = Text.assemble(
             (" tuichat ", "bold reverse"),
             " ",
             (self.server or "…", "bold"),
             "  ",
-            (self.room, "bold #61afef"),
+            (self.room, f"bold {colors.get('text-primary', 'blue')}"),
             "  ",
-            (self.user, "#c678dd"),
+            (self.user, colors.get("text-secondary", "magenta")),
             "  ",
             (f"● {self.state}", state_style),
             "  ",
@@ -44,3 +48,9 @@ class StatusBar(Widget):
             no_wrap=True,
             overflow="ellipsis",
         )
+        if self.sidebar_hint:  # at the right edge, kept whatever else must give way
+            hint = Text(f" {self.sidebar_hint} ", style="reverse")
+            room = max(self.size.width - hint.cell_len, 0)
+            line.truncate(room, overflow="ellipsis", pad=True)
+            line.append_text(hint)
+        return line

@@ -1,0 +1,379 @@
+"""The chat as the app shows it, and every change to it, as a plain object (no Textual, no I/O).
+
+`ChatState` holds the conversations (rooms and private ones, each a `RoomView`), which one is
+on screen, the unread counts and the log of the app's own lines before a connection. The
+server's events (already cleaned of anything a terminal would act on) change it through
+`apply`; a welcome through `connected` / `reconnected`; pages of history through
+`history_entries` and `prepend_history`. What the screen must do about a change (lay out
+grown logs, fetch history, show a banner, notify) is gathered in `changes`, which the app
+takes and carries out: the state never touches a widget or the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from tuichat.app.model import MAX_LOG_LINES, Kind, LogEntry, RoomView
+from tuichat.app.notify import NotifyRules
+from tuichat.client import ClientEvent, Disconnected, Reconnected, Reconnecting
+from tuichat.client.unread import Unread, conversation_key, fold
+from tuichat.protocol import (
+    Bye,
+    Error,
+    HistoryPage,
+    Joined,
+    Left,
+    Message,
+    Notice,
+    Parted,
+    PrivateMessage,
+    PrivatePage,
+    ReadMarker,
+    RoomReset,
+    RoomState,
+    Welcome,
+)
+
+LOBBY = "#lobby"
+MAX_PRIVATE = 100
+"""Private conversations kept open; a new one past it closes the oldest that is read."""
+LEAVE_WORDS = {
+    "part": "left",
+    "quit": "quit",
+    "disconnect": "lost their connection",
+}
+Clock = Callable[[], int]
+
+
+@dataclass
+class Changes:
+    """What changes since they were last taken ask of the screen."""
+
+    grown: set[str] = field(default_factory=set)
+    """Conversation keys whose logs grew ("" for the app's own log before a connection)."""
+    shown_again: set[str] = field(default_factory=set)
+    """Conversations whose logs were replaced: shown afresh if on screen."""
+    history: list[str] = field(default_factory=list)
+    """Conversations whose history is to be fetched (a page before their oldest message)."""
+    closed: list[str] = field(default_factory=list)
+    """Conversations forgotten (their pending read markers go with them)."""
+    notify: list[tuple[str, str, str]] = field(default_factory=list)
+    """(conversation, sender, text) of messages that notify (see `NotifyRules`)."""
+    switch_to: str | None = None
+    """The conversation to show (the one on screen was closed)."""
+    reconnected: bool = False
+    """Back after a drop: read markers waiting for the connection may go."""
+
+
+class ChatState:
+    """The conversations and what the user has read of them; see the module docstring."""
+
+    def __init__(
+        self,
+        me: str,
+        clock: Clock,
+        *,
+        keywords: Iterable[str] = (),
+        notify_rules: NotifyRules | None = None,
+    ) -> None:
+        self.me = me
+        """Our name as the server spells it (as asked for, before a welcome)."""
+        self.clock = clock
+        self.keywords = tuple(keywords)
+        self.notify_rules = notify_rules or NotifyRules()
+        self.rooms: dict[str, RoomView] = {}
+        """The rooms we are in, by `conversation_key` (their name), the lobby first."""
+        self.privates: dict[str, RoomView] = {}
+        """The private conversations open, by `conversation_key` (in the order opened)."""
+        self.current = LOBBY
+        """The key of the conversation on screen."""
+        self.unread = Unread(me, self.keywords)
+        self.system_log: list[LogEntry] = []
+        """The app's own lines before the first welcome (then the lobby's log)."""
+        self.status = "connecting"
+        """The connection's state, as the status line says it."""
+        self.banner: str | None = None
+        """What the banner across the screen says (None: no banner)."""
+        self.changes = Changes()
+
+    def take_changes(self) -> Changes:
+        """What changed since the last call, for the screen to carry out."""
+        changes, self.changes = self.changes, Changes()
+        return changes
+
+    # --- reading it ---------------------------------------------------------
+
+    def conversation(self, key: str) -> RoomView | None:
+        """The conversation (a room or a private one) of `conversation_key` `key`, if open."""
+        return (self.privates if key.startswith("@") else self.rooms).get(key)
+
+    def view(self, conversation: str) -> RoomView | None:
+        """The conversation named `conversation` in any spelling, if open."""
+        return self.conversation(conversation_key(conversation))
+
+    def conversations(self) -> list[str]:
+        """The keys of every conversation in the sidebar's order: the rooms, then the private
+        ones (each in the order opened)."""
+        return [*self.rooms, *self.privates]
+
+    def online_users(self) -> list[str]:
+        """Everyone online (all are in the lobby), sorted."""
+        lobby = self.rooms.get(LOBBY)
+        return list(lobby.sorted_members()) if lobby else []
+
+    # --- the log ------------------------------------------------------------
+
+    def add(self, key: str, entry: LogEntry) -> None:
+        """Append `entry` to the log of conversation `key` (the app's own log if not open)."""
+        view = self.conversation(key)
+        (view.entries if view is not None else self.system_log).append(entry)
+        self.changes.grown.add(key if view is not None else "")
+
+    def system(self, conversation: str, text: str, ts: int | None = None) -> None:
+        """A line of the app's own (or the server's) in `conversation`."""
+        entry = LogEntry(Kind.SYSTEM, self.clock() if ts is None else ts, "", text)
+        self.add(conversation_key(conversation), entry)
+
+    def error(self, text: str) -> None:
+        """An error line in the conversation on screen."""
+        self.add(self.current, LogEntry(Kind.ERROR, self.clock(), "", text))
+
+    # --- the server's words -------------------------------------------------
+
+    def connected(self, welcome: Welcome) -> None:
+        """A welcome on a new connection: the rooms it lists, the lobby first, with the app's
+        own lines moved into the lobby's log."""
+        self.me = welcome.name
+        self.status = "connected"
+        self.unread = Unread(welcome.name, self.keywords)
+        self.rooms = {LOBBY: RoomView(LOBBY)}  # the lobby first, even if the server forgot it
+        self.privates = {}
+        self.rooms.update(
+            (conversation_key(room), RoomView(room)) for room in welcome.rooms if room != LOBBY
+        )
+        self._track_welcome(welcome)
+        lobby = self.rooms[LOBBY]
+        lobby.add_members(welcome.users)
+        lobby.entries.extend(self.system_log)
+        self.system_log = lobby.entries
+        if welcome.motd:
+            self.add(LOBBY, LogEntry(Kind.SYSTEM, self.clock(), "", welcome.motd))
+        if welcome.devices > 1:
+            self.system(
+                LOBBY,
+                f"you are signed in on {welcome.devices} devices; /signout signs out the others",
+            )
+        self.changes.history.extend(self.rooms)
+
+    def reconnected(self, welcome: Welcome) -> None:
+        """Back after a drop: the rooms are the ones the server says (another device may have
+        joined or left some meanwhile)."""
+        rooms = {conversation_key(room): room for room in welcome.rooms}
+        for key in list(self.rooms):
+            if key != LOBBY and key not in rooms:
+                self.close(key)
+        for key, room in rooms.items():
+            if key not in self.rooms:
+                self.rooms[key] = RoomView(room)
+                self.changes.history.append(key)
+        self._track_welcome(welcome)
+        self.changes.reconnected = True
+
+    def _track_welcome(self, welcome: Welcome) -> None:
+        """Tell `unread` how far each conversation was read and where each room is."""
+        for marker in welcome.read:
+            self.unread.marker(marker.room, marker.seq, marker.epoch)
+        for position in welcome.positions:
+            self.unread.room(position.room, position.epoch, position.seq)
+
+    def apply(self, event: ClientEvent) -> None:
+        """Change the state for one event from the server (or the connection)."""
+        changes = self.changes
+        if isinstance(event, Message):
+            self._message(event)
+        elif isinstance(event, PrivateMessage):
+            self._private(event)
+        elif isinstance(event, Joined):
+            room = self.view(event.room)
+            if room is not None:
+                room.add_members((event.name,))
+                self.system(event.room, f"{event.name} joined {event.room}", event.ts)
+        elif isinstance(event, Left):
+            room = self.view(event.room)
+            if room is not None:
+                room.remove_member(event.name)
+                words = LEAVE_WORDS.get(event.reason, "left")
+                self.system(event.room, f"{event.name} {words} {event.room}".strip(), event.ts)
+        elif isinstance(event, RoomState):  # another device of ours joined a room
+            if self.view(event.room) is None:
+                self.system(self.current, f"joined {event.room} on another device")
+            self.room_state(event)
+        elif isinstance(event, Parted):  # another device of ours left a room
+            if self.view(event.room) is not None:
+                self.close(conversation_key(event.room))
+                self.system(self.current, f"left {event.room} on another device")
+        elif isinstance(event, ReadMarker):  # another device of ours read a conversation
+            self.unread.marker(event.room, event.seq, event.epoch)
+        elif isinstance(event, Notice):
+            where = conversation_key(event.room) if event.room else self.current
+            self.system(where, event.text, self.clock())
+        elif isinstance(event, Error):
+            self.error(event.message)
+        elif isinstance(event, RoomReset):
+            self.unread.room(event.room, event.epoch, event.seq)
+            view = self.view(event.room)
+            if view is not None:
+                key = conversation_key(event.room)
+                view.clear()
+                changes.shown_again.add(key)
+                self.system(event.room, f"{event.room} was reset on the server; reloading")
+                changes.history.append(key)
+        elif isinstance(event, Bye):
+            if event.reason in ("signed_out", "replaced"):
+                self.banner = f"Signed out: {event.message or event.reason}"
+                self.error(
+                    f"{event.message or 'signed out'}; this device will not reconnect "
+                    "(start tuichat again to sign in)"
+                )
+            else:
+                self.banner = f"The server is going away: {event.message or event.reason}"
+        elif isinstance(event, Reconnecting):
+            self.status = "reconnecting…"
+            if event.attempt == 1:
+                self.error(f"connection lost: {event.reason}")
+            self.banner = "Connection lost — reconnecting…"
+        elif isinstance(event, Reconnected):
+            self.status = "connected"
+            self.banner = None
+            self.system(self.current, "reconnected; missed messages follow")
+            self.reconnected(event.welcome)
+        elif isinstance(event, Disconnected):
+            self.status = "disconnected"
+            if not event.clean or self.banner is None:  # (a clean end keeps the server's words)
+                self.banner = f"Disconnected: {event.reason}"
+
+    def _message(self, event: Message) -> None:
+        key = conversation_key(event.room)
+        view = self.rooms.get(key)
+        if view is not None:
+            if event.seq in view.seqs:
+                return  # already shown from the history
+            view.seqs.add(event.seq)
+        own = event.sender == self.me
+        kind = Kind.ACTION if event.action else Kind.OWN if own else Kind.MESSAGE
+        mentioned = self.unread.message(key, event.seq, event.sender, event.text)
+        self.add(key, LogEntry(kind, event.ts, event.sender, event.text, mentioned, event.seq))
+        if not own and self.notify_rules.wants(event.room, mention=mentioned):
+            self.changes.notify.append((event.room, event.sender, event.text))
+
+    def _private(self, event: PrivateMessage) -> None:
+        """A private message, ours (from this device or another) or to us: into its
+        conversation, opened for it if need be."""
+        own = fold(event.sender) == fold(self.me)
+        peer = event.to if own else event.sender
+        view = self.open_private(peer)
+        if event.pid:
+            if event.pid in view.seqs:
+                return  # already shown from the history
+            view.seqs.add(event.pid)
+        mentioned = self.unread.message(view.name, event.pid, event.sender, event.text)
+        kind = Kind.ACTION if event.action else Kind.PRIVATE_OUT if own else Kind.PRIVATE_IN
+        shown = event.sender if event.action else peer
+        entry = LogEntry(kind, event.ts, shown, event.text, mentioned, event.pid)
+        self.add(conversation_key(view.name), entry)
+        if not own and self.notify_rules.wants(view.name, mention=mentioned):
+            self.changes.notify.append((view.name, event.sender, event.text))
+
+    # --- conversations --------------------------------------------------------
+
+    def room_state(self, state: RoomState) -> RoomView:
+        """A room we are in now (joined here or on another device): its view, its place."""
+        key = conversation_key(state.room)
+        view = self.rooms.get(key)
+        if view is None:
+            view = self.rooms[key] = RoomView(state.room)
+            self.changes.history.append(key)
+        view.add_members(state.users)
+        if state.read:
+            self.unread.marker(state.room, state.read, state.epoch)
+        self.unread.room(state.room, state.epoch, state.seq)
+        return view
+
+    def open_private(self, name: str) -> RoomView:
+        """The private conversation with `name`, opened (its history asked for) if it was not."""
+        key = conversation_key(f"@{name}")
+        view = self.privates.get(key)
+        if view is not None:
+            if view.peer != name:
+                view.name = f"@{name}"  # as the server spells it
+            return view
+        others = [k for k in self.privates if k != self.current]
+        if len(others) >= MAX_PRIVATE:
+            read = [k for k in others if not self.unread.counts(k).unread]
+            self.close((read or others)[0])
+        view = self.privates[key] = RoomView(f"@{name}")
+        self.changes.history.append(key)
+        return view
+
+    def close(self, key: str) -> None:
+        """Forget a conversation (a room we left, a private one closed)."""
+        view = (self.privates if key.startswith("@") else self.rooms).pop(key, None)
+        if view is None:
+            return
+        self.unread.forget(key)
+        self.changes.closed.append(key)
+        if key == self.current:
+            self.changes.switch_to = LOBBY
+
+    # --- history --------------------------------------------------------------
+
+    def history_entries(
+        self, view: RoomView, page: HistoryPage | PrivatePage
+    ) -> tuple[list[LogEntry], bool, int | None]:
+        """A page of `view`'s history (cleaned) as log entries: those not shown yet; whether
+        it reaches the start of the conversation; the time of its first message."""
+        older: list[LogEntry] = []
+        if isinstance(page, PrivatePage):
+            oldest = view.oldest_seq  # (live messages may have come in meanwhile)
+            for p in page.messages:
+                if p.pid in view.seqs or (oldest and p.pid > oldest):
+                    continue  # newer than the oldest shown: it comes (or came) live
+                own = fold(p.sender) == fold(self.me)
+                kind = Kind.ACTION if p.action else Kind.PRIVATE_OUT if own else Kind.PRIVATE_IN
+                shown = p.sender if p.action else p.to if own else p.sender
+                self.unread.message(view.name, p.pid, p.sender, p.text)
+                older.append(LogEntry(kind, p.ts, shown, p.text, seq=p.pid, history=True))
+            return older, page.complete, page.messages[0].ts if page.messages else None
+        for m in page.messages:
+            if m.seq in view.seqs:
+                continue
+            kind = Kind.ACTION if m.action else Kind.OWN if m.sender == self.me else Kind.MESSAGE
+            older.append(LogEntry(kind, m.ts, m.sender, m.text, seq=m.seq, history=True))
+            self.unread.message(view.name, m.seq, m.sender, m.text)
+        return older, page.complete, page.messages[0].ts if page.messages else None
+
+    def prepend_history(
+        self, view: RoomView, older: list[LogEntry], complete: bool, start: int | None
+    ) -> int:
+        """Put a page of history before `view`'s entries (what fits: the log keeps at most
+        `MAX_LOG_LINES`); return how many entries were put there."""
+        first_page = not any(entry.history for entry in view.entries)
+        view.history_complete = complete
+        view.pages_loaded += 1
+        space = max(MAX_LOG_LINES - len(view.entries), 0)
+        if len(older) > space:  # keep what fits next to what is shown, the newest of the page
+            del older[: len(older) - space]
+            view.history_complete = False
+        view.seqs.update(entry.seq for entry in older)
+        if view.history_complete and start is not None:
+            what = "start of the conversation" if view.private else "start of the room"
+            older.insert(0, LogEntry(Kind.SYSTEM, start, "", what))
+        if first_page and older:
+            older.append(LogEntry(Kind.SYSTEM, older[-1].ts, "", "── earlier messages above ──"))
+        if not older:
+            return 0
+        view.entries[:0] = older
+        if view.new_after is not None:
+            view.place_new_line(self.me)
+        return len(older)
