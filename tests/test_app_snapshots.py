@@ -29,6 +29,7 @@ from tests.app_support import (
 from tuichat.app.app import ChatApp
 from tuichat.app.config import Config
 from tuichat.app.screens.prompt import PromptDialog
+from tuichat.app.widgets.sidebar import Sidebar
 from tuichat.client import ChatClient
 from tuichat.server import ChatServer, ServerConfig
 
@@ -67,6 +68,10 @@ class ServerThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         self.loop.close()
+
+
+async def _typing(client: ChatClient, conversation: str) -> None:
+    client.typing(conversation)  # (on the loop the client lives on)
 
 
 async def _make_server(config: ServerConfig, clock: Callable[[], int]) -> ChatServer:
@@ -299,3 +304,17 @@ def test_date_lines_between_days(snap_compare: Any, tmp_path: Path) -> None:
         assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)
     finally:
         chat.stop()
+
+
+def test_away_users_and_the_typing_line(snap_compare: Any, chat: ServerThread) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, ChatApp)
+        await three_users_talking(pilot, chat)
+        bob, carol = chat.clients["bob"], chat.clients["carol"]
+        chat.run(bob.set_away("lunch"))
+        await until(pilot, lambda: "bob away" in app.query_one(Sidebar).text())
+        chat.run(_typing(carol, "#lobby"))
+        await until(pilot, lambda: app.query_one("#typing").has_class("-visible"))
+
+    assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)

@@ -43,7 +43,7 @@ def test_a_welcome_opens_its_rooms_and_keeps_the_lines_before_it() -> None:
     assert list(state.rooms) == ["#lobby", "#rust"] and state.me == "ali"
     assert [e.text for e in state.rooms["#lobby"].entries] == ["connecting…", "hello"]
     assert changes.history == ["#lobby", "#rust"]  # each room's history is to be fetched
-    assert state.status == "connected"
+    assert state.connection == "connected"
 
 
 def test_messages_go_to_their_room_once_and_mentions_notify() -> None:
@@ -113,7 +113,7 @@ def test_a_reset_room_is_emptied_shown_again_and_reloaded() -> None:
 def test_the_connection_comes_and_goes() -> None:
     state = connected(("#lobby", "#rust"))
     state.apply(Reconnecting("reset by peer", 1, 0.1))
-    assert state.banner == "Connection lost — reconnecting…" and state.status == "reconnecting…"
+    assert state.banner == "Connection lost — reconnecting…" and state.connection == "reconnecting…"
     state.apply(Reconnected(welcome(("#lobby", "#go"))))  # another device left #rust, joined #go
     changes = state.take_changes()
     assert state.banner is None and list(state.rooms) == ["#lobby", "#go"]

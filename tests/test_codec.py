@@ -27,8 +27,10 @@ from tuichat.protocol.messages import (
     CLIENT_MESSAGE_TYPES,
     PROTOCOL_VERSION,
     SERVER_MESSAGE_TYPES,
+    Away,
     Challenge,
     Hello,
+    IsTyping,
     Message,
     Ping,
     Position,
@@ -36,6 +38,8 @@ from tuichat.protocol.messages import (
     RoomInfo,
     RoomList,
     Send,
+    SetAway,
+    Typing,
     Welcome,
 )
 
@@ -701,3 +705,65 @@ def test_arbitrary_body_in_a_frame_yields_events_or_bad_frame(body: bytes) -> No
 def test_send_with_every_field_decodes_to_an_equal_send() -> None:
     message = Send(room="lobby", text="héllo ✓", action=True, id="m1", ref=UINT_MAX)
     assert CODEC.decode(Codec.encode(message)) == message
+
+
+# --- away and typing ---------------------------------------------------------------------
+
+
+def test_away_and_typing_frames_go_on_the_wire_as_documented() -> None:
+    assert to_wire(SetAway()) == {"type": "set_away", "away": True, "reason": ""}
+    assert to_wire(SetAway(away=False, ref=3)) == {
+        "type": "set_away",
+        "away": False,
+        "reason": "",
+        "ref": 3,
+    }
+    assert to_wire(Typing(room="@bob")) == {"type": "typing", "room": "@bob"}
+    assert to_wire(Away(name="ali", away=True, reason="lunch")) == {
+        "type": "away",
+        "name": "ali",
+        "away": True,
+        "reason": "lunch",
+    }
+    assert to_wire(IsTyping(name="ali", room="#dev")) == {
+        "type": "is_typing",
+        "name": "ali",
+        "room": "#dev",
+    }
+    wire = to_wire(dataclasses.replace(WELCOME, away=("bob",), away_reasons=("out",)))
+    assert (wire["away"], wire["away_reasons"]) == (("bob",), ("out",))
+    assert CODEC.decode(msgpack.packb({"type": "set_away"})) == SetAway(away=True, reason="")
+
+
+def test_lists_from_a_server_before_away_decode_with_nobody_away() -> None:
+    for value in (
+        {"type": "welcome", "version": 2, "server": "s", "name": "ann", "rooms": [], "users": []},
+        {"type": "room_state", "room": "#dev", "users": ["ann"]},
+        {"type": "user_list", "room": "", "users": ["ann"]},
+    ):
+        message = decode(value)
+        assert (message.away, message.away_reasons) == ((), ())
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WelcomeBeforeAway:
+    """`welcome` as a client written before away and typing knows it."""
+
+    TYPE: typing.ClassVar[str] = "welcome"
+    version: int
+    server: str
+    name: str
+    rooms: tuple[str, ...]
+    users: tuple[str, ...]
+
+
+def test_a_client_from_before_away_and_typing_reads_past_them() -> None:
+    older = [cls for cls in SERVER_MESSAGE_TYPES if cls not in (Away, IsTyping, Welcome)]
+    codec = Codec([*older, WelcomeBeforeAway], max_frame=64 * 1024)
+    welcome = dataclasses.replace(WELCOME, away=("bob",), away_reasons=("out",))
+    assert codec.decode(Codec.encode(welcome)) == WelcomeBeforeAway(
+        version=PROTOCOL_VERSION, server="srv", name="ann", rooms=("lobby",), users=()
+    )  # the new fields are unknown keys, ignored
+    for frame in (Away(name="bob", away=True), IsTyping(name="bob", room="#dev")):
+        refused = codec.decode(Codec.encode(frame))  # an unknown type: not fatal, ignored
+        assert isinstance(refused, InvalidMessage) and refused.code is ErrorCode.UNKNOWN_TYPE

@@ -44,7 +44,7 @@ from tuichat.client import (
     ServerSilent,
     UntrustedServer,
 )
-from tuichat.client.unread import Unread, conversation_key, read_pause
+from tuichat.client.unread import Unread, conversation_key, fold, read_pause
 from tuichat.protocol import HistoryPage, PrivatePage, RoomState
 
 Connector = Callable[[str], Awaitable[ChatClient]]
@@ -53,6 +53,8 @@ Clock = Callable[[], int]
 HISTORY_PAGE = 50
 """Messages fetched at a time: when a conversation is opened, and each time the log reaches
 its top."""
+IDLE_CHECK = 15.0
+"""Seconds between two looks at how long the user has been idle (`config.away_after`)."""
 NARROW = 70
 """Columns below which the sidebar folds away."""
 SWITCHING = frozenset({"next_unread", "switch_to", "cycle"})
@@ -126,6 +128,7 @@ class ChatApp(App[int]):
         notify_rules: NotifyRules | None = None,
         keywords: Iterable[str] = (),
         environ: Mapping[str, str] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """`config`: the settings file's (and flags') choices; `notify_rules` and `keywords`,
         when given, take the place of its notification settings."""
@@ -142,11 +145,17 @@ class ChatApp(App[int]):
             clock,
             keywords=tuple(keywords) or self.config.notify.keywords,
             notify_rules=notify_rules or self.config.notify.rules(),
+            monotonic=monotonic,
         )
         """Everything shown, changed only through it (see `ChatState`); the app carries out
         what its changes ask of the screen (`_carry_out`)."""
         self._environ = environ
         self._clock = clock
+        self._monotonic = monotonic
+        self._last_active = monotonic()
+        self._auto_away = False
+        """We went away for being idle (`config.away_after`): the next key brings us back."""
+        self._typing_timer: Timer | None = None
         self._log_flush_pending = False
         self._grown: set[str] = set()  # conversations whose logs grew since the last flush
         self._read_pending: dict[str, int] = {}  # conversation → the seq to mark read
@@ -166,6 +175,7 @@ class ChatApp(App[int]):
             with Vertical():
                 yield ChatLog(tz=self._tz, timestamps=self.config.timestamps, id="log")
                 yield Static(id="unseen")
+                yield Static(id="typing")
             yield Sidebar(id="sidebar")
         yield ChatInput(
             self._completion_candidates,
@@ -231,6 +241,8 @@ class ChatApp(App[int]):
         self.connect(self._user_name)
         if self._ping_interval:
             self.set_interval(self._ping_interval, self._measure_rtt)
+        if self.config.away_after:
+            self.set_interval(IDLE_CHECK, self.check_away)
 
     async def on_unmount(self) -> None:
         if self.client is not None:
@@ -320,7 +332,7 @@ class ChatApp(App[int]):
     @work(exclusive=True, group="net", exit_on_error=False)
     async def connect(self, name: str) -> None:
         """Connect as `name`, then post every server event into the app until disconnected."""
-        self.state.status = "connecting"
+        self.state.connection = "connecting"
         self._show_connection()
         try:
             client = await self._connector(name)
@@ -345,6 +357,7 @@ class ChatApp(App[int]):
         status = self.query_one(StatusBar)
         status.user = welcome.name
         status.server = welcome.server
+        client.send_typing = self.config.typing
         self.state.connected(welcome)
         if welcome.limits and "max_text_bytes" in welcome.limits:  # this server's, if others
             self.query_one(ChatInput).max_bytes = welcome.limits["max_text_bytes"]
@@ -358,7 +371,7 @@ class ChatApp(App[int]):
 
     @on(NameRefused)
     def _name_refused(self, event: NameRefused) -> None:
-        self.state.status = "name refused"
+        self.state.connection = "name refused"
         self._show_connection()
 
         def retry(name: str | None) -> None:
@@ -409,11 +422,28 @@ class ChatApp(App[int]):
         if changes.reconnected:
             for key in list(self._read_pending):
                 self._send_read(key)
+        if changes.typing:
+            self._show_typing()
         self._show_connection()
         self._refresh_sidebar()
 
+    def _show_typing(self) -> None:
+        """The line under the log: who is typing in the conversation on screen (until the next
+        notice runs out, when it is looked at again)."""
+        text = self.state.typing_line() if self.config.typing else ""
+        line = self.query_one("#typing", Static)
+        line.update(Content(text))
+        line.set_class(bool(text), "-visible")
+        if self._typing_timer is not None:
+            self._typing_timer.stop()
+            self._typing_timer = None
+        due = self.state.status.next_change()
+        if due is not None:
+            wait = max(due - self._monotonic(), 0.0) + 0.05
+            self._typing_timer = self.set_timer(wait, self._show_typing)
+
     def _show_connection(self) -> None:
-        self.query_one(StatusBar).state = self.state.status
+        self.query_one(StatusBar).state = self.state.connection
         banner = self.query_one("#banner", Static)
         text = self.state.banner
         if text is not None:
@@ -537,6 +567,7 @@ class ChatApp(App[int]):
                 items.append(ConversationItem(each.name, counts.unread, counts.mentions))
         sidebar.conversations = tuple(items)
         sidebar.current = view.name if view else ""
+        sidebar.away = frozenset(fold(name) for name in self.state.status.away)
 
     # --- reading -----------------------------------------------------------
 
@@ -600,6 +631,7 @@ class ChatApp(App[int]):
 
     @on(ChatInput.Entered)
     def _entered(self, event: ChatInput.Entered) -> None:
+        self._active()
         command = cmd.parse_input(event.line)
         if command is not None:
             self.run_command(command)
@@ -636,17 +668,77 @@ class ChatApp(App[int]):
                 self._system(room, f"{view.peer} is {'online' if online else 'not online'}")
             else:
                 members = view.sorted_members() if view is not None else ()
-                self._system(room, f"{len(members)} in {room}: {', '.join(members)}")
+                shown = [self._with_away(member) for member in members]
+                self._system(room, f"{len(members)} in {room}: {', '.join(shown)}")
         elif isinstance(command, cmd.SignOutOthers):
             self.action_sign_out_others()
         elif isinstance(command, cmd.SetNotify):
             self.action_set_notify(command.level)
+        elif isinstance(command, cmd.SetAway):
+            self._auto_away = False  # (chosen: a key does not undo it)
+            self.set_away(command.reason)
         elif isinstance(command, cmd.ShowHelp):
             if command.problem:
                 self._error(command.problem)
             self._system(room, cmd.HELP)
         elif isinstance(command, cmd.Exit):
             self.action_exit_chat()
+
+    def _with_away(self, name: str) -> str:
+        """`name`, with "(away: reason)" if they are away."""
+        reason = self.state.status.away_reason(name)
+        if reason is None:
+            return name
+        return f"{name} (away: {reason})" if reason else f"{name} (away)"
+
+    # --- away and typing ------------------------------------------------------
+
+    def set_away(self, reason: str | None) -> None:
+        """Say we are away (`reason`, maybe ""), or back (None), on all our devices."""
+        client = self.client
+        if client is None:
+            self._error("not connected")
+            return
+        self._setting_away(client, reason)
+
+    @work(group="requests", exit_on_error=False)
+    async def _setting_away(self, client: ChatClient, reason: str | None) -> None:
+        kept = await client.set_away(reason)
+        where = self.current_room
+        if kept is None:
+            self._system(where, "you are back")
+        else:
+            self._system(where, f"you are away{': ' + untrusted.line(kept) if kept else ''}")
+
+    def check_away(self) -> None:
+        """Away after `config.away_after` minutes without a key (checked every `IDLE_CHECK`)."""
+        minutes = self.config.away_after
+        if not minutes or self._auto_away or self.client is None:
+            return
+        if fold(self.my_name) in {fold(name) for name in self.state.status.away}:
+            return  # away already, by choice
+        if self._monotonic() - self._last_active >= minutes * 60:
+            self._auto_away = True
+            self.set_away(f"idle for {minutes} minutes")
+
+    def _active(self) -> None:
+        self._last_active = self._monotonic()
+        if self._auto_away:
+            self._auto_away = False
+            self.set_away(None)
+
+    @on(ChatInput.Changed)
+    def _composing(self, event: ChatInput.Changed) -> None:
+        """Each change of the composer: we are here (not idle), and typing (unless it is a
+        command, or typing indicators are off)."""
+        self._active()
+        text = event.text_area.text
+        client = self.client
+        view = self.conversation(self.current_room)
+        if not self.config.typing or client is None or view is None:
+            return
+        if text.strip() and not text.startswith("/"):
+            client.typing(view.name)
 
     def _request(self, call: Callable[[ChatClient], Coroutine[Any, Any, object]]) -> None:
         client = self.client  # while reconnecting, sends wait in the client and go out after

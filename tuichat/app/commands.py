@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 HELP = (
     "commands: /msg NAME TEXT · /query NAME · /me ACTION · /join #ROOM · /part [#ROOM] · "
-    "/users · /notify [all|mentions|none] · /signout (your other devices) · /help · "
+    "/users · /away [REASON] · /back · /notify [all|mentions|none] · "
+    "/signout (your other devices) · /help · "
     "/exit (or /quit) · "
     "keys: alt+a next unread · alt+1…9, ctrl+n / ctrl+p switch · ctrl+k command palette"
 )
@@ -67,6 +68,13 @@ class SignOutOthers:
 
 
 @dataclass(frozen=True, slots=True)
+class SetAway:
+    """`/away [REASON]`, or `/back` (`reason` None)."""
+
+    reason: str | None = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SetNotify:
     """`/notify [all|mentions|none]`: what in the current conversation notifies (no level:
     show it)."""
@@ -96,6 +104,7 @@ Command = (
     | ListUsers
     | SignOutOthers
     | SetNotify
+    | SetAway
     | ShowHelp
     | Exit
 )
@@ -146,6 +155,10 @@ def parse_input(line: str) -> Command | None:
         return ShowHelp()
     if name == "signout":
         return SignOutOthers()
+    if name == "away":
+        return SetAway(" ".join(rest.split()))
+    if name == "back":
+        return SetAway(None)
     if name == "notify":
         level = rest.lower()
         if level and level not in ("all", "mentions", "none"):

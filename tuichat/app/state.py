@@ -11,17 +11,21 @@ takes and carries out: the state never touches a widget or the network.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from tuichat.app.model import MAX_LOG_LINES, Kind, LogEntry, RoomView
 from tuichat.app.notify import NotifyRules
 from tuichat.client import ClientEvent, Disconnected, Reconnected, Reconnecting
+from tuichat.client.status import Status, away_pairs
 from tuichat.client.unread import Unread, conversation_key, fold
 from tuichat.protocol import (
+    Away,
     Bye,
     Error,
     HistoryPage,
+    IsTyping,
     Joined,
     Left,
     Message,
@@ -32,6 +36,7 @@ from tuichat.protocol import (
     ReadMarker,
     RoomReset,
     RoomState,
+    UserList,
     Welcome,
 )
 
@@ -44,6 +49,7 @@ LEAVE_WORDS = {
     "disconnect": "lost their connection",
 }
 Clock = Callable[[], int]
+Monotonic = Callable[[], float]
 
 
 @dataclass
@@ -64,6 +70,8 @@ class Changes:
     """The conversation to show (the one on screen was closed)."""
     reconnected: bool = False
     """Back after a drop: read markers waiting for the connection may go."""
+    typing: bool = False
+    """Who is typing somewhere changed."""
 
 
 class ChatState:
@@ -76,6 +84,7 @@ class ChatState:
         *,
         keywords: Iterable[str] = (),
         notify_rules: NotifyRules | None = None,
+        monotonic: Monotonic = time.monotonic,
     ) -> None:
         self.me = me
         """Our name as the server spells it (as asked for, before a welcome)."""
@@ -89,9 +98,11 @@ class ChatState:
         self.current = LOBBY
         """The key of the conversation on screen."""
         self.unread = Unread(me, self.keywords)
+        self.status = Status(monotonic)
+        """Who is away and who is typing where (cleaned names, on `monotonic`'s clock)."""
         self.system_log: list[LogEntry] = []
         """The app's own lines before the first welcome (then the lobby's log)."""
-        self.status = "connecting"
+        self.connection = "connecting"
         """The connection's state, as the status line says it."""
         self.banner: str | None = None
         """What the banner across the screen says (None: no banner)."""
@@ -116,6 +127,20 @@ class ChatState:
         """The keys of every conversation in the sidebar's order: the rooms, then the private
         ones (each in the order opened)."""
         return [*self.rooms, *self.privates]
+
+    def typing_line(self) -> str:
+        """ "bob is typing…" for the conversation on screen ("" when nobody is)."""
+        view = self.conversation(self.current)
+        if view is None:
+            return ""
+        names = [n for n in self.status.typing_in(view.name) if fold(n) != fold(self.me)]
+        if not names:
+            return ""
+        if len(names) == 1:
+            return f"{names[0]} is typing…"
+        if len(names) <= 3:
+            return f"{', '.join(names[:-1])} and {names[-1]} are typing…"
+        return f"{len(names)} people are typing…"
 
     def online_users(self) -> list[str]:
         """Everyone online (all are in the lobby), sorted."""
@@ -145,7 +170,7 @@ class ChatState:
         """A welcome on a new connection: the rooms it lists, the lobby first, with the app's
         own lines moved into the lobby's log."""
         self.me = welcome.name
-        self.status = "connected"
+        self.connection = "connected"
         self.unread = Unread(welcome.name, self.keywords)
         self.rooms = {LOBBY: RoomView(LOBBY)}  # the lobby first, even if the server forgot it
         self.privates = {}
@@ -153,6 +178,7 @@ class ChatState:
             (conversation_key(room), RoomView(room)) for room in welcome.rooms if room != LOBBY
         )
         self._track_welcome(welcome)
+        self.status.reset(away_pairs(welcome.away, welcome.away_reasons))
         lobby = self.rooms[LOBBY]
         lobby.add_members(welcome.users)
         lobby.entries.extend(self.system_log)
@@ -178,6 +204,7 @@ class ChatState:
                 self.rooms[key] = RoomView(room)
                 self.changes.history.append(key)
         self._track_welcome(welcome)
+        self.status.reset(away_pairs(welcome.away, welcome.away_reasons))
         self.changes.reconnected = True
 
     def _track_welcome(self, welcome: Welcome) -> None:
@@ -200,6 +227,10 @@ class ChatState:
                 room.add_members((event.name,))
                 self.system(event.room, f"{event.name} joined {event.room}", event.ts)
         elif isinstance(event, Left):
+            self.status.stopped(event.name, event.room)
+            if conversation_key(event.room) == LOBBY:  # (everyone online is in the lobby)
+                self.status.offline(event.name)
+            changes.typing = True
             room = self.view(event.room)
             if room is not None:
                 room.remove_member(event.name)
@@ -213,6 +244,13 @@ class ChatState:
             if self.view(event.room) is not None:
                 self.close(conversation_key(event.room))
                 self.system(self.current, f"left {event.room} on another device")
+        elif isinstance(event, Away):
+            self.status.away_changed(event.name, event.away, event.reason)
+        elif isinstance(event, IsTyping):
+            self.status.typing(event.name, event.room)
+            changes.typing = True
+        elif isinstance(event, UserList):
+            self.status.listed(event.users, away_pairs(event.away, event.away_reasons))
         elif isinstance(event, ReadMarker):  # another device of ours read a conversation
             self.unread.marker(event.room, event.seq, event.epoch)
         elif isinstance(event, Notice):
@@ -239,17 +277,17 @@ class ChatState:
             else:
                 self.banner = f"The server is going away: {event.message or event.reason}"
         elif isinstance(event, Reconnecting):
-            self.status = "reconnecting…"
+            self.connection = "reconnecting…"
             if event.attempt == 1:
                 self.error(f"connection lost: {event.reason}")
             self.banner = "Connection lost — reconnecting…"
         elif isinstance(event, Reconnected):
-            self.status = "connected"
+            self.connection = "connected"
             self.banner = None
             self.system(self.current, "reconnected; missed messages follow")
             self.reconnected(event.welcome)
         elif isinstance(event, Disconnected):
-            self.status = "disconnected"
+            self.connection = "disconnected"
             if not event.clean or self.banner is None:  # (a clean end keeps the server's words)
                 self.banner = f"Disconnected: {event.reason}"
 
@@ -262,6 +300,8 @@ class ChatState:
             view.seqs.add(event.seq)
         own = event.sender == self.me
         kind = Kind.ACTION if event.action else Kind.OWN if own else Kind.MESSAGE
+        self.status.stopped(event.sender, event.room)
+        self.changes.typing = True
         mentioned = self.unread.message(key, event.seq, event.sender, event.text)
         self.add(key, LogEntry(kind, event.ts, event.sender, event.text, mentioned, event.seq))
         if not own and self.notify_rules.wants(event.room, mention=mentioned):
@@ -278,6 +318,9 @@ class ChatState:
                 return  # already shown from the history
             view.seqs.add(event.pid)
         mentioned = self.unread.message(view.name, event.pid, event.sender, event.text)
+        if not own:
+            self.status.stopped(event.sender, view.name)
+            self.changes.typing = True
         kind = Kind.ACTION if event.action else Kind.PRIVATE_OUT if own else Kind.PRIVATE_IN
         shown = event.sender if event.action else peer
         entry = LogEntry(kind, event.ts, shown, event.text, mentioned, event.pid)
@@ -295,6 +338,7 @@ class ChatState:
             view = self.rooms[key] = RoomView(state.room)
             self.changes.history.append(key)
         view.add_members(state.users)
+        self.status.listed(state.users, away_pairs(state.away, state.away_reasons))
         if state.read:
             self.unread.marker(state.room, state.read, state.epoch)
         self.unread.room(state.room, state.epoch, state.seq)

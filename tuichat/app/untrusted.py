@@ -72,7 +72,7 @@ LIST_LIMITS = {
     "messages": MAX_PAGE,
 }
 """How many items of each list field are kept (any other list: `MAX_USERS`)."""
-ITEM_FIELDS = {"users": "name", "rooms": "room"}
+ITEM_FIELDS = {"users": "name", "rooms": "room", "away": "name"}
 """What the strings of a list field hold."""
 
 

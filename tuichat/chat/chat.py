@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from tuichat.chat.errors import ChatError
-from tuichat.chat.names import check_name, check_room, check_text, name_key, name_keys, sort_key
+from tuichat.chat.names import (
+    MAX_AWAY_BYTES,
+    check_name,
+    check_reason,
+    check_room,
+    check_text,
+    name_key,
+    name_keys,
+    sort_key,
+)
 from tuichat.protocol.errors import ErrorCode
 from tuichat.protocol.messages import (
     Joined,
@@ -44,6 +53,8 @@ class ChatLimits:
     recent_ids_per_sender: int = 1024
     """Client ids of a sender's sends remembered per room (and for private messages): a retry
     of any of them is answered with the original, whoever else sends meanwhile."""
+    max_away_bytes: int = MAX_AWAY_BYTES
+    """The longest away reason (UTF-8 bytes, once cleaned)."""
 
 
 @dataclass(eq=False)
@@ -58,6 +69,11 @@ class User(Generic[H]):
     key: str = ""
     """The name's unique key (see `name_key`)."""
     rooms: dict[str, Room[H]] = field(default_factory=dict)
+    away: str | None = None
+    """Why the user is away ("" for no reason given), or None: they are not."""
+    away_since: int = 0
+    """When `away` last changed (ns since the Unix epoch, on the clock of the server it changed
+    on; 0: never): of two versions of it, the later one holds."""
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -172,6 +188,8 @@ class Chat(Generic[H]):
         self._open(LOBBY)
         self._taken: dict[str, User[H]] = {}
         """Both keys of every online name (see `name_keys`)."""
+        self.away: dict[str, User[H]] = {}
+        """The users online here who are away, by user key."""
 
     # --- sessions --------------------------------------------------------
 
@@ -222,6 +240,7 @@ class Chat(Generic[H]):
         if self.users.get(user.key) is not user:
             return []
         del self.users[user.key]
+        self.away.pop(user.key, None)
         for key in name_keys(user.name):
             if self._taken.get(key) is user:
                 del self._taken[key]
@@ -232,6 +251,25 @@ class Chat(Generic[H]):
                 deliveries.append(Delivery(room, Left(room.name, user.name, now, reason)))
         user.rooms.clear()
         return deliveries
+
+    # --- away ------------------------------------------------------------
+
+    def check_away(self, reason: str) -> str:
+        """Return an away reason as it will be kept; raise `ChatError` if it is too long."""
+        return check_reason(reason, self.limits.max_away_bytes)
+
+    def set_away(self, user: User[H], reason: str | None, since: int) -> bool:
+        """Make `user` away with `reason` (None: back) as of `since`, unless a later change is
+        known already; return whether what others see changed (a new reason counts)."""
+        if since <= user.away_since:
+            return False
+        changed = reason != user.away
+        user.away, user.away_since = reason, since
+        if reason is None:
+            self.away.pop(user.key, None)
+        elif self.users.get(user.key) is user:
+            self.away[user.key] = user
+        return changed
 
     # --- rooms -----------------------------------------------------------
 

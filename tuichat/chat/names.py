@@ -135,3 +135,22 @@ def check_text(text: str, max_bytes: int, max_lines: int = 100) -> str:
             f"a message has at most {max_lines} lines (this one has {lines})",
         )
     return text
+
+
+MAX_AWAY_BYTES = 200
+"""The longest away reason, in bytes of UTF-8 once cleaned."""
+LINE_BREAKS = str.maketrans("\n\t", "  ")
+
+
+def check_reason(text: str, max_bytes: int = MAX_AWAY_BYTES) -> str:
+    """Return an away reason as it will be shown: one line, cleaned of control characters
+    (newlines and tabs become spaces) and trimmed, maybe empty; raise `ChatError`
+    (`text_too_long`) past `max_bytes` of UTF-8."""
+    text = clean_text(text).translate(LINE_BREAKS).strip()
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise ChatError(
+            ErrorCode.TEXT_TOO_LONG,
+            f"an away reason has at most {max_bytes} bytes of UTF-8 (this one has {size})",
+        )
+    return text

@@ -15,6 +15,14 @@ from tuichat.client.client import (
     UntrustedServer,
     new_message_id,
 )
+from tuichat.client.status import (
+    TYPING_RENEW,
+    TYPING_SHOWN_FOR,
+    Status,
+    TypingThrottle,
+    Typist,
+    away_pairs,
+)
 from tuichat.client.unread import (
     READ_INTERVAL,
     Counts,
@@ -28,6 +36,8 @@ from tuichat.protocol.auth import SigningKey
 
 __all__ = [
     "READ_INTERVAL",
+    "TYPING_RENEW",
+    "TYPING_SHOWN_FOR",
     "Backoff",
     "ChatClient",
     "ClientError",
@@ -41,8 +51,12 @@ __all__ = [
     "ServerPins",
     "ServerSilent",
     "SigningKey",
+    "Status",
+    "TypingThrottle",
+    "Typist",
     "Unread",
     "UntrustedServer",
+    "away_pairs",
     "conversation_key",
     "fold",
     "mentions",

@@ -5,6 +5,9 @@ A `ChatClient` is a session that can outlive its connections. With
 resumes every room from the last position it delivered, and sends again what
 the server had not acknowledged, so that the events it yields have no gaps and
 no duplicates.
+
+Who is away and who is typing where is kept in `ChatClient.status` (see
+`tuichat.client.status`) as the events arrive, before the app reads them.
 """
 
 from __future__ import annotations
@@ -18,16 +21,19 @@ import secrets
 import ssl
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 from tuichat import DEFAULT_PORT
 from tuichat.client.link import Link
+from tuichat.client.status import Status, TypingThrottle, away_pairs
+from tuichat.client.unread import conversation_key, fold
 from tuichat.protocol import (
     SERVER_MESSAGE_TYPES,
     Ack,
     AnyMessage,
+    Away,
     Bye,
     Challenge,
     Error,
@@ -36,6 +42,7 @@ from tuichat.protocol import (
     Hello,
     History,
     HistoryPage,
+    IsTyping,
     Join,
     Left,
     ListRooms,
@@ -57,8 +64,10 @@ from tuichat.protocol import (
     RoomState,
     Send,
     ServerMessage,
+    SetAway,
     SignedOut,
     SignOut,
+    Typing,
     UserList,
     Welcome,
     Who,
@@ -66,6 +75,8 @@ from tuichat.protocol import (
 from tuichat.protocol.auth import SigningKey, legacy_proof
 
 T = TypeVar("T")
+
+LOBBY = "#lobby"
 
 FATAL_REFUSALS = frozenset(
     {
@@ -186,6 +197,8 @@ class ChatClient:
         key: SigningKey | None = None,
         legacy_key: str | None = None,
         pins: ServerPins | None = None,
+        send_typing: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._name = name
         self._pins = pins
@@ -227,6 +240,16 @@ class ChatClient:
         self._token: str | None = None
         self._private_seen: deque[int] = deque(maxlen=4096)
         self._private_after = 0
+        self.status = Status(clock)
+        """Who is away (and why) and who is typing where, as the server said last."""
+        self.send_typing = send_typing
+        """Whether `typing` tells the server (off: it sends nothing; whether to show what others
+        type is the app's choice)."""
+        self._typing = TypingThrottle(clock)
+        self._away: str | None = None
+        """The person's away reason as we last knew it (ours, or another device's), or None."""
+        self._away_chosen = False
+        """`set_away` was called: after a reconnection on our own, the server hears it again."""
 
     # --- connecting ------------------------------------------------------
 
@@ -247,6 +270,8 @@ class ChatClient:
         key: SigningKey | None = None,
         legacy_key: str | None = None,
         pins: ServerPins | None = None,
+        send_typing: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> ChatClient:
         """Connect, say hello as `name` and return the welcomed client.
 
@@ -265,7 +290,9 @@ class ChatClient:
         `ServerSilent` (a `TimeoutError`); so does a request it does not answer. When
         more than `max_unread` events wait to be read (a server sending faster than
         we read), the connection is dropped, as if it had been lost (with
-        `reconnect`, what was missed comes back on resume).
+        `reconnect`, what was missed comes back on resume). `send_typing` false keeps
+        `typing` from sending anything (see `send_typing`); `clock` (seconds, monotonic)
+        times typing notices, for `status` and for `typing`'s pace.
         """
         client = cls(
             name,
@@ -281,6 +308,8 @@ class ChatClient:
             key=key,
             legacy_key=legacy_key,
             pins=pins,
+            send_typing=send_typing,
+            clock=clock,
         )
         try:
             await client._open()
@@ -368,11 +397,13 @@ class ChatClient:
         The send survives reconnections: it is retried until acknowledged.
         """
         message = Send(room=room, text=text, action=action, id=id or new_message_id())
+        self._typing.message_sent(room)
         return await self._send_until_acknowledged(message, Ack)
 
     async def private(self, to: str, text: str, *, action: bool = False) -> PrivateMessage:
         """Send a private message; return the server's copy of it (retried like `send`)."""
         message = Private(to=to, text=text, action=action, id=new_message_id())
+        self._typing.message_sent(f"@{to}")
         return await self._send_until_acknowledged(message, PrivateMessage)
 
     async def join(self, room: str) -> RoomState:
@@ -411,6 +442,38 @@ class ChatClient:
     async def sign_out_others(self) -> int:
         """Sign out every other session (device) of ours; return how many this server had."""
         return (await self._request(SignOut(), SignedOut)).devices
+
+    async def set_away(self, reason: str | None) -> str | None:
+        """Say that we are away, with `reason` ("" for none), or back (None): on every device of
+        ours, for everyone online, until we go offline. Return the reason as the server keeps
+        it (one line, cleaned), or None.
+
+        Raises `RequestFailed` (`text_too_long`) for a reason longer than the server allows
+        (200 bytes of UTF-8 by default). While the connection is down (with `reconnect`), the
+        choice is sent once the session is back; after a reconnection with no other device of
+        ours online meanwhile, the server hears our last choice again.
+        """
+        self._away, self._away_chosen = reason, True
+        if not self.connected and self._reconnect and not self._finished:
+            return reason  # sent after the reconnection (`_reassert_away`)
+        request = SetAway(away=reason is not None, reason=reason or "")
+        reply = await self._request(request, Away)
+        return reply.reason if reply.away else None
+
+    def typing(self, conversation: str) -> bool:
+        """Tell the others in `conversation` (`#room`, or `@name`: that person) that we are
+        typing; call it on every keystroke. Return whether a notice went out: at most one every
+        `status.TYPING_RENEW` seconds per conversation (and at once after our message there),
+        none while `send_typing` is off or we are not connected. Nothing comes back."""
+        link = self._link
+        if not self.send_typing or not self.connected or link is None:
+            return False
+        if conversation_key(conversation) == conversation_key(f"@{self._name}"):
+            return False  # nobody to tell
+        if not self._typing.allow(conversation):
+            return False
+        link.send(Typing(room=conversation))
+        return True
 
     async def list_rooms(self, *, most: int = 10_000) -> tuple[RoomInfo, ...]:
         """Return the rooms people are in and their member counts, by name (page after page,
@@ -572,6 +635,7 @@ class ChatClient:
             self._marker(Position(event.room, event.epoch, event.seq))
         elif isinstance(event, Parted):
             self.positions.pop(event.room, None)
+        self._track_status(event)
         if isinstance(event, Message):
             if not self._deliverable(event):
                 return
@@ -606,6 +670,40 @@ class ChatClient:
             known = self.positions.get(position.room)
             if known is None or known.epoch != position.epoch:
                 self.positions[position.room] = position
+
+    def _track_status(self, event: ServerMessage) -> None:
+        """Keep `status` (who is away, who is typing) as the server tells it."""
+        status = self.status
+        if isinstance(event, Welcome):
+            status.reset(away_pairs(event.away, event.away_reasons))
+        elif isinstance(event, RoomState | UserList):
+            status.listed(event.users, away_pairs(event.away, event.away_reasons))
+        elif isinstance(event, Away):
+            status.away_changed(event.name, event.away, event.reason)
+            if fold(event.name) == fold(self._name):
+                self._away = event.reason if event.away else None
+        elif isinstance(event, IsTyping):
+            status.typing(event.name, event.room)
+        elif isinstance(event, Message):
+            status.stopped(event.sender, event.room)
+        elif isinstance(event, PrivateMessage):
+            if fold(event.sender) != fold(self._name):
+                status.stopped(event.sender, f"@{event.sender}")
+        elif isinstance(event, Left):
+            if event.room == LOBBY:
+                status.offline(event.name)
+            else:
+                status.stopped(event.name, event.room)
+
+    def _reassert_away(self, welcome: Welcome) -> None:
+        """After a reconnection: alone (the server forgot us meanwhile), say again whether we
+        are away; with other devices of ours online, their state is ours."""
+        shown = self.status.away_reason(self._name)
+        if welcome.devices > 1 or not self._away_chosen:
+            self._away = shown
+        elif shown != self._away and self._link is not None:
+            away = self._away
+            self._link.send(SetAway(away=away is not None, reason=away or ""))
 
     def _marker(self, marker: Position) -> None:
         """Keep a read marker the server sent, unless ours is further on."""
@@ -672,6 +770,7 @@ class ChatClient:
                 reason = reason or type(exc).__name__
                 continue
             self._events.put_nowait(Reconnected(welcome))
+            self._reassert_away(welcome)
             for unacked in list(self._unacked.values()):
                 self._transmit(unacked.message)
             marks, self._unsent_marks = self._unsent_marks, {}

@@ -139,6 +139,27 @@ class MarkRead:
 
 
 @dataclass(frozen=True, slots=True)
+class SetAway:
+    """The user is away (`away`, with an optional `reason`), or back (`away` false): all of
+    their sessions, until they go offline."""
+
+    TYPE: ClassVar[str] = "set_away"
+    away: bool = True
+    reason: str = ""
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    """The user is typing in `room` (`#room`, or `@name` for a private conversation): relayed
+    to the others there at most every few seconds, never stored, never answered."""
+
+    TYPE: ClassVar[str] = "typing"
+    room: str
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SignOut:
     """Sign out every other session (device) of this user."""
 
@@ -215,6 +236,8 @@ class Welcome:
     private_seq: int = 0
     devices: int = 1  # the user's sessions now, this one included
     read: tuple[Position, ...] = ()  # the user's read markers (`@name` rooms: epoch 0, a pid)
+    away: tuple[str, ...] = ()  # those of `users` who are away...
+    away_reasons: tuple[str, ...] = ()  # ...and why, in the same order ("" for no reason)
     ref: int | None = None
 
 
@@ -289,6 +312,8 @@ class RoomState:
     seq: int = 0
     epoch: int = 0
     read: int = 0  # the user's read marker in the room (0: nothing read, or another epoch)
+    away: tuple[str, ...] = ()  # those of `users` who are away...
+    away_reasons: tuple[str, ...] = ()  # ...and why, in the same order ("" for no reason)
     ref: int | None = None
 
 
@@ -374,7 +399,31 @@ class UserList:
     TYPE: ClassVar[str] = "user_list"
     room: str
     users: tuple[str, ...]
+    away: tuple[str, ...] = ()  # those of `users` who are away...
+    away_reasons: tuple[str, ...] = ()  # ...and why, in the same order ("" for no reason)
     ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Away:
+    """`name` is away (with `reason`, maybe "") or back (`away` false); with a `ref`, the reply
+    to the user's own `set_away`. Sent to everyone online when it changes."""
+
+    TYPE: ClassVar[str] = "away"
+    name: str
+    away: bool
+    reason: str = ""
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IsTyping:
+    """`name` is typing in `room` (`#room`, or `@name` for a private conversation with them):
+    shown for a few seconds unless renewed, and until their message arrives."""
+
+    TYPE: ClassVar[str] = "is_typing"
+    name: str
+    room: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +458,8 @@ ClientMessage = (
     | PrivateHistory
     | MarkRead
     | SignOut
+    | SetAway
+    | Typing
     | Ping
     | Pong
     | Bye
@@ -430,6 +481,8 @@ ServerMessage = (
     | Parted
     | RoomList
     | UserList
+    | Away
+    | IsTyping
     | Notice
     | Error
     | Ping
@@ -440,12 +493,12 @@ AnyMessage = ClientMessage | ServerMessage
 
 CLIENT_MESSAGE_TYPES: tuple[type[ClientMessage], ...] = (
     Hello, Send, Private, Join, Part, ListRooms, Who, History, PrivateHistory, MarkRead, SignOut,
-    Ping, Pong, Bye,
+    SetAway, Typing, Ping, Pong, Bye,
 )  # fmt: skip
 SERVER_MESSAGE_TYPES: tuple[type[ServerMessage], ...] = (
     Challenge, Welcome, Message, Ack, PrivateMessage, Joined, Left, RoomState, HistoryPage,
-    PrivatePage, ReadMarker, SignedOut, RoomReset, Parted, RoomList, UserList, Notice, Error,
-    Ping, Pong, Bye,
+    PrivatePage, ReadMarker, SignedOut, RoomReset, Parted, RoomList, UserList, Away, IsTyping,
+    Notice, Error, Ping, Pong, Bye,
 )  # fmt: skip
 
 __all__ = [
@@ -454,6 +507,7 @@ __all__ = [
     "SERVER_MESSAGE_TYPES",
     "Ack",
     "AnyMessage",
+    "Away",
     "Bye",
     "Challenge",
     "ClientMessage",
@@ -461,6 +515,7 @@ __all__ = [
     "Hello",
     "History",
     "HistoryPage",
+    "IsTyping",
     "Join",
     "Joined",
     "Left",
@@ -484,8 +539,10 @@ __all__ = [
     "RoomState",
     "Send",
     "ServerMessage",
+    "SetAway",
     "SignOut",
     "SignedOut",
+    "Typing",
     "UserList",
     "Welcome",
     "Who",

@@ -11,11 +11,16 @@ presence is written after a delay that grows with the room (10 µs a member, at
 most a quarter of a second), so a storm of logins into a large room costs a
 bounded number of writes per second instead of one write per member per login.
 A message in the room writes the presence before it at once.
+
+A frame may be kept from some members: those it is about (the typist of a typing notice,
+the session that was answered already), and, for an ephemeral frame (typing), anyone with
+a backlog (`Session.takes_ephemeral`): what a slow reader goes without first.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -39,6 +44,10 @@ class _Batch:
     """Written at the end of this pass (it holds more than presence)."""
     timer: asyncio.TimerHandle | None = None
     """Writes a presence-only batch when its delay is over."""
+    skip: dict[int, frozenset[Session]] = field(default_factory=dict)
+    """Frames (by index) not for some sessions."""
+    ephemeral: set[int] = field(default_factory=set)
+    """Frames (by index) that a session with a backlog goes without."""
 
 
 class Fanout:
@@ -48,11 +57,26 @@ class Fanout:
         self._batches: dict[Room[Session], _Batch] = {}
         self._due: list[Room[Session]] = []
 
-    def add(self, room: Room[Session], frame: bytes, presence: bool = False) -> None:
-        """Queue `frame` for every member of `room` (as they are when it is written)."""
+    def add(
+        self,
+        room: Room[Session],
+        frame: bytes,
+        presence: bool = False,
+        *,
+        skip: Collection[Session] = (),
+        ephemeral: bool = False,
+    ) -> None:
+        """Queue `frame` for every member of `room` (as they are when it is written) but the
+        sessions in `skip`; an `ephemeral` frame (which waits like presence) is not for those
+        with a backlog either."""
         batch = self._batches.get(room)
         if batch is None:
             batch = self._batches[room] = _Batch()
+        if skip:
+            batch.skip[len(batch.frames)] = frozenset(skip)
+        if ephemeral:
+            batch.ephemeral.add(len(batch.frames))
+            presence = True
         batch.frames.append(frame)
         if batch.due:
             return
@@ -100,6 +124,9 @@ class Fanout:
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         name = room.name
         late = batch.joined_at
+        if batch.skip or batch.ephemeral:
+            self._write_some(room, batch, data)
+            return
         for session in room.handles():
             if late and session in late:
                 own = b"".join(frames[late[session] :])
@@ -107,3 +134,24 @@ class Fanout:
                     session.write_frame(own, name)
             else:
                 session.write_frame(data, name)
+
+    @staticmethod
+    def _write_some(room: Room[Session], batch: _Batch, data: bytes) -> None:
+        """Write a batch with frames that are not for everyone: each member gets `data`, or
+        the frames that are theirs."""
+        frames, late, skip, ephemeral = batch.frames, batch.joined_at, batch.skip, batch.ephemeral
+        name = room.name
+        skipped = frozenset().union(*skip.values())
+        for session in room.handles():
+            first = late.get(session, 0)
+            slow = bool(ephemeral) and not session.takes_ephemeral(name)
+            if not first and not slow and session not in skipped:
+                session.write_frame(data, name)
+                continue
+            own = b"".join(
+                frame
+                for i, frame in enumerate(frames)
+                if i >= first and not (slow and i in ephemeral) and session not in skip.get(i, ())
+            )
+            if own:
+                session.write_frame(own, name)

@@ -77,6 +77,10 @@ class KeyedBuckets:
         missing = cost - bucket.available(now)
         return 0.0 if missing <= 0 else missing / bucket.rate if bucket.rate > 0 else float("inf")
 
+    def refill(self, key: Hashable) -> None:
+        """Give `key` a full bucket again (the next take starts afresh)."""
+        self._buckets.pop(key, None)
+
     def _forget(self, now: float) -> None:
         buckets = self._buckets
         while buckets:

@@ -4,7 +4,8 @@ Sessions hand events to `ChatServer.handle`; the chat decides; the broker number
 and stores messages and hands them back (`on_message`), whichever broker it is;
 then they are acknowledged and handed to the room's fan-out, encoded once: at the
 end of the loop's pass each member gets one write of everything its rooms heard,
-without awaiting anyone.
+without awaiting anyone. Away states travel with presence (the peers); typing goes
+through the broker to whoever may be shown it, and is never stored.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tuichat.protocol import (
     PROTOCOL_VERSION,
     Ack,
     AnyMessage,
+    Away,
     Bye,
     Codec,
     Error,
@@ -39,6 +41,7 @@ from tuichat.protocol import (
     History,
     HistoryPage,
     InvalidMessage,
+    IsTyping,
     Join,
     Joined,
     Left,
@@ -60,8 +63,10 @@ from tuichat.protocol import (
     RoomReset,
     RoomState,
     Send,
+    SetAway,
     SignedOut,
     SignOut,
+    Typing,
     UserList,
     Welcome,
     Who,
@@ -79,15 +84,17 @@ from tuichat.server.broker import (
     Published,
     PublishedPrivate,
     ReadMarker,
+    RemoteAway,
     RemoteJoined,
     RoomPosition,
+    TypingEvent,
     make_broker,
 )
 from tuichat.server.config import ServerConfig
 from tuichat.server.fanout import Fanout
 from tuichat.server.flood import FloodLimits
 from tuichat.server.history.base import merged
-from tuichat.server.limits import MAX_PAGE
+from tuichat.server.limits import MAX_PAGE, KeyedBuckets
 from tuichat.server.listener import ProxyListener
 from tuichat.server.ownership import (
     SINCE,
@@ -131,6 +138,9 @@ ROOM_PAGE = 500
 """Most rooms in one `room_list`."""
 ROOM_NAMES_FOR = 1.0
 """Seconds a sorted list of room names serves `list_rooms` (a room opened since shows later)."""
+TYPING_EVERY = 3.0
+"""Seconds between two typing notices relayed for one user and conversation (the others are
+dropped); the user's message there starts afresh."""
 
 
 def _now() -> float:
@@ -191,6 +201,8 @@ class ChatServer:
         self._backlogged: set[Session] = set()
         """Sessions with much unsent data, the last time one was written to."""
         self._backlog_checked = float("-inf")
+        self._typing = KeyedBuckets(1 / TYPING_EVERY, 1)
+        """One typing notice relayed per user and conversation every `TYPING_EVERY` seconds."""
         self._handlers: dict[type[Any], Callable[[Session, Any], None]] = {
             Hello: self._hello,
             Send: self._send,
@@ -203,6 +215,8 @@ class ChatServer:
             PrivateHistory: self._private_history,
             MarkRead: self._mark_read,
             SignOut: self._sign_out,
+            SetAway: self._set_away,
+            Typing: self._typing_in,
             Ping: self._ping,
             Pong: _ignore,
             Bye: self._bye,
@@ -525,6 +539,41 @@ class ChatServer:
         elif not isinstance(event, RemoteJoined) and here and event.reason == "part":
             self._part_everywhere(local, event.room, None)
 
+    def on_away(self, event: RemoteAway) -> None:
+        """A user of another server is away now, or back: a user online here too takes it on
+        (and says so again, for the servers that start later); everyone here hears it if what
+        they are shown changed."""
+        local = self.chat.users.get(event.key)
+        if local is None:
+            if event.changed:
+                self._announce_away(event.name, event.reason)
+            return
+        if event.since <= local.away_since:
+            return  # known already (or older)
+        if self.chat.set_away(local, event.reason, event.since):
+            self._announce_away(local.name, local.away)
+        self.peers.away_changed(_local(local))
+
+    def on_typing(self, event: TypingEvent) -> None:
+        """Someone is typing: the room's members here (not the typist's own sessions), or the
+        other party's sessions here, hear it; a session with a backlog does not."""
+        if event.room:
+            room = self.chat.rooms.get(event.room)
+            if room is None or not room.members:
+                return
+            typist = self.chat.users.get(event.key)
+            frame = encode_frame(Codec.encode(IsTyping(name=event.name, room=room.name)))
+            skip = typist.sessions if typist is not None else ()
+            self.fanout.add(room, frame, skip=skip, ephemeral=True)
+            return
+        target = self.chat.users.get(event.target_key)
+        if target is None or event.target_key == event.key:
+            return
+        frame = encode_frame(Codec.encode(IsTyping(name=event.name, room=f"@{event.name}")))
+        for session in target.sessions:
+            if session.takes_ephemeral():
+                session.write_frame(frame)
+
     def on_kick(self, user_key: str, reason: str) -> None:
         """Drop the user's sessions here: their name's owner came back on another server
         (`replaced`), or another device of theirs signed them out (`signed_out`)."""
@@ -735,6 +784,9 @@ class ChatServer:
             user, deliveries = self.chat.login(hello.name, session, self.clock())
             self.fanout.joined(user.rooms[LOBBY], session)
             resumed, rejoined = self._rejoin(user, hello.positions or (), rooms)
+            if elsewhere:  # away is the person's: as their other devices have it
+                reason, since = self.peers.away(user.key)
+                self.chat.set_away(user, reason, since)
             self.peers.logged_in(_local(user))
             if elsewhere:
                 for there in self.peers.rooms_of(user.key):
@@ -751,6 +803,8 @@ class ChatServer:
             f"{online} user{'s' if online != 1 else ''} online."
         )
         markers = session.markers
+        users = self._who_names(LOBBY)
+        away, reasons = self._away_among(users)
         if user.key not in self._markers:
             recent = reversed(markers[:CACHED_MARKERS])
             self._markers[user.key] = {m.conversation: m for m in recent}
@@ -760,7 +814,7 @@ class ChatServer:
                 server=self.config.server_name,
                 name=user.name,
                 rooms=tuple(user.rooms),
-                users=self._who_names(LOBBY),
+                users=users,
                 motd=motd,
                 limits={
                     "max_frame": self.config.max_frame,
@@ -775,6 +829,8 @@ class ChatServer:
                 private_seq=self.broker.last_private_id(),
                 devices=len(user.sessions) + self.peers.devices(user.key),
                 read=tuple(Position(m.label, m.epoch, m.seq) for m in markers),
+                away=away,
+                away_reasons=reasons,
                 ref=hello.ref,
             )
         )
@@ -855,6 +911,19 @@ class ChatServer:
         if not remote:
             return local
         return tuple(sorted(dict.fromkeys((*local, *remote)), key=sort_key))
+
+    def _away_among(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Those of `names` who are away, sorted like them, and their reasons."""
+        remote = self.peers.away_users()
+        if not self.chat.away and not remote:
+            return (), ()
+        wanted = set(names)
+        reasons = {u.name: u.away for u in self.chat.away.values() if u.name in wanted}
+        for key, (name, reason) in remote.items():
+            if key not in self.chat.users and name in wanted:
+                reasons.setdefault(name, reason)
+        away = tuple(sorted(reasons, key=sort_key))
+        return away, tuple(reasons[name] or "" for name in away)
 
     def _rejoin(
         self, user: User[Session], positions: Iterable[Position], rooms: list[str]
@@ -972,6 +1041,7 @@ class ChatServer:
         user = self._user(session)
         _check_id(send.id)
         room, text = self.chat.check_post(user, send.room, send.text)
+        self._typing.refill((user.key, room.name))  # the message ends the typing: afresh
         post = Post(room.name, user.name, user.key, text, send.action, send.id, self.clock())
         self.broker.publish(post, lambda result: self._published(session, send, result))
 
@@ -1021,6 +1091,8 @@ class ChatServer:
                 )
         except ChatError as exc:
             refusal = exc
+        if target is not None and refusal is None:
+            self._typing.refill((user.key, f"@{target[1]}"))
         post = PrivatePost(
             user.name, user.key, target[0] if target else private.to,
             target[1] if target else "", text, private.action, private.id, self.clock(), refusal,
@@ -1174,6 +1246,52 @@ class ChatServer:
         log.info("%s signed out their other sessions", user.name)
         session.send(SignedOut(devices=len(others), ref=request.ref))
 
+    # --- away and typing -------------------------------------------------
+
+    def _set_away(self, session: Session, request: SetAway) -> None:
+        user = self._user(session)
+        reason = self.chat.check_away(request.reason) if request.away else None
+        away = Away(name=user.name, away=reason is not None, reason=reason or "")
+        session.send(dataclasses.replace(away, ref=request.ref))
+        if reason == user.away:
+            return  # nothing changes: nobody else hears of it
+        since = max(time.time_ns(), user.away_since + 1)  # later than any change known here
+        self.chat.set_away(user, reason, since)
+        self._announce_away(user.name, reason, session)
+        self.peers.away_changed(_local(user))
+        log.info("%s is %s", user.name, "back" if reason is None else "away")
+
+    def _announce_away(self, name: str, reason: str | None, origin: Session | None = None) -> None:
+        """Everyone online here (the lobby) hears that `name` is away now, or back; `origin`,
+        which has its reply, does not."""
+        away = Away(name=name, away=reason is not None, reason=reason or "")
+        frame = encode_frame(Codec.encode(away))
+        lobby = self.chat.rooms[LOBBY]
+        self.fanout.add(lobby, frame, presence=True, skip=(origin,) if origin else ())
+
+    def _typing_in(self, session: Session, request: Typing) -> None:
+        """Relay that the user is typing, at most every `TYPING_EVERY` seconds per
+        conversation; one they cannot type in is dropped. Never answered."""
+        user = self._user(session)
+        conversation = request.room
+        try:
+            if conversation.startswith("@"):
+                target = check_name(conversation[1:])
+                found = self.chat.find(target) or self.peers.find(target)
+                if found is None or found.key == user.key:
+                    return  # nobody online by that name, or oneself
+                event = TypingEvent(user.name, user.key, target_key=found.key)
+                limited = f"@{found.key}"
+            else:
+                limited = check_room(conversation)
+                if limited not in user.rooms:
+                    return
+                event = TypingEvent(user.name, user.key, room=limited)
+        except ChatError:
+            return  # not a conversation at all
+        if self._typing.take((user.key, limited), 1, _now()):
+            self.broker.typing(event)
+
     # --- rooms and presence ----------------------------------------------
 
     def _join(self, session: Session, join: Join) -> None:
@@ -1212,12 +1330,16 @@ class ChatServer:
             self.fanout.joined(room, each)
         self.peers.joined(_local(user), room.name, echo=join is None)
         marker = self._markers.get(user.key, {}).get(room.name)
+        users = self._who_names(room.name)
+        away, reasons = self._away_among(users)
         state = RoomState(
             room=room.name,
-            users=self._who_names(room.name),
+            users=users,
             seq=room.delivered,
             epoch=room.epoch,
             read=marker.seq if marker is not None and marker.epoch == room.epoch else 0,
+            away=away,
+            away_reasons=reasons,
         )
         for each in user.sessions:
             asked = each is session and join is not None
@@ -1306,7 +1428,11 @@ class ChatServer:
     def _who(self, session: Session, who: Who) -> None:
         room = check_room(who.room) if who.room else ""
         if not room or room in self.chat.rooms or self.peers.count(room):
-            session.send(UserList(room=room, users=self._who_names(room), ref=who.ref))
+            users = self._who_names(room)
+            away, reasons = self._away_among(users)
+            session.send(
+                UserList(room=room, users=users, away=away, away_reasons=reasons, ref=who.ref)
+            )
             return
 
         async def reply() -> None:  # nobody is in it: a room with history, or none at all
@@ -1330,7 +1456,9 @@ class ChatServer:
 
 
 def _local(user: User[Session]) -> LocalUser:
-    return LocalUser(user.key, user.name, tuple(user.rooms), len(user.sessions))
+    return LocalUser(
+        user.key, user.name, tuple(user.rooms), len(user.sessions), user.away, user.away_since
+    )
 
 
 def _check_id(client_id: str) -> None:

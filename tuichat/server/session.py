@@ -23,6 +23,8 @@ from tuichat.protocol import (
     PrivateHistory,
     ProtocolError,
     Role,
+    SetAway,
+    Typing,
 )
 from tuichat.protocol.auth import new_nonce
 from tuichat.server.limits import MAX_PAGE, TokenBucket
@@ -38,6 +40,9 @@ HISTORY_PER_REQUEST = 100
 """A history page costs one request more for every this many messages asked for."""
 BACKLOG = 64 * 1024
 """Bytes waiting for one client past which they count against the server-wide ceiling."""
+TYPING_BACKLOG = 8 * 1024
+"""Bytes waiting for one client past which it gets no typing notices (the first thing a slow
+reader goes without)."""
 
 
 class Session(asyncio.Protocol):
@@ -141,7 +146,7 @@ class Session(asyncio.Protocol):
             return True
         if isinstance(event, Pong):
             return self._requests.take(1, now) or self._refuse(event, now)
-        text = getattr(event, "text", None)
+        text = event.reason if isinstance(event, SetAway) else getattr(event, "text", None)
         cost = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
         user_key = self.user.key if self.user is not None else None
         requests = 1
@@ -153,6 +158,8 @@ class Session(asyncio.Protocol):
             and self.server.flood.request(self.ip, user_key, requests, cost, now)
         ):
             return True
+        if isinstance(event, Typing):
+            return False  # dropped: no answer, no strike (typing never costs the connection)
         return self._refuse(event, now)
 
     def _refuse(self, event: object, now: float) -> bool:
@@ -193,6 +200,11 @@ class Session(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return 0
         return transport.get_write_buffer_size() + self._held_bytes
+
+    def takes_ephemeral(self, room: str = "") -> bool:
+        """Whether this client gets ephemeral frames (typing) now: little waits for it, and
+        `room` (if given) is not being replayed to it."""
+        return self.queued <= TYPING_BACKLOG and not (room and room in self._held)
 
     def resume_writing(self) -> None:
         self._writable.set()

@@ -15,6 +15,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from tuichat.app.colors import name_color
+from tuichat.client.unread import fold
 
 MAX_SHOWN = 200
 """Members listed at most (more than any screen is tall); the rest are counted."""
@@ -72,6 +73,8 @@ class Sidebar(Vertical):
     conversations: reactive[tuple[ConversationItem, ...]] = reactive(())
     current: reactive[str] = reactive("")
     me: reactive[str] = reactive("")
+    away: reactive[frozenset[str]] = reactive(frozenset())
+    """The members who are away (their names `fold`ed)."""
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="sidebar-conversations", can_focus=False):
@@ -83,7 +86,7 @@ class Sidebar(Vertical):
         for part in self._parts():
             part.refresh(layout=True)
 
-    watch_users = watch_conversations = watch_current = watch_me = _changed
+    watch_users = watch_conversations = watch_current = watch_me = watch_away = _changed
 
     def _parts(self) -> list[Conversations | Members]:
         return [*self.query(Conversations), *self.query(Members)]
@@ -175,11 +178,16 @@ class Members(Widget):
         self.sidebar = sidebar
 
     def render(self) -> Text:
-        users, me = self.sidebar.users, self.sidebar.me
+        users, me, away = self.sidebar.users, self.sidebar.me, self.sidebar.away
         dark = self.app.current_theme.dark
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"\nOnline — {len(users)}\n", style="bold")
         for user in users[:MAX_SHOWN]:
+            if fold(user) in away:  # a hollow mark, the name dimmed
+                text.append("○ ", style=name_color(user, dark))
+                text.append(f"{user}", style="dim bold" if user == me else "dim")
+                text.append(" away\n", style="dim italic")
+                continue
             marker = "●" if user != me else "◉"
             text.append(f"{marker} ", style=name_color(user, dark))
             text.append(f"{user}\n", style="bold" if user == me else "")

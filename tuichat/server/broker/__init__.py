@@ -14,10 +14,12 @@ from tuichat.server.broker.base import (
     Published,
     PublishedPrivate,
     ReadMarker,
+    RemoteAway,
     RemoteJoined,
     RemoteLeft,
     RemoteUser,
     RoomPosition,
+    TypingEvent,
 )
 from tuichat.server.broker.factory import make_broker
 
@@ -35,9 +37,11 @@ __all__ = [
     "Published",
     "PublishedPrivate",
     "ReadMarker",
+    "RemoteAway",
     "RemoteJoined",
     "RemoteLeft",
     "RemoteUser",
     "RoomPosition",
+    "TypingEvent",
     "make_broker",
 ]

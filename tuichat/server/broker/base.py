@@ -5,10 +5,12 @@ store, and the broker calls the server back (`BrokerHandler`) with what is store
 in order, whichever broker it is. A local broker numbers and stores in this
 process (SQLite or memory); the Redis broker numbers and stores in Redis and
 hears the other servers' messages too. The server has one path for each request
-and never asks which broker it has.
+and never asks which broker it has. Typing takes the same way (`typing`, back
+through `on_typing` on every server concerned), relayed once and never stored.
 
 `Peers` is the same seam for presence and name ownership: the users on the
-other servers, and the tokens and registrations they make. A single server has
+other servers (who is away among them too), and the tokens and registrations they
+make. A single server has
 no peers (`LocalPeers`): it is a cluster of one.
 """
 
@@ -131,6 +133,10 @@ class RemoteUser:
     """When news of them last came (a count of notices), so older news cannot undo newer."""
     devices: int = 1
     """Their sessions on that server."""
+    away: str | None = None
+    """Why they are away ("" for no reason), as that server has it; None: not away."""
+    away_since: int = 0
+    """When `away` changed (see `User.away_since`): the latest such change is the person's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +175,30 @@ PresenceEvent = RemoteJoined | RemoteLeft
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteAway:
+    """The away state of a user on another server changed: `reason` ("" for none), or None
+    (back), as of `since` (see `User.away_since`). `changed`: what this server showed of them
+    (as a user of other servers only) is different now."""
+
+    name: str
+    key: str
+    reason: str | None
+    since: int
+    changed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TypingEvent:
+    """`name` (user key `key`) is typing: in room `room`, or (`room` "") in the private
+    conversation with the user of `target_key`. Relayed once, never stored."""
+
+    name: str
+    key: str
+    room: str = ""
+    target_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LocalUser:
     """A user of this server as the other servers see it."""
 
@@ -177,6 +207,10 @@ class LocalUser:
     rooms: tuple[str, ...]
     devices: int = 1
     """Their sessions on this server."""
+    away: str | None = None
+    """Why they are away ("" for no reason), or None."""
+    away_since: int = 0
+    """When `away` changed (see `User.away_since`)."""
 
 
 class BrokerHandler(Protocol):
@@ -198,6 +232,13 @@ class BrokerHandler(Protocol):
 
     def on_presence(self, event: PresenceEvent) -> None:
         """Someone on another server joined or left a room this server may have members in."""
+
+    def on_away(self, event: RemoteAway) -> None:
+        """Someone on another server is away now, or back (the person's, on every server)."""
+
+    def on_typing(self, event: TypingEvent) -> None:
+        """Someone is typing (relayed by `Broker.typing`, from this server or another): their
+        room's members here, or the other party's sessions here, hear it."""
 
     def on_kick(self, user_key: str, reason: str) -> None:
         """Drop the user's sessions here: `replaced` (a keyless name's owner came back on
@@ -313,6 +354,12 @@ class Broker(ABC):
     def last_private_id(self) -> int:
         """The highest private-message pid given out so far (as far as this server knows)."""
 
+    @abstractmethod
+    def typing(self, event: TypingEvent) -> None:
+        """Relay `event` to every server that may hold its recipients, this one included (their
+        `on_typing`): cheap and ephemeral, nothing stored; what cannot go out at once is
+        dropped."""
+
 
 class Peers(ABC):
     """The other servers of the chat: their users, and the names and tokens they make."""
@@ -372,6 +419,20 @@ class Peers(ABC):
     @abstractmethod
     def sessions_changed(self, user: LocalUser) -> None:
         """A user here opened or closed a session (`user.devices` is how many are left)."""
+
+    @abstractmethod
+    def away_changed(self, user: LocalUser) -> None:
+        """A user here is away now, or back (`user.away`, as of `user.away_since`): said to the
+        other servers, and kept with this server's presence for those that start later."""
+
+    @abstractmethod
+    def away(self, user_key: str) -> tuple[str | None, int]:
+        """The user's away state as the other servers have it: the reason ("" for none) or None,
+        and since when (0: never set, or not on another server)."""
+
+    @abstractmethod
+    def away_users(self) -> dict[str, tuple[str, str]]:
+        """The users on other servers who are away: user key → (name, reason)."""
 
     @abstractmethod
     def kick(self, user: RemoteUser, reason: str = "replaced") -> None:

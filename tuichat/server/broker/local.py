@@ -42,6 +42,7 @@ from tuichat.server.broker.base import (
     ReadMarker,
     RemoteUser,
     RoomPosition,
+    TypingEvent,
 )
 from tuichat.server.broker.retries import RetryWindows, Window
 from tuichat.server.history import (
@@ -481,6 +482,10 @@ class LocalBroker(Broker):
     def last_private_id(self) -> int:
         return self._last_pid
 
+    def typing(self, event: TypingEvent) -> None:
+        assert self._handler is not None
+        self._handler.on_typing(event)  # nobody else to tell: it is delivered here, at once
+
 
 class LocalPeers(Peers):
     """No other servers: names and tokens are kept in the local store."""
@@ -535,6 +540,15 @@ class LocalPeers(Peers):
 
     def sessions_changed(self, user: LocalUser) -> None:
         pass
+
+    def away_changed(self, user: LocalUser) -> None:
+        pass
+
+    def away(self, user_key: str) -> tuple[str | None, int]:
+        return None, 0
+
+    def away_users(self) -> dict[str, tuple[str, str]]:
+        return {}
 
     def logged_out(self, user_key: str, name: str, reason: str) -> None:
         pass

@@ -6,7 +6,10 @@ room's shard channel, in one atomic step; `feeds.RoomFeeds` delivers what comes
 back in order. Private messages go the same way on one channel every server
 hears, and are kept for each party and for their conversation. A read marker is
 stored by a script too (it only moves forward) and published on a channel of its
-own, so the user's sessions on the other servers hear of it. A room's epoch is
+own, so the user's sessions on the other servers hear of it. Typing is published and
+never stored: on the room's typing channel, or for a private conversation on one channel
+every server hears; one that waited for Redis longer than `TYPING_FRESH` is not sent. A
+room's epoch is
 kept in Redis beside its seq: if Redis loses its data the epoch is gone, the next
 post or check makes a new one, and the room's members are told to reload
 (`on_room_reset`).
@@ -14,6 +17,7 @@ post or check makes a new one, and the room's members are told to reload
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -37,6 +41,7 @@ from tuichat.server.broker.base import (
     PublishedPrivate,
     ReadMarker,
     RoomPosition,
+    TypingEvent,
 )
 from tuichat.server.broker.local import random_epoch
 from tuichat.server.broker.redis import keys
@@ -46,7 +51,7 @@ from tuichat.server.broker.redis.entries import (
     private_from_entry,
     private_parties,
 )
-from tuichat.server.broker.redis.feeds import RoomFeeds, positions
+from tuichat.server.broker.redis.feeds import RoomFeeds, positions, typing_event, typing_payload
 from tuichat.server.broker.redis.link import RedisLink
 from tuichat.server.broker.redis.scripts import POST, PRIVATE, READ
 
@@ -60,6 +65,8 @@ UNREAD_SCAN = 10_000
 """Most entries of a user's private messages looked through for the unread ones..."""
 SCAN_CHUNK = 1000
 """...this many at a time."""
+TYPING_FRESH = 1.0
+"""Seconds a typing notice may wait for Redis (an outage) before it is not worth sending."""
 
 Delivery = tuple[PrivateMessage, str, str]
 """A private message with its sender's and target's keys."""
@@ -99,6 +106,7 @@ class RedisBroker(Broker):
         self._last_pid = int(await redis.get(keys.PID) or 0)
         await self.link.subscribe(keys.PRIVATES, self._on_private)
         await self.link.subscribe(keys.READS, self._on_read)
+        await self.link.subscribe(keys.TYPING, self._on_typing)
         self.feeds.handler = handler
         self.link.on_reconnect.append(self.feeds.catch_up)
         self.link.spawn(self.feeds.check())
@@ -342,3 +350,23 @@ class RedisBroker(Broker):
 
     def last_private_id(self) -> int:
         return self._last_pid
+
+    # --- typing ------------------------------------------------------------
+
+    def typing(self, event: TypingEvent) -> None:
+        channel = keys.room_key(event.room, "typing") if event.room else keys.TYPING
+        data = typing_payload(event)
+        loop = asyncio.get_running_loop()
+        queued = loop.time()
+
+        async def add(pipe: Any) -> None:
+            if loop.time() - queued <= TYPING_FRESH:  # (after an outage: stale, not sent)
+                pipe.spublish(channel, data)
+
+        self.link.enqueue(add)
+
+    async def _on_typing(self, data: bytes) -> None:
+        event = typing_event(data)
+        if event is not None and not event.room:
+            assert self._handler is not None
+            self._handler.on_typing(event)

@@ -7,6 +7,10 @@ in Redis of every followed room is compared with what was delivered here: what i
 missing is delivered, and a lost epoch (Redis lost its data) becomes a new one,
 whose members are told to reload. One room's deliveries never interleave (a lock
 per room), so nothing is delivered twice or out of order.
+
+Typing in a room goes on a channel of the room's own beside its messages (in the same
+cluster slot, so a server hears it only for the rooms it follows); nothing of it is stored,
+and a lost one is not looked for.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tuichat.server.broker.base import (
     PublishDone,
     Published,
     RoomPosition,
+    TypingEvent,
 )
 from tuichat.server.broker.local import random_epoch
 from tuichat.server.broker.redis import keys
@@ -101,6 +106,7 @@ class RoomFeeds:
     async def _follow(self, room: str, feed: _Feed) -> None:
         try:
             await self.link.subscribe(keys.room_key(room, "messages"), self.on_message)
+            await self.link.subscribe(keys.room_key(room, "typing"), self.on_typing)
             feed.epoch, feed.delivered = await self.read_position(room)
         except Exception as exc:
             log.warning("redis: cannot follow %s: %s", room, exc)
@@ -123,6 +129,7 @@ class RoomFeeds:
         if feed is not None:
             self._fail_pending(feed, "left the room")
             self.link.spawn(self.link.unsubscribe(keys.room_key(room, "messages")))
+            self.link.spawn(self.link.unsubscribe(keys.room_key(room, "typing")))
 
     def expect(self, room: str, token: str, done: PublishDone) -> _Feed | None:
         """Our post `token` to `room` is on its way: call `done` when it is delivered here."""
@@ -153,6 +160,13 @@ class RoomFeeds:
                 await self._fill(room, feed, seq - 1)
             if seq == feed.delivered + 1:
                 self._delivered(Message(room, seq, sender, text, ts, action == "1"), feed, token)
+
+    async def on_typing(self, data: bytes) -> None:
+        """Someone typing in a room this server follows: its members here hear it."""
+        event = typing_event(data)
+        if event is not None and event.room in self._feeds:
+            assert self.handler is not None
+            self.handler.on_typing(event)
 
     def _reset(self, room: str, feed: _Feed, epoch: int) -> None:
         """The room has a new epoch: its members reload, and it is delivered again from 1."""
@@ -227,6 +241,24 @@ class RoomFeeds:
                     log.info("redis: %s missed %d message(s); delivering them from Redis",
                              room, seq - feed.delivered)  # fmt: skip
                     await self._fill(room, feed, seq)
+
+
+def typing_payload(event: TypingEvent) -> bytes:
+    """What goes on a typing channel for `event`."""
+    data: bytes = msgpack.packb([event.name, event.key, event.room, event.target_key])
+    return data
+
+
+def typing_event(data: bytes) -> TypingEvent | None:
+    """The event in what a typing channel carried (None if it is not one: a later version may
+    add fields after these)."""
+    try:
+        name, key, room, target_key, *_ = msgpack.unpackb(data)
+    except (ValueError, TypeError):
+        return None
+    if not all(isinstance(v, str) for v in (name, key, room, target_key)):
+        return None
+    return TypingEvent(name, key, room, target_key)
 
 
 async def positions(link: RedisLink, rooms: list[str]) -> list[tuple[int, int]]:

@@ -27,10 +27,13 @@ PRESENCE = GLOBAL + "presence"
 """The channel of presence, tokens and registrations."""
 READS = GLOBAL + "reads"
 """The channel of read markers as they are stored."""
+TYPING = GLOBAL + "typing"
+"""The channel of typing in private conversations (nothing is stored for it)."""
 
 
 def room_key(room: str, part: str) -> str:
-    """The key of one part of a room (`seq`, `log`, `epoch`, `messages`: its channel)."""
+    """The key of one part of a room (`seq`, `log`, `epoch`; `messages` and `typing`: its
+    channels)."""
     return f"{PREFIX}{{r:{room}}}:{part}"
 
 

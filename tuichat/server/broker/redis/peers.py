@@ -1,9 +1,12 @@
 """Presence and name ownership across servers, on Redis.
 
 Each server keeps its users in a Redis hash that expires unless the server
-refreshes it, and announces logins, joins, parts and logouts, tokens and
-registrations on one shard channel. Each server keeps a view of everyone on the
+refreshes it, and announces logins, joins, parts and logouts, away and back, tokens
+and registrations on one shard channel. Each server keeps a view of everyone on the
 others; a server whose hash expired (it died) has its users announced as gone.
+Away belongs to the person: a change carries when it was made, the hash keeps it
+(a server that starts later knows it), the servers that hold the person's other
+sessions take it on and say so again, and of two versions the later one holds.
 A registration is claimed in one atomic script, so two servers cannot give one
 name to two keys; the registrations are read again after a lost subscription and
 every few refreshes, so one whose notice was lost is enforced here all the same.
@@ -29,6 +32,7 @@ from tuichat.server.broker.base import (
     BrokerHandler,
     LocalUser,
     Peers,
+    RemoteAway,
     RemoteJoined,
     RemoteLeft,
     RemoteUser,
@@ -45,11 +49,12 @@ log = logging.getLogger("tuichat.server")
 class Notice:
     """What one server tells the others on the presence channel (a msgpack map on the wire).
 
-    `kind` is `login` (with `rooms` and `devices`), `join`, `part`, `logout`, `devices` (a
-    user's sessions on the server: `devices`), `kick` (`target` is the server that must drop
-    `user_key`'s sessions, `reason` why), `token` (`value` is its hash) or `identity`
-    (`identities`: name key → key hash). A user may be on several servers at once (several
-    devices): news of a user is news of their sessions on the server that sends it.
+    `kind` is `login` (with `rooms`, `devices` and the away state), `join`, `part`, `logout`,
+    `devices` (a user's sessions on the server: `devices`), `away` (`away`, `away_since`),
+    `kick` (`target` is the server that must drop `user_key`'s sessions, `reason` why),
+    `token` (`value` is its hash) or `identity` (`identities`: name key → key hash). A user
+    may be on several servers at once (several devices): news of a user is news of their
+    sessions on the server that sends it.
     """
 
     kind: str
@@ -65,6 +70,10 @@ class Notice:
     devices: int = 1
     echo: bool = False
     """A `join` or `part` that only follows the user's session on another server."""
+    away: str | None = None
+    """Why the user is away ("" for no reason), or None (`login`, `away`)."""
+    away_since: int = 0
+    """When `away` changed (ns since the Unix epoch; 0: never)."""
 
     def pack(self) -> bytes:
         """The notice as sent."""
@@ -88,6 +97,9 @@ RELOAD_EVERY = 5
 
 Slot = tuple[str, str]
 """A user's sessions on one server: (user key, server id)."""
+ENTRY_DEFAULTS: tuple[Any, ...] = (1, None, 0)
+"""The devices, away reason and away time of a presence entry that has none (an older
+server's)."""
 
 
 class RedisPeers(Peers):
@@ -106,6 +118,8 @@ class RedisPeers(Peers):
         """Both look-alike keys of every remote user's name."""
         self._members: dict[str, dict[str, dict[str, RemoteUser]]] = {}
         """Remote users by room, then by user key, then by server."""
+        self._away: set[str] = set()
+        """The user keys of the remote users who are away (see `away`)."""
         self._heard = 0
         """Notices heard so far."""
         self._gone: dict[Slot, int] = {}
@@ -204,6 +218,25 @@ class RedisPeers(Peers):
     def sessions_changed(self, user: LocalUser) -> None:
         self._announce("devices", user)
 
+    def away_changed(self, user: LocalUser) -> None:
+        self._announce("away", user)
+
+    def away(self, user_key: str) -> tuple[str | None, int]:
+        latest: tuple[str | None, int] = (None, 0)
+        for user in self._by_key.get(user_key, {}).values():
+            if user.away_since > latest[1]:
+                latest = (user.away, user.away_since)
+        return latest
+
+    def away_users(self) -> dict[str, tuple[str, str]]:
+        found: dict[str, tuple[str, str]] = {}
+        for key in self._away:
+            reason, _ = self.away(key)
+            servers = self._by_key.get(key)
+            if reason is not None and servers:
+                found[key] = (next(iter(servers.values())).name, reason)
+        return found
+
     def _announce(
         self,
         kind: str,
@@ -218,7 +251,7 @@ class RedisPeers(Peers):
         """Tell the other servers of a presence change here, and keep our hash current."""
         event = Notice(
             kind, self.id, user.key, user.name, room, reason, rooms, devices=user.devices,
-            echo=echo,
+            echo=echo, away=user.away, away_since=user.away_since,
         ).pack()  # fmt: skip
         key = keys.presence_key(self.id)
         entry = None if gone else _entry(user)
@@ -228,6 +261,7 @@ class RedisPeers(Peers):
                 pipe.hdel(key, user.key)
             else:
                 pipe.hset(key, user.key, entry)
+                pipe.sadd(keys.SERVERS, self.id)  # listed again (a server with nobody looks gone)
             pipe.pexpire(key, self._ttl_ms)
             pipe.spublish(keys.PRESENCE, event)
 
@@ -301,10 +335,13 @@ class RedisPeers(Peers):
         user = self.remote.get(slot)
         if user is not None:
             user.heard = self._heard
-        if notice.kind in ("join", "part", "logout", "devices") and user is None:
+        if notice.kind in ("join", "part", "logout", "devices", "away") and user is None:
             return  # late news of sessions that server has dropped since
         if notice.kind == "login":
-            self._remote_login(notice.name, key, notice.server, notice.rooms, notice.devices)
+            self._remote_login(
+                notice.name, key, notice.server, notice.rooms, notice.devices,
+                notice.away, notice.away_since,
+            )  # fmt: skip
         elif notice.kind == "join":
             self._remote_join(slot, notice.room, echo=notice.echo)
         elif notice.kind == "part":
@@ -314,6 +351,8 @@ class RedisPeers(Peers):
             self._gone[slot] = self._heard
         elif notice.kind == "devices" and user is not None:
             user.devices = notice.devices
+        elif notice.kind == "away":
+            self._away_heard(slot, notice.away, notice.away_since)
         elif notice.kind == "kick" and notice.target == self.id:
             self._handler.on_kick(key, notice.reason or "replaced")
         elif notice.kind == "token":
@@ -325,8 +364,9 @@ class RedisPeers(Peers):
             await self._load_presence()
 
     def _remote_login(
-        self, name: str, key: str, server: str, rooms: Iterable[str] = (), devices: int = 1
-    ) -> None:
+        self, name: str, key: str, server: str, rooms: Iterable[str] = (), devices: int = 1,
+        away: str | None = None, away_since: int = 0,
+    ) -> None:  # fmt: skip
         slot = (key, server)
         user = self.remote.get(slot)
         if user is None:
@@ -340,6 +380,7 @@ class RedisPeers(Peers):
             self._remote_part(slot, room, "disconnect")
         for room in rooms:  # what it brings is where the user is already (no news to follow)
             self._remote_join(slot, room, echo=True)
+        self._away_heard(slot, away, away_since)
 
     def _remote_join(self, slot: Slot, room: str, *, echo: bool = False) -> None:
         user = self.remote.get(slot)
@@ -362,6 +403,7 @@ class RedisPeers(Peers):
         self._handler.on_presence(RemoteLeft(user.name, room, reason, user.key, changed, echo))
 
     def _remote_logout(self, slot: Slot, reason: str | None) -> None:
+        before = self.away(slot[0])
         user = self.remote.pop(slot, None)
         if user is None:
             return
@@ -369,6 +411,7 @@ class RedisPeers(Peers):
         servers.pop(user.server, None)
         if not servers:
             self._by_key.pop(user.key, None)
+            self._away.discard(user.key)
         for name_key in name_keys(user.name):
             slots = self._remote_names.get(name_key)
             if slots is not None:
@@ -380,6 +423,29 @@ class RedisPeers(Peers):
             assert self._handler is not None
             for room, changed in gone:
                 self._handler.on_presence(RemoteLeft(user.name, room, reason, user.key, changed))
+        if user.key in self._by_key:  # online elsewhere still: as the others have it now
+            self._tell_away(user.name, user.key, before)
+
+    def _away_heard(self, slot: Slot, away: str | None, since: int) -> None:
+        """What `slot`'s server says of the user's away state; a later change than the one
+        known is the person's now (their other servers say the same a moment later)."""
+        user = self.remote.get(slot)
+        if user is None or since <= user.away_since:
+            return
+        before = self.away(user.key)
+        user.away, user.away_since = away, since
+        self._tell_away(user.name, user.key, before)
+
+    def _tell_away(self, name: str, key: str, before: tuple[str | None, int]) -> None:
+        """The server hears of the user's away state if it moved on from `before`."""
+        reason, since = self.away(key)
+        if reason is None:
+            self._away.discard(key)
+        else:
+            self._away.add(key)
+        if since != before[1]:
+            assert self._handler is not None
+            self._handler.on_away(RemoteAway(name, key, reason, since, reason != before[0]))
 
     def _forget_member(self, room: str, user: RemoteUser) -> bool:
         """Take `user`'s sessions on their server out of `room`; return whether the user is in
@@ -433,8 +499,15 @@ class RedisPeers(Peers):
             for user_key, packed in entries.items():
                 name, rooms, *more = msgpack.unpackb(packed)
                 key = user_key.decode()
+                devices, away, away_since = (*more, *ENTRY_DEFAULTS[len(more) :])[:3]
                 seen[(key, server)] = RemoteUser(
-                    name, key, server, dict.fromkeys(rooms), devices=more[0] if more else 1
+                    name,
+                    key,
+                    server,
+                    dict.fromkeys(rooms),
+                    devices=devices,
+                    away=away,
+                    away_since=away_since,
                 )
         for slot, user in list(self.remote.items()):  # gone while we were away
             if user.heard <= started and slot not in seen:
@@ -444,7 +517,10 @@ class RedisPeers(Peers):
             known = self.remote.get(slot)
             fresh = known.heard if known is not None else self._gone.get(slot, 0)
             if fresh <= started:
-                self._remote_login(user.name, user.key, user.server, user.rooms, user.devices)
+                self._remote_login(
+                    user.name, user.key, user.server, user.rooms, user.devices, user.away,
+                    user.away_since,
+                )  # fmt: skip
         self._gone = {key: heard for key, heard in self._gone.items() if heard > started}
 
     async def _write_presence(self) -> None:
@@ -518,8 +594,9 @@ class RedisPeers(Peers):
 
 
 def _entry(user: LocalUser) -> bytes:
-    """A user's entry in this server's presence hash."""
-    packed: bytes = msgpack.packb([user.name, list(user.rooms), user.devices])
+    """A user's entry in this server's presence hash (a server reads the fields it knows)."""
+    entry = [user.name, list(user.rooms), user.devices, user.away, user.away_since]
+    packed: bytes = msgpack.packb(entry)
     return packed
 
 
