@@ -44,9 +44,10 @@ class _Batch:
     """Written at the end of this pass (it holds more than presence)."""
     timer: asyncio.TimerHandle | None = None
     """Writes a presence-only batch when its delay is over."""
-    skip: dict[int, frozenset[Session]] = field(default_factory=dict)
-    """Frames (by index) not for some sessions."""
-    ephemeral: set[int] = field(default_factory=set)
+    skip: dict[int, frozenset[Session]] | None = None
+    """Frames (by index) not for some sessions (made for the first such frame: a batch of
+    messages costs nothing more)."""
+    ephemeral: set[int] | None = None
     """Frames (by index) that a session with a backlog goes without."""
 
 
@@ -73,8 +74,12 @@ class Fanout:
         if batch is None:
             batch = self._batches[room] = _Batch()
         if skip:
+            if batch.skip is None:
+                batch.skip = {}
             batch.skip[len(batch.frames)] = frozenset(skip)
         if ephemeral:
+            if batch.ephemeral is None:
+                batch.ephemeral = set()
             batch.ephemeral.add(len(batch.frames))
             presence = True
         batch.frames.append(frame)
@@ -124,7 +129,7 @@ class Fanout:
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         name = room.name
         late = batch.joined_at
-        if batch.skip or batch.ephemeral:
+        if batch.skip is not None or batch.ephemeral is not None:
             self._write_some(room, batch, data)
             return
         for session in room.handles():
@@ -139,7 +144,8 @@ class Fanout:
     def _write_some(room: Room[Session], batch: _Batch, data: bytes) -> None:
         """Write a batch with frames that are not for everyone: each member gets `data`, or
         the frames that are theirs."""
-        frames, late, skip, ephemeral = batch.frames, batch.joined_at, batch.skip, batch.ephemeral
+        frames, late = batch.frames, batch.joined_at
+        skip, ephemeral = batch.skip or {}, batch.ephemeral or set()
         name = room.name
         skipped = frozenset().union(*skip.values())
         for session in room.handles():

@@ -138,6 +138,8 @@ ROOM_PAGE = 500
 """Most rooms in one `room_list`."""
 ROOM_NAMES_FOR = 1.0
 """Seconds a sorted list of room names serves `list_rooms` (a room opened since shows later)."""
+TYPING_MAX_MEMBERS = 100
+"""Rooms with more members than this (on every server) relay no typing notices."""
 TYPING_EVERY = 3.0
 """Seconds between two typing notices relayed for one user and conversation (the others are
 dropped); the user's message there starts afresh."""
@@ -174,6 +176,8 @@ class ChatServer:
         """What a `hello` signs besides its nonce: one id for every server of one chat."""
         self.chat: Chat[Session] = Chat(self.config.chat, position=self._room_position)
         self.sessions: set[Session] = set()
+        self.stopping = False
+        """`stop` began: no session is read any more."""
         self.fanout = Fanout()
         self.admission = Admission(self.config)
         self._sorted_names: list[str] = []
@@ -301,6 +305,7 @@ class ChatServer:
         if self._server is None:
             return
         self._server.close()
+        self.stopping = True
         for session in self.sessions:
             if session.transport is not None:
                 session.transport.pause_reading()
@@ -1284,8 +1289,11 @@ class ChatServer:
                 limited = f"@{found.key}"
             else:
                 limited = check_room(conversation)
-                if limited not in user.rooms:
+                room = user.rooms.get(limited)
+                if room is None:
                     return
+                if len(room.members) + self.peers.count(limited) > TYPING_MAX_MEMBERS:
+                    return  # a crowd: who types there is noise, and costs everyone's reads
                 event = TypingEvent(user.name, user.key, room=limited)
         except ChatError:
             return  # not a conversation at all

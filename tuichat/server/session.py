@@ -40,6 +40,13 @@ HISTORY_PER_REQUEST = 100
 """A history page costs one request more for every this many messages asked for."""
 BACKLOG = 64 * 1024
 """Bytes waiting for one client past which they count against the server-wide ceiling."""
+TYPING_RATE, TYPING_BURST = 2.0, 16
+"""Typing notices one connection may send per second, and at once: its own bucket, so that
+typing never costs the connection's (or its user's, or its address's) requests."""
+TYPING_PAUSE_AFTER = 256
+"""Typing notices dropped over the bucket before the connection is not read for a second
+(a client that types in a loop is slowed down, never disconnected)."""
+TYPING_PAUSE = 1.0
 TYPING_BACKLOG = 8 * 1024
 """Bytes waiting for one client past which it gets no typing notices (the first thing a slow
 reader goes without)."""
@@ -86,6 +93,8 @@ class Session(asyncio.Protocol):
         self._requests = TokenBucket(rate.messages_per_second, rate.message_burst, self.opened_at)
         self._text_bytes = TokenBucket(rate.bytes_per_second, rate.byte_burst, self.opened_at)
         self._strikes = TokenBucket(1.0, rate.strikes, self.opened_at)
+        self._typing = TokenBucket(TYPING_RATE, TYPING_BURST, self.opened_at)
+        self._typing_dropped = 0
         self.ip = "?"
         self._held: dict[str, deque[bytes]] = {}
         self._held_bytes = 0
@@ -146,6 +155,8 @@ class Session(asyncio.Protocol):
             return True
         if isinstance(event, Pong):
             return self._requests.take(1, now) or self._refuse(event, now)
+        if isinstance(event, Typing):
+            return self._typing.take(1, now) or self._typing_over()
         text = event.reason if isinstance(event, SetAway) else getattr(event, "text", None)
         cost = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
         user_key = self.user.key if self.user is not None else None
@@ -158,9 +169,25 @@ class Session(asyncio.Protocol):
             and self.server.flood.request(self.ip, user_key, requests, cost, now)
         ):
             return True
-        if isinstance(event, Typing):
-            return False  # dropped: no answer, no strike (typing never costs the connection)
         return self._refuse(event, now)
+
+    def _typing_over(self) -> bool:
+        """A typing notice over this connection's own bucket: dropped, unanswered and never a
+        strike; past `TYPING_PAUSE_AFTER` of them the connection is not read for a moment.
+        Returns False: the notice is not carried out."""
+        self._typing_dropped += 1
+        transport = self.transport
+        if self._typing_dropped >= TYPING_PAUSE_AFTER and transport is not None:
+            self._typing_dropped = 0
+            transport.pause_reading()
+            loop = asyncio.get_running_loop()
+            loop.call_later(TYPING_PAUSE, self._resume_after_typing)
+        return False
+
+    def _resume_after_typing(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing() and not self.server.stopping:
+            transport.resume_reading()
 
     def _refuse(self, event: object, now: float) -> bool:
         """Refuse a request with `rate_limited` (a `pong` silently) while strikes are left, then

@@ -67,6 +67,8 @@ SCAN_CHUNK = 1000
 """...this many at a time."""
 TYPING_FRESH = 1.0
 """Seconds a typing notice may wait for Redis (an outage) before it is not worth sending."""
+TYPING_BACKLOG = 100
+"""Commands waiting for Redis past which typing notices are not queued at all."""
 
 Delivery = tuple[PrivateMessage, str, str]
 """A private message with its sender's and target's keys."""
@@ -359,11 +361,14 @@ class RedisBroker(Broker):
         loop = asyncio.get_running_loop()
         queued = loop.time()
 
+        if self.link.backlog > TYPING_BACKLOG:
+            return  # Redis is slow or away: typing gives way to what matters
+
         async def add(pipe: Any) -> None:
             if loop.time() - queued <= TYPING_FRESH:  # (after an outage: stale, not sent)
                 pipe.spublish(channel, data)
 
-        self.link.enqueue(add)
+        self.link.enqueue(add, retry=False)
 
     async def _on_typing(self, data: bytes) -> None:
         event = typing_event(data)

@@ -105,8 +105,12 @@ class RoomFeeds:
 
     async def _follow(self, room: str, feed: _Feed) -> None:
         try:
-            await self.link.subscribe(keys.room_key(room, "messages"), self.on_message)
-            await self.link.subscribe(keys.room_key(room, "typing"), self.on_typing)
+            await self.link.subscribe_many(  # (one slot: the room's hash tag)
+                {
+                    keys.room_key(room, "messages"): self.on_message,
+                    keys.room_key(room, "typing"): self.on_typing,
+                }
+            )
             feed.epoch, feed.delivered = await self.read_position(room)
         except Exception as exc:
             log.warning("redis: cannot follow %s: %s", room, exc)

@@ -49,6 +49,8 @@ class _Command:
     """Takes the result of the first command (or the exception)."""
     since: float
     """When it was first queued (loop time)."""
+    retry: bool = True
+    """Sent again after a Redis restart (for `RETRY_FOR`); if not, it is given up on."""
 
 
 class RedisLink:
@@ -184,10 +186,15 @@ class RedisLink:
     # --- commands --------------------------------------------------------
 
     def enqueue(
-        self, add: Callable[[Any], Awaitable[None]], done: Callable[[Any], None] | None = None
+        self,
+        add: Callable[[Any], Awaitable[None]],
+        done: Callable[[Any], None] | None = None,
+        *,
+        retry: bool = True,
     ) -> None:
-        """Queue one command (or a few) for Redis; they go out in order, many per round trip."""
-        self._commands.append(_Command(add, done, asyncio.get_running_loop().time()))
+        """Queue one command (or a few) for Redis; they go out in order, many per round trip.
+        Without `retry`, one that meets a Redis restart is given up on (not sent again)."""
+        self._commands.append(_Command(add, done, asyncio.get_running_loop().time(), retry))
         self._idle.clear()
         self._wake.set()
 
@@ -242,7 +249,11 @@ class RedisLink:
                 for command, end in zip(batch, ends, strict=True):
                     result = results[start] if end > start else None
                     start = end
-                    if isinstance(result, passing) and loop.time() - command.since < RETRY_FOR:
+                    if (
+                        isinstance(result, passing)
+                        and command.retry
+                        and loop.time() - command.since < RETRY_FOR
+                    ):
                         again.append(command)
                     elif command.done is not None:
                         command.done(result)
@@ -260,13 +271,22 @@ class RedisLink:
 
     # --- subscriptions ---------------------------------------------------
 
+    @property
+    def backlog(self) -> int:
+        """Commands queued and not yet sent."""
+        return len(self._commands)
+
     async def subscribe(self, channel: str, handler: Handler) -> None:
         """Hear `channel` (a shard channel): each message's data goes to `handler`, in order."""
+        await self.subscribe_many({channel: handler})
+
+    async def subscribe_many(self, handlers: dict[str, Handler]) -> None:
+        """Hear several shard channels of one slot, in one round trip (see `subscribe`)."""
         async with self._lock:
-            self._handlers[channel] = handler
+            self._handlers.update(handlers)
             if self._pubsub is None:
                 self._pubsub = self._subscriber.pubsub()
-            await self._pubsub.ssubscribe(channel)
+            await self._pubsub.ssubscribe(*handlers)
             self._start_readers()
 
     async def unsubscribe(self, channel: str) -> None:
