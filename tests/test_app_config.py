@@ -6,9 +6,11 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from tests.app_support import connected, log_texts, make_app, until
 from tests.conftest import Connect
-from tuichat.app.config import Config, NotifySettings, load_config
+from tuichat.app.config import Config, ConfigError, NotifySettings, load_config
 from tuichat.app.model import Kind
 from tuichat.app.notify import Level
 from tuichat.app.widgets.chat_log import ChatLog
@@ -108,3 +110,11 @@ def test_the_settings_file_in_the_readme_is_a_good_one(tmp_path: Path) -> None:
     file.write_text(example.group(1))
     config = load_config(file)
     assert config.autojoin == ("#rust", "#persian") and config.notify.keywords
+
+
+def test_a_setting_outside_its_table_is_told_where_it_goes(tmp_path: Path) -> None:
+    file = tmp_path / "config.toml"
+    file.write_text('name = "ali"\nport = 5599\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(file)
+    assert str(raised.value).endswith('line 2: unknown key "port" (it goes under [server])')

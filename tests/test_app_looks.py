@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC
 
 from rich.color import Color as RichColor
+from textual import events
 from textual.app import App, ComposeResult
 from textual.color import Color
-from textual.widgets import Static
 
 from tests.app_support import connected, make_app, sidebar_users, until
 from tests.conftest import Connect
-from tuichat.app.colors import name_color
+from tuichat.app.colors import contrast, name_color, readable
 from tuichat.app.model import Kind, LogEntry
 from tuichat.app.screens.help import HelpScreen
 from tuichat.app.screens.prompt import PromptDialog
@@ -110,8 +111,13 @@ async def test_switching_theme_recolours_every_line() -> None:
         await pilot.pause()
         light_name, light_error = colours()
         assert (light_name, light_error) != (dark_name, dark_error)
-        assert light_error == Color.parse(app.theme_variables["text-error"]).rich_color
-        assert light_name == Color.parse(name_color("ali", dark=False)).rich_color
+        styles = log.styles_now  # the light theme's own colours, made readable on it
+        error = readable(
+            Color.parse(app.theme_variables["text-error"]), styles.background, styles.text
+        )
+        assert light_error == error.rich_color
+        name = readable(Color.parse(name_color("ali", dark=False)), styles.background, styles.text)
+        assert light_name == name.rich_color
 
 
 def test_name_colours_on_a_light_theme_are_darker_and_as_stable() -> None:
@@ -164,9 +170,9 @@ async def test_f1_shows_every_key_and_command(server: ChatServer) -> None:
         await until(pilot, lambda: connected(app))
         await pilot.press("f1")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
-        shown = " ".join(str(s.content) for s in app.screen.query(Static))
-        for key in ("alt+a", "ctrl+n", "f2", "ctrl+k", "/notify"):
-            assert key in shown
+        shown = app.export_screenshot()  # what is on the screen
+        for key in ("alt+a", "ctrl+n", "f2", "ctrl+k", "/notify", "/away", "ctrl+j"):
+            assert key in shown, key
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
 
@@ -191,3 +197,50 @@ async def test_the_name_dialog_shows_its_whole_reason_on_a_small_terminal() -> N
             screen = app.screen.region
             assert screen.contains_region(box) and screen.contains_region(answer), size
             assert box.height * box.width >= len(reason)  # room for all of it, wrapped
+
+
+def test_alt_and_a_digit_from_the_terminal_is_read_as_alt_digit() -> None:
+    from textual._xterm_parser import XTermParser
+
+    import tuichat.app.app  # noqa: F401  (the app makes it so)
+
+    parser = XTermParser()
+    keys = [event.key for event in parser.feed("\x1b1") if isinstance(event, events.Key)]
+    deadline = time.monotonic() + 5
+    while not keys and time.monotonic() < deadline:  # the parser's own clock says "no more"
+        keys += [event.key for event in parser.tick() if isinstance(event, events.Key)]
+    assert keys == ["alt+1"]  # (Textual alone reads it as ¡: inverted_exclamation_mark)
+
+
+async def test_every_shipped_theme_draws_and_its_text_stands_out(server: ChatServer) -> None:
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        log = app.query_one(ChatLog)
+        log.entries.extend(
+            [said(MON, "live words", "bob"), LogEntry(Kind.SYSTEM, MON, "", "bob joined")]
+        )
+        log.entries.append(LogEntry(Kind.MESSAGE, MON, "carol", "old words", history=True))
+        log.entries_added()
+        for theme in sorted(app.available_themes):
+            app.theme = theme
+            await pilot.pause()
+            app.query_one(StatusBar).render()  # (an ANSI theme's colours are names: no crash)
+            app.query_one(Sidebar).text()
+            lines = [log.render_line(row) for row in range(log.size.height)]
+            assert any("live words" in line.text for line in lines), theme
+            styles = log.styles_now
+            if app.current_theme.name.startswith("ansi"):
+                continue  # the terminal's own palette: its colours are the terminal's
+            # as readable as the theme's own text, or WCAG's 4.5 (3 for hints) if it is more
+            best = contrast(styles.text, styles.background)
+            for part in ("system", "history", "own_text", "error", "private"):
+                color = getattr(styles, part).color
+                assert color is not None
+                ratio = contrast(Color.from_rich_color(color), styles.background)
+                assert ratio >= min(4.5, best) - 0.01, (theme, part, ratio)
+            for history in (False, True):
+                name = styles.name("carol", history=history).color
+                assert name is not None
+                ratio = contrast(Color.from_rich_color(name), styles.background)
+                assert ratio >= min(3.0 if history else 4.5, best) - 0.01, (theme, history, ratio)

@@ -82,7 +82,7 @@ def test_presence_lines_and_members() -> None:
     state.apply(Left("#lobby", "bob", NOW, "disconnect"))
     assert [e.text for e in state.rooms["#lobby"].entries][-2:] == [
         "bob joined #lobby",
-        "bob lost their connection #lobby",
+        "bob lost their connection",
     ]
     assert "bob" not in state.rooms["#lobby"].members
 

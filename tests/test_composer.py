@@ -98,6 +98,19 @@ async def test_a_burst_of_lines_gives_one_message_per_enter_in_order() -> None:
         assert app.composer.value == ""
 
 
+async def test_editing_keys_in_a_burst_act_on_what_was_typed_before_them() -> None:
+    app = ComposerApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        # a fast typist, or keys that arrive together over a slow link
+        burst(app, [*"abc", "backspace", "X", "enter"])
+        burst(app, [*"oops", "ctrl+u", *"hello", "enter"])
+        burst(app, [*"one two", "ctrl+w", *"three", "enter"])
+        burst(app, [*"ac", "left", "b", "enter"])
+        await until(pilot, lambda: len(app.sent) >= 4)
+        await pilot.pause()
+        assert app.sent == ["abX", "hello", "one three", "abc"]
+
+
 async def test_a_burst_of_lines_reaches_the_other_user_as_three_messages(
     server: ChatServer, connect: Connect
 ) -> None:

@@ -25,6 +25,7 @@ from tuichat.app import commands as cmd
 from tuichat.app import untrusted
 from tuichat.app.config import Config
 from tuichat.app.events import Connected, ConnectFailed, NameRefused, ServerEvents
+from tuichat.app.keys import read_alt_digits
 from tuichat.app.model import Kind, LogEntry, RoomView, trim_log
 from tuichat.app.notify import Level, NotifyRules, desktop_escape, summary
 from tuichat.app.palette import ChatCommands
@@ -46,6 +47,8 @@ from tuichat.client import (
 )
 from tuichat.client.unread import Unread, conversation_key, fold, read_pause
 from tuichat.protocol import HistoryPage, PrivatePage, RoomState
+
+read_alt_digits()  # alt+1 … alt+9 switch conversations, whatever Textual makes of ESC and 1
 
 Connector = Callable[[str], Awaitable[ChatClient]]
 Clock = Callable[[], int]
@@ -704,6 +707,9 @@ class ChatApp(App[int]):
     @work(group="requests", exit_on_error=False)
     async def _setting_away(self, client: ChatClient, reason: str | None) -> None:
         kept = await client.set_away(reason)
+        # (the server answers us, not our stream: our own mark in the sidebar is set here)
+        self.state.status.away_changed(self.my_name, kept is not None, kept or "")
+        self._refresh_sidebar()
         where = self.current_room
         if kept is None:
             self._system(where, "you are back")

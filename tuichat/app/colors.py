@@ -39,6 +39,51 @@ class LogStyles:
     new: Style
     date: Style
     dark: bool
+    text: Color
+    """The theme's text colour (what names are made readable toward)."""
+    background: Color
+    """The log's background."""
+
+    def name(self, name: str, *, history: bool = False) -> Style:
+        """The style of a sender's name: their colour, made readable on the background (and
+        fainter, though still readable, in history)."""
+        color = Color.parse(name_color(name, self.dark))
+        if history:
+            color = color.blend(self.background, 0.35)
+        shown = readable(color, self.background, self.text, 3.0 if history else 4.5)
+        return Style(color=shown.rich_color, bold=not history)
+
+
+def contrast(a: Color, b: Color) -> float:
+    """The WCAG contrast ratio of two colours (1 to 21)."""
+
+    def luminance(color: Color) -> float:
+        def channel(value: int) -> float:
+            c = value / 255
+            return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+        return 0.2126 * channel(color.r) + 0.7152 * channel(color.g) + 0.0722 * channel(color.b)
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def readable(color: Color, background: Color, toward: Color, minimum: float = 4.5) -> Color:
+    """`color`, moved toward `toward` (the text colour) as little as makes it stand out from
+    `background` by `minimum` (WCAG: 4.5 for text, 3 for what is only a hint). A colour of
+    the terminal's own palette (an ANSI theme) is the terminal's to choose: kept."""
+    if color.ansi is not None or background.ansi is not None:
+        return color
+    for step in range(11):
+        moved = color.blend(toward, step / 10)
+        if contrast(moved, background) >= minimum:
+            return moved
+    return toward
+
+
+def theme_color(variables: Mapping[str, str], *names: str) -> Color | None:
+    """The first of the theme's variables `names` that is a colour (`App.theme_variables`)."""
+    return _color(variables, *names)
 
 
 def _color(variables: Mapping[str, str], *names: str) -> Color | None:
@@ -56,21 +101,25 @@ def log_styles(variables: Mapping[str, str], dark: bool) -> LogStyles:
     fg = _color(variables, "foreground") or Color.parse("#e0e0e0" if dark else "#1f1f1f")
     bg = _color(variables, "surface", "background") or Color.parse("#1e1e1e" if dark else "#d8d8d8")
 
-    def style(color: Color | None, *, bold: bool = False, italic: bool = False) -> Style:
-        rich = color.rich_color if color is not None else None
-        return Style(color=rich, bold=bold or None, italic=italic or None)
+    def style(
+        color: Color | None, minimum: float = 4.5, *, bold: bool = False, italic: bool = False
+    ) -> Style:
+        shown = None if color is None else readable(color, bg, fg, minimum).rich_color
+        return Style(color=shown, bold=bold or None, italic=italic or None)
 
     muted = fg.blend(bg, 0.45)
     warning = _color(variables, "text-warning", "warning")
     return LogStyles(
-        time=style(muted),
+        time=style(muted, 3.0),
         system=style(fg.blend(bg, 0.35), italic=True),
         error=style(_color(variables, "text-error", "error"), bold=True),
         private=style(_color(variables, "text-secondary", "secondary"), bold=True),
         own_text=style(fg.blend(bg, 0.15)),
         mention=Style(bgcolor=(_color(variables, "warning-muted") or bg).rich_color),
         history=style(fg.blend(bg, 0.3)),
-        new=style(warning, bold=True),
-        date=style(muted, bold=True),
+        new=style(warning, 3.0, bold=True),
+        date=style(muted, 3.0, bold=True),
         dark=dark,
+        text=fg,
+        background=bg,
     )

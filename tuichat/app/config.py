@@ -210,6 +210,15 @@ def _suggest(word: str, known: Iterable[str]) -> str:
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
+def _belongs(cls: type, key: str) -> str:
+    """Return ` (it goes under [server])` when `key` is a setting of one of `cls`'s tables."""
+    for each in fields(cls):
+        section = each.metadata.get("table")
+        if section is not None and key in {inner.name for inner in fields(section)}:
+            return f" (it goes under [{each.name}])"
+    return ""
+
+
 def _name(value: object, where: Path) -> str:
     try:
         return check_name(_text(value))
@@ -562,7 +571,8 @@ def _build(cls: type, table: dict[str, Any], path: tuple[str, ...], where: Path)
             setting = known.get(key)
             if setting is None:
                 inside = f" in [{_dotted(path)}]" if path else ""
-                raise _Invalid(f'unknown key "{key}"{inside}{_suggest(key, known)}', subject=False)
+                hint = _belongs(cls, key) or _suggest(key, known)
+                raise _Invalid(f'unknown key "{key}"{inside}{hint}', subject=False)
             if (section := setting.metadata.get("table")) is not None:
                 values[key] = _build(section, _table(value), (*path, key), where)
             else:

@@ -44,10 +44,13 @@ LOBBY = "#lobby"
 MAX_PRIVATE = 100
 """Private conversations kept open; a new one past it closes the oldest that is read."""
 LEAVE_WORDS = {
-    "part": "left",
-    "quit": "quit",
-    "disconnect": "lost their connection",
+    "part": "{name} left {room}",
+    "quit": "{name} quit {room}",
+    "disconnect": "{name} lost their connection",
+    "timeout": "{name} timed out",
+    "slow": "{name} fell too far behind and was dropped",
 }
+"""What the log says when someone leaves a room, by the `left` frame's reason."""
 Clock = Callable[[], int]
 Monotonic = Callable[[], float]
 
@@ -234,8 +237,8 @@ class ChatState:
             room = self.view(event.room)
             if room is not None:
                 room.remove_member(event.name)
-                words = LEAVE_WORDS.get(event.reason, "left")
-                self.system(event.room, f"{event.name} {words} {event.room}".strip(), event.ts)
+                words = LEAVE_WORDS.get(event.reason, LEAVE_WORDS["part"])
+                self.system(event.room, words.format(name=event.name, room=event.room), event.ts)
         elif isinstance(event, RoomState):  # another device of ours joined a room
             if self.view(event.room) is None:
                 self.system(self.current, f"joined {event.room} on another device")

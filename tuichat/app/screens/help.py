@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.cells import cell_len
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,7 +18,9 @@ COMMANDS = (
     ("/me ACTION", "say what you do: * ali waves"),
     ("/join #ROOM", "join a room, or switch to it if you are in it"),
     ("/part [#ROOM]", "leave a room (or close a private conversation)"),
-    ("/users", "who is in the room"),
+    ("/users", "who is in the room (and who is away)"),
+    ("/away [REASON]", "say you are away, on all your devices"),
+    ("/back", "say you are back"),
     ("/notify all|mentions|none", "what in this conversation notifies you"),
     ("/signout", "sign out your other devices"),
     ("/help", "the commands, in the log"),
@@ -27,15 +29,14 @@ COMMANDS = (
 )
 
 
-def keys_table(keys: Sequence[tuple[str, str]]) -> Text:
-    """Two aligned columns of plain text."""
-    width = max((cell_len(key) for key, _ in keys), default=0) + 2
-    text = Text()
+def keys_table(keys: Sequence[tuple[str, str]]) -> Table:
+    """Two columns of plain text; a long description wraps within its own column."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(ratio=1)
     for key, what in keys:
-        text.append(key, style="bold")
-        text.append(" " * (width - cell_len(key)) + what + "\n")
-    text.rstrip()
-    return text
+        table.add_row(Text(key), Text(what))
+    return table
 
 
 class HelpScreen(ModalScreen[None]):
@@ -46,8 +47,8 @@ class HelpScreen(ModalScreen[None]):
         align: center middle;
     }
     HelpScreen > VerticalScroll {
-        width: 76;
-        max-width: 100%;
+        width: 90%;
+        max-width: 110;
         height: auto;
         max-height: 100%;
         border: thick $primary;
@@ -74,9 +75,9 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll():
             yield Static("Keys", classes="heading")
-            yield Static(keys_table(self._keys))
+            yield Static(keys_table(self._keys), id="help-keys")
             yield Static("Commands", classes="heading")
-            yield Static(keys_table(COMMANDS))
+            yield Static(keys_table(COMMANDS), id="help-commands")
             yield Static(Text("Escape, F1 or q closes this.", style="dim"), classes="heading")
 
     async def action_dismiss(self, result: None = None) -> None:

@@ -91,6 +91,10 @@ class _Cycle:
     """The text and cursor after the last Tab: any other change ends the cycle."""
 
 
+EDITING_ACTIONS = ("delete_", "cursor_", "undo", "redo", "select_")
+"""Prefixes of the composer's actions that are run as their key arrives (`_editing_action`)."""
+
+
 class ChatInput(TextArea, inherit_bindings=False):
     """The composer: a `TextArea` with shell-like history, completion and an external editor.
 
@@ -263,7 +267,21 @@ class ChatInput(TextArea, inherit_bindings=False):
             self._stop(event)
             self._up_or_down(key == "up")
             return
+        action = self._editing_action(key)
+        if action is not None:  # (not after the keys behind it, as a binding would run)
+            self._stop(event)
+            await self.run_action(action)
+            return
         await super()._on_key(event)
+
+    def _editing_action(self, key: str) -> str | None:
+        """The composer's own action bound to `key` if it edits the text or moves the cursor:
+        Backspace, ctrl+u, ctrl+w, the arrows… run the moment they arrive, so that in a burst
+        of keys each acts on the text typed before it."""
+        for binding in self._bindings.key_to_bindings.get(key, ()):
+            if binding.action.startswith(EDITING_ACTIONS):
+                return binding.action
+        return None
 
     @staticmethod
     def _stop(event: events.Key) -> None:

@@ -25,7 +25,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tuichat.app.colors import LogStyles, log_styles, name_color
+from tuichat.app.colors import LogStyles, log_styles
 from tuichat.app.model import Kind, LogEntry
 from tuichat.app.wrap import fits, wrap
 
@@ -83,12 +83,14 @@ class ChatLog(ScrollView, can_focus=True):
         self.time_format: Callable[[int], str] = self._format_time
         self.date_format: Callable[[date | None], str] = _format_date
         self._styles: LogStyles | None = None
+        self._name_styles: dict[tuple[str, bool], Style] = {}
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
 
     def _theme_changed(self, _theme: object) -> None:
         self._styles = None  # every line is drawn again in the theme's colours
+        self._name_styles.clear()
         self._cache.clear()
         self.refresh()
 
@@ -217,8 +219,10 @@ class ChatLog(ScrollView, can_focus=True):
                 today = self._day(entry.ts)
                 new_day = today != day
                 day = today
-            else:
+            else:  # the "new messages" line: dated only as the first line of the log
                 new_day = position == 0
+                if new_day:
+                    day = self._day(entry.ts)
             dated.append(new_day)
             total += new_day
             prefix = self._prefix_cells(entry)
@@ -294,9 +298,12 @@ class ChatLog(ScrollView, can_focus=True):
 
     def _label(self, entry: LogEntry, base: Style) -> list[Segment]:
         styles = self.styles_now
-        color = Style(
-            color=name_color(entry.sender, styles.dark), bold=not entry.history, dim=entry.history
-        )
+        key = (entry.sender, entry.history)
+        color = self._name_styles.get(key)
+        if color is None:
+            if len(self._name_styles) > 4096:
+                self._name_styles.clear()
+            color = self._name_styles[key] = styles.name(entry.sender, history=entry.history)
         kind = entry.kind
         if kind is Kind.PRIVATE_OUT:
             return [Segment(f"→ {entry.sender} ", base + styles.private)]

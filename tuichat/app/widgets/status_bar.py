@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from rich.style import Style
 from rich.text import Text
+from textual.color import Color
 from textual.reactive import reactive
 from textual.widget import Widget
+
+from tuichat.app.colors import readable, theme_color
 
 
 class StatusBar(Widget):
@@ -27,20 +31,28 @@ class StatusBar(Widget):
     """Said at the right while the sidebar is folded away."""
 
     def render(self) -> Text:
-        colors = self.app.theme_variables
+        variables = self.app.theme_variables
+        text = theme_color(variables, "foreground") or Color.parse("#e0e0e0")
+        panel = theme_color(variables, "panel", "surface") or Color.parse("#242f38")
+
+        def style(*names: str, bold: bool = False) -> Style:
+            color = theme_color(variables, *names)
+            shown = None if color is None else readable(color, panel, text).rich_color
+            return Style(color=shown, bold=bold or None)
+
         state_style = {
-            "connected": f"bold {colors.get('text-success', 'green')}",
-            "connecting": colors.get("text-warning", "yellow"),
-        }.get(self.state, f"bold {colors.get('text-error', 'red')}")
+            "connected": style("text-success", "success", bold=True),
+            "connecting": style("text-warning", "warning"),
+        }.get(self.state, style("text-error", "error", bold=True))
         rtt = "—" if self.rtt_ms is None else f"{self.rtt_ms:.0f} ms"
         line = Text.assemble(
             (" tuichat ", "bold reverse"),
             " ",
             (self.server or "…", "bold"),
             "  ",
-            (self.room, f"bold {colors.get('text-primary', 'blue')}"),
+            (self.room, style("text-primary", "primary", bold=True)),
             "  ",
-            (self.user, colors.get("text-secondary", "magenta")),
+            (self.user, style("text-secondary", "secondary")),
             "  ",
             (f"● {self.state}", state_style),
             "  ",
