@@ -91,6 +91,21 @@ def test_wrapped_lines_fit_and_keep_every_character(text: str, width: int) -> No
     assert "".join(lines).replace(" ", "") == text.replace(" ", "").replace("\t", "")
 
 
+def test_a_code_block_keeps_its_shape_and_prose_around_it_wraps() -> None:
+    text = (
+        "look:\n```\nif x:\n    return some_function_with_a_long_name(x)\n```\nand the prose wraps"
+    )
+    assert wrap(text, 20) == [
+        "look:",
+        "```",
+        "if x:",
+        "    return some_fun…",  # cut at the edge, its indentation kept
+        "```",
+        "and the prose wraps",
+    ]
+    assert wrap("```not a block when alone on one line", 10)[0] == "```not a"
+
+
 def test_wrap_breaks_at_spaces_and_keeps_newlines() -> None:
     assert wrap("aaa bbb ccc", 7) == ["aaa bbb", "ccc"]
     assert wrap("line one\nline two", 40) == ["line one", "line two"]

@@ -244,3 +244,17 @@ async def test_every_shipped_theme_draws_and_its_text_stands_out(server: ChatSer
                 assert name is not None
                 ratio = contrast(Color.from_rich_color(name), styles.background)
                 assert ratio >= min(3.0 if history else 4.5, best) - 0.01, (theme, history, ratio)
+
+
+async def test_clicking_around_never_takes_the_keys_from_the_composer(
+    server: ChatServer,
+) -> None:
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        composer = app.query_one(ChatInput)
+        for place in ("#log", "#sidebar", "#status"):
+            await pilot.click(place)
+            await pilot.press(*"hi")
+            assert app.focused is composer, place
+        assert composer.value == "hihihi"

@@ -407,6 +407,14 @@ async def test_a_quick_part_and_join_on_one_device_settles_on_every_server(
     await phone.part("#dev")
     await phone.join("#dev")  # before the other server has followed the part
     await until(partial(watcher.who, "#dev"), ("bob", "watcher"))
+    await expect(laptop, Parted, room="#dev")  # the laptop's server followed the part...
+    there = deployment.servers[1]
+
+    async def copied_back() -> bool:  # ...and then the join (the first round is sent after)
+        user = there.chat.users.get(name_key("bob"))
+        return user is not None and "#dev" in user.rooms
+
+    await until(copied_back, True)
     for text in ("first round", "second round"):  # after the first, nothing moves any more
         await phone.send("#dev", text)
         settled = partial(lambda text, es: seen(es, is_message(text)), text)

@@ -20,13 +20,24 @@ def wrap(text: str, width: int) -> list[str]:
     """Return `text` as lines of at most `width` cells, breaking at spaces when possible.
 
     Newlines in `text` are kept as line breaks; words longer than a line are split (a character
-    wider than the whole line gets a line of its own). Takes time linear in the length of `text`.
+    wider than the whole line gets a line of its own). The lines of a code block (between two
+    lines that start with ```) are not wrapped but cut at the edge, ending in `…`, so that
+    code keeps its shape. Takes time linear in the length of `text`.
     """
     width = max(width, 1)
     lines: list[str] = []
-    for paragraph in text.replace("\t", TAB).split("\n"):
+    fenced = False  # within a ``` block: code, cut at the edge rather than wrapped
+    paragraphs = text.replace("\t", TAB).split("\n")
+    blocks = len(paragraphs) > 1  # (a block takes lines of its own: one line is prose)
+    for paragraph in paragraphs:
+        fence = blocks and paragraph.lstrip().startswith("```")
         if fits(paragraph, width):
             lines.append(paragraph)
+            fenced ^= fence
+            continue
+        if fenced or fence:
+            fenced ^= fence
+            lines.append(_cut(paragraph, width))
             continue
         line = ""
         line_cells = 0
@@ -46,6 +57,11 @@ def wrap(text: str, width: int) -> list[str]:
             line, line_cells = word, word_cells
         lines.append(line)
     return lines
+
+
+def _cut(line: str, width: int) -> str:
+    """`line` cut to `width` cells, its last cell `…` when something was cut."""
+    return chop_cells(line, max(width - 1, 1))[0] + "…" if width > 1 else "…"
 
 
 def _chop(word: str, width: int) -> list[str]:

@@ -20,13 +20,14 @@ import re
 import secrets
 import ssl
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 from tuichat import DEFAULT_PORT
 from tuichat.client.link import Link
+from tuichat.client.resume import Resume
 from tuichat.client.status import Status, TypingThrottle, away_pairs
 from tuichat.client.unread import conversation_key, fold
 from tuichat.protocol import (
@@ -230,16 +231,13 @@ class ChatClient:
         self._reconnecting = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self.welcome: Welcome | None = None
-        self.positions: dict[str, Position] = {}
-        """The last position delivered in each room we are in."""
+        self._resume = Resume()
+        """Where the session is, to resume it (positions, last private message, token)."""
         self.read: dict[str, Position] = {}
         """The user's read marker of each conversation (`#room`, or `@name` with a pid), as
         the server has it: ours, and those our other devices moved."""
         self._unsent_marks: dict[str, Position] = {}
         """Markers moved while not connected, sent once we are again."""
-        self._token: str | None = None
-        self._private_seen: deque[int] = deque(maxlen=4096)
-        self._private_after = 0
         self.status = Status(clock)
         """Who is away (and why) and who is typing where, as the server said last."""
         self.send_typing = send_typing
@@ -363,15 +361,20 @@ class ChatClient:
         finally:
             self._challenge = None  # no one waits for it any more
 
+    @property
+    def positions(self) -> dict[str, Position]:
+        """The last position delivered in each room we are in."""
+        return self._resume.positions
+
     def _hello(self, challenge: Challenge) -> Hello:
-        resuming = self.welcome is not None
+        resume = self._resume.hello()
         key = self._key
         return Hello(
             name=self._name,
             client=self._client_name,
-            positions=tuple(self.positions.values()) if resuming else None,
-            private_after=self._private_after if resuming else None,
-            token=self._token if resuming else None,
+            positions=resume.positions,
+            private_after=resume.private_after,
+            token=resume.token,
             public_key=key.public if key else None,
             signature=key.sign_login(challenge.server_id, challenge.nonce, self._name)
             if key
@@ -628,26 +631,24 @@ class ChatClient:
         if isinstance(event, Welcome):
             self._welcomed(event)
         elif isinstance(event, RoomState):
-            self.positions[event.room] = Position(event.room, event.epoch, event.seq)
+            self._resume.room(event.room, event.epoch, event.seq)
             if event.read:
                 self._marker(Position(event.room, event.epoch, event.read))
         elif isinstance(event, ReadMarker):
             self._marker(Position(event.room, event.epoch, event.seq))
         elif isinstance(event, Parted):
-            self.positions.pop(event.room, None)
+            self._resume.left(event.room)
         self._track_status(event)
         if isinstance(event, Message):
-            if not self._deliverable(event):
+            if not self._resume.message(event):
                 return
         elif isinstance(event, PrivateMessage):
-            if event.pid and event.pid in self._private_seen:
+            if not self._resume.private(event.pid):
                 return
-            self._private_seen.append(event.pid)
-            self._private_after = max(self._private_after, event.pid)
         elif isinstance(event, RoomReset):
-            self.positions[event.room] = Position(event.room, event.epoch, event.seq)
+            self._resume.room(event.room, event.epoch, event.seq)
         elif isinstance(event, Left) and event.name == self._name:
-            self.positions.pop(event.room, None)
+            self._resume.left(event.room)
         elif future is not None:
             return  # a reply: it went to whoever asked
         self._events.put_nowait(event)
@@ -657,19 +658,11 @@ class ChatClient:
 
     def _welcomed(self, welcome: Welcome) -> None:
         """Take our name, token and positions from a `welcome` (first or resumed)."""
-        if self.welcome is None:
-            self._private_after = welcome.private_seq
         self.welcome = welcome
         self._name = welcome.name
-        self._token = welcome.token or None
+        self._resume.welcome(welcome)
         for marker in welcome.read:
             self._marker(marker)
-        for room in [r for r in self.positions if r not in welcome.rooms]:
-            del self.positions[room]  # (left on another device meanwhile)
-        for position in welcome.positions:
-            known = self.positions.get(position.room)
-            if known is None or known.epoch != position.epoch:
-                self.positions[position.room] = position
 
     def _track_status(self, event: ServerMessage) -> None:
         """Keep `status` (who is away, who is typing) as the server tells it."""
@@ -710,16 +703,6 @@ class ChatClient:
         known = self.read.get(marker.room)
         if known is None or known.epoch != marker.epoch or known.seq < marker.seq:
             self.read[marker.room] = marker
-
-    def _deliverable(self, message: Message) -> bool:
-        """Whether `message` is new in its room (not a duplicate); advance the position."""
-        position = self.positions.get(message.room)
-        if position is None:
-            return True
-        if message.seq <= position.seq:
-            return False
-        self.positions[message.room] = Position(message.room, position.epoch, message.seq)
-        return True
 
     def _on_lost(self, link: Link, reason: str, clean: bool) -> None:
         if link is not self._link:

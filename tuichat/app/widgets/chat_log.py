@@ -35,8 +35,10 @@ WRAPS = 256
 NARROW_INDENT = 2
 
 
-class ChatLog(ScrollView, can_focus=True):
-    """Shows a list of `LogEntry`, following the end unless the user scrolled up."""
+class ChatLog(ScrollView, can_focus=False):
+    """Shows a list of `LogEntry`, following the end unless the user scrolled up. It never
+    takes the focus (a click on it leaves the composer where keys go; the app's keys and the
+    mouse wheel scroll it)."""
 
     DEFAULT_CSS = """
     ChatLog {
