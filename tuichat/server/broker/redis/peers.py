@@ -306,6 +306,7 @@ class RedisPeers(Peers):
                 done(result if isinstance(result, Exception) else RuntimeError("no answer"))
                 return
             if int(result) != 1:
+                self._reread_identities(wanted)  # another's, newer than ours: take it now
                 done(False)
                 return
             self._registered(wanted)
@@ -313,6 +314,29 @@ class RedisPeers(Peers):
             done(True)
 
         self.link.enqueue(add, claimed)
+
+    def _reread_identities(self, name_keys: list[str]) -> None:
+        """Read the owners of `name_keys` from Redis and take them as this server's (a claim
+        found one newer than what this server knew: the notice of it may still be on its
+        way, and until it comes the next hello would be judged by the old owner)."""
+
+        async def add(pipe: Any) -> None:
+            pipe.hmget(keys.IDENTITIES, name_keys)
+
+        def read(result: Any) -> None:
+            if isinstance(result, Exception) or not result:
+                return
+            found = {
+                key: (owner.decode() if isinstance(owner, bytes) else str(owner))
+                for key, owner in zip(name_keys, result, strict=False)
+                if owner is not None
+            }
+            if found:
+                self._registered(found)
+                assert self._handler is not None
+                self._handler.on_identities(found)
+
+        self.link.enqueue(add, read)
 
     def _share_identities(self, identities: Mapping[str, str]) -> None:
         event = Notice("identity", self.id, identities=dict(identities)).pack()
