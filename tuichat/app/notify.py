@@ -69,6 +69,12 @@ class NotifyRules:
         """Give `conversation` its own level."""
         self.levels[conversation_key(conversation)] = level
 
+    @property
+    def some_all(self) -> bool:
+        """Whether any conversation notifies of every message (else only mentions and private
+        messages can: a plain room message needs no look at the rules)."""
+        return self.default is Level.ALL or Level.ALL in self.levels.values()
+
     def wants(self, conversation: str, *, mention: bool) -> bool:
         """Whether a message from someone else in `conversation` notifies; a private message
         counts as a mention."""

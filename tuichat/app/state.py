@@ -303,11 +303,13 @@ class ChatState:
             view.seqs.add(event.seq)
         own = event.sender == self.me
         kind = Kind.ACTION if event.action else Kind.OWN if own else Kind.MESSAGE
-        self.status.stopped(event.sender, event.room)
-        self.changes.typing = True
+        if self.status.anyone_typing:  # (most messages end nobody's typing: no work for them)
+            self.status.stopped(event.sender, event.room)
+            self.changes.typing = True
         mentioned = self.unread.message(key, event.seq, event.sender, event.text)
         self.add(key, LogEntry(kind, event.ts, event.sender, event.text, mentioned, event.seq))
-        if not own and self.notify_rules.wants(event.room, mention=mentioned):
+        rules = self.notify_rules
+        if not own and (mentioned or rules.some_all) and rules.wants(event.room, mention=mentioned):
             self.changes.notify.append((event.room, event.sender, event.text))
 
     def _private(self, event: PrivateMessage) -> None:
@@ -321,7 +323,7 @@ class ChatState:
                 return  # already shown from the history
             view.seqs.add(event.pid)
         mentioned = self.unread.message(view.name, event.pid, event.sender, event.text)
-        if not own:
+        if not own and self.status.anyone_typing:
             self.status.stopped(event.sender, view.name)
             self.changes.typing = True
         kind = Kind.ACTION if event.action else Kind.PRIVATE_OUT if own else Kind.PRIVATE_IN

@@ -156,6 +156,11 @@ class Status:
             del self._typing[key]
         return tuple(t.name for t in typists.values())
 
+    @property
+    def anyone_typing(self) -> bool:
+        """Whether any typing notice is kept (a message then may have to end one)."""
+        return bool(self._typing)
+
     def typing_everywhere(self) -> dict[str, tuple[str, ...]]:
         """Who is typing now in every conversation where someone is (by conversation key)."""
         return {key: names for key in list(self._typing) if (names := self.typing_in(key))}
