@@ -175,6 +175,10 @@ async def test_f1_shows_every_key_and_command(server: ChatServer) -> None:
             assert key in shown, key
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        await pilot.press("f1")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("f1")  # F1 again closes it, as the screen says
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
 
 
 async def test_the_name_dialog_shows_its_whole_reason_on_a_small_terminal() -> None:

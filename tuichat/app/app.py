@@ -204,7 +204,9 @@ class ChatApp(App[int]):
         self._place_sidebar(self.size.width)
 
     def action_show_help(self) -> None:
+        """F1: the help screen, or (on it) back from it."""
         if isinstance(self.screen, HelpScreen):
+            self.screen.dismiss(None)
             return
         self.push_screen(HelpScreen(self.key_help()))
 
