@@ -9,7 +9,7 @@ from rich.cells import cell_len
 
 from tuichat.app import commands as cmd
 from tuichat.app.colors import name_color
-from tuichat.app.completion import complete
+from tuichat.app.completion import COMMANDS, complete
 from tuichat.app.history import InputHistory
 from tuichat.app.wrap import wrap
 from tuichat.client.unread import mentions
@@ -124,3 +124,13 @@ def test_mentions_are_whole_words(text: str, mentioned: bool) -> None:
 def test_name_colours_are_stable_and_ignore_case() -> None:
     assert name_color("ali") == name_color("ALI")
     assert len({name_color(n) for n in ("ali", "bob", "carol", "dave", "erin", "frank")}) > 1
+
+
+def test_tab_completes_commands_at_the_start_and_each_is_one_the_app_knows() -> None:
+    assert complete("/jo", 3, ["ali"], ["#lobby"]) == ("/join ", 6)
+    assert complete("/si", 3, [], []) == ("/signout ", 9)
+    assert complete("/zz", 3, [], []) is None
+    assert complete("say /jo", 7, [], []) is None  # not at the start: a word like any other
+    for command in COMMANDS:
+        parsed = cmd.parse_input(f"{command} x")
+        assert not (isinstance(parsed, cmd.ShowHelp) and "unknown" in parsed.problem), command

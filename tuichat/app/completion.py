@@ -1,9 +1,15 @@
-"""Tab completion of names and rooms in the composer."""
+"""Tab completion of commands, names and rooms in the composer."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+COMMANDS = (
+    "/away", "/back", "/exit", "/help", "/join", "/me", "/msg", "/notify", "/part", "/query",
+    "/quit", "/signout", "/users",
+)  # fmt: skip
+"""The commands Tab completes (those `commands.parse_input` knows, by their main names)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +46,8 @@ def completions(
 ) -> Completions | None:
     """Return the candidates for the word before `cursor` in `text`, or None if there are none.
 
-    `#word` completes rooms; any other word completes names (case-insensitively). A name at
+    `/word` at the start completes commands, `#word` rooms; any other word completes names
+    (case-insensitively). A name at
     the start of the text gets `: ` after it (unless the text is a `/command`), elsewhere a
     space. A word ends at any whitespace, line breaks included.
     """
@@ -50,6 +57,9 @@ def completions(
     word = text[start:cursor]
     if not word:
         return None
+    if start == 0 and word.startswith("/") and not word.startswith("//"):  # a command's name
+        found = sorted(c for c in COMMANDS if c.startswith(word.casefold()))
+        return Completions(start, cursor, word, tuple(found), " ") if found else None
     room = word.startswith("#")
     folded = word.casefold()
     matches = sorted(
