@@ -27,7 +27,7 @@ from tuichat.app.config import Config
 from tuichat.app.events import Connected, ConnectFailed, NameRefused, ServerEvents
 from tuichat.app.keys import read_alt_digits
 from tuichat.app.model import Kind, LogEntry, RoomView, trim_log
-from tuichat.app.notify import Level, NotifyRules, desktop_escape, summary
+from tuichat.app.notify import MEANINGS, Level, NotifyRules, desktop_escape, summary
 from tuichat.app.palette import ChatCommands
 from tuichat.app.screens.help import HelpScreen
 from tuichat.app.screens.prompt import PromptDialog
@@ -723,7 +723,7 @@ class ChatApp(App[int]):
         minutes = self.config.away_after
         if not minutes or self._auto_away or self.client is None:
             return
-        if fold(self.my_name) in {fold(name) for name in self.state.status.away}:
+        if self.state.status.away_reason(self.my_name) is not None:
             return  # away already, by choice
         if self._monotonic() - self._last_active >= minutes * 60:
             self._auto_away = True
@@ -913,10 +913,9 @@ class ChatApp(App[int]):
         rules = self.notify_rules
         if level:
             rules.set_level(view.name, Level(level))
-        now = rules.level(view.name).value
-        what = {"all": "every message", "mentions": "mentions and private messages",
-                "none": "nothing"}[now]  # fmt: skip
-        self._system(self.current_room, f"notifications for {view.name}: {now} ({what})")
+        now = rules.level(view.name)
+        what = MEANINGS[now]
+        self._system(self.current_room, f"notifications for {view.name}: {now.value} ({what})")
 
     def action_next_unread(self) -> None:
         """Go to the next conversation with unread messages: those that mention us first."""

@@ -83,10 +83,6 @@ def readable(color: Color, background: Color, toward: Color, minimum: float = 4.
 
 def theme_color(variables: Mapping[str, str], *names: str) -> Color | None:
     """The first of the theme's variables `names` that is a colour (`App.theme_variables`)."""
-    return _color(variables, *names)
-
-
-def _color(variables: Mapping[str, str], *names: str) -> Color | None:
     for name in names:
         value = variables.get(name, "")
         try:
@@ -98,8 +94,10 @@ def _color(variables: Mapping[str, str], *names: str) -> Color | None:
 
 def log_styles(variables: Mapping[str, str], dark: bool) -> LogStyles:
     """The log's styles for a theme (`App.theme_variables`, and whether it is dark)."""
-    fg = _color(variables, "foreground") or Color.parse("#e0e0e0" if dark else "#1f1f1f")
-    bg = _color(variables, "surface", "background") or Color.parse("#1e1e1e" if dark else "#d8d8d8")
+    fg = theme_color(variables, "foreground") or Color.parse("#e0e0e0" if dark else "#1f1f1f")
+    bg = theme_color(variables, "surface", "background") or Color.parse(
+        "#1e1e1e" if dark else "#d8d8d8"
+    )
 
     def style(
         color: Color | None, minimum: float = 4.5, *, bold: bool = False, italic: bool = False
@@ -108,14 +106,14 @@ def log_styles(variables: Mapping[str, str], dark: bool) -> LogStyles:
         return Style(color=shown, bold=bold or None, italic=italic or None)
 
     muted = fg.blend(bg, 0.45)
-    warning = _color(variables, "text-warning", "warning")
+    warning = theme_color(variables, "text-warning", "warning")
     return LogStyles(
         time=style(muted, 3.0),
         system=style(fg.blend(bg, 0.35), italic=True),
-        error=style(_color(variables, "text-error", "error"), bold=True),
-        private=style(_color(variables, "text-secondary", "secondary"), bold=True),
+        error=style(theme_color(variables, "text-error", "error"), bold=True),
+        private=style(theme_color(variables, "text-secondary", "secondary"), bold=True),
         own_text=style(fg.blend(bg, 0.15)),
-        mention=Style(bgcolor=(_color(variables, "warning-muted") or bg).rich_color),
+        mention=Style(bgcolor=(theme_color(variables, "warning-muted") or bg).rich_color),
         history=style(fg.blend(bg, 0.3)),
         new=style(warning, 3.0, bold=True),
         date=style(muted, 3.0, bold=True),

@@ -36,6 +36,12 @@ class Level(Enum):
 
 
 LEVELS = tuple(level.value for level in Level)
+MEANINGS = {
+    Level.ALL: "every message",
+    Level.MENTIONS: "mentions and private messages",
+    Level.NONE: "nothing",
+}
+"""What notifies at each level, as the app says it."""
 
 
 @dataclass

@@ -14,6 +14,8 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
 from textual.fuzzy import Matcher
 
+from tuichat.app.notify import MEANINGS
+
 if TYPE_CHECKING:
     from tuichat.app.app import ChatApp
 
@@ -65,14 +67,10 @@ class ChatCommands(Provider):
         elif current is not None:
             yield ("Leave room", app.action_leave_room, f"Leave {current.name}")
         if current is not None:
-            for level, what in (
-                ("all", "every message"),
-                ("mentions", "mentions and private messages only"),
-                ("none", "nothing"),
-            ):
+            for level, what in MEANINGS.items():
                 yield (
-                    f"Notify: {level}",
-                    partial(app.action_set_notify, level),
+                    f"Notify: {level.value}",
+                    partial(app.action_set_notify, level.value),
                     f"In {current.name}, notify of {what}",
                 )
         yield (

@@ -86,6 +86,7 @@ from tuichat.server.broker import (
     ReadMarker,
     RemoteAway,
     RemoteJoined,
+    RemoteUser,
     RoomPosition,
     TypingEvent,
     make_broker,
@@ -808,8 +809,7 @@ class ChatServer:
             f"{online} user{'s' if online != 1 else ''} online."
         )
         markers = session.markers
-        users = self._who_names(LOBBY)
-        away, reasons = self._away_among(users)
+        users, away, reasons = self._listed(LOBBY)
         if user.key not in self._markers:
             recent = reversed(markers[:CACHED_MARKERS])
             self._markers[user.key] = {m.conversation: m for m in recent}
@@ -916,6 +916,12 @@ class ChatServer:
         if not remote:
             return local
         return tuple(sorted(dict.fromkeys((*local, *remote)), key=sort_key))
+
+    def _listed(self, room: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """Who is in `room` (on every server), those of them who are away, and why: a member
+        list as `welcome`, `room_state` and `user_list` give it."""
+        users = self._who_names(room)
+        return (users, *self._away_among(users))
 
     def _away_among(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Those of `names` who are away, sorted like them, and their reasons."""
@@ -1075,7 +1081,7 @@ class ChatServer:
         except ChatError:
             target = None
         else:
-            found = self.chat.find(to) or self.peers.find(to)
+            found = self._online(to)
             target = (found.name, found.key) if found is not None else None
             if target is None and name_key(to) in self.ownership.identities:
                 target = (to, name_key(to))  # registered, and away: it waits for them
@@ -1155,10 +1161,14 @@ class ChatServer:
         except Exception as exc:
             session.send(_unavailable(exc, ref))
 
+    def _online(self, name: str) -> User[Session] | RemoteUser | None:
+        """The user online (here or on another server) whose name is `name` or looks like it."""
+        return self.chat.find(name) or self.peers.find(name)
+
     def _party(self, name: str) -> tuple[str, str]:
         """The other party of a private conversation with `name`: their name as they are online
         (here or elsewhere) and their user key; for someone offline, `name` and its key."""
-        found = self.chat.find(name) or self.peers.find(name)
+        found = self._online(name)
         return (found.name, found.key) if found is not None else (name, name_key(name))
 
     def _private_history(self, session: Session, request: PrivateHistory) -> None:
@@ -1282,7 +1292,7 @@ class ChatServer:
         try:
             if conversation.startswith("@"):
                 target = check_name(conversation[1:])
-                found = self.chat.find(target) or self.peers.find(target)
+                found = self._online(target)
                 if found is None or found.key == user.key:
                     return  # nobody online by that name, or oneself
                 event = TypingEvent(user.name, user.key, target_key=found.key)
@@ -1338,8 +1348,7 @@ class ChatServer:
             self.fanout.joined(room, each)
         self.peers.joined(_local(user), room.name, echo=join is None)
         marker = self._markers.get(user.key, {}).get(room.name)
-        users = self._who_names(room.name)
-        away, reasons = self._away_among(users)
+        users, away, reasons = self._listed(room.name)
         state = RoomState(
             room=room.name,
             users=users,
@@ -1436,8 +1445,7 @@ class ChatServer:
     def _who(self, session: Session, who: Who) -> None:
         room = check_room(who.room) if who.room else ""
         if not room or room in self.chat.rooms or self.peers.count(room):
-            users = self._who_names(room)
-            away, reasons = self._away_among(users)
+            users, away, reasons = self._listed(room)
             session.send(
                 UserList(room=room, users=users, away=away, away_reasons=reasons, ref=who.ref)
             )

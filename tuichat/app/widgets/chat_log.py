@@ -70,6 +70,8 @@ class ChatLog(ScrollView, can_focus=False):
         self._tz = tz
         self._timestamps = timestamps
         """A strftime format for each entry's time ("": none shown)."""
+        self._time_step = 1 if any(d in timestamps for d in ("%S", "%c", "%T")) else 60
+        """Seconds one shown time stands for (a format with seconds: 1; else a minute)."""
         self._entries: list[LogEntry] = []
         self._starts = array("q")  # first screen line of each entry
         self._dated = bytearray()  # 1 for each entry with a date line above it
@@ -380,12 +382,12 @@ class ChatLog(ScrollView, can_focus=False):
         return day
 
     def _format_time(self, ts: int) -> str:
-        seconds = "%S" in self._timestamps or "%c" in self._timestamps or "%T" in self._timestamps
-        minute = ts // 1000 if seconds else ts // 60_000
+        step = self._time_step
+        minute = ts // (step * 1000)
         text = self._time_cache.get(minute)
         if text is None:
             try:
-                when = datetime.fromtimestamp(minute * (1 if seconds else 60), self._tz)
+                when = datetime.fromtimestamp(minute * step, self._tz)
                 text = when.strftime(self._timestamps)
             except (OverflowError, OSError, ValueError):
                 text = "--:--"  # a time no calendar can show
