@@ -7,6 +7,10 @@ the last message is laid out and drawn and the resident memory added; then, in a
 second run, how long the app takes to show a key typed while messages stream in.
 
     python benchmarks/app_log.py --count 10000 100000
+    python benchmarks/app_log.py --count 100000 --text latin persian
+
+`--text persian` sends Persian messages from Persian names (drawn right to left by the app:
+shaped, reordered, right-aligned) to compare with the Latin figure.
 """
 
 from __future__ import annotations
@@ -29,7 +33,17 @@ from tuichat.protocol import Message
 from tuichat.server import ChatServer, ServerConfig
 
 BATCH = 4096
-TEXT = "the quick brown fox jumps over the lazy dog while the chat keeps scrolling {i}"
+TEXTS = {
+    "latin": (
+        "the quick brown fox jumps over the lazy dog while the chat keeps scrolling {i}",
+        "user",
+    ),
+    "persian": (
+        "من می‌خواهم فردا به کلاس برنامه‌نویسی بروم و درباره‌ی پایتون صحبت کنیم، شماره {i}",
+        "کاربر",
+    ),
+}
+"""The text of each message and the start of each sender's name, by language."""
 
 
 def rss_bytes() -> int:
@@ -38,7 +52,8 @@ def rss_bytes() -> int:
     return pages * 4096
 
 
-async def measure(count: int, keys: bool) -> dict[str, float]:
+async def measure(count: int, keys: bool, language: str) -> dict[str, float]:
+    text, sender = TEXTS[language]
     server = ChatServer(ServerConfig(port=0, server_name="bench", db=None))  # nothing kept
     await server.start()
     host, port = server.address
@@ -56,7 +71,9 @@ async def measure(count: int, keys: bool) -> dict[str, float]:
 
         def batch(start: int) -> list[ClientEvent]:  # made as the network worker would
             return [
-                Message("#lobby", i + 1, f"user{i % 50}", TEXT.format(i=i), 1_767_269_400_000 + i)
+                Message(
+                    "#lobby", i + 1, f"{sender}{i % 50}", text.format(i=i), 1_767_269_400_000 + i
+                )
                 for i in range(start, min(start + BATCH, count))
             ]
 
@@ -71,7 +88,7 @@ async def measure(count: int, keys: bool) -> dict[str, float]:
                 while not chat_input.value.endswith("x"):
                     await pilot.pause()
                 key_delays.append(time.perf_counter() - typed)
-        last = TEXT.format(i=count - 1)
+        last = text.format(i=count - 1)
         while not log.entries or log.entries[-1].text != last:  # (the log keeps the newest)
             await pilot.pause()
         await pilot.pause()  # one more refresh: the last lines are drawn
@@ -106,18 +123,22 @@ def main() -> None:
     parser.add_argument("--count", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keys", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--text", nargs="+", choices=sorted(TEXTS), default=["latin"])
+    parser.add_argument("--runs", type=int, default=1, help="runs of each (the median is shown)")
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(asyncio.run(measure(args.count[0], args.keys))))
+        print(json.dumps(asyncio.run(measure(args.count[0], args.keys, args.text[0]))))
         return
-    columns = ("messages", "seconds", "µs/msg", "+RSS MB", "key med ms", "key max ms")
+    columns = ("text", "messages", "seconds", "µs/msg", "+RSS MB", "key med ms", "key max ms")
     print(" ".join(f"{c:>10}" for c in columns))
     for count in args.count:  # each run in a fresh process, so memory figures do not mix
-        r = run_one(count)
-        r.update(run_one(count, "--keys"))
-        keys = ("count", "seconds", "per_message_us", "rss_added_mb")
-        keys += ("key_press_median_ms", "key_press_max_ms")
-        print(" ".join(f"{r[k]:>10}" for k in keys))
+        for language in args.text:
+            runs = [run_one(count, "--text", language) for _ in range(args.runs)]
+            r = sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
+            r.update(run_one(count, "--keys", "--text", language))
+            keys = ("count", "seconds", "per_message_us", "rss_added_mb")
+            keys += ("key_press_median_ms", "key_press_max_ms")
+            print(f"{language:>10} " + " ".join(f"{r[k]:>10}" for k in keys))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ from textual.app import App
 from textual.pilot import Pilot
 
 from tuichat.app.app import ChatApp
+from tuichat.app.bidi import Bidi, Mode
 from tuichat.app.config import Config
+from tuichat.app.i18n import plain
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import Sidebar
 from tuichat.client import Backoff, ChatClient, SigningKey
@@ -62,11 +64,14 @@ def make_app(
     reconnect: bool = False,
     key: SigningKey | None = None,
     config: Config | None = None,
+    bidi: Bidi | None = None,
+    ask_bidi: bool = False,
+    bidi_answered: Callable[[Mode], None] | None = None,
 ) -> ChatApp:
     """An app for `name` connected to the server at `address`, with time frozen. With `key`
     it signs in with it, as the real app does with the key of its identity file (so another
     client with the same key is another device of the same person); with `config`, the
-    settings file's choices."""
+    settings file's choices; with `bidi`, its way of drawing right-to-left text."""
     host, port = address
 
     async def connector(user: str) -> ChatClient:
@@ -82,6 +87,9 @@ def make_app(
         ping_interval=None,
         clock=fixed_clock,
         config=config,
+        bidi=bidi,
+        ask_bidi=ask_bidi,
+        bidi_answered=bidi_answered,
     )
 
 
@@ -96,8 +104,9 @@ async def until(
 
 
 def log_texts(app: ChatApp) -> list[str]:
-    """The texts of the log entries shown."""
-    return [entry.text for entry in app.query_one(ChatLog).entries]
+    """The texts of the log entries shown (without the invisible isolates the app puts around
+    names and rooms in its own sentences)."""
+    return [plain(entry.text) for entry in app.query_one(ChatLog).entries]
 
 
 def sidebar_users(app: ChatApp) -> tuple[str, ...]:

@@ -373,7 +373,8 @@ def test_a_bad_value_in_a_dotted_key_or_inline_table(tmp_path: Path) -> None:
 
 def test_tuichat_with_a_bad_file_says_one_line_and_exits_2(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.toml", '[server]\nport = "abc"\n')
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config-home")}
+    # (in English whatever the machine's locale: tuichat speaks the locale's language)
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config-home"), "LANGUAGE": "en"}
     done = subprocess.run(
         [sys.executable, "-m", "tuichat.app", "--config", str(bad)],
         capture_output=True,

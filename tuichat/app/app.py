@@ -11,24 +11,29 @@ from typing import Any
 
 from rich.text import Text
 from textual import events, on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
+from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from tuichat.app import commands as cmd
 from tuichat.app import untrusted
+from tuichat.app.bidi import MODES, Bidi, Mode
 from tuichat.app.config import Config
 from tuichat.app.events import Connected, ConnectFailed, NameRefused, ServerEvents
+from tuichat.app.i18n import N_, _, is_rtl, ngettext, set_language, translate_bindings
 from tuichat.app.keys import read_alt_digits
 from tuichat.app.model import Kind, LogEntry, RoomView, trim_log
 from tuichat.app.notify import MEANINGS, Level, NotifyRules, desktop_escape, summary
 from tuichat.app.palette import ChatCommands
+from tuichat.app.screens.bidi_check import BidiCheck
 from tuichat.app.screens.help import HelpScreen
 from tuichat.app.screens.prompt import PromptDialog
 from tuichat.app.state import LOBBY, ChatState
@@ -89,24 +94,26 @@ class ChatApp(App[int]):
     COMMANDS = App.COMMANDS | {ChatCommands}
     COMMAND_PALETTE_BINDING = "ctrl+k"
     BINDINGS = [
-        Binding("ctrl+q", "exit_chat", "Quit", priority=True, id="quit"),
-        Binding("f1", "show_help", "Help", priority=True, id="help"),
-        Binding("f2", "toggle_sidebar", "Sidebar", priority=True, id="sidebar"),
+        Binding("ctrl+q", "exit_chat", N_("Quit"), priority=True, id="quit"),
+        Binding("f1", "show_help", N_("Help"), priority=True, id="help"),
+        Binding("f2", "toggle_sidebar", N_("Sidebar"), priority=True, id="sidebar"),
         Binding(
-            "ctrl+k", "command_palette", "Palette", show=False, priority=True, id="command_palette"
+            "ctrl+k", "command_palette", N_("Palette"), show=False, priority=True,
+            id="command_palette",
         ),
-        Binding("ctrl+end", "jump_to_end", "Newest", show=False, id="jump_to_end"),
-        Binding("pageup", "page_log(-1)", "Page up", show=False, id="page_up"),
-        Binding("pagedown", "page_log(1)", "Page down", show=False, id="page_down"),
+        Binding("ctrl+end", "jump_to_end", N_("Newest"), show=False, id="jump_to_end"),
+        Binding("pageup", "page_log(-1)", N_("Page up"), show=False, id="page_up"),
+        Binding("pagedown", "page_log(1)", N_("Page down"), show=False, id="page_down"),
         Binding(
-            "alt+a", "next_unread", "Next unread", show=False, priority=True, id="next_unread"
+            "alt+a", "next_unread", N_("Next unread"), show=False, priority=True,
+            id="next_unread",
         ),
         Binding(
-            "ctrl+n", "cycle(1)", "Next conversation", show=False, priority=True,
+            "ctrl+n", "cycle(1)", N_("Next conversation"), show=False, priority=True,
             id="next_conversation",
         ),
         Binding(
-            "ctrl+p", "cycle(-1)", "Previous conversation", show=False, priority=True,
+            "ctrl+p", "cycle(-1)", N_("Previous conversation"), show=False, priority=True,
             id="previous_conversation",
         ),
         *(
@@ -117,6 +124,8 @@ class ChatApp(App[int]):
             for n in range(1, 10)
         ),
     ]  # fmt: skip
+    """The app's keys, their descriptions in English (each instance shows them translated:
+    `describe`)."""
 
     def __init__(
         self,
@@ -132,11 +141,27 @@ class ChatApp(App[int]):
         keywords: Iterable[str] = (),
         environ: Mapping[str, str] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        bidi: Bidi | None = None,
+        ask_bidi: bool = False,
+        bidi_answered: Callable[[Mode], None] | None = None,
     ) -> None:
         """`config`: the settings file's (and flags') choices; `notify_rules` and `keywords`,
-        when given, take the place of its notification settings."""
+        when given, take the place of its notification settings.
+
+        The app speaks `config.lang` (English if None: `cli.py` reads the environment's
+        language into it), laid out right to left (the `-rtl` class) in Persian."""
+        config = config or Config(name=name)
+        set_language(config.lang or "en")
         super().__init__()
-        self.config = config or Config(name=name)
+        translate_bindings(self, describe)
+        self.set_class(is_rtl(), "-rtl")
+        self.config = config
+        self.bidi = bidi or Bidi(config.bidi if config.bidi in MODES else "app")
+        """How right-to-left text is drawn (`--bidi`)."""
+        self._ask_bidi = ask_bidi
+        """Whether the first-run check is shown at start."""
+        self._bidi_answered = bidi_answered
+        """Told each answer of the check (to remember it for this terminal)."""
         self._connector = connector
         self._user_name = name
         self._server_label = server_label
@@ -183,7 +208,7 @@ class ChatApp(App[int]):
         yield ChatInput(
             self._completion_candidates,
             id="input",
-            placeholder="Say something — /help for commands",
+            placeholder=_("Say something — /help for commands"),
         )
 
     def on_resize(self, event: events.Resize) -> None:
@@ -195,7 +220,7 @@ class ChatApp(App[int]):
         narrow = width < NARROW
         shown = self._sidebar_choice.get(narrow, not narrow)
         self.query_one(Sidebar).set_class(not shown, "-collapsed")
-        self.query_one(StatusBar).sidebar_hint = "" if shown else "F2 people"
+        self.query_one(StatusBar).sidebar_hint = "" if shown else _("F2 people")
 
     def action_toggle_sidebar(self) -> None:
         narrow = self.size.width < NARROW
@@ -208,33 +233,35 @@ class ChatApp(App[int]):
         if isinstance(self.screen, HelpScreen):
             self.screen.dismiss(None)
             return
-        self.push_screen(HelpScreen(self.key_help()))
+        self.push_screen(HelpScreen(self.key_help(), bidi=self.bidi))
 
     def key_help(self) -> list[tuple[str, str]]:
-        """Each key of the app and what it does, as bound now."""
-        editor = self.config.keys.get("open_editor", "ctrl+o,f4").replace(",", " or ")
+        """Each key of the app and what it does, as bound now (in the language in use)."""
+        editor = _either_key(self.config.keys.get("open_editor", "ctrl+o,f4"))
         shown: list[tuple[str, str]] = [
-            ("Enter", "send"),
-            ("shift+enter, alt+enter, ctrl+j", "a new line in the message"),
-            (editor, "edit the message in $VISUAL / $EDITOR"),
-            ("Tab, shift+tab", "complete a name or a room (again: the next, the one before)"),
-            ("Up / Down", "the messages you sent (from the first / last line)"),
+            ("Enter", _("send")),
+            ("shift+enter, alt+enter, ctrl+j", _("a new line in the message")),
+            (editor, _("edit the message in $VISUAL / $EDITOR")),
+            ("Tab, shift+tab", _("complete a name or a room (again: the next, the one before)")),
+            ("Up / Down", _("the messages you sent (from the first / last line)")),
         ]
         numbered = False
         for binding in self.BINDINGS:
             assert isinstance(binding, Binding)
             if binding.action.startswith("switch_to("):
                 if not numbered:
-                    shown.append(("alt+1 … alt+9", "switch to conversation 1 … 9"))
+                    shown.append(("alt+1 … alt+9", _("switch to conversation 1 … 9")))
                     numbered = True
                 continue
             keys = self.config.keys.get(binding.id or "", binding.key)
-            shown.append((keys.replace(",", " or "), binding.description))
+            shown.append((_either_key(keys), describe(binding)))
         return shown
 
     def on_mount(self) -> None:
         self.theme = self.config.theme
         self.set_keymap(dict(self.config.keys))
+        self._draw_with(self.bidi)
+        self.query_one(ChatLog).calendar = self.config.effective_calendar()
         status = self.query_one(StatusBar)
         status.server = self._server_label
         status.user = self._user_name
@@ -243,11 +270,56 @@ class ChatApp(App[int]):
         self.watch(log, "unseen", self._show_unseen)
         self.watch(log, "scroll_y", self._read_shown, init=False)
         self.query_one(ChatInput).focus()
+        if self._ask_bidi:
+            self.check_bidi()
         self.connect(self._user_name)
         if self._ping_interval:
             self.set_interval(self._ping_interval, self._measure_rtt)
         if self.config.away_after:
             self.set_interval(IDLE_CHECK, self.check_away)
+
+    def _draw_with(self, bidi: Bidi) -> None:
+        """Draw right-to-left text as `bidi` says, everywhere."""
+        self.bidi = bidi
+        rtl = is_rtl()
+        log = self.query_one(ChatLog)
+        log.bidi, log.rtl_layout = bidi, rtl and bidi.active
+        log.redraw()
+        sidebar = self.query_one(Sidebar)
+        sidebar.bidi, sidebar.rtl_layout = bidi, rtl and bidi.active
+        sidebar.refresh_parts()
+        self.query_one(StatusBar).bidi = bidi
+        self.query_one(StatusBar).refresh()
+        self.query_one(ChatInput).bidi = bidi
+        self._show_connection()
+        self._show_typing()
+
+    def check_bidi(self) -> None:
+        """Ask which of two lines reads correctly, and draw as the answer says (and tell
+        `bidi_answered`, to remember it for this terminal)."""
+        answered = self._bidi_answered
+
+        def chosen(mode: Mode | None) -> None:
+            if mode is None:
+                return
+            self._draw_with(Bidi(mode, upper_is_rtl=self.bidi.upper_is_rtl))
+            if answered is not None:
+                answered(mode)
+            self._system(self.current_room, _("right-to-left text: {mode}").format(mode=mode))
+
+        self.push_screen(BidiCheck(), chosen)
+
+    def set_bidi(self, mode: str) -> None:
+        """`/bidi`: say who reorders right-to-left text, change it, or ask (`check`)."""
+        if mode == "check":
+            self.check_bidi()
+        elif mode in MODES:
+            self._draw_with(Bidi(mode, upper_is_rtl=self.bidi.upper_is_rtl))
+            self._system(self.current_room, _("right-to-left text: {mode}").format(mode=mode))
+        else:
+            self._system(
+                self.current_room, _("right-to-left text: {mode}").format(mode=self.bidi.mode)
+            )
 
     async def on_unmount(self) -> None:
         if self.client is not None:
@@ -262,8 +334,23 @@ class ChatApp(App[int]):
         timeout: float | None = None,
         markup: bool = False,
     ) -> None:
-        """Show a toast; unlike Textual's, its message is plain text unless `markup` is asked."""
+        """Show a toast; unlike Textual's, its message is plain text unless `markup` is asked
+        (and right-to-left text in it is drawn as the log draws it)."""
+        if not markup:
+            message = "\n".join(map(self.bidi.display, message.split("\n")))
+        title = self.bidi.display(title)
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Textual's own commands of the palette, in the language in use."""
+        for command in super().get_system_commands(screen):
+            yield command._replace(title=_(command.title), help=_(command.help))
+
+    def action_command_palette(self) -> None:
+        """The command palette (ctrl+k), its prompt in the language in use."""
+        if self.use_command_palette and not isinstance(self.screen, CommandPalette):
+            placeholder = _("Search for commands…")
+            self.push_screen(CommandPalette(id="--command-palette", placeholder=placeholder))
 
     def watch_app_focus(self, focus: bool) -> None:
         if focus:
@@ -388,7 +475,10 @@ class ChatApp(App[int]):
                 self.connect(name)
 
         self.push_screen(
-            PromptDialog("Choose another name", problem=event.reason, value=event.name), retry
+            PromptDialog(
+                _("Choose another name"), problem=event.reason, value=event.name, bidi=self.bidi
+            ),
+            retry,
         )
 
     @on(ConnectFailed)
@@ -437,7 +527,7 @@ class ChatApp(App[int]):
         notice runs out, when it is looked at again)."""
         text = self.state.typing_line() if self.config.typing else ""
         line = self.query_one("#typing", Static)
-        line.update(Content(text))
+        line.update(Content(self.bidi.display(text)))
         line.set_class(bool(text), "-visible")
         if self._typing_timer is not None:
             self._typing_timer.stop()
@@ -452,7 +542,7 @@ class ChatApp(App[int]):
         banner = self.query_one("#banner", Static)
         text = self.state.banner
         if text is not None:
-            banner.update(Content(text))
+            banner.update(Content(self.bidi.display(text)))
         banner.set_class(text is not None, "-visible")
 
     def _notify_user(self, items: list[tuple[str, str, str]]) -> None:
@@ -518,9 +608,12 @@ class ChatApp(App[int]):
         label = self.query_one("#unseen", Static)
         label.set_class(unseen > 0, "-visible")
         if unseen:
-            label.update(
-                Content(f"↓ {unseen} new message{'s' if unseen != 1 else ''} — PgDn or ctrl+End")
+            said = ngettext(
+                "↓ {count} new message — PgDn or ctrl+End",
+                "↓ {count} new messages — PgDn or ctrl+End",
+                unseen,
             )
+            label.update(Content(said.format(count=unseen)))
 
     def switch_room(self, room: str) -> None:
         """Show a conversation (by its name or key): its log and members. Coming into it
@@ -669,23 +762,30 @@ class ChatApp(App[int]):
                 self._part(command.room or room)
         elif isinstance(command, cmd.ListUsers):
             if view is not None and view.private:
-                online = view.peer in self.online_users()
-                self._system(room, f"{view.peer} is {'online' if online else 'not online'}")
+                if view.peer in self.online_users():
+                    said = _("{name} is online")
+                else:
+                    said = _("{name} is not online")
+                self._system(room, said.format(name=view.peer))
             else:
                 members = view.sorted_members() if view is not None else ()
-                shown = [self._with_away(member) for member in members]
-                self._system(room, f"{len(members)} in {room}: {', '.join(shown)}")
+                shown = _(", ").join(self._with_away(member) for member in members)
+                count = len(members)
+                said = ngettext("{count} in {room}: {names}", "{count} in {room}: {names}", count)
+                self._system(room, said.format(count=count, room=room, names=shown))
         elif isinstance(command, cmd.SignOutOthers):
             self.action_sign_out_others()
         elif isinstance(command, cmd.SetNotify):
             self.action_set_notify(command.level)
+        elif isinstance(command, cmd.SetBidi):
+            self.set_bidi(command.mode)
         elif isinstance(command, cmd.SetAway):
             self._auto_away = False  # (chosen: a key does not undo it)
             self.set_away(command.reason)
         elif isinstance(command, cmd.ShowHelp):
             if command.problem:
                 self._error(command.problem)
-            self._system(room, cmd.HELP)
+            self._system(room, _(cmd.HELP))
         elif isinstance(command, cmd.Exit):
             self.action_exit_chat()
 
@@ -694,7 +794,9 @@ class ChatApp(App[int]):
         reason = self.state.status.away_reason(name)
         if reason is None:
             return name
-        return f"{name} (away: {reason})" if reason else f"{name} (away)"
+        if reason:
+            return _("{name} (away: {reason})").format(name=name, reason=reason)
+        return _("{name} (away)").format(name=name)
 
     # --- away and typing ------------------------------------------------------
 
@@ -702,7 +804,7 @@ class ChatApp(App[int]):
         """Say we are away (`reason`, maybe ""), or back (None), on all our devices."""
         client = self.client
         if client is None:
-            self._error("not connected")
+            self._error(_("not connected"))
             return
         self._setting_away(client, reason)
 
@@ -714,9 +816,11 @@ class ChatApp(App[int]):
         self._refresh_sidebar()
         where = self.current_room
         if kept is None:
-            self._system(where, "you are back")
+            self._system(where, _("you are back"))
+        elif kept:
+            self._system(where, _("you are away: {reason}").format(reason=untrusted.line(kept)))
         else:
-            self._system(where, f"you are away{': ' + untrusted.line(kept) if kept else ''}")
+            self._system(where, _("you are away"))
 
     def check_away(self) -> None:
         """Away after `config.away_after` minutes without a key (checked every `IDLE_CHECK`)."""
@@ -727,7 +831,8 @@ class ChatApp(App[int]):
             return  # away already, by choice
         if self._monotonic() - self._last_active >= minutes * 60:
             self._auto_away = True
-            self.set_away(f"idle for {minutes} minutes")
+            idle = ngettext("idle for {count} minute", "idle for {count} minutes", minutes)
+            self.set_away(idle.format(count=minutes))  # (others read it in our language)
 
     def _active(self) -> None:
         self._last_active = self._monotonic()
@@ -751,7 +856,7 @@ class ChatApp(App[int]):
     def _request(self, call: Callable[[ChatClient], Coroutine[Any, Any, object]]) -> None:
         client = self.client  # while reconnecting, sends wait in the client and go out after
         if client is None:
-            self._error("not connected")
+            self._error(_("not connected"))
             return
 
         self._requesting(client, call)
@@ -773,7 +878,8 @@ class ChatApp(App[int]):
         if isinstance(error, ClientError):
             self._failed(error)
         else:
-            self.notify(f"{worker.name} failed: {error!r}", severity="error")
+            said = _("{task} failed: {error}").format(task=worker.name, error=repr(error))
+            self.notify(said, severity="error")
 
     def _failed(self, exc: ClientError) -> None:
         """Show why a request failed: the server's words if it refused, else what broke."""
@@ -885,7 +991,12 @@ class ChatApp(App[int]):
             if text:
                 self.run_command(cmd.PrivateText(user, text))
 
-        self.push_screen(PromptDialog(f"Private message to {user}", placeholder="message"), send)
+        dialog = PromptDialog(
+            _("Private message to {user}").format(user=user),
+            placeholder=_("message"),
+            bidi=self.bidi,
+        )
+        self.push_screen(dialog, send)
 
     def action_join_room(self) -> None:
         """Ask for a room name and join it."""
@@ -894,7 +1005,7 @@ class ChatApp(App[int]):
             if room:
                 self._join(room if room.startswith("#") else f"#{room}")
 
-        self.push_screen(PromptDialog("Join room", placeholder="#room"), join)
+        self.push_screen(PromptDialog(_("Join room"), placeholder=_("#room"), bidi=self.bidi), join)
 
     def action_leave_room(self) -> None:
         """Leave the current room (or close the current private conversation)."""
@@ -914,14 +1025,16 @@ class ChatApp(App[int]):
         if level:
             rules.set_level(view.name, Level(level))
         now = rules.level(view.name)
-        what = MEANINGS[now]
-        self._system(self.current_room, f"notifications for {view.name}: {now.value} ({what})")
+        said = _("notifications for {name}: {level} ({meaning})").format(
+            name=view.name, level=now.value, meaning=_(MEANINGS[now])
+        )
+        self._system(self.current_room, said)
 
     def action_next_unread(self) -> None:
         """Go to the next conversation with unread messages: those that mention us first."""
         key = self.unread.next_unread(self.conversations(), self.current_room)
         if key is None:
-            self.notify("Nothing unread", timeout=2)
+            self.notify(_("Nothing unread"), timeout=2)
         else:
             self.switch_room(key)
 
@@ -942,15 +1055,17 @@ class ChatApp(App[int]):
         """Sign out every other device of ours, and say how many went."""
         client = self.client
         if client is None:
-            self._error("not connected")
+            self._error(_("not connected"))
             return
         self._signing_out(client, self.current_room)
 
     @work(group="requests", exit_on_error=False)
     async def _signing_out(self, client: ChatClient, room: str) -> None:
         count = await client.sign_out_others()
-        plural = "s" if count != 1 else ""
-        self._system(room, f"signed out {count} other device{plural}")
+        said = ngettext(
+            "signed out {count} other device", "signed out {count} other devices", count
+        )
+        self._system(room, said.format(count=count))
 
     def action_jump_to_end(self) -> None:
         """Scroll the log to the newest line."""
@@ -987,5 +1102,20 @@ def _why_not(exc: BaseException) -> str:
     if isinstance(exc, ServerSilent | UntrustedServer):
         return detail  # the server answered the connection: it is not unreachable
     if isinstance(exc, ConnectionClosed):
-        return f"the server closed the connection before welcoming us: {detail}"
-    return f"cannot reach the server: {detail}"
+        return _("the server closed the connection before welcoming us: {reason}").format(
+            reason=detail
+        )
+    return _("cannot reach the server: {reason}").format(reason=detail)
+
+
+def describe(binding: Binding) -> str:
+    """What a key of the app does, in the language in use."""
+    if binding.action.startswith("switch_to("):
+        return _("Conversation {n}").format(n=binding.action.removeprefix("switch_to(")[:-1])
+    return _(binding.description)
+
+
+def _either_key(keys: str) -> str:
+    """Comma-separated keys (`ctrl+o,f4`) as the help says them: `ctrl+o or f4`."""
+    # TRANSLATORS: between two keys that do the same, as in: ctrl+o or f4
+    return _(" or ").join(keys.split(","))

@@ -1,16 +1,24 @@
-"""Slash commands typed in the input line, parsed without touching the network."""
+"""Slash commands typed in the input line, parsed without touching the network.
+
+The commands and their arguments (`/join`, `all|mentions|none`) are the same in every
+language; what is said about them is translated.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-HELP = (
+from tuichat.app.i18n import N_, _
+
+HELP = N_(
     "commands: /msg NAME TEXT · /query NAME · /me ACTION · /join #ROOM · /part [#ROOM] · "
     "/users · /away [REASON] · /back · /notify [all|mentions|none] · "
+    "/bidi [app|terminal|off|check] · "
     "/signout (your other devices) · /help · "
     "/exit (or /quit) · "
     "keys: alt+a next unread · alt+1…9, ctrl+n / ctrl+p switch · ctrl+k command palette"
 )
+"""What `/help` says in the log, in English (marked for translation: shown through `_`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,14 @@ class SetNotify:
 
 
 @dataclass(frozen=True, slots=True)
+class SetBidi:
+    """`/bidi [app|terminal|off|check]`: who reorders right-to-left text (no mode: show it;
+    `check`: ask which line reads correctly)."""
+
+    mode: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ShowHelp:
     """`/help`, or what a mistyped command gets (with `problem` saying why)."""
 
@@ -105,6 +121,7 @@ Command = (
     | SignOutOthers
     | SetNotify
     | SetAway
+    | SetBidi
     | ShowHelp
     | Exit
 )
@@ -136,14 +153,14 @@ def parse_input(line: str) -> Command | None:
         to, text = to.removeprefix("@"), text.strip()
         if not to or to.startswith("#") or (name != "query" and not text):
             return ShowHelp(
-                "usage: /query NAME [TEXT]" if name == "query" else "usage: /msg NAME TEXT"
+                _("usage: /query NAME [TEXT]") if name == "query" else _("usage: /msg NAME TEXT")
             )
         return PrivateText(to, text) if text else OpenPrivate(to)
     if name == "me":
-        return Action(rest) if rest else ShowHelp("usage: /me ACTION")
+        return Action(rest) if rest else ShowHelp(_("usage: /me ACTION"))
     if name in ("join", "j"):
         if not rest or " " in rest:
-            return ShowHelp("usage: /join #ROOM")
+            return ShowHelp(_("usage: /join #ROOM"))
         return JoinRoom(rest if rest.startswith("#") else f"#{rest}")
     if name in ("part", "leave"):
         if rest and not rest.startswith(("#", "@")):
@@ -162,8 +179,13 @@ def parse_input(line: str) -> Command | None:
     if name == "notify":
         level = rest.lower()
         if level and level not in ("all", "mentions", "none"):
-            return ShowHelp("usage: /notify [all|mentions|none]")
+            return ShowHelp(_("usage: /notify [all|mentions|none]"))
         return SetNotify(level)
+    if name == "bidi":
+        mode = rest.lower()
+        if mode and mode not in ("app", "terminal", "off", "check"):
+            return ShowHelp(_("usage: /bidi [app|terminal|off|check]"))
+        return SetBidi(mode)
     if name in ("exit", "quit", "q"):
         return Exit()
-    return ShowHelp(f"unknown command /{name}")
+    return ShowHelp(_("unknown command /{name}").format(name=name))

@@ -25,6 +25,9 @@ from typing import Any
 import platformdirs
 
 from tuichat import DEFAULT_PORT
+from tuichat.app import i18n
+from tuichat.app.dates import CALENDARS
+from tuichat.app.i18n import N_, _, plain
 from tuichat.app.notify import LEVELS, Level, NotifyRules
 from tuichat.chat.errors import ChatError
 from tuichat.chat.names import check_name, check_room
@@ -33,13 +36,15 @@ from tuichat.client.unread import conversation_key
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_THEME = "textual-dark"
 """Textual's own default theme."""
+BIDI_MODES = ("app", "terminal", "off")
+"""How right-to-left text is drawn: reordered by the app, by the terminal, or not at all."""
 
 
 class ConfigError(Exception):
     """A settings file that cannot be used; the message says where and why, in one sentence."""
 
     def __init__(self, message: str, *, line: int | None = None, column: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(plain(message))  # (said on the terminal as it is)
         self.line = line
         """Where in the file, when known (from 1)."""
         self.column = column
@@ -54,36 +59,53 @@ class KeyAction:
     action: str
     """The Textual action it runs."""
     description: str
+    """What it does, in English (marked for translation: shown through `_`)."""
     owner: str
     """The class whose BINDINGS hold it."""
+    number: int = 0
+    """The `n` of a description with one (alt+1 … alt+9)."""
+
+    def describe(self) -> str:
+        """What it does, in the language in use."""
+        text = _(self.description)
+        return text.format(n=self.number) if self.number else text
 
 
 def _actions() -> Iterator[tuple[str, KeyAction]]:
     app = "ChatApp"
-    yield "quit", KeyAction("ctrl+q", "exit_chat", "Quit", app)
-    yield "help", KeyAction("f1", "show_help", "Show every key and command", app)
-    yield "sidebar", KeyAction("f2", "toggle_sidebar", "Show or hide the sidebar", app)
-    yield "command_palette", KeyAction("ctrl+k", "command_palette", "Open the command palette", app)
-    yield "jump_to_end", KeyAction("ctrl+end", "jump_to_end", "Jump to the newest message", app)
-    yield "page_up", KeyAction("pageup", "page_log(-1)", "Scroll the log a page up", app)
-    yield "page_down", KeyAction("pagedown", "page_log(1)", "Scroll the log a page down", app)
+    yield "quit", KeyAction("ctrl+q", "exit_chat", N_("Quit"), app)
+    yield "help", KeyAction("f1", "show_help", N_("Show every key and command"), app)
+    yield "sidebar", KeyAction("f2", "toggle_sidebar", N_("Show or hide the sidebar"), app)
+    yield (
+        "command_palette",
+        KeyAction("ctrl+k", "command_palette", N_("Open the command palette"), app),
+    )
+    yield (
+        "jump_to_end",
+        KeyAction("ctrl+end", "jump_to_end", N_("Jump to the newest message"), app),
+    )
+    yield "page_up", KeyAction("pageup", "page_log(-1)", N_("Scroll the log a page up"), app)
+    yield "page_down", KeyAction("pagedown", "page_log(1)", N_("Scroll the log a page down"), app)
     yield (
         "next_unread",
-        KeyAction("alt+a", "next_unread", "Go to the next unread conversation", app),
+        KeyAction("alt+a", "next_unread", N_("Go to the next unread conversation"), app),
     )
-    yield "next_conversation", KeyAction("ctrl+n", "cycle(1)", "Go to the next conversation", app)
+    yield (
+        "next_conversation",
+        KeyAction("ctrl+n", "cycle(1)", N_("Go to the next conversation"), app),
+    )
     yield (
         "previous_conversation",
-        KeyAction("ctrl+p", "cycle(-1)", "Go to the previous conversation", app),
+        KeyAction("ctrl+p", "cycle(-1)", N_("Go to the previous conversation"), app),
     )
     for n in range(1, 10):
         yield (
             f"conversation_{n}",
-            KeyAction(f"alt+{n}", f"switch_to({n})", f"Conversation {n}", app),
+            KeyAction(f"alt+{n}", f"switch_to({n})", N_("Conversation {n}"), app, n),
         )
     yield (
         "open_editor",
-        KeyAction("ctrl+o,f4", "open_editor", "Edit the message in $EDITOR", "ChatInput"),
+        KeyAction("ctrl+o,f4", "open_editor", N_("Edit the message in $EDITOR"), "ChatInput"),
     )
 
 
@@ -113,21 +135,27 @@ def check_key(text: str) -> str:
     after any of the modifiers ctrl, alt and shift, joined by `+`: `alt+a`, `ctrl+shift+up`.
     """
     if not text:
-        raise ValueError("it is empty")
+        raise ValueError(_("it is empty"))
     *modifiers, name = text.lower().split("+")
     if not name:
-        raise ValueError("a key comes after the modifiers, as in ctrl+n")
+        raise ValueError(_("a key comes after the modifiers, as in ctrl+n"))
     for modifier in modifiers:
         if modifier not in MODIFIERS:
-            raise ValueError(f'"{modifier}" is not a modifier (they are ctrl, alt and shift)')
+            raise ValueError(
+                _('"{modifier}" is not a modifier (they are ctrl, alt and shift)').format(
+                    modifier=modifier
+                )
+            )
     if len(set(modifiers)) < len(modifiers):
-        raise ValueError("it names a modifier twice")
+        raise ValueError(_("it names a modifier twice"))
     if len(name) == 1 and name.isascii() and name.isalnum():
         name = text[-1] if not modifiers else name  # a lone capital letter is shift and that letter
     elif name not in NAMED_KEYS:
+        named = sorted(NAMED_KEYS - {f"f{n}" for n in range(1, 25)})
         raise ValueError(
-            f'"{name}" is not a key name (keys are letters, digits, f1 to f24, and '
-            f"{', '.join(sorted(NAMED_KEYS - {f'f{n}' for n in range(1, 25)}))})"
+            _(
+                '"{name}" is not a key name (keys are letters, digits, f1 to f24, and {named})'
+            ).format(name=name, named=", ".join(named))
         )
     return "+".join([*sorted(modifiers), name])
 
@@ -167,24 +195,34 @@ def _show(value: object) -> str:
 
 def _text(value: object, where: Path = Path()) -> str:
     if not isinstance(value, str):
-        raise _Invalid(f"must be text in quotes, not {_show(value)}")
+        raise _Invalid(_("must be text in quotes, not {value}").format(value=_show(value)))
     return value
 
 
 def _flag(value: object, where: Path = Path()) -> bool:
     if not isinstance(value, bool):
-        raise _Invalid(f"must be true or false, not {_show(value)}")
+        raise _Invalid(_("must be true or false, not {value}").format(value=_show(value)))
     return value
 
 
-def _whole(low: int, high: int | None, unit: str = "") -> _Parse:
-    limits = f"from {low} to {high}" if high is not None else f"({low} or more)"
+def _whole(low: int, high: int | None, *, minutes: bool = False) -> _Parse:
+    """A whole number from `low` to `high` (None: no limit), of minutes if `minutes`."""
 
     def parse(value: object, where: Path) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
-            raise _Invalid(f"must be a whole number{unit}, not {_show(value)}")
+            if minutes:
+                wrong = _("must be a whole number of minutes, not {value}")
+            else:
+                wrong = _("must be a whole number, not {value}")
+            raise _Invalid(wrong.format(value=_show(value)))
         if value < low or (high is not None and value > high):
-            raise _Invalid(f"must be a whole number{unit} {limits}, not {value}")
+            if high is not None:
+                wrong = _("must be a whole number from {low} to {high}, not {value}")
+            elif minutes:
+                wrong = _("must be a whole number of minutes ({low} or more), not {value}")
+            else:
+                wrong = _("must be a whole number ({low} or more), not {value}")
+            raise _Invalid(wrong.format(low=low, high=high, value=value))
         return value
 
     return parse
@@ -193,21 +231,37 @@ def _whole(low: int, high: int | None, unit: str = "") -> _Parse:
 def _texts(value: object) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise _Invalid(
-            f'must be a list of texts in quotes, like ["one", "two"], not {_show(value)}'
+            _('must be a list of texts in quotes, like ["one", "two"], not {value}').format(
+                value=_show(value)
+            )
         )
     return value
 
 
 def _table(value: object) -> dict[str, object]:
     if not isinstance(value, dict):
-        raise _Invalid(f"must be a table, not {_show(value)}")
+        raise _Invalid(_("must be a table, not {value}").format(value=_show(value)))
     return value
 
 
 def _suggest(word: str, known: Iterable[str]) -> str:
     """Return ` (did you mean "x"?)` for the known word closest to `word`, or ""."""
     close = difflib.get_close_matches(word, list(known), n=1)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+    return _(' (did you mean "{word}"?)').format(word=close[0]) if close else ""
+
+
+def _either(items: Iterable[str]) -> str:
+    """`a, b or c`."""
+    *some, last = items
+    if not some:
+        return last
+    # TRANSLATORS: the end of a list of choices, as in: "all", "mentions" or "none"
+    return _("{some} or {last}").format(some=_(", ").join(some), last=last)
+
+
+def _one_of(values: Iterable[str]) -> str:
+    """`"a", "b" or "c"`: the values a setting may have."""
+    return _either(f'"{value}"' for value in values)
 
 
 def _belongs(cls: type, key: str) -> str:
@@ -215,7 +269,7 @@ def _belongs(cls: type, key: str) -> str:
     for each in fields(cls):
         section = each.metadata.get("table")
         if section is not None and key in {inner.name for inner in fields(section)}:
-            return f" (it goes under [{each.name}])"
+            return _(" (it goes under [{table}])").format(table=each.name)
     return ""
 
 
@@ -223,20 +277,26 @@ def _name(value: object, where: Path) -> str:
     try:
         return check_name(_text(value))
     except ChatError as exc:
-        raise _Invalid(f"{_show(value)} is not a name anyone can have: {exc.message}") from None
+        raise _Invalid(
+            _("{value} is not a name anyone can have: {reason}").format(
+                value=_show(value), reason=exc.message
+            )
+        ) from None
 
 
 def _host(value: object, where: Path) -> str:
     host = _text(value).strip()
     if not host or any(char.isspace() for char in host):
-        raise _Invalid(f"must be a host name or an address, not {_show(value)}")
+        raise _Invalid(
+            _("must be a host name or an address, not {value}").format(value=_show(value))
+        )
     return host
 
 
 def _file(value: object, where: Path) -> Path:
     path = where / Path(_text(value)).expanduser()
     if not path.is_file():
-        raise _Invalid(f"names no file: there is no {path}")
+        raise _Invalid(_("names no file: there is no {path}").format(path=path))
     return path
 
 
@@ -246,7 +306,11 @@ def _rooms(value: object, where: Path) -> tuple[str, ...]:
         try:
             rooms[check_room(room)] = None
         except ChatError as exc:
-            raise _Invalid(f"has {_show(room)}, which is not a room: {exc.message}") from None
+            raise _Invalid(
+                _("has {room}, which is not a room: {reason}").format(
+                    room=_show(room), reason=exc.message
+                )
+            ) from None
     return tuple(rooms)
 
 
@@ -255,9 +319,47 @@ def _theme(value: object, where: Path) -> str:
 
     theme = _text(value)
     if theme not in BUILTIN_THEMES:
-        hint = _suggest(theme, BUILTIN_THEMES) or f" (they are {', '.join(sorted(BUILTIN_THEMES))})"
-        raise _Invalid(f"{_show(value)} is not one of Textual's themes{hint}")
+        hint = _suggest(theme, BUILTIN_THEMES) or _(" (they are {themes})").format(
+            themes=", ".join(sorted(BUILTIN_THEMES))
+        )
+        raise _Invalid(
+            _("{value} is not one of Textual's themes{hint}").format(value=_show(value), hint=hint)
+        )
     return theme
+
+
+def _lang(value: object, where: Path) -> str:
+    lang = _text(value)
+    if lang not in i18n.LANGUAGES:
+        raise _Invalid(unknown_language(lang))
+    return lang
+
+
+def unknown_language(lang: str) -> str:
+    """Why `lang` cannot be the app's language: it speaks only those of `i18n.LANGUAGES`."""
+    spoken = _either(f'"{code}" ({name})' for code, name in i18n.LANGUAGES.items())
+    return _('"{lang}" is not a language tuichat speaks: use {languages}').format(
+        lang=lang, languages=spoken
+    )
+
+
+def not_one_of(value: object, choices: tuple[str, ...]) -> str:
+    """Why `value` is not a setting that must be one of `choices` (a sentence without a
+    subject): `must be "app", "terminal" or "off", not "of" (did you mean "off"?)`."""
+    return _("must be {choices}, not {value}{hint}").format(
+        choices=_one_of(choices), value=_show(value), hint=_suggest(str(value), choices)
+    )
+
+
+def _choice(choices: tuple[str, ...]) -> _Parse:
+    """One of `choices`, as text."""
+
+    def parse(value: object, where: Path) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise _Invalid(not_one_of(value, choices))
+        return value
+
+    return parse
 
 
 _DIRECTIVE = re.compile(r"%[-_0^#]?\d*[EO]?(.)|%$", re.DOTALL)
@@ -267,11 +369,16 @@ _SAMPLE_TIME = datetime(2001, 2, 3, 4, 5, 6)
 def _time_format(value: object, where: Path) -> str:
     """A strftime format whose every directive means something ("" shows no time)."""
     text = _text(value)
-    bad = f"{_show(value)} is not a time format"
+
+    def bad(why: str) -> _Invalid:
+        return _Invalid(
+            _("{value} is not a time format: {reason}").format(value=_show(value), reason=why)
+        )
+
     for match in _DIRECTIVE.finditer(text):
         directive = match[0]
         if directive == "%":
-            raise _Invalid(f"{bad}: it ends with a lone % (write %% for a percent sign)")
+            raise bad(_("it ends with a lone % (write %% for a percent sign)"))
         if directive == "%%":
             continue
         try:
@@ -279,21 +386,22 @@ def _time_format(value: object, where: Path) -> str:
         except ValueError:
             out = "%"
         if "%" in out:  # the C library left it as it was: it knows no such directive
-            raise _Invalid(f"{bad}: {directive} is not a strftime directive (like %H or %M)")
+            raise bad(
+                _("{directive} is not a strftime directive (like %H or %M)").format(
+                    directive=directive
+                )
+            )
     try:
         sample = _SAMPLE_TIME.strftime(text)
     except ValueError as exc:
-        raise _Invalid(f"{bad}: {exc}") from None
+        raise bad(str(exc)) from None
     if not sample.isprintable():
-        raise _Invalid(f"{bad}: it must fit on one line")
+        raise bad(_("it must fit on one line"))
     return text
 
 
 def _level(value: object, where: Path = Path()) -> Level:
-    if not isinstance(value, str) or value not in LEVELS:
-        expected = ", ".join(f'"{level}"' for level in LEVELS[:-1]) + f' or "{LEVELS[-1]}"'
-        raise _Invalid(f"must be {expected}, not {_show(value)}{_suggest(str(value), LEVELS)}")
-    return Level(value)
+    return Level(_choice(LEVELS)(value, where))
 
 
 def _conversation(text: str) -> str:
@@ -304,8 +412,8 @@ def _conversation(text: str) -> str:
         if text.startswith("#"):
             return check_room(text)
     except ChatError as exc:
-        raise _Invalid(f"is not a conversation: {exc.message}") from None
-    raise _Invalid("is not a conversation: write a room as #room and a person as @name")
+        raise _Invalid(_("is not a conversation: {reason}").format(reason=exc.message)) from None
+    raise _Invalid(_("is not a conversation: write a room as #room and a person as @name"))
 
 
 def _conversations(value: object, where: Path) -> Mapping[str, Level]:
@@ -322,7 +430,7 @@ def _conversations(value: object, where: Path) -> Mapping[str, Level]:
 def _keywords(value: object, where: Path) -> tuple[str, ...]:
     words = tuple(word.strip() for word in _texts(value))
     if "" in words:
-        raise _Invalid("cannot hold an empty word")
+        raise _Invalid(_("cannot hold an empty word"))
     return words
 
 
@@ -331,24 +439,37 @@ def _keys(value: object, where: Path) -> Mapping[str, str]:
     given = _table(value)
     for name, key in given.items():
         if name not in KEY_ACTIONS:
-            hint = _suggest(name, KEY_ACTIONS) or " (tuichat --print-config lists them)"
-            raise _Invalid(f'unknown action "{name}" in [keys]{hint}', at=(name,), subject=False)
+            hint = _suggest(name, KEY_ACTIONS) or _(" (tuichat --print-config lists them)")
+            raise _Invalid(
+                _('unknown action "{name}" in [keys]{hint}').format(name=name, hint=hint),
+                at=(name,),
+                subject=False,
+            )
         if not isinstance(key, str):
-            raise _Invalid(f'must be a key in quotes, like "alt+a", not {_show(key)}', at=(name,))
+            raise _Invalid(
+                _('must be a key in quotes, like "alt+a", not {value}').format(value=_show(key)),
+                at=(name,),
+            )
         try:
             keys[name] = check_keys(key)
         except ValueError as exc:
-            raise _Invalid(f"{_show(key)} is not a key: {exc}", at=(name,)) from None
+            raise _Invalid(
+                _("{value} is not a key: {reason}").format(value=_show(key), reason=exc),
+                at=(name,),
+            ) from None
     for name in given:
         mine = keys[name].split(",")
         if len(set(mine)) < len(mine):
-            raise _Invalid(f"{_show(given[name])} names a key twice", at=(name,))
+            raise _Invalid(
+                _("{value} names a key twice").format(value=_show(given[name])), at=(name,)
+            )
         for other, theirs in keys.items():
             shared = [key for key in mine if key in theirs.split(",")]
             if other != name and shared:
                 raise _Invalid(
-                    f'{_show(given[name])} gives {other}\'s key "{shared[0]}" too:'
-                    f" give {other} another key",
+                    _('{value} gives {other}\'s key "{key}" too: give {other} another key').format(
+                        value=_show(given[name]), other=other, key=shared[0]
+                    ),
                     at=(name,),
                 )
     return MappingProxyType(keys)
@@ -379,21 +500,29 @@ def login_name() -> str:
 class ServerSettings:
     """Which server to connect to, and how."""
 
-    host: str = field(default=DEFAULT_HOST, metadata=_about("The server's name or address.", _host))
-    port: int = field(default=DEFAULT_PORT, metadata=_about("The server's port.", _whole(1, 65535)))
+    host: str = field(
+        default=DEFAULT_HOST, metadata=_about(N_("The server's name or address."), _host)
+    )
+    port: int = field(
+        default=DEFAULT_PORT, metadata=_about(N_("The server's port."), _whole(1, 65535))
+    )
     tls: bool = field(
         default=False,
         metadata=_about(
-            "Connect with TLS, verifying the server's certificate (on when `ca` is given,"
-            " unless this says false).",
+            N_(
+                "Connect with TLS, verifying the server's certificate (on when `ca` is given,"
+                " unless this says false)."
+            ),
             _flag,
         ),
     )
     ca: Path | None = field(
         default=None,
         metadata=_about(
-            "Trust the CA certificates in this PEM file (relative to this file's folder)"
-            " instead of the system's.",
+            N_(
+                "Trust the CA certificates in this PEM file (relative to this file's folder)"
+                " instead of the system's."
+            ),
             _file,
             example="ca.pem",
         ),
@@ -407,32 +536,40 @@ class NotifySettings:
     default: Level = field(
         default=Level.MENTIONS,
         metadata=_about(
-            'What notifies you in a conversation: "all" (every message), "mentions" (your'
-            ' name, a keyword, and private messages) or "none".',
+            N_(
+                'What notifies you in a conversation: "all" (every message), "mentions" (your'
+                ' name, a keyword, and private messages) or "none".'
+            ),
             _level,
         ),
     )
     keywords: tuple[str, ...] = field(
         default=(),
         metadata=_about(
-            'Words that count as mentions of you besides your name, like ["release", "deploy"].',
+            N_(
+                'Words that count as mentions of you besides your name, like ["release", "deploy"].'
+            ),
             _keywords,
         ),
     )
-    bell: bool = field(default=True, metadata=_about("Ring the terminal's bell.", _flag))
+    bell: bool = field(default=True, metadata=_about(N_("Ring the terminal's bell."), _flag))
     desktop: bool = field(
         default=True,
         metadata=_about(
-            "Ask the terminal for a desktop notification (OSC 777, or OSC 9 where that is what"
-            " it speaks).",
+            N_(
+                "Ask the terminal for a desktop notification (OSC 777, or OSC 9 where that is"
+                " what it speaks)."
+            ),
             _flag,
         ),
     )
     conversations: Mapping[str, Level] = field(
         default_factory=lambda: MappingProxyType({}),
         metadata=_about(
-            "The level of one conversation instead of `default`: a room (#room) or a person"
-            " (@name).",
+            N_(
+                "The level of one conversation instead of `default`: a room (#room) or a person"
+                " (@name)."
+            ),
             _conversations,
             example={"#random": "none", "@ali": "all"},
         ),
@@ -452,18 +589,21 @@ def _default_keys() -> Mapping[str, str]:
 class Config:
     """Everything the app is told by its settings file and its flags.
 
-    The app applies `theme`, `timestamps`, `autojoin`, `away_after`, `typing`, `notify` and
-    `keys` (a keymap of `KEY_ACTIONS` names); `cli.py` uses `name` and `server` to connect.
+    The app applies `theme`, `timestamps`, `autojoin`, `away_after`, `typing`, `notify`,
+    `keys` (a keymap of `KEY_ACTIONS` names) and `lang`; `cli.py` uses `name` and `server` to
+    connect. `lang`, `calendar` and `bidi` are None when not chosen: then `cli.py` takes the
+    language from the environment (the app, given None, speaks English), the calendar follows
+    the language (`effective_calendar`), and the app draws right-to-left text its own way.
     """
 
     name: str = field(
         default_factory=login_name,
-        metadata=_about("Your name in the chat (by default, your login name).", _name, None),
+        metadata=_about(N_("Your name in the chat (by default, your login name)."), _name, None),
     )
     autojoin: tuple[str, ...] = field(
         default=(),
         metadata=_about(
-            'Rooms to join after connecting, besides the lobby, like ["#rust", "#persian"].',
+            N_('Rooms to join after connecting, besides the lobby, like ["#rust", "#persian"].'),
             _rooms,
         ),
     )
@@ -471,42 +611,91 @@ class Config:
     theme: str = field(
         default=DEFAULT_THEME,
         metadata=_about(
-            "The colours: one of Textual's themes, like nord, gruvbox or textual-light.", _theme
+            N_("The colours: one of Textual's themes, like nord, gruvbox or textual-light."),
+            _theme,
         ),
     )
     timestamps: str = field(
         default="%H:%M",
         metadata=_about(
-            'How times are shown in the log, as a strftime format ("" shows none).', _time_format
+            N_('How times are shown in the log, as a strftime format ("" shows none).'),
+            _time_format,
         ),
     )
     away_after: int = field(
         default=10,
         metadata=_about(
-            "Minutes without a key pressed after which you are shown as away (0: never).",
-            _whole(0, None, " of minutes"),
+            N_("Minutes without a key pressed after which you are shown as away (0: never)."),
+            _whole(0, None, minutes=True),
         ),
     )
     typing: bool = field(
         default=True,
-        metadata=_about("Tell others when you are typing, and show when they are.", _flag),
+        metadata=_about(N_("Tell others when you are typing, and show when they are."), _flag),
     )
+    lang: str | None = field(
+        default=None,
+        metadata=_about(
+            N_(
+                'The language of the app: "en" (English) or "fa" (Persian, laid out right to'
+                " left). By default, the language of your locale (LANGUAGE, LC_ALL, LC_MESSAGES"
+                " or LANG), else English."
+            ),
+            _lang,
+            example="fa",
+        ),
+    )
+    """A code of `i18n.LANGUAGES`; None: not chosen."""
+    calendar: str | None = field(
+        default=None,
+        metadata=_about(
+            N_(
+                'The calendar of the dates in the log: "gregorian" or "jalali" (the Solar Hijri'
+                " calendar). By default, jalali when the app speaks Persian, else gregorian."
+            ),
+            _choice(CALENDARS),
+            example="jalali",
+        ),
+    )
+    """One of `CALENDARS`; None: not chosen (see `effective_calendar`)."""
+    bidi: str | None = field(
+        default=None,
+        metadata=_about(
+            N_(
+                'How right-to-left text (Persian, Arabic, Hebrew) is drawn: "app" (tuichat'
+                ' reorders it), "terminal" (your terminal does) or "off" (as it is stored).'
+                " By default, tuichat chooses."
+            ),
+            _choice(BIDI_MODES),
+            example="app",
+        ),
+    )
+    """One of `BIDI_MODES`; None: not chosen."""
     server: ServerSettings = field(
         default_factory=ServerSettings,
-        metadata=_section(ServerSettings, "The server to connect to."),
+        metadata=_section(ServerSettings, N_("The server to connect to.")),
     )
     notify: NotifySettings = field(
-        default_factory=NotifySettings, metadata=_section(NotifySettings, "Notifications.")
+        default_factory=NotifySettings, metadata=_section(NotifySettings, N_("Notifications."))
     )
     keys: Mapping[str, str] = field(
         default_factory=_default_keys,
         metadata=_about(
-            "Keys for commands: ctrl, alt and shift join a key with +, as in ctrl+shift+up;"
-            ' commas separate the keys of one command, as in "ctrl+o,f4".',
+            N_(
+                "Keys for commands: ctrl, alt and shift join a key with +, as in ctrl+shift+up;"
+                ' commas separate the keys of one command, as in "ctrl+o,f4".'
+            ),
             _keys,
         ),
     )
     """Every name of `KEY_ACTIONS` → its key, as Textual names it (an `App.set_keymap` map)."""
+
+    def effective_calendar(self, lang: str | None = None) -> str:
+        """The calendar the log's dates are in: `calendar` if chosen, else "jalali" when the
+        app speaks Persian (`lang`, by default the language in use), else "gregorian"."""
+        if self.calendar is not None:
+            return self.calendar
+        return "jalali" if (lang or i18n.language()) == "fa" else "gregorian"
 
 
 def default_path() -> Path:
@@ -525,11 +714,15 @@ def load_config(path: Path | None = None) -> Config:
     except FileNotFoundError:
         if path is None:
             return Config()
-        raise ConfigError(f"{file}: there is no such file") from None
+        raise ConfigError(_("{file}: there is no such file").format(file=file)) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{file}: it is not UTF-8 text (byte {exc.start})") from None
+        raise ConfigError(
+            _("{file}: it is not UTF-8 text (byte {byte})").format(file=file, byte=exc.start)
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"{file}: it cannot be read: {exc.strerror or exc}") from None
+        raise ConfigError(
+            _("{file}: it cannot be read: {reason}").format(file=file, reason=exc.strerror or exc)
+        ) from None
     return parse_config(text, file)
 
 
@@ -542,24 +735,38 @@ def parse_config(text: str, file: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
-        place, line, column = "", None, None
+        line, column = None, None
         if (found := _AT.match(message)) is not None:
             message, line, column = found[1], int(found[2]), int(found[3])
-            place = f", line {line}, column {column}"
         message = message.removesuffix(" (at end of document)")
-        reason = message[:1].lower() + message[1:]
+        reason = message[:1].lower() + message[1:]  # (tomllib's words: in English)
+        where = _place(file, line, column)
         raise ConfigError(
-            f"{file}{place}: this is not valid TOML: {reason}", line=line, column=column
+            _("{place}: this is not valid TOML: {reason}").format(place=where, reason=reason),
+            line=line,
+            column=column,
         ) from None
     try:
         config = _build(Config, data, (), file.parent)
     except _Invalid as exc:
         line = line_of(text, exc.at)
-        subject = f"{_dotted(exc.at)} " if exc.subject else ""
-        place = f", line {line}" if line is not None else ""
-        raise ConfigError(f"{file}{place}: {subject}{exc.reason}", line=line) from None
+        problem = exc.reason
+        if exc.subject:
+            # TRANSLATORS: a setting (like server.port), then what is wrong with its value
+            problem = _("{key} {problem}").format(key=_dotted(exc.at), problem=problem)
+        where = _place(file, line)
+        raise ConfigError(f"{where}: {problem}", line=line) from None
     assert isinstance(config, Config)
     return config
+
+
+def _place(file: Path, line: int | None, column: int | None = None) -> str:
+    """Where in the settings file: `file, line 2, column 9`, or less if less is known."""
+    if line is None:
+        return str(file)
+    if column is None:
+        return _("{file}, line {line}").format(file=file, line=line)
+    return _("{file}, line {line}, column {column}").format(file=file, line=line, column=column)
 
 
 def _build(cls: type, table: dict[str, Any], path: tuple[str, ...], where: Path) -> object:
@@ -570,9 +777,14 @@ def _build(cls: type, table: dict[str, Any], path: tuple[str, ...], where: Path)
         try:
             setting = known.get(key)
             if setting is None:
-                inside = f" in [{_dotted(path)}]" if path else ""
                 hint = _belongs(cls, key) or _suggest(key, known)
-                raise _Invalid(f'unknown key "{key}"{inside}{hint}', subject=False)
+                if path:
+                    unknown = _('unknown key "{key}" in [{table}]{hint}').format(
+                        key=key, table=_dotted(path), hint=hint
+                    )
+                else:
+                    unknown = _('unknown key "{key}"{hint}').format(key=key, hint=hint)
+                raise _Invalid(unknown, subject=False)
             if (section := setting.metadata.get("table")) is not None:
                 values[key] = _build(section, _table(value), (*path, key), where)
             else:
@@ -662,7 +874,7 @@ def _example_lines(cls: type, path: tuple[str, ...], defaults: object) -> list[s
             later.append((each, _dotted((*path, each.name))))
             continue
         example = each.metadata["example"]
-        lines += ["", *_comment(each.metadata["doc"])]
+        lines += ["", *_comment(_(each.metadata["doc"]))]
         if example is MISSING:
             lines.append(f"{_dotted((each.name,))} = {_toml(value)}")
         else:
@@ -671,12 +883,12 @@ def _example_lines(cls: type, path: tuple[str, ...], defaults: object) -> list[s
             )
     for each, header in later:
         value = getattr(defaults, each.name)
-        lines += ["", *_comment(each.metadata["doc"]), f"[{header}]"]
+        lines += ["", *_comment(_(each.metadata["doc"])), f"[{header}]"]
         if "table" in each.metadata:
             lines += _example_lines(each.metadata["table"], (*path, each.name), value)
         elif each.name == "keys" and cls is Config:
             for name, action in KEY_ACTIONS.items():
-                lines.append(f"{name} = {_toml(value[name])}  # {action.description}")
+                lines.append(f"{name} = {_toml(value[name])}  # {action.describe()}")
         else:
             example = each.metadata["example"]
             lines += [f"# {_dotted((k,))} = {_toml(v)}" for k, v in dict(example).items()]
@@ -685,9 +897,10 @@ def _example_lines(cls: type, path: tuple[str, ...], defaults: object) -> list[s
 
 def example() -> str:
     """A settings file with every key at its default, each explained in a comment."""
-    head = [
-        "# tuichat's settings. Every key is shown at its default: change what you like and",
-        "# delete the rest. Flags on the command line win over this file.",
-        f"# tuichat reads {default_path()} (or the file given with --config).",
-    ]
+    about = _(
+        "tuichat's settings. Every key is shown at its default: change what you like and\n"
+        "delete the rest. Flags on the command line win over this file.\n"
+        "tuichat reads {path} (or the file given with --config)."
+    ).format(path=default_path())
+    head = [f"# {line}" for line in about.splitlines()]
     return "\n".join([*head, *_example_lines(Config, (), Config())]) + "\n"

@@ -27,6 +27,7 @@ from typing import Any
 
 import platformdirs
 
+from tuichat.app.i18n import _, plain
 from tuichat.client import UntrustedServer
 from tuichat.protocol.auth import SigningKey
 
@@ -38,6 +39,9 @@ VERSION = 2
 
 class IdentityError(Exception):
     """An identity line that cannot be imported."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(plain(message))  # (said on the terminal as it is)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +69,7 @@ class IdentityStore:
         except FileNotFoundError:
             return {}
         if not isinstance(data, dict):
-            raise IdentityError(f"{self.path} is not an identity file")
+            raise IdentityError(_("{path} is not an identity file").format(path=self.path))
         if data.get("version") == VERSION and isinstance(data.get("names"), dict):
             return {str(k): dict(v) for k, v in data["names"].items() if isinstance(v, dict)}
         names = {  # version 1: name → secret
@@ -107,24 +111,26 @@ class IdentityStore:
         Lines of version 1 (`tuichat-identity:<name>:<secret>`) are taken too: the
         name gets a new key and keeps the secret to move to it.
         """
-        prefix, _, rest = line.strip().partition(":")
-        version, _, fields = rest.partition(":")
+        prefix, _colon, rest = line.strip().partition(":")
+        version, _colon, fields = rest.partition(":")
         if prefix != PREFIX:
-            raise IdentityError("not an identity line (it starts with 'tuichat-identity:')")
+            raise IdentityError(_("not an identity line (it starts with 'tuichat-identity:')"))
         if version == str(VERSION):
             private, legacy, name = [*fields.split(":", 2), "", ""][:3]
             try:
                 key = SigningKey.from_text(private)
             except ValueError:
-                raise IdentityError("the identity line is damaged (its key is not valid)") from None
+                raise IdentityError(
+                    _("the identity line is damaged (its key is not valid)")
+                ) from None
             entry: dict[str, Any] = {"key": key.to_text()} | ({"legacy": legacy} if legacy else {})
         else:
-            name, _, legacy = rest.rpartition(":")
+            name, _colon, legacy = rest.rpartition(":")
             entry = {"key": SigningKey.generate().to_text(), "legacy": legacy}
             if len(legacy) < 32:
-                raise IdentityError("not an identity line (it starts with 'tuichat-identity:')")
+                raise IdentityError(_("not an identity line (it starts with 'tuichat-identity:')"))
         if not name:
-            raise IdentityError("the identity line has no name")
+            raise IdentityError(_("the identity line has no name"))
         names = self._load()
         names[name.casefold()] = entry
         self._save(names)
@@ -150,10 +156,12 @@ class NamePins:
         known: list[str] = entry.get("servers", {}).get(server_id, [])
         if known and self.address not in known and not self.trust_address:
             raise UntrustedServer(
-                f"{self.address} says it is the chat you use as {self.name} at {known[0]}; "
-                f"it may be passing your sign-in on to it, so {self.name}'s key was not used. "
-                f"Connect to {known[0]}, or if {self.address} is truly another address of "
-                "that chat, start tuichat with --trust-address"
+                _(
+                    "{address} says it is the chat you use as {name} at {known}; it may be"
+                    " passing your sign-in on to it, so {name}'s key was not used. Connect to"
+                    " {known}, or if {address} is truly another address of that chat, start"
+                    " tuichat with --trust-address"
+                ).format(address=self.address, name=self.name, known=known[0])
             )
 
     def remember(self, server_id: str) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from tuichat.app.i18n import N_, _
 from tuichat.app.untrusted import MAX_USERS
 from tuichat.chat.names import sort_key
 
@@ -16,8 +17,8 @@ MAX_LOG_CHARS = 2_000_000
 """Characters of text each room's log keeps; past it the oldest entries go the same way."""
 TRIM_TO = MAX_LOG_LINES * 9 // 10
 """How many entries a log keeps when it is trimmed."""
-NEW_MESSAGES = "new messages"
-"""The text of the line above the first unread message."""
+NEW_MESSAGES = N_("new messages")
+"""The text of the line above the first unread message (in English: shown through `_`)."""
 
 
 class Kind(Enum):
@@ -114,7 +115,7 @@ class RoomView:
             return
         for index, entry in enumerate(entries):
             if entry.seq > after and not _own(entry, me):
-                entries.insert(index, LogEntry(Kind.NEW, entry.ts, "", NEW_MESSAGES))
+                entries.insert(index, LogEntry(Kind.NEW, entry.ts, "", _(NEW_MESSAGES)))
                 return
 
     def add_members(self, names: Iterable[str]) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from tuichat.app.i18n import N_, _, ngettext
 from tuichat.client.unread import conversation_key
 
 JOINERS = "\u200c\u200d"
@@ -37,11 +38,11 @@ class Level(Enum):
 
 LEVELS = tuple(level.value for level in Level)
 MEANINGS = {
-    Level.ALL: "every message",
-    Level.MENTIONS: "mentions and private messages",
-    Level.NONE: "nothing",
+    Level.ALL: N_("every message"),
+    Level.MENTIONS: N_("mentions and private messages"),
+    Level.NONE: N_("nothing"),
 }
-"""What notifies at each level, as the app says it."""
+"""What notifies at each level, as the app says it (in English: shown through `_`)."""
 
 
 @dataclass
@@ -120,8 +121,10 @@ def summary(items: Iterable[tuple[str, str, str]]) -> tuple[str, str] | None:
         return None
     if len(batch) == 1:
         conversation, sender, text = batch[0]
-        where = "" if conversation.startswith("@") else f" in {conversation}"
-        return f"{sender}{where}", text
-    places = list(dict.fromkeys(conversation for conversation, _, _ in batch))
-    shown = ", ".join(places[:3]) + (" …" if len(places) > 3 else "")
-    return f"{len(batch)} new messages", shown
+        if conversation.startswith("@"):
+            return sender, text
+        return _("{sender} in {room}").format(sender=sender, room=conversation), text
+    places = list(dict.fromkeys(conversation for conversation, _sender, _text in batch))
+    shown = _(", ").join(places[:3]) + (" …" if len(places) > 3 else "")
+    count = len(batch)
+    return ngettext("{count} new message", "{count} new messages", count).format(count=count), shown

@@ -14,6 +14,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
 from textual.fuzzy import Matcher
 
+from tuichat.app.i18n import N_, _
 from tuichat.app.notify import MEANINGS
 
 if TYPE_CHECKING:
@@ -21,11 +22,29 @@ if TYPE_CHECKING:
 
 PaletteEntry = tuple[str, Callable[[], object], str]
 
+TEXTUAL_COMMANDS = (
+    N_("Theme"),
+    N_("Change the current theme"),
+    N_("Quit"),
+    N_("Quit the application as soon as possible"),
+    N_("Keys"),
+    N_("Hide the keys and widget help panel"),
+    N_("Show help for the focused widget and a summary of available keys"),
+    N_("Minimize"),
+    N_("Minimize the widget and restore to normal size"),
+    N_("Maximize"),
+    N_("Maximize the focused widget"),
+    N_("Screenshot"),
+    N_("Save an SVG 'screenshot' of the current screen"),
+)
+"""What Textual's own entries of the palette say (its system commands), for the catalog:
+the app shows them through `_` (`ChatApp.get_system_commands`)."""
+
 
 def highlight(matcher: Matcher, text: str) -> Content:
     """Return `text` as plain content with the characters `matcher` matched highlighted."""
     content = Content(text)
-    _, offsets = matcher.fuzzy_search.match(matcher.query, text)
+    _score, offsets = matcher.fuzzy_search.match(matcher.query, text)
     for offset in offsets:
         if not text[offset].isspace():
             content = content.stylize(matcher.match_style, offset, offset + 1)
@@ -46,54 +65,80 @@ class ChatCommands(Provider):
         for user in app.online_users():
             if user != app.my_name:
                 yield (
-                    f"Private message {user}",
+                    _("Private message {user}").format(user=user),
                     partial(app.action_private_message, user),
-                    f"Send a message only {user} will see",
+                    _("Send a message only {user} will see").format(user=user),
                 )
-        yield ("Join room …", app.action_join_room, "Join or create a room")
+        yield (_("Join room …"), app.action_join_room, _("Join or create a room"))
         for key in app.conversations():
             view = app.conversation(key)
             if key != app.current_room and view is not None:
                 name = view.name
                 if view.private:
-                    text, what = f"Switch to {name}", "Show this private conversation"
+                    text = _("Switch to {name}").format(name=name)
+                    what = _("Show this private conversation")
                 else:
-                    text, what = f"Switch to room {name}", "Show this room"
+                    text, what = _("Switch to room {name}").format(name=name), _("Show this room")
                 yield (text, partial(app.switch_room, key), what)
-        yield ("Next unread", app.action_next_unread, "Show the next conversation to read (alt+a)")
+        yield (
+            _("Next unread"),
+            app.action_next_unread,
+            _("Show the next conversation to read (alt+a)"),
+        )
         current = app.conversation(app.current_room)
         if current is not None and current.private:
-            yield ("Close conversation", app.action_leave_room, f"Close {current.name}")
+            yield (
+                _("Close conversation"),
+                app.action_leave_room,
+                _("Close {name}").format(name=current.name),
+            )
         elif current is not None:
-            yield ("Leave room", app.action_leave_room, f"Leave {current.name}")
+            yield (
+                _("Leave room"),
+                app.action_leave_room,
+                _("Leave {name}").format(name=current.name),
+            )
         if current is not None:
             for level, what in MEANINGS.items():
                 yield (
-                    f"Notify: {level.value}",
+                    # TRANSLATORS: {level} is all, mentions or none, as /notify takes it
+                    _("Notify: {level}").format(level=level.value),
                     partial(app.action_set_notify, level.value),
-                    f"In {current.name}, notify of {what}",
+                    _("In {name}, notify of {what}").format(name=current.name, what=_(what)),
                 )
         yield (
-            "Clear log",
+            _("Clear log"),
             app.action_clear_log,
-            "Clear the log of this conversation on this screen",
+            _("Clear the log of this conversation on this screen"),
         )
         yield (
-            "Sign out other devices",
+            _("Sign out other devices"),
             app.action_sign_out_others,
-            "Sign out every other device signed in with your name",
+            _("Sign out every other device signed in with your name"),
         )
-        yield ("Exit", app.action_exit_chat, "Say goodbye and quit")
+        yield (
+            _("Right-to-left text: check"),
+            app.check_bidi,
+            _("Ask which line reads correctly here, and draw Persian that way"),
+        )
+        yield (_("Exit"), app.action_exit_chat, _("Say goodbye and quit"))
 
     async def discover(self) -> Hits:
+        draw = self._draw
         for text, command, help_text in self._entries():
-            yield DiscoveryHit(Content(text), command, text=text, help=plain(help_text))
+            shown = Content(draw(text))
+            yield DiscoveryHit(shown, command, text=text, help=plain(draw(help_text)))
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
+        draw = self._draw
         for text, command, help_text in self._entries():
             score = matcher.match(text)
-            if score > 0:
-                yield Hit(
-                    score, highlight(matcher, text), command, text=text, help=plain(help_text)
-                )
+            if score > 0:  # (right-to-left text is drawn reordered: its matches not marked)
+                drawn = draw(text)
+                shown = highlight(matcher, text) if drawn == text else Content(drawn)
+                yield Hit(score, shown, command, text=text, help=plain(draw(help_text)))
+
+    def _draw(self, text: str) -> str:
+        app: ChatApp = self.app  # type: ignore[assignment]
+        return app.bidi.display(text)

@@ -7,6 +7,8 @@ server's events (already cleaned of anything a terminal would act on) change it 
 `history_entries` and `prepend_history`. What the screen must do about a change (lay out
 grown logs, fetch history, show a banner, notify) is gathered in `changes`, which the app
 takes and carries out: the state never touches a widget or the network.
+
+The app's own lines are made in the language in use; what the server says is shown as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from tuichat.app.i18n import N_, _, ngettext
 from tuichat.app.model import MAX_LOG_LINES, Kind, LogEntry, RoomView
 from tuichat.app.notify import NotifyRules
 from tuichat.client import ClientEvent, Disconnected, Reconnected, Reconnecting
@@ -44,13 +47,23 @@ LOBBY = "#lobby"
 MAX_PRIVATE = 100
 """Private conversations kept open; a new one past it closes the oldest that is read."""
 LEAVE_WORDS = {
-    "part": "{name} left {room}",
-    "quit": "{name} quit {room}",
-    "disconnect": "{name} lost their connection",
-    "timeout": "{name} timed out",
-    "slow": "{name} fell too far behind and was dropped",
+    "part": N_("{name} left {room}"),
+    "quit": N_("{name} quit {room}"),
+    "disconnect": N_("{name} lost their connection"),
+    "timeout": N_("{name} timed out"),
+    "slow": N_("{name} fell too far behind and was dropped"),
 }
-"""What the log says when someone leaves a room, by the `left` frame's reason."""
+"""What the log says when someone leaves a room, by the `left` frame's reason (in English:
+shown through `_`)."""
+CONNECTION_STATES = (
+    N_("connecting"),
+    N_("connected"),
+    N_("reconnecting…"),
+    N_("disconnected"),
+    N_("name refused"),
+)
+"""The states of the connection, as `ChatState.connection` holds them: in English, for the
+status line to tell apart (and show through `_`)."""
 Clock = Callable[[], int]
 Monotonic = Callable[[], float]
 
@@ -140,10 +153,17 @@ class ChatState:
         if not names:
             return ""
         if len(names) == 1:
-            return f"{names[0]} is typing…"
+            return _("{name} is typing…").format(name=names[0])
         if len(names) <= 3:
-            return f"{', '.join(names[:-1])} and {names[-1]} are typing…"
-        return f"{len(names)} people are typing…"
+            return _("{names} and {last} are typing…").format(
+                # TRANSLATORS: between the items of a list, as in: ali, bob and carol
+                names=_(", ").join(names[:-1]),
+                last=names[-1],
+            )
+        count = len(names)
+        return ngettext("{count} person is typing…", "{count} people are typing…", count).format(
+            count=count
+        )
 
     def online_users(self) -> list[str]:
         """Everyone online (all are in the lobby), sorted."""
@@ -189,9 +209,14 @@ class ChatState:
         if welcome.motd:
             self.add(LOBBY, LogEntry(Kind.SYSTEM, self.clock(), "", welcome.motd))
         if welcome.devices > 1:
+            devices = welcome.devices
             self.system(
                 LOBBY,
-                f"you are signed in on {welcome.devices} devices; /signout signs out the others",
+                ngettext(
+                    "you are signed in on {count} device; /signout signs out the others",
+                    "you are signed in on {count} devices; /signout signs out the others",
+                    devices,
+                ).format(count=devices),
             )
         self.changes.history.extend(self.rooms)
 
@@ -228,7 +253,8 @@ class ChatState:
             room = self.view(event.room)
             if room is not None:
                 room.add_members((event.name,))
-                self.system(event.room, f"{event.name} joined {event.room}", event.ts)
+                joined = _("{name} joined {room}").format(name=event.name, room=event.room)
+                self.system(event.room, joined, event.ts)
         elif isinstance(event, Left):
             self.status.stopped(event.name, event.room)
             if conversation_key(event.room) == LOBBY:  # (everyone online is in the lobby)
@@ -237,16 +263,20 @@ class ChatState:
             room = self.view(event.room)
             if room is not None:
                 room.remove_member(event.name)
-                words = LEAVE_WORDS.get(event.reason, LEAVE_WORDS["part"])
+                words = _(LEAVE_WORDS.get(event.reason, LEAVE_WORDS["part"]))
                 self.system(event.room, words.format(name=event.name, room=event.room), event.ts)
         elif isinstance(event, RoomState):  # another device of ours joined a room
             if self.view(event.room) is None:
-                self.system(self.current, f"joined {event.room} on another device")
+                self.system(
+                    self.current, _("joined {room} on another device").format(room=event.room)
+                )
             self.room_state(event)
         elif isinstance(event, Parted):  # another device of ours left a room
             if self.view(event.room) is not None:
                 self.close(conversation_key(event.room))
-                self.system(self.current, f"left {event.room} on another device")
+                self.system(
+                    self.current, _("left {room} on another device").format(room=event.room)
+                )
         elif isinstance(event, Away):
             self.status.away_changed(event.name, event.away, event.reason)
         elif isinstance(event, IsTyping):
@@ -268,31 +298,37 @@ class ChatState:
                 key = conversation_key(event.room)
                 view.clear()
                 changes.shown_again.add(key)
-                self.system(event.room, f"{event.room} was reset on the server; reloading")
+                self.system(
+                    event.room,
+                    _("{room} was reset on the server; reloading").format(room=event.room),
+                )
                 changes.history.append(key)
         elif isinstance(event, Bye):
             if event.reason in ("signed_out", "replaced"):
-                self.banner = f"Signed out: {event.message or event.reason}"
+                why = event.message or event.reason
+                self.banner = _("Signed out: {reason}").format(reason=why)
                 self.error(
-                    f"{event.message or 'signed out'}; this device will not reconnect "
-                    "(start tuichat again to sign in)"
+                    _(
+                        "{reason}; this device will not reconnect (start tuichat again to sign in)"
+                    ).format(reason=event.message or _("signed out"))
                 )
             else:
-                self.banner = f"The server is going away: {event.message or event.reason}"
+                why = event.message or event.reason
+                self.banner = _("The server is going away: {reason}").format(reason=why)
         elif isinstance(event, Reconnecting):
             self.connection = "reconnecting…"
             if event.attempt == 1:
-                self.error(f"connection lost: {event.reason}")
-            self.banner = "Connection lost — reconnecting…"
+                self.error(_("connection lost: {reason}").format(reason=event.reason))
+            self.banner = _("Connection lost — reconnecting…")
         elif isinstance(event, Reconnected):
             self.connection = "connected"
             self.banner = None
-            self.system(self.current, "reconnected; missed messages follow")
+            self.system(self.current, _("reconnected; missed messages follow"))
             self.reconnected(event.welcome)
         elif isinstance(event, Disconnected):
             self.connection = "disconnected"
             if not event.clean or self.banner is None:  # (a clean end keeps the server's words)
-                self.banner = f"Disconnected: {event.reason}"
+                self.banner = _("Disconnected: {reason}").format(reason=event.reason)
 
     def _message(self, event: Message) -> None:
         key = conversation_key(event.room)
@@ -416,10 +452,11 @@ class ChatState:
             view.history_complete = False
         view.seqs.update(entry.seq for entry in older)
         if view.history_complete and start is not None:
-            what = "start of the conversation" if view.private else "start of the room"
+            what = _("start of the conversation") if view.private else _("start of the room")
             older.insert(0, LogEntry(Kind.SYSTEM, start, "", what))
         if first_page and older:
-            older.append(LogEntry(Kind.SYSTEM, older[-1].ts, "", "── earlier messages above ──"))
+            earlier = _("── earlier messages above ──")
+            older.append(LogEntry(Kind.SYSTEM, older[-1].ts, "", earlier))
         if not older:
             return 0
         view.entries[:0] = older

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from rich.cells import cell_len, chop_cells
+import re
+
+from rich.cells import cell_len, chop_cells, load_cell_table  # type: ignore[attr-defined]
 
 TAB = "    "
+FIRST_WIDE = "\u1100"
+"""No character below it takes two cells."""
+_ABOVE = re.compile(f"[{FIRST_WIDE}-\U0010ffff]")
+INVISIBLE = ("\u200c", "\u200e", "\u200f", "\u2066", "\u2067", "\u2068", "\u2069")
+"""Zero-width characters above `FIRST_WIDE` that Persian text holds: the half-space (ZWNJ),
+direction marks and isolates."""
+_MARKS = re.compile(
+    "["
+    + "".join(
+        f"{re.escape(chr(start))}-{re.escape(chr(end))}"
+        for start, end, width in load_cell_table("auto").widths
+        if width == 0 and start > 0 and end < 0x1100
+    )
+    + "]"
+)
+"""The zero-width characters below `FIRST_WIDE` (combining marks), as Rich's table has them."""
 
 
 def fits(text: str, width: int) -> bool:
@@ -13,7 +31,22 @@ def fits(text: str, width: int) -> bool:
         return False
     if text.isascii():
         return len(text) <= width
-    return cell_len(text) <= width
+    return cells(text) <= width
+
+
+def cells(text: str) -> int:
+    """The cells `text` takes, as `rich.cells.cell_len` counts them, found without a lookup
+    per character when `text` has no wide character and no combining mark (most Persian,
+    Arabic, Hebrew and Latin text)."""
+    if text.isascii():
+        return len(text) if text.isprintable() else cell_len(text)
+    narrow = text
+    for invisible in INVISIBLE:
+        if invisible in narrow:
+            narrow = narrow.replace(invisible, "")
+    if narrow.isprintable() and _ABOVE.search(narrow) is None and _MARKS.search(narrow) is None:
+        return len(narrow)
+    return cell_len(text)
 
 
 def wrap(text: str, width: int) -> list[str]:
@@ -42,7 +75,7 @@ def wrap(text: str, width: int) -> list[str]:
         line = ""
         line_cells = 0
         for word in paragraph.split(" "):
-            word_cells = cell_len(word)
+            word_cells = cells(word)
             needed = word_cells if not line else line_cells + 1 + word_cells
             if needed <= width:
                 line = word if not line else f"{line} {word}"
@@ -53,7 +86,7 @@ def wrap(text: str, width: int) -> list[str]:
             if word_cells > width:
                 *heads, word = _chop(word, width)
                 lines.extend(heads)
-                word_cells = cell_len(word)
+                word_cells = cells(word)
             line, line_cells = word, word_cells
         lines.append(line)
     return lines

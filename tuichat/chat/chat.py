@@ -24,6 +24,7 @@ from tuichat.chat.names import (
     check_text,
     name_key,
     name_keys,
+    room_key,
     sort_key,
 )
 from tuichat.protocol.errors import ErrorCode
@@ -108,6 +109,9 @@ class Room(Generic[H]):
     epoch: int
     members: dict[str, User[H]] = field(default_factory=dict)
     delivered: int = 0
+    key: str = ""
+    """The room's comparison key (`room_key`) once it is known to hold it (see
+    `Chat.hold_key`): a `join` of a look-alike name comes here. "" until then."""
 
     _handles: tuple[H, ...] | None = field(default=None, repr=False)
     """Every member's every session (`handles`), made again after a change."""
@@ -190,6 +194,11 @@ class Chat(Generic[H]):
         """Both keys of every online name (see `name_keys`)."""
         self.away: dict[str, User[H]] = {}
         """The users online here who are away, by user key."""
+        self._room_keys: dict[str, Room[H]] = {}
+        """The rooms with members here that hold their comparison key (`room_key`), by it."""
+        self.unkeyed: frozenset[str] = frozenset()
+        """Rooms (anywhere) that do not hold their comparison key: a look-alike had it first
+        (the broker says which). A join of one of these names is for that room itself."""
 
     # --- sessions --------------------------------------------------------
 
@@ -281,6 +290,28 @@ class Chat(Generic[H]):
         user.rooms[key] = room
         return room, [Delivery(room, Joined(key, user.name, now))]
 
+    def live_room(self, room_name: str) -> str | None:
+        """Return the room with members here that a `join` of `room_name` means: the room of
+        that name, or the one holding its comparison key (unless the name is a room of its own
+        that does not hold it); None if neither has members here. Raise `invalid_room`."""
+        name = check_room(room_name)
+        if name in self.rooms:
+            return name
+        holder = self._room_keys.get(room_key(name))
+        if holder is None or name in self.unkeyed:
+            return None
+        return holder.name
+
+    def hold_key(self, room_name: str) -> None:
+        """The room `room_name` (with members here) holds its comparison key: joins of names
+        that look like it come to it (see `live_room`)."""
+        room = self.rooms.get(room_name)
+        if room is not None and not room.key:
+            key = room_key(room.name)
+            if key not in self._room_keys:
+                room.key = key
+                self._room_keys[key] = room
+
     def check_join(self, user: User[H], room_name: str) -> str:
         """Return the room `user` may join; raise `ChatError` if they may not."""
         key = check_room(room_name)
@@ -294,7 +325,8 @@ class Chat(Generic[H]):
         return key
 
     def part(self, user: User[H], room_name: str, now: int) -> tuple[str, list[Delivery[H]]]:
-        """Remove `user` from a room; the members, the leaver too, hear it."""
+        """Remove `user` from a room (named as they are in it, or by a look-alike of it); the
+        members, the leaver too, hear it."""
         room = self._membership(user, room_name)
         if room.name == LOBBY:
             raise ChatError(ErrorCode.CANNOT_LEAVE_LOBBY, f"everyone stays in {LOBBY}")
@@ -344,10 +376,21 @@ class Chat(Generic[H]):
     # --- internals -------------------------------------------------------
 
     def _membership(self, user: User[H], room_name: str) -> Room[H]:
-        key = check_room(room_name)
-        room = user.rooms.get(key)
+        room = self.membership(user, room_name)
         if room is None:
-            raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in {key}; join it first")
+            name = check_room(room_name)
+            raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in {name}; join it first")
+        return room
+
+    def membership(self, user: User[H], room_name: str) -> Room[H] | None:
+        """Return the room of `user` that `room_name` names: by its name, or by a name that
+        looks like it (None: they are in neither); raise `invalid_room`."""
+        name = check_room(room_name)
+        room = user.rooms.get(name)
+        if room is None and name not in self.unkeyed and self._room_keys:
+            holder = self._room_keys.get(room_key(name))
+            if holder is not None and user.rooms.get(holder.name) is holder:
+                return holder
         return room
 
     def _open(self, name: str) -> Room[H]:
@@ -359,6 +402,8 @@ class Chat(Generic[H]):
         room.remove(user)
         if not room.members and room.name != LOBBY:
             del self.rooms[room.name]  # the broker keeps its position
+            if room.key and self._room_keys.get(room.key) is room:
+                del self._room_keys[room.key]
 
 
 def no_such_room(room_name: str) -> ChatError:

@@ -18,6 +18,14 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from tuichat.chat.names import FOLD, ZWNJ
+
+_FOLDED = {
+    chr(code): "" if to is None else str(to) for code, to in FOLD.items() if chr(code) != ZWNJ
+}
+"""What `FOLD` does to each character it changes (but the ZWNJ, which goes first)."""
+_FOLDABLE = re.compile("[" + "".join(_FOLDED) + "]")
+
 MAX_TRACKED = 10_000
 """Messages remembered per conversation above its marker (own ones, mentions, private
 ones); past it the oldest are forgotten, and the counts may come out a little low."""
@@ -37,24 +45,34 @@ def read_pause(interval: float = READ_INTERVAL, spread: float = READ_SPREAD) -> 
 
 
 def fold(text: str) -> str:
-    """Return `text` NFKC-normalised and case-folded: how names are compared."""
+    """Return `text` NFKC-normalised and case-folded, with the Persian and Arabic folding of
+    names (`tuichat.chat.names.FOLD`: the ZWNJ, tatweel and harakat go, Arabic yeh and alef
+    maksura become Farsi yeh, Arabic kaf keheh, the Arabic-Indic and Persian digits ASCII
+    ones): how names are compared (without their look-alikes)."""
     if text.isascii():
         return text.lower()
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    if ZWNJ in text:  # (the one most Persian text has: by far the cheapest to take out alone)
+        text = text.replace(ZWNJ, "")
+    if _FOLDABLE.search(text) is None:  # (`str.translate` looks up every character)
+        return text
+    return _FOLDABLE.sub(_fold_one, text)
+
+
+def _fold_one(match: re.Match[str]) -> str:
+    return _FOLDED[match.group()]
 
 
 def mentions(text: str, name: str) -> bool:
-    """Whether `text` holds `name` as a whole word (compared after NFKC case folding)."""
-    return _mentions(text, fold(name))
+    """Whether `text` holds `name` as a whole word (both folded: `fold`)."""
+    return _mentions(fold(text), fold(name))
 
 
-def _mentions(text: str, folded_name: str) -> bool:
-    if not folded_name:
+def _mentions(folded_text: str, folded_name: str) -> bool:
+    """Whether `folded_text` holds `folded_name` as a whole word (both `fold`ed)."""
+    if not folded_name or folded_name not in folded_text:
         return False
-    text = fold(text)
-    if folded_name not in text:
-        return False
-    return re.search(rf"(?<!\w){re.escape(folded_name)}(?!\w)", text) is not None
+    return re.search(rf"(?<!\w){re.escape(folded_name)}(?!\w)", folded_text) is not None
 
 
 def conversation_key(conversation: str) -> str:
@@ -194,10 +212,13 @@ class Unread:
         Return whether it mentions the user (and is not theirs), read or not."""
         state = self._get(conversation)
         own = fold(sender) == self._folded_me
-        mention = not own and (
-            _mentions(text, self._folded_me)
-            or any(_mentions(text, word) for word in self._folded_keywords)
-        )
+        if own:
+            mention = False
+        else:  # the text folded once, for the name and every keyword
+            folded = fold(text)
+            mention = _mentions(folded, self._folded_me) or any(
+                _mentions(folded, word) for word in self._folded_keywords
+            )
         state.last = max(state.last, seq)
         if seq <= state.marker:
             return mention

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from tuichat.chat import LOBBY, Chat, ChatError, Delivery, Room, User
 from tuichat.chat.chat import no_such_room
-from tuichat.chat.names import check_name, check_room, name_key, name_keys, sort_key
+from tuichat.chat.names import check_name, check_room, name_key, name_keys, room_key, sort_key
 from tuichat.protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -87,6 +87,7 @@ from tuichat.server.broker import (
     RemoteAway,
     RemoteJoined,
     RemoteUser,
+    RoomClaim,
     RoomPosition,
     TypingEvent,
     make_broker,
@@ -203,6 +204,9 @@ class ChatServer:
         """Rooms with a join (or a hello) waiting for the broker to follow them."""
         self._greeting: dict[str, Session] = {}
         """The name keys of every hello being carried out."""
+        self._claiming: set[str] = set()
+        """Rooms with members here opened without a claim of their comparison key, being asked
+        whether they hold it (`_hold_key`)."""
         self._backlogged: set[Session] = set()
         """Sessions with much unsent data, the last time one was written to."""
         self._backlog_checked = float("-inf")
@@ -259,6 +263,8 @@ class ChatServer:
             raise error
         lobby = self.chat.rooms[LOBBY]
         lobby.epoch, lobby.delivered = self._room_position(LOBBY)
+        self.chat.unkeyed = self.broker.unkeyed_rooms()
+        self._hold_key(lobby)
         loop = asyncio.get_running_loop()
         if self.config.proxy_from:  # balancers' connections: the PROXY header, then TLS
             self._server = await ProxyListener.open(
@@ -953,6 +959,7 @@ class ChatServer:
                 room, deliveries = self.chat.join(user, name, self.clock())
             except ChatError:
                 continue  # a room that cannot be joined any more is simply not resumed
+            self._hold_key(room)
             self.fanout.joined(room, user.sessions[0])
             announcements += deliveries
         resumed: dict[str, tuple[Room[Session], Position]] = {}
@@ -1202,7 +1209,8 @@ class ChatServer:
             shown, other_key = self._party(check_name(request.room[1:]))
             marker = ReadMarker(f"@{other_key}", f"@{shown}", 0, seq)
         else:
-            room = check_room(request.room)
+            mine = self.chat.membership(user, request.room)  # (a look-alike of one of theirs)
+            room = mine.name if mine is not None else check_room(request.room)
             here = self.chat.rooms.get(room)
             epoch = min(max(request.epoch, 0), MAX_MARKER_SEQ)
             if here is not None:  # epoch 0: the room's own; not past its last message
@@ -1298,10 +1306,10 @@ class ChatServer:
                 event = TypingEvent(user.name, user.key, target_key=found.key)
                 limited = f"@{found.key}"
             else:
-                limited = check_room(conversation)
-                room = user.rooms.get(limited)
+                room = self.chat.membership(user, conversation)
                 if room is None:
                     return
+                limited = room.name
                 if len(room.members) + self.peers.count(limited) > TYPING_MAX_MEMBERS:
                     return  # a crowd: who types there is noise, and costs everyone's reads
                 event = TypingEvent(user.name, user.key, room=limited)
@@ -1314,8 +1322,36 @@ class ChatServer:
 
     def _join(self, session: Session, join: Join) -> None:
         user = self._user(session)
+        live = self.chat.live_room(join.room)
+        if live is not None:  # in use here (by this name, or one that looks like it): at once
+            self._enter(session, user, live, join, None)
+            return
         name = self.chat.check_join(user, join.room)
         if not self._opens_room(session, name):
+            raise ChatError(
+                ErrorCode.RATE_LIMITED,
+                "too many rooms were opened from your address lately; join one that has people",
+            )
+
+        def claimed(result: RoomClaim | Exception) -> None:
+            if session.user is not user:
+                return  # gone meanwhile
+            if isinstance(result, Exception):
+                session.send(_unavailable(result, join.ref))
+            else:  # this room, or the one whose name it looks like
+                self._guarded(
+                    session, join.ref, self._enter, session, user, result.room, join, result.keyed
+                )
+
+        self.broker.claim_room(name, room_key(name), claimed)
+
+    def _enter(
+        self, session: Session, user: User[Session], room: str, join: Join, keyed: bool | None
+    ) -> None:
+        """Have the broker follow `room`, then put `user` in it (`keyed`: whether it holds its
+        comparison key; None: not known yet)."""
+        name = self.chat.check_join(user, room)
+        if keyed is None and not self._opens_room(session, name):
             raise ChatError(
                 ErrorCode.RATE_LIMITED,
                 "too many rooms were opened from your address lately; join one that has people",
@@ -1327,9 +1363,26 @@ class ChatServer:
             if error is not None:
                 session.send(_unavailable(error, join.ref))
             else:
-                self._guarded(session, join.ref, self._joined, session, user, name, join)
+                self._guarded(session, join.ref, self._joined, session, user, name, join, keyed)
 
         self._follow([name], followed)
+
+    def _hold_key(self, room: Room[Session]) -> None:
+        """Ask the broker whether `room` (with members here, entered without a claim: resumed,
+        joined on another device) holds its comparison key; if it does, a join here of a name
+        that looks like it comes to it at once (`Chat.live_room`)."""
+        if room.key or room.name in self._claiming or room.name in self.chat.unkeyed:
+            return  # (known, being asked, or known not to)
+        self._claiming.add(room.name)
+
+        def claimed(result: RoomClaim | Exception) -> None:
+            self._claiming.discard(room.name)
+            if isinstance(result, Exception):
+                log.debug("cannot claim the key of %s: %s", room.name, result)
+            elif result.keyed and result.room == room.name:
+                self.chat.hold_key(room.name)
+
+        self.broker.claim_room(room.name, room_key(room.name), claimed)
 
     def _opens_room(self, session: Session, room: str) -> bool:
         """Whether `session` may enter `room`: a room nobody is in takes one of its network's
@@ -1339,11 +1392,21 @@ class ChatServer:
         return self.flood.new_room(session.ip, _now())
 
     def _joined(
-        self, session: Session | None, user: User[Session], name: str, join: Join | None
+        self,
+        session: Session | None,
+        user: User[Session],
+        name: str,
+        join: Join | None,
+        keyed: bool | None = None,
     ) -> None:
         """Put `user` in the room; every session of theirs gets its `room_state` (the one that
-        asked, `session`, as the reply to `join`)."""
+        asked, `session`, as the reply to `join`). `keyed`: whether the room holds its
+        comparison key (None: not known; the broker is asked)."""
         room, deliveries = self.chat.join(user, name, self.clock())
+        if keyed:
+            self.chat.hold_key(room.name)
+        elif keyed is None:
+            self._hold_key(room)
         for each in user.sessions:
             self.fanout.joined(room, each)
         self.peers.joined(_local(user), room.name, echo=join is None)
@@ -1394,7 +1457,7 @@ class ChatServer:
     ) -> None:
         """Take `user` out of room `name`; every session of theirs gets `parted` (the one that
         asked, `session`, as the reply to `part`)."""
-        room = user.rooms.get(check_room(name))
+        room = self.chat.membership(user, name)
         if room is not None:
             self.fanout.flush_room(room)  # what the room heard before the leave reaches the leaver
         try:

@@ -6,15 +6,19 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label
+from textual.widgets import Input
+
+from tuichat.app.bidi import Bidi
+from tuichat.app.i18n import N_, _, translate_bindings
+from tuichat.app.widgets.bidi_text import BidiText
 
 
 class PromptDialog(ModalScreen[str | None]):
     """Asks a question; dismisses with the text entered, or None on Escape.
 
-    `title` and `problem` may hold the server's words: they are shown as plain text.
+    `title` and `problem` may hold the server's words: they are shown as plain text (and
+    are given in the language in use, like `placeholder`).
     """
 
     DEFAULT_CSS = """
@@ -65,12 +69,21 @@ class PromptDialog(ModalScreen[str | None]):
     COMPACT_BELOW = 24
     """Rows below which the dialog drops its margins and borders, so that its reason fits."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", N_("Cancel"))]
 
     def __init__(
-        self, title: str, *, problem: str = "", placeholder: str = "", value: str = ""
+        self,
+        title: str,
+        *,
+        problem: str = "",
+        placeholder: str = "",
+        value: str = "",
+        bidi: Bidi | None = None,
     ) -> None:
+        """`bidi`: how right-to-left text is drawn (the app's `--bidi` mode)."""
         super().__init__()
+        self._bidi = bidi or Bidi()
+        translate_bindings(self)
         self._title = title
         self._problem = problem
         self._placeholder = placeholder
@@ -78,11 +91,12 @@ class PromptDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(Content(self._title), classes="title")
+            yield BidiText(self._title, bidi=self._bidi, classes="title")
             if self._problem:
-                yield Label(Content(self._problem), classes="problem", id="problem")
+                yield BidiText(self._problem, bidi=self._bidi, classes="problem", id="problem")
             yield Input(value=self._value, placeholder=self._placeholder, id="answer")
-            yield Label("Enter to confirm · Escape to cancel", classes="hint")
+            hint = _("Enter to confirm · Escape to cancel")
+            yield BidiText(hint, bidi=self._bidi, classes="hint")
 
     def on_resize(self) -> None:
         self.set_class(self.size.height < self.COMPACT_BELOW, "-compact")

@@ -10,21 +10,28 @@ import shlex
 import subprocess
 import tempfile
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from rich.cells import get_character_cell_size
+from rich.segment import Segment
+from rich.style import Style
 from textual import events, on
 from textual.app import SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import TextArea
 from textual.widgets.text_area import Location
 
 from tuichat.app import commands as cmd
+from tuichat.app.bidi import ZWNJ, ZWNJ_MARK, Bidi, has_rtl
 from tuichat.app.completion import Completions, completions
 from tuichat.app.history import InputHistory
+from tuichat.app.i18n import N_, _, translate_bindings
 from tuichat.chat import ChatLimits
 from tuichat.chat.names import clean_text
 
@@ -51,6 +58,12 @@ apart (a slow link) is caught by `META_WINDOW`."""
 META_WINDOW = 1.0
 """Seconds within which Escape then Enter count as Alt+Enter (a new line), as in readline."""
 HISTORY_KEYS = frozenset({"up", "down"})
+TYPED_FORMAT_CHARACTERS = {
+    unicodedata.name(char).lower().replace(" ", "_").replace("-", "_"): char
+    for char in (ZWNJ, "\u200d", "\u200e", "\u200f")
+}
+"""Invisible characters a keyboard types and the composer keeps (ZWNJ, ZWJ, LRM and RLM), by
+the name of their key."""
 LIMITS = ChatLimits()
 
 
@@ -133,7 +146,7 @@ class ChatInput(TextArea, inherit_bindings=False):
             for binding in TextArea.BINDINGS
             if not (isinstance(binding, Binding) and binding.key in ("pageup", "pagedown"))
         ),
-        Binding("ctrl+o,f4", "open_editor", "Edit in $EDITOR", show=False, id="open_editor"),
+        Binding("ctrl+o,f4", "open_editor", N_("Edit in $EDITOR"), show=False, id="open_editor"),
     ]
 
     class Entered(Message):
@@ -177,10 +190,91 @@ class ChatInput(TextArea, inherit_bindings=False):
         self._editor_runner = editor_runner
         self._cycle: _Cycle | None = None
         self._escaped_at: float | None = None
+        self._bidi = Bidi()
+        self._placeholder_text: str | None = None
+        """The placeholder in logical order (it is shown as `bidi` draws it)."""
+        translate_bindings(self)
 
     def on_mount(self) -> None:
         if self.app.is_headless:
             self.cursor_blink = False  # nobody watches it blink; screenshots stay the same
+
+    # --- drawing -------------------------------------------------------------
+
+    def _render_line(self, y: int) -> Strip:
+        """A row of the composer: the text stays logical (the cursor moves through it in the
+        order it was typed), a row that holds right-to-left text or a half-space is drawn in
+        visual order, right-aligned if it reads right to left, with the cursor and selection
+        on the characters they belong to and each ZWNJ drawn as a thin mark."""
+        located = self._row_section(y)
+        if located is None:
+            return super()._render_line(y)
+        line_index, start, end, line = located
+        bidi = self.bidi
+        rtl = bidi.is_rtl(line)
+        last = end == len(line)  # the row the cursor may rest at the end of
+        section = line[start:end] + (" " if last else "")
+        drawn = bidi.line(section, rtl, marks=True)
+        theme = self._theme
+        base = theme.base_style if theme and theme.base_style is not None else self.rich_style
+        selection_style = theme.selection_style if theme else None
+        cursor_style = theme.cursor_style if theme else None
+        top, bottom = sorted(self.selection)
+        cursor = self.selection.end
+        draw_cursor = self._draw_cursor and cursor_style is not None
+        mark_style = Style(dim=True)
+        segments: list[Segment] = []
+        for char, index in zip(drawn.text, drawn.order, strict=True):
+            where = (line_index, start + index)
+            style = Style()
+            if char == ZWNJ_MARK and section[index] == ZWNJ:
+                style += mark_style
+            if selection_style is not None and top != bottom and top <= where < bottom:
+                style += selection_style
+            if draw_cursor and where == cursor:
+                style += cursor_style
+            segments.append(Segment(char, style))
+        width = self.scrollable_content_region.size.width
+        cells = sum(_char_cells(char) for char in drawn.text)
+        if rtl and cells < width:
+            segments.insert(0, Segment(" " * (width - cells)))
+        strip = Strip(Segment.simplify(segments)).crop(0, width)
+        return strip.extend_cell_length(width, theme.base_style if theme else None).apply_style(
+            base
+        )
+
+    def _row_section(self, y: int) -> tuple[int, int, int, str] | None:
+        """For a row that needs visual order: its line, where its part of that line starts
+        and ends, and the line's text; None for rows drawn as they are."""
+        if not self.bidi.active or (not self.text and self.placeholder):
+            return None
+        try:
+            line_index, section = self.wrapped_document._offset_to_line_info[
+                y + self.scroll_offset.y
+            ]
+        except IndexError:
+            return None
+        line = self.document.get_line(line_index)
+        if not (ZWNJ in line or self.bidi.is_rtl(line) or has_rtl(line)):
+            return None
+        offsets = [0, *self.wrapped_document.get_offsets(line_index), len(line)]
+        if "\t" in line:  # tabs need TextArea's own expansion; such a row stays logical
+            return None
+        return line_index, offsets[section], offsets[section + 1], line
+
+    @property
+    def bidi(self) -> Bidi:
+        """How right-to-left text is drawn (the app's `--bidi` mode)."""
+        return self._bidi
+
+    @bidi.setter
+    def bidi(self, bidi: Bidi) -> None:
+        if self._placeholder_text is None:
+            self._placeholder_text = str(self.placeholder)
+        self.placeholder = bidi.display(self._placeholder_text)
+        self._bidi = bidi
+        self._line_cache.clear()
+        self.refresh()
 
     # --- the text ----------------------------------------------------------
 
@@ -212,16 +306,16 @@ class ChatInput(TextArea, inherit_bindings=False):
             return None
         lines = payload.count("\n") + 1
         if lines > self.max_lines:
-            return (
-                f"This message has {lines} lines, and a message may have at most "
-                f"{self.max_lines}: shorten it or send it in parts."
-            )
+            return _(
+                "This message has {lines} lines, and a message may have at most "
+                "{limit}: shorten it or send it in parts."
+            ).format(lines=lines, limit=self.max_lines)
         size = len(payload.encode("utf-8", "surrogatepass"))
         if size > self.max_bytes:
-            return (
-                f"This message is {size} bytes long, and a message may be at most "
-                f"{self.max_bytes} bytes (of UTF-8): shorten it or send it in parts."
-            )
+            return _(
+                "This message is {size} bytes long, and a message may be at most "
+                "{limit} bytes (of UTF-8): shorten it or send it in parts."
+            ).format(size=size, limit=self.max_bytes)
         return None
 
     @on(TextArea.Changed)
@@ -231,9 +325,13 @@ class ChatInput(TextArea, inherit_bindings=False):
         lines = payload.count("\n") + 1
         size = len(payload.encode("utf-8", "surrogatepass"))
         if lines > self.max_lines:
-            note = f"{lines}/{self.max_lines} lines: too long to send"
+            note = _("{lines}/{limit} lines: too long to send").format(
+                lines=lines, limit=self.max_lines
+            )
         elif size > self.max_bytes:
-            note = f"{size}/{self.max_bytes} bytes: too long to send"
+            note = _("{size}/{limit} bytes: too long to send").format(
+                size=size, limit=self.max_bytes
+            )
         else:
             note = ""
         self.set_class(bool(note), "-over")
@@ -272,7 +370,26 @@ class ChatInput(TextArea, inherit_bindings=False):
             self._stop(event)
             await self.run_action(action)
             return
+        typed = self._format_character(event)
+        if typed is not None:  # (Textual drops characters that are not "printable")
+            self._stop(event)
+            if not self.read_only:
+                self._replace_via_keyboard(typed, *self.selection)
+            return
         await super()._on_key(event)
+
+    def _format_character(self, event: events.Key) -> str | None:
+        """The invisible character a key types, if it types one: a zero-width non-joiner (the
+        Persian half-space, which Persian layouts put on Shift+Space; here Shift+Space types
+        it after a letter of an Arabic-script word), a joiner, or a direction mark."""
+        typed = TYPED_FORMAT_CHARACTERS.get(event.key)
+        if typed is not None:
+            return typed
+        if event.key == "shift+space":
+            row, column = self.selection.end
+            before = self.document.get_line(row)[:column][-1:]
+            return ZWNJ if before and has_rtl(before) and before.isalpha() else " "
+        return None
 
     def _editing_action(self, key: str) -> str | None:
         """The composer's own action bound to `key` if it edits the text or moves the cursor:
@@ -311,7 +428,7 @@ class ChatInput(TextArea, inherit_bindings=False):
             return
         problem = self.problem(text)
         if problem is not None:
-            self.notify(problem, title="Not sent", severity="error", markup=False)
+            self.notify(problem, title=_("Not sent"), severity="error", markup=False)
             return
         self.load_text("")
         self.sent.add(text)
@@ -419,16 +536,22 @@ class ChatInput(TextArea, inherit_bindings=False):
                 with self._terminal_handed_over():
                     status = self._editor_runner([*command, str(path)])
             except SuspendNotSupported:
-                self._editor_failed("an editor cannot run here: there is no terminal to give it")
+                self._editor_failed(_("an editor cannot run here: there is no terminal to give it"))
                 return
             except OSError as exc:
                 why = exc.strerror or str(exc)
                 self._editor_failed(
-                    f"cannot start the editor {command[0]!r} ({why}): set $VISUAL or $EDITOR"
+                    _("cannot start the editor {editor} ({why}): set $VISUAL or $EDITOR").format(
+                        editor=repr(command[0]), why=why
+                    )
                 )
                 return
             if status != 0:
-                self._editor_failed(f"the editor exited with status {status}: text unchanged")
+                self._editor_failed(
+                    _("the editor exited with status {status}: text unchanged").format(
+                        status=status
+                    )
+                )
                 return
             edited = normalize(path.read_text(encoding="utf-8", errors="replace"))
         finally:
@@ -450,7 +573,11 @@ class ChatInput(TextArea, inherit_bindings=False):
                 yield
 
     def _editor_failed(self, why: str) -> None:
-        self.notify(why, title="Editor", severity="error", markup=False)
+        self.notify(why, title=_("Editor"), severity="error", markup=False)
+
+
+def _char_cells(char: str) -> int:
+    return 1 if char.isascii() else get_character_cell_size(char)
 
 
 def _payload(text: str) -> str | None:
@@ -466,7 +593,7 @@ def _index(text: str, location: Location) -> int:
     """The index in `text` of a (row, column) location."""
     row, column = location
     start = 0
-    for _ in range(row):
+    for _row in range(row):
         start = text.index("\n", start) + 1
     return start + column
 

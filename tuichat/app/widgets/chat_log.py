@@ -25,7 +25,9 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from tuichat.app.bidi import Bidi
 from tuichat.app.colors import LogStyles, log_styles
+from tuichat.app.dates import day_label, local_digits
 from tuichat.app.model import Kind, LogEntry
 from tuichat.app.wrap import fits, wrap
 
@@ -85,12 +87,24 @@ class ChatLog(ScrollView, can_focus=False):
         self._time_cells = _cells(self._format_time(0)) + 1 if timestamps else 0
         """Cells the time takes, with its space."""
         self.time_format: Callable[[int], str] = self._format_time
-        self.date_format: Callable[[date | None], str] = _format_date
+        self.calendar = "gregorian"
+        """The calendar of the date lines ("gregorian" or "jalali")."""
+        self.date_format: Callable[[date | None], str] = self._format_date
         self._styles: LogStyles | None = None
         self._name_styles: dict[tuple[str, bool], Style] = {}
+        self.bidi = Bidi()
+        """How right-to-left text is drawn (the app sets its `--bidi` mode)."""
+        self.rtl_layout = False
+        """Rows mirrored, the time at the right edge (a right-to-left UI)."""
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def redraw(self) -> None:
+        """Draw every line again (how text is drawn changed)."""
+        self._cache.clear()
+        self._time_cache.clear()
+        self.refresh()
 
     def _theme_changed(self, _theme: object) -> None:
         self._styles = None  # every line is drawn again in the theme's colours
@@ -271,7 +285,7 @@ class ChatLog(ScrollView, can_focus=False):
     def _rule(self, label: str, width: int, style: Style) -> Strip:
         """A rule across the log with `label` in its middle: ──── label ────."""
         base = self.rich_style
-        label = f" {label} "
+        label = f" {self.bidi.display(label)} "
         left = max((width - cell_len(label)) // 2, 2)
         rule = "─" * left + label + "─" * max(width - left - cell_len(label), 0)
         return Strip([Segment(rule, base + style)]).adjust_cell_length(width, base)
@@ -290,17 +304,31 @@ class ChatLog(ScrollView, can_focus=False):
             base += styles.mention
         lines = self._wrapped(index, entry, self._width)
         text = lines[row] if row < len(lines) else ""
-        segments: list[Segment]
+        bidi = self.bidi
+        rtl = bidi.is_rtl(entry.text)  # the message's direction, for each of its lines
+        drawn = bidi.display(text, rtl) if text else text
+        body = Segment(drawn, base + self._text_style(entry, styles))
         if row == 0:
-            segments = self._label(entry, base)
+            pieces = self._label(entry, base)
             if self._timestamps:
-                segments.insert(0, Segment(self.time_format(entry.ts) + " ", base + styles.time))
+                pieces.insert(0, Segment(self.time_format(entry.ts), base + styles.time))
         else:
-            segments = [Segment(" " * self._indent(entry, self._width), base)]
-        segments.append(Segment(text, base + self._text_style(entry, styles)))
+            pieces = [Segment(" " * (self._indent(entry, self._width) - 1), base)]
+        column = self._width - self._indent(entry, self._width)  # the text column's width
+        if not self.rtl_layout:  # time, name, then the text (right-aligned if it reads RTL)
+            segments = [Segment(f"{text} ", style) for text, style, _ in pieces]
+            if rtl and drawn:
+                segments.append(Segment(" " * max(column - _cells(drawn), 0), base))
+            segments.append(body)
+            return Strip(segments).adjust_cell_length(width, base)
+        # a right-to-left layout: the row mirrored, its time at the right edge
+        head = [_mirrored(piece) for piece in reversed(pieces)]
+        gap = Segment(" " * max(width - _cells(drawn) - self._indent(entry, self._width), 0), base)
+        segments = [body, gap, *head] if not rtl else [gap, body, *head]
         return Strip(segments).adjust_cell_length(width, base)
 
     def _label(self, entry: LogEntry, base: Style) -> list[Segment]:
+        """The pieces before an entry's text (each is followed by a space)."""
         styles = self.styles_now
         key = (entry.sender, entry.history)
         color = self._name_styles.get(key)
@@ -308,18 +336,19 @@ class ChatLog(ScrollView, can_focus=False):
             if len(self._name_styles) > 4096:
                 self._name_styles.clear()
             color = self._name_styles[key] = styles.name(entry.sender, history=entry.history)
+        sender = self.bidi.display(entry.sender)  # drawn on its own: isolated from the text
         kind = entry.kind
         if kind is Kind.PRIVATE_OUT:
-            return [Segment(f"→ {entry.sender} ", base + styles.private)]
+            return [Segment(f"→ {sender}", base + styles.private)]
         if kind is Kind.PRIVATE_IN:
-            return [Segment(f"← {entry.sender} ", base + styles.private)]
+            return [Segment(f"← {sender}", base + styles.private)]
         if kind is Kind.SYSTEM:
-            return [Segment("-- ", base + styles.system)]
+            return [Segment("--", base + styles.system)]
         if kind is Kind.ERROR:
-            return [Segment("!! ", base + styles.error)]
+            return [Segment("!!", base + styles.error)]
         if kind is Kind.ACTION:
-            return [Segment("* ", base + styles.system), Segment(f"{entry.sender} ", base + color)]
-        return [Segment(f"{entry.sender} ", base + color)]
+            return [Segment("*", base + styles.system), Segment(sender, base + color)]
+        return [Segment(sender, base + color)]
 
     @staticmethod
     def _text_style(entry: LogEntry, styles: LogStyles) -> Style:
@@ -381,6 +410,10 @@ class ChatLog(ScrollView, can_focus=False):
             self._day_cache[quarter] = day
         return day
 
+    def _format_date(self, day: date | None) -> str:
+        """A date line's text: `Tuesday 1 December 2026`, in the UI's language and calendar."""
+        return day_label(day, calendar=self.calendar)
+
     def _format_time(self, ts: int) -> str:
         step = self._time_step
         minute = ts // (step * 1000)
@@ -388,7 +421,7 @@ class ChatLog(ScrollView, can_focus=False):
         if text is None:
             try:
                 when = datetime.fromtimestamp(minute * step, self._tz)
-                text = when.strftime(self._timestamps)
+                text = local_digits(when.strftime(self._timestamps))
             except (OverflowError, OSError, ValueError):
                 text = "--:--"  # a time no calendar can show
             if len(self._time_cache) > 4096:
@@ -397,11 +430,16 @@ class ChatLog(ScrollView, can_focus=False):
         return text
 
 
-def _format_date(day: date | None) -> str:
-    """A date line's text: `Tuesday 1 December 2026`."""
-    if day is None:
-        return "a day unknown"
-    return f"{day:%A} {day.day} {day:%B %Y}"
+_ARROWS = str.maketrans("→←", "←→")
+
+
+def _mirrored(piece: Segment) -> Segment:
+    """A piece of the gutter as a right-to-left layout draws it: its space before it, its
+    arrow turned and after the name."""
+    text, style, _ = piece
+    if text[:1] in "→←" and text[1:2] == " ":
+        text = f"{text[2:]} {text[0]}".translate(_ARROWS)
+    return Segment(f" {text}", style)
 
 
 def _cells(text: str) -> int:

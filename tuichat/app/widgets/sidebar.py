@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rich.cells import cell_len
+from rich.cells import cell_len, chop_cells
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,7 +14,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from tuichat.app.bidi import Bidi
 from tuichat.app.colors import name_color
+from tuichat.app.i18n import _
 from tuichat.client.unread import fold
 
 MAX_SHOWN = 200
@@ -31,6 +33,13 @@ class ConversationItem:
     name: str
     unread: int = 0
     mentions: int = 0
+
+
+def _truncated(text: str, cells: int) -> str:
+    """`text` cut (in logical order) to `cells` cells, ending in `…` if something was cut."""
+    if cell_len(text) <= cells:
+        return text
+    return chop_cells(text, max(cells - 1, 1))[0] + "…"
 
 
 def _count(number: int) -> str:
@@ -76,6 +85,17 @@ class Sidebar(Vertical):
     away: reactive[frozenset[str]] = reactive(frozenset())
     """The members who are away (their names `fold`ed)."""
 
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.bidi = Bidi()
+        """How right-to-left names are drawn (the app sets its `--bidi` mode)."""
+        self.rtl_layout = False
+        """Lines drawn from the right (a right-to-left UI)."""
+
+    def shown(self, name: str) -> str:
+        """`name` (a `#room`, an `@name` or a name) as drawn."""
+        return self.bidi.name(name, rtl_layout=self.rtl_layout)
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="sidebar-conversations", can_focus=False):
             yield Conversations(self)
@@ -87,6 +107,11 @@ class Sidebar(Vertical):
             part.refresh(layout=True)
 
     watch_users = watch_conversations = watch_current = watch_me = watch_away = _changed
+
+    def refresh_parts(self) -> None:
+        """Draw every part again (how text is drawn changed)."""
+        if self.is_mounted:
+            self._changed()
 
     def _parts(self) -> list[Conversations | Members]:
         return [*self.query(Conversations), *self.query(Members)]
@@ -135,11 +160,11 @@ class Conversations(Widget):
         items = self.sidebar.conversations
         rooms = [item for item in items if not item.name.startswith("@")]
         private = [item for item in items if item.name.startswith("@")]
-        text.append("Rooms\n", style="bold")
+        text.append(self.sidebar.shown(_("Rooms")) + "\n", style="bold")
         for item in rooms:
             self._append_item(text, item)
         if private:
-            text.append("\nPrivate\n", style="bold")
+            text.append("\n" + self.sidebar.shown(_("Private")) + "\n", style="bold")
             for item in private:
                 self._append_item(text, item)
         text.rstrip()
@@ -158,15 +183,18 @@ class Conversations(Widget):
             counts.append(f" {_count(item.mentions)} ", style=style("sidebar--mention"))
         width = self.content_size.width or 22
         room_for_name = max(width - cell_len(counts.plain) - 2, 1)
-        name = Text(item.name)
-        name.truncate(room_for_name, overflow="ellipsis")
+        name = Text(self.sidebar.shown(_truncated(item.name, room_for_name)))
         active = style("sidebar--active") if item.unread and not current else Style()
         line = Text.assemble(" ", name, " ", style=base + active)
-        gap = width - line.cell_len - counts.cell_len
-        if gap > 0:
-            line.append(" " * gap, style=base)
-        text.append_text(line)
-        text.append_text(counts)
+        gap = " " * max(width - line.cell_len - counts.cell_len, 0)
+        if self.sidebar.rtl_layout:  # the counts at the left, the name at the right
+            line = Text.assemble(gap, line, style=base + active)
+            text.append_text(counts)
+            text.append_text(line)
+        else:
+            line.append(gap, style=base)
+            text.append_text(line)
+            text.append_text(counts)
         text.append("\n")
 
 
@@ -178,20 +206,35 @@ class Members(Widget):
         self.sidebar = sidebar
 
     def render(self) -> Text:
-        users, me, away = self.sidebar.users, self.sidebar.me, self.sidebar.away
+        sidebar = self.sidebar
+        users, me, away = sidebar.users, sidebar.me, sidebar.away
         dark = self.app.current_theme.dark
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"\nOnline — {len(users)}\n", style="bold")
+        rtl = sidebar.rtl_layout
+        text = Text(no_wrap=True, overflow="ellipsis", justify="right" if rtl else "left")
+        heading = _("Online — {count}").format(count=len(users))
+        text.append(f"\n{sidebar.bidi.display(heading)}\n", style="bold")
         for user in users[:MAX_SHOWN]:
+            shown = sidebar.shown(user)
             if fold(user) in away:  # a hollow mark, the name dimmed
-                text.append("○ ", style=name_color(user, dark))
-                text.append(f"{user}", style="dim bold" if user == me else "dim")
-                text.append(" away\n", style="dim italic")
-                continue
-            marker = "●" if user != me else "◉"
-            text.append(f"{marker} ", style=name_color(user, dark))
-            text.append(f"{user}\n", style="bold" if user == me else "")
+                parts = [
+                    ("○", name_color(user, dark)),
+                    (shown, "dim bold" if user == me else "dim"),
+                    (sidebar.bidi.display(_("away")), "dim italic"),
+                ]
+            else:
+                marker = "●" if user != me else "◉"
+                parts = [(marker, name_color(user, dark)), (shown, "bold" if user == me else "")]
+            if rtl:  # from the right: the mark, the name, "away"
+                for index, (part, style) in enumerate(reversed(parts)):
+                    text.append(f"{part} " if index < len(parts) - 1 else part, style=style)
+            else:
+                for index, (part, style) in enumerate(parts):
+                    text.append(
+                        f" {part}" if index == 2 else f"{part} " if not index else part, style=style
+                    )
+            text.append("\n")
         if len(users) > MAX_SHOWN:
-            text.append(f"… and {len(users) - MAX_SHOWN} more\n", style="dim")
+            more = _("… and {count} more").format(count=len(users) - MAX_SHOWN)
+            text.append(f"{sidebar.bidi.display(more)}\n", style="dim")
         text.rstrip()
         return text

@@ -8,7 +8,12 @@ from textual.color import Color
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from tuichat.app.bidi import Bidi
 from tuichat.app.colors import readable, theme_color
+from tuichat.app.i18n import N_, _
+
+STATES = {state: N_(state) for state in ("connected", "connecting", "disconnected", "name refused")}
+"""The connection states, as shown."""
 
 
 class StatusBar(Widget):
@@ -30,6 +35,11 @@ class StatusBar(Widget):
     sidebar_hint: reactive[str] = reactive("")
     """Said at the right while the sidebar is folded away."""
 
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.bidi = Bidi()
+        """How right-to-left names are drawn (the app sets its `--bidi` mode)."""
+
     def render(self) -> Text:
         variables = self.app.theme_variables
         text = theme_color(variables, "foreground") or Color.parse("#e0e0e0")
@@ -44,24 +54,25 @@ class StatusBar(Widget):
             "connected": style("text-success", "success", bold=True),
             "connecting": style("text-warning", "warning"),
         }.get(self.state, style("text-error", "error", bold=True))
-        rtt = "—" if self.rtt_ms is None else f"{self.rtt_ms:.0f} ms"
+        rtt = "—" if self.rtt_ms is None else _("{ms} ms").format(ms=f"{self.rtt_ms:.0f}")
+        state = _(STATES.get(self.state, self.state))
         line = Text.assemble(
             (" tuichat ", "bold reverse"),
             " ",
-            (self.server or "…", "bold"),
+            (self.bidi.name(self.server) or "…", "bold"),
             "  ",
-            (self.room, style("text-primary", "primary", bold=True)),
+            (self.bidi.name(self.room), style("text-primary", "primary", bold=True)),
             "  ",
-            (self.user, style("text-secondary", "secondary")),
+            (self.bidi.name(self.user), style("text-secondary", "secondary")),
             "  ",
-            (f"● {self.state}", state_style),
+            (f"● {self.bidi.display(state)}", state_style),
             "  ",
-            (f"rtt {rtt}", "dim"),
+            (self.bidi.display(_("rtt {rtt}").format(rtt=rtt)), "dim"),
             no_wrap=True,
             overflow="ellipsis",
         )
         if self.sidebar_hint:  # at the right edge, kept whatever else must give way
-            hint = Text(f" {self.sidebar_hint} ", style="reverse")
+            hint = Text(f" {self.bidi.display(self.sidebar_hint)} ", style="reverse")
             room = max(self.size.width - hint.cell_len, 0)
             line.truncate(room, overflow="ellipsis", pad=True)
             line.append_text(hint)

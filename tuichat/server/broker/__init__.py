@@ -18,6 +18,7 @@ from tuichat.server.broker.base import (
     RemoteJoined,
     RemoteLeft,
     RemoteUser,
+    RoomClaim,
     RoomPosition,
     TypingEvent,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "RemoteJoined",
     "RemoteLeft",
     "RemoteUser",
+    "RoomClaim",
     "RoomPosition",
     "TypingEvent",
     "make_broker",

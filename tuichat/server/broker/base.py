@@ -113,6 +113,18 @@ class ReadMarker:
 MAX_MARKERS = 1000
 """Read markers kept per user (the most recently moved)."""
 
+
+@dataclass(frozen=True, slots=True)
+class RoomClaim:
+    """The room a `join` means (`Broker.claim_room`): its name, and whether it holds the
+    comparison key of its name (a room whose look-alike had the key first does not)."""
+
+    room: str
+    keyed: bool = True
+
+
+ClaimDone = Callable[["RoomClaim | Exception"], None]
+
 PublishDone = Callable[["Published | Exception"], None]
 PrivateDone = Callable[["PublishedPrivate | Exception"], None]
 
@@ -353,6 +365,23 @@ class Broker(ABC):
     @abstractmethod
     def last_private_id(self) -> int:
         """The highest private-message pid given out so far (as far as this server knows)."""
+
+    @abstractmethod
+    def claim_room(self, room: str, key: str, done: ClaimDone) -> None:
+        """Find the room a `join` of `room` (canonical, with comparison key `key`) means, for
+        every server, durably: `room` itself if it is a known room (one joined or stored
+        before, anywhere), else the room that holds `key`, else `room`, which holds `key` from
+        now on. A known room that does not hold `key` takes it if nobody has it.
+
+        `done` gets a `RoomClaim` once the answer is durable (a new claim is stored), or an
+        exception if the store cannot say or store it now (nothing is claimed then). Claims
+        of one key are answered in the order they were made.
+        """
+
+    def unkeyed_rooms(self) -> frozenset[str]:
+        """The known rooms that do not hold their comparison key (a room whose name looked
+        like an older one's when the keys were made, see `claim_room`), once started."""
+        return frozenset()
 
     @abstractmethod
     def typing(self, event: TypingEvent) -> None:

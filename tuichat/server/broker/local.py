@@ -31,6 +31,7 @@ from tuichat.server.broker.base import (
     Broker,
     BrokerHandler,
     BrokerUnavailable,
+    ClaimDone,
     LocalUser,
     Peers,
     Post,
@@ -41,6 +42,7 @@ from tuichat.server.broker.base import (
     PublishedPrivate,
     ReadMarker,
     RemoteUser,
+    RoomClaim,
     RoomPosition,
     TypingEvent,
 )
@@ -130,6 +132,9 @@ class LocalBroker(Broker):
         self._markers: dict[tuple[str, str], _WaitingRead] = {}
         """Read markers waiting to be stored (`MARKERS_EVERY`), with who waits for each."""
         self._markers_due: asyncio.TimerHandle | None = None
+        self._unkeyed = loaded.unkeyed_rooms
+        self._claiming: dict[str, list[tuple[str, ClaimDone]]] = {}
+        """Comparison keys being claimed, and the claims of the same key waiting for them."""
 
     async def start(self, handler: BrokerHandler) -> None:
         self._handler = handler
@@ -482,9 +487,55 @@ class LocalBroker(Broker):
     def last_private_id(self) -> int:
         return self._last_pid
 
+    def unkeyed_rooms(self) -> frozenset[str]:
+        return self._unkeyed
+
+    def claim_room(self, room: str, key: str, done: ClaimDone) -> None:
+        # one event loop is the only writer: claims of one key wait for each other, so the
+        # store's answer (read) and the claim (written) cannot be overtaken by another's
+        waiting = self._claiming.get(key)
+        if waiting is not None:
+            waiting.append((room, done))
+            return
+        self._claiming[key] = []
+        self._spawn(self._claim_room(room, key, done))
+
+    async def _claim_room(self, room: str, key: str, done: ClaimDone) -> None:
+        result: RoomClaim | Exception
+        try:
+            holder, known = await self.store.room_claim(room, key)
+            if holder is not None and (holder == room or not known):
+                result = RoomClaim(holder)
+            elif holder is not None:  # a room of its own whose look-alike has the key
+                result = RoomClaim(room, keyed=False)
+            else:
+                stored: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self.store.save_room_key(
+                    room, key, lambda: _resolve(stored), lambda error: _reject(stored, error)
+                )
+                await stored
+                result = RoomClaim(room)
+        except Exception as exc:
+            result = BrokerUnavailable(f"cannot find the room {room}: {exc}")
+        try:
+            done(result)
+        finally:
+            for other, then in self._claiming.pop(key, ()):
+                self.claim_room(other, key, then)
+
     def typing(self, event: TypingEvent) -> None:
         assert self._handler is not None
         self._handler.on_typing(event)  # nobody else to tell: it is delivered here, at once
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _reject(future: asyncio.Future[None], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 class LocalPeers(Peers):

@@ -90,6 +90,8 @@ class LoadedState:
     """Name key → the name's owner (`ed25519:<public key>`, or `sha256:<hash>` from version 1)."""
     server_id: str = ""
     """The chat's identity, made the first time the store was used ("" if nothing is kept)."""
+    unkeyed_rooms: frozenset[str] = frozenset()
+    """Known rooms that do not hold their comparison key (see `Broker.claim_room`)."""
 
 
 class HistoryStore(ABC):
@@ -144,6 +146,23 @@ class HistoryStore(ABC):
         """Remember that `name` (each of its keys) belongs to `owner`, replacing an earlier owner;
         call `durable()` on the event loop once it is safe, or `failed(error)` if it cannot be
         stored (then none of its keys is), in order with `append` and failing like it."""
+
+    @abstractmethod
+    async def room_claim(self, room: str, key: str) -> tuple[str | None, bool]:
+        """Return the room that holds comparison key `key` (None: none does), and whether
+        `room` is a known room (it claimed a key before, or has stored messages)."""
+
+    @abstractmethod
+    def save_room_key(
+        self,
+        room: str,
+        key: str,
+        durable: Callable[[], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        """Remember that `room` holds comparison key `key` (unless a room holds it already);
+        call `durable()` on the event loop once it is safe, or `failed(error)`, in order with
+        `append` and failing like it."""
 
     @abstractmethod
     def save_reads(

@@ -1,4 +1,5 @@
-"""History kept in memory only: nothing survives a restart (`--history off`)."""
+"""History kept in memory only: nothing survives a restart (`--history off`), the rooms'
+claims of their comparison keys included."""
 
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ class MemoryHistory(HistoryStore):
         """Each user's read markers by conversation, the users and their markers the least
         recently moved first."""
         self._read_count = 0
+        self._room_keys: dict[str, str] = {}
+        """Comparison key → the room that holds it."""
+        self._keyed_rooms: set[str] = set()
+        """The rooms that claimed a key."""
 
     def load(self) -> LoadedState:
         return LoadedState(last_private_id=0, tokens={}, identities={})
@@ -82,6 +87,21 @@ class MemoryHistory(HistoryStore):
         failed: Callable[[Exception], None],
     ) -> None:
         asyncio.get_running_loop().call_soon(durable)  # identities live in the server's memory
+
+    async def room_claim(self, room: str, key: str) -> tuple[str | None, bool]:
+        return self._room_keys.get(key), room in self._keyed_rooms or room in self._rooms
+
+    def save_room_key(
+        self,
+        room: str,
+        key: str,
+        durable: Callable[[], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        if key not in self._room_keys and room not in self._keyed_rooms:
+            self._room_keys[key] = room
+            self._keyed_rooms.add(room)
+        asyncio.get_running_loop().call_soon(durable)
 
     def save_reads(
         self,

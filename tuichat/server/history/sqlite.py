@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuichat.chat.names import name_key, name_keys, rekey, room_key
 from tuichat.protocol import Message, PrivateMessage
 from tuichat.protocol.auth import new_server_id
 from tuichat.server.broker.base import MAX_MARKERS, ReadMarker
@@ -46,6 +47,7 @@ from tuichat.server.history.base import (
     merged,
 )
 from tuichat.server.ownership import MAX_TOKENS
+from tuichat.server.rekey import STRANDED, Registration, plan, split_user_key
 
 log = logging.getLogger("tuichat.server")
 
@@ -137,8 +139,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX reads_by_time ON reads (user_key, moved_at);
     CREATE INDEX privates_between ON privates (target_key, sender_key, pid);
     """,
+    # version 6: names compared with Persian and Arabic folding (every key made anew from the
+    # names, by `_fold_persian`), and the comparison key each room holds (NULL: a room whose
+    # name looks like an older room's, which holds the key)
+    """
+    CREATE TABLE room_keys (
+        room TEXT PRIMARY KEY,
+        key TEXT UNIQUE
+    );
+    """,
 )
-"""Forward migrations: entry N brings a database from `user_version` N to N + 1."""
+"""Forward migrations: entry N brings a database from `user_version` N to N + 1 (with the step
+of `STEPS` N after it, in the same transaction)."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -181,12 +193,143 @@ def migrate(conn: sqlite3.Connection) -> int:
             for statement in MIGRATIONS[number].split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            step = STEPS.get(number)
+            if step is not None:
+                step(conn)
             conn.execute(f"PRAGMA user_version = {number + 1}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
     return SCHEMA_VERSION
+
+
+def _fold_persian(conn: sqlite3.Connection) -> None:
+    """Version 6: every comparison key made anew from the names stored with it (see
+    `tuichat.server.rekey`), and a comparison key for each stored room (the oldest of rooms
+    whose names look alike holds it)."""
+    registrations: dict[tuple[str, str], Registration] = {}
+    for key, name, owner, created, rowid in conn.execute(
+        "SELECT name_key, name, owner, created, rowid FROM identities ORDER BY created, rowid"
+    ).fetchall():
+        registration = registrations.get((name, owner))
+        if registration is None:
+            new_keys = tuple(dict.fromkeys(name_keys(name)))
+            order = (created, f"{rowid:020d}")
+            registration = registrations[(name, owner)] = Registration(
+                name, owner, [], new_keys, order
+            )
+        registration.old_keys.append(key)
+    named: dict[str, set[str]] = {}
+    """Old user key → the names stored with it."""
+    for query in (
+        "SELECT DISTINCT sender_key, sender FROM messages",
+        "SELECT DISTINCT sender_key, sender FROM privates",
+        "SELECT DISTINCT target_key, target FROM privates",
+        "SELECT DISTINCT substr(conversation, 2), substr(label, 2) FROM reads"
+        " WHERE conversation LIKE '@%'",
+    ):
+        for key, name in conn.execute(query).fetchall():
+            named.setdefault(key, set()).add(name)
+    for registration in registrations.values():
+        for key in registration.old_keys:
+            named.setdefault(key, set()).add(registration.name)
+    recent: dict[str, int] = {}
+    for rowid, key in conn.execute("SELECT rowid, user_key FROM tokens").fetchall():
+        named.setdefault(key, set())
+        recent[key] = rowid
+    for (user_key,) in conn.execute("SELECT DISTINCT user_key FROM reads").fetchall():
+        named.setdefault(split_user_key(user_key)[0], set())
+    user_keys: dict[str, str] = {}
+    for old, names in named.items():
+        news = {name_key(name) for name in names}
+        user_keys[old] = old if old in news else min(news) if news else rekey(old)
+    spelled = {old: min(names) for old, names in named.items() if names}
+    decided = plan(
+        registrations.values(), user_keys, recent=lambda key: recent.get(key, 0), names=spelled
+    )
+    conn.execute("DELETE FROM identities")
+    conn.executemany(
+        "INSERT OR IGNORE INTO identities VALUES (?, ?, ?, ?)",
+        [(key, r.name, r.owner, r.order[0]) for key, r in decided.identities.items()],
+    )
+    moves = decided.moves
+    if moves:
+        conn.execute("CREATE TEMP TABLE moves (old TEXT PRIMARY KEY, new TEXT NOT NULL)")
+        conn.executemany("INSERT INTO moves VALUES (?, ?)", moves.items())
+        for table, column in (
+            ("messages", "sender_key"), ("privates", "sender_key"), ("privates", "target_key"),
+        ):  # fmt: skip
+            conn.execute(
+                f"UPDATE {table} SET {column} = (SELECT new FROM moves WHERE old = {column})"
+                f" WHERE {column} IN (SELECT old FROM moves)"
+            )
+        tokens = conn.execute(
+            "SELECT user_key, token_hash FROM tokens WHERE user_key IN (SELECT old FROM moves)"
+            " ORDER BY rowid"
+        ).fetchall()
+        conn.execute("DELETE FROM tokens WHERE user_key IN (SELECT old FROM moves)")
+        conn.executemany(
+            "INSERT OR REPLACE INTO tokens VALUES (?, ?)",
+            [(moves[key], hashed) for key, hashed in tokens],
+        )
+        _move_reads(conn, moves)
+        conn.execute("DROP TABLE moves")
+    holders: dict[str, str] = {}
+    rows: list[tuple[str, str | None]] = []
+    for (room,) in conn.execute(
+        "SELECT room FROM rooms ORDER BY"
+        " (SELECT ts FROM messages WHERE messages.room = rooms.room AND seq = 1), rowid"
+    ).fetchall():
+        key = room_key(room)
+        holder = holders.setdefault(key, room)
+        if holder != room:
+            log.warning(
+                "room %s keeps its name, but joins of names that look like it go to %s, which "
+                "is older (the comparison of room names folds Persian and Arabic letters)",
+                room,
+                holder,
+            )
+        rows.append((room, key if holder == room else None))
+    conn.executemany("INSERT OR IGNORE INTO room_keys VALUES (?, ?)", rows)
+
+
+def _move_reads(conn: sqlite3.Connection, moves: dict[str, str]) -> None:
+    """Move the read markers of the users whose keys move, and those of every user about a
+    private conversation with one of them (of two markers that meet, the later one stays)."""
+    rows = conn.execute(
+        "SELECT user_key, conversation, label, epoch, seq, moved_at FROM reads"
+        " WHERE substr(user_key, 1, instr(user_key || '#', '#') - 1) IN (SELECT old FROM moves)"
+        " OR (conversation LIKE '@%' AND substr(conversation, 2) IN (SELECT old FROM moves))"
+    ).fetchall()  # (anyone's marker of a conversation with someone who moves moves too)
+
+    def kept_apart(row: tuple[Any, ...]) -> bool:
+        user_key, conversation = row[0], row[1]
+        targets = (moves.get(split_user_key(user_key)[0], ""), moves.get(conversation[1:], ""))
+        return any(target.startswith(STRANDED) for target in targets)
+
+    rows.sort(key=kept_apart, reverse=True)  # what is kept apart first: its place is taken next
+    for user_key, conversation, label, epoch, seq, moved_at in rows:
+        key, rest = split_user_key(user_key)
+        moved_user = moves.get(key, key) + rest
+        moved_conversation = conversation
+        if conversation.startswith("@"):
+            moved_conversation = "@" + moves.get(conversation[1:], conversation[1:])
+        if (moved_user, moved_conversation) == (user_key, conversation):
+            continue
+        conn.execute(
+            "DELETE FROM reads WHERE user_key = ? AND conversation = ?", (user_key, conversation)
+        )
+        conn.execute(
+            "INSERT INTO reads VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_key, conversation)"
+            " DO UPDATE SET label = excluded.label, epoch = excluded.epoch, seq = excluded.seq,"
+            " moved_at = excluded.moved_at WHERE excluded.moved_at > reads.moved_at",
+            (moved_user, moved_conversation, label, epoch, seq, moved_at),
+        )
+
+
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {5: _fold_persian}
+"""Migration steps in Python, by the index of the migration (in `MIGRATIONS`) they complete."""
 
 
 @dataclass(slots=True)
@@ -196,6 +339,7 @@ class _Append:
     failed: Callable[[Exception], None] | None = None
     tokens: Sequence[tuple[str, str]] = ()
     identities: Sequence[tuple[str, str, str, int]] = ()
+    room_keys: Sequence[tuple[str, str]] = ()
     reads: Sequence[StoredRead] = ()
     kept: list[ReadMarker] | None = None
     """The read markers as stored (set by the writer before `durable` runs)."""
@@ -269,11 +413,13 @@ class SQLiteHistory(HistoryStore):
             "INSERT OR IGNORE INTO meta VALUES ('server_id', ?)", (new_server_id(),)
         )  # the first start of a new database gives the chat its identity
         (server_id,) = conn.execute("SELECT value FROM meta WHERE name = 'server_id'").fetchone()
+        unkeyed = conn.execute("SELECT room FROM room_keys WHERE key IS NULL").fetchall()
         return LoadedState(
             last_private_id=last_private,
             tokens=tokens,
             identities=identities,
             server_id=server_id,
+            unkeyed_rooms=frozenset(room for (room,) in unkeyed),
         )
 
     # --- writing -----------------------------------------------------------
@@ -313,6 +459,15 @@ class SQLiteHistory(HistoryStore):
     ) -> None:
         rows = tuple((key, name, owner, now) for key in name_keys)  # in one transaction
         self._put(_Append(durable=durable, failed=failed, identities=rows))
+
+    def save_room_key(
+        self,
+        room: str,
+        key: str,
+        durable: Callable[[], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        self._put(_Append(durable=durable, failed=failed, room_keys=((room, key),)))
 
     def save_reads(
         self,
@@ -461,9 +616,11 @@ class SQLiteHistory(HistoryStore):
         privates: list[tuple[Any, ...]] = []
         tokens: list[tuple[str, str]] = []
         identities: list[tuple[str, str, str, int]] = []
+        room_keys: list[tuple[str, str]] = []
         for append in appends:
             tokens.extend(append.tokens)
             identities.extend(append.identities)
+            room_keys.extend(append.room_keys)
             for record in append.records:
                 if isinstance(record, StoredMessage):
                     m = record.message
@@ -488,6 +645,7 @@ class SQLiteHistory(HistoryStore):
                 (f"INSERT INTO privates VALUES ({_marks(9)})", privates),
                 ("INSERT OR REPLACE INTO tokens VALUES (?, ?)", tokens),
                 ("INSERT OR REPLACE INTO identities VALUES (?, ?, ?, ?)", identities),
+                ("INSERT OR IGNORE INTO room_keys VALUES (?, ?)", room_keys),
             ):
                 if rows:  # each call hands the interpreter lock back and forth: skip empties
                     conn.executemany(statement, rows)
@@ -525,6 +683,15 @@ class SQLiteHistory(HistoryStore):
             return None
         epoch, seq = rows[0]
         return RoomRecord(epoch, seq)
+
+    async def room_claim(self, room: str, key: str) -> tuple[str | None, bool]:
+        ((holder, known),) = await self._read(
+            "SELECT (SELECT room FROM room_keys WHERE key = ?2),"
+            " EXISTS (SELECT 1 FROM room_keys WHERE room = ?1)"
+            " OR EXISTS (SELECT 1 FROM rooms WHERE room = ?1)",
+            (room, key),
+        )
+        return holder, bool(known)
 
     async def sent(self, room: str, sender_key: str, limit: int) -> dict[str, tuple[int, int]]:
         rows = await self._read(

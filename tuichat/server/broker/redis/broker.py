@@ -33,6 +33,7 @@ from tuichat.server.broker.base import (
     BrokerHandler,
     BrokerRefused,
     BrokerUnavailable,
+    ClaimDone,
     Post,
     PrivateDone,
     PrivatePost,
@@ -40,6 +41,7 @@ from tuichat.server.broker.base import (
     Published,
     PublishedPrivate,
     ReadMarker,
+    RoomClaim,
     RoomPosition,
     TypingEvent,
 )
@@ -53,7 +55,8 @@ from tuichat.server.broker.redis.entries import (
 )
 from tuichat.server.broker.redis.feeds import RoomFeeds, positions, typing_event, typing_payload
 from tuichat.server.broker.redis.link import RedisLink
-from tuichat.server.broker.redis.scripts import POST, PRIVATE, READ
+from tuichat.server.broker.redis.migrate import migrate, unkeyed
+from tuichat.server.broker.redis.scripts import CLAIM_ROOM, POST, PRIVATE, READ
 
 log = logging.getLogger("tuichat.server")
 
@@ -91,6 +94,7 @@ class RedisBroker(Broker):
         """Our private messages published before Redis answered us: delivered after the answer
         (once nothing is waiting for one, if no answer claims them)."""
         self._handler: BrokerHandler | None = None
+        self._unkeyed: frozenset[str] = frozenset()
 
     # --- lifecycle -------------------------------------------------------
 
@@ -105,6 +109,8 @@ class RedisBroker(Broker):
                 f"this Redis keeps {kept} messages per room (as the first server said); "
                 f"start every server with --redis-history {kept}"
             )
+        await migrate(self.link, self.id)  # (before the peers read the registrations)
+        self._unkeyed = unkeyed(await redis.smembers(keys.UNKEYED_ROOMS))
         self._last_pid = int(await redis.get(keys.PID) or 0)
         await self.link.subscribe(keys.PRIVATES, self._on_private)
         await self.link.subscribe(keys.READS, self._on_read)
@@ -352,6 +358,24 @@ class RedisBroker(Broker):
 
     def last_private_id(self) -> int:
         return self._last_pid
+
+    # --- rooms' comparison keys ----------------------------------------------
+
+    def unkeyed_rooms(self) -> frozenset[str]:
+        return self._unkeyed
+
+    def claim_room(self, room: str, key: str, done: ClaimDone) -> None:
+        async def add(pipe: Any) -> None:
+            self.link.script(pipe, CLAIM_ROOM, [keys.ROOM_KEYS, keys.UNKEYED_ROOMS], [room, key])
+
+        def claimed(result: Any) -> None:
+            if isinstance(result, Exception) or result is None:
+                done(BrokerUnavailable(f"cannot find the room {room}: {result}"))
+                return
+            name, keyed = result
+            done(RoomClaim(name.decode() if isinstance(name, bytes) else str(name), keyed == 1))
+
+        self.link.enqueue(add, claimed)
 
     # --- typing ------------------------------------------------------------
 

@@ -29,6 +29,18 @@ READS = GLOBAL + "reads"
 """The channel of read markers as they are stored."""
 TYPING = GLOBAL + "typing"
 """The channel of typing in private conversations (nothing is stored for it)."""
+ROOM_KEYS = GLOBAL + "room-keys"
+"""Comparison key of a room name → the room that holds it (see `Broker.claim_room`)."""
+UNKEYED_ROOMS = GLOBAL + "unkeyed-rooms"
+"""The rooms that do not hold their comparison key (an older look-alike holds it)."""
+SCHEMA = GLOBAL + "schema"
+"""The version of what Redis holds (absent: 1, before names were folded for Persian)."""
+MIGRATING = GLOBAL + "migrating"
+"""Held (SET NX, expiring) by the server bringing Redis to `SCHEMA` now."""
+MIGRATION_PLAN = GLOBAL + "migration-plan"
+"""What the migration under way moves where (kept until it is done)."""
+MIGRATION_DONE = GLOBAL + "migration-done"
+"""The steps of the migration under way that are done."""
 
 
 def room_key(room: str, part: str) -> str:

@@ -39,6 +39,7 @@ from tuichat.server.broker.base import (
 )
 from tuichat.server.broker.redis import keys
 from tuichat.server.broker.redis.link import RedisLink
+from tuichat.server.broker.redis.migrate import SCHEMA_VERSION
 from tuichat.server.broker.redis.scripts import CLAIM
 from tuichat.server.ownership import LEGACY_OWNER
 
@@ -606,6 +607,7 @@ class RedisPeers(Peers):
         )  # fmt: skip
         async with redis.pipeline(transaction=False) as pipe:  # one slot ({g}): one node
             pipe.set(keys.SERVER_ID, self._server_id, nx=True)  # signatures stay valid
+            pipe.set(keys.SCHEMA, SCHEMA_VERSION, nx=True)  # (what is written back is of it)
             for name_key, owner in identities.items():
                 # only where Redis has none again: another server may have written it back
                 # already, or moved it since, and what this one holds may be older

@@ -146,3 +146,27 @@ return 1
 """Register a name's keys to an owner unless another owner has one of them (ARGV: the owner,
 the owner it may replace and that owner's version-1 form, or two empty strings; the keys).
 Owners are compared without their registration mark (`#` and what follows)."""
+
+CLAIM_ROOM = """
+local keys, unkeyed, room, key = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+local holder = redis.call('HGET', keys, key)
+if holder == room then
+  return {room, 1}
+end
+if redis.call('SISMEMBER', unkeyed, room) == 1 then
+  if holder then
+    return {room, 0}
+  end
+  redis.call('SREM', unkeyed, room)
+  redis.call('HSET', keys, key, room)
+  return {room, 1}
+end
+if holder then
+  return {holder, 1}
+end
+redis.call('HSET', keys, key, room)
+return {room, 1}
+"""
+"""The room a join of a room name means (ARGV: the name and its comparison key): the name if it
+holds the key, or is a room of its own whose look-alike has it (`{room, 0}`); else the key's
+holder; else the name, which holds the key from now on. Answers `{room, keyed}`."""

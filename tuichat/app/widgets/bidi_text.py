@@ -1,0 +1,69 @@
+"""A paragraph of plain text that may be right to left: wrapped in logical order at the
+widget's width, then each line drawn in visual order (right-aligned if it reads right to left),
+so that a wrapped Persian sentence starts on its first line, at the right."""
+
+from __future__ import annotations
+
+from rich.cells import cell_len
+from rich.text import Text
+from textual.geometry import Size
+from textual.widget import Widget
+
+from tuichat.app.bidi import Bidi
+from tuichat.app.wrap import wrap
+
+
+class BidiText(Widget):
+    """Plain text (nothing in it is markup), drawn as `bidi` says."""
+
+    DEFAULT_CSS = """
+    BidiText {
+        width: 1fr;
+        height: auto;
+    }
+    """
+
+    def __init__(
+        self,
+        text: str = "",
+        *,
+        bidi: Bidi | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self._text = text
+        self.bidi = bidi or Bidi()
+
+    @property
+    def text(self) -> str:
+        """The text shown (logical)."""
+        return self._text
+
+    def update(self, text: str) -> None:
+        """Show `text` instead."""
+        self._text = text
+        self.refresh(layout=True)
+
+    def lines(self, width: int) -> list[str]:
+        """The text's lines at `width` cells, each as drawn (padded to be right-aligned when
+        the paragraph reads right to left)."""
+        bidi = self.bidi
+        shown: list[str] = []
+        for paragraph in self._text.split("\n"):
+            rtl = bidi.is_rtl(paragraph)
+            for line in wrap(paragraph, max(width, 1)):
+                drawn = bidi.display(line, rtl)
+                if rtl:
+                    drawn = " " * max(width - cell_len(drawn), 0) + drawn
+                shown.append(drawn)
+        return shown
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        return max((cell_len(line) for line in self._text.split("\n")), default=0)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self.lines(width)) if self._text else 0
+
+    def render(self) -> Text:
+        return Text("\n".join(self.lines(self.content_size.width)), no_wrap=True)
