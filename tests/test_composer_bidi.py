@@ -16,6 +16,7 @@ from tests.conftest import Connect
 from tests.helpers import expect
 from tests.test_composer import ComposerApp
 from tuichat.app.bidi import ZWNJ, ZWNJ_MARK, Bidi
+from tuichat.app.completion import complete
 from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.protocol import Message
 from tuichat.server import ChatServer
@@ -65,7 +66,7 @@ async def test_latin_rows_are_drawn_as_before() -> None:
 
 
 @settings(
-    max_examples=25,
+    max_examples=8,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -112,3 +113,11 @@ async def test_a_typed_half_space_is_kept_shown_and_sent(
         got = await expect(reader, Message)
         assert got.text == "می‌خواهم‌رم‌a b"
         assert unicodedata.normalize("NFC", got.text) == got.text
+
+
+def test_tab_completes_a_persian_name_whatever_the_keyboard_typed() -> None:
+    names = ["کامران", "علی‌رضا", "ali"]
+    # Arabic kaf for keheh, and no half-space: the names they look like
+    assert complete("\u0643\u0627", 2, names, []) == ("کامران: ", 8)
+    assert complete("سلام علیر", 9, names, []) == ("سلام علی‌رضا ", 13)
+    assert complete("#برنامهن", 8, [], ["#برنامه‌نویسی"]) == ("#برنامه‌نویسی ", 14)

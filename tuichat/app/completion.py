@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tuichat.client.unread import fold
+
 COMMANDS = (
     "/away", "/back", "/exit", "/help", "/join", "/me", "/msg", "/notify", "/part", "/query",
     "/quit", "/signout", "/users",
@@ -61,9 +63,9 @@ def completions(
         found = sorted(c for c in COMMANDS if c.startswith(word.casefold()))
         return Completions(start, cursor, word, tuple(found), " ") if found else None
     room = word.startswith("#")
-    folded = word.casefold()
+    folded = fold(word)  # (`كا` finds `کامران`; a half-space or none, the same)
     matches = sorted(
-        (c for c in (rooms if room else names) if c.casefold().startswith(folded)),
+        (c for c in (rooms if room else names) if fold(c).startswith(folded)),
         key=str.casefold,
     )
     if not matches:
