@@ -12,6 +12,7 @@ import pytest
 from textual.pilot import Pilot
 
 from tests.app_support import connected, log_texts, make_app, sidebar_users, until
+from tests.conftest import Connect
 from tests.test_app_snapshots import ServerThread
 from tuichat.app.app import ChatApp
 from tuichat.app.bidi import Bidi
@@ -140,3 +141,48 @@ async def test_no_check_unless_asked(server: ChatServer) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: connected(app))
         assert not isinstance(app.screen, BidiCheck)
+
+
+def log_rows(app: ChatApp) -> list[str]:
+    """The log's rows as drawn."""
+    log = app.query_one(ChatLog)
+    return [log.render_line(y).text for y in range(log.scrollable_content_region.height)]
+
+
+async def test_each_paragraph_has_its_own_direction_and_an_rlm_makes_a_line_read_rtl(
+    server: ChatServer, connect: Connect
+) -> None:
+    mina = await connect("mina")
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: connected(app))
+        await mina.send("#lobby", "ok\nسلام دنیا")  # noqa: RUF001
+        await mina.send("#lobby", "Python زبان خوبی است.")  # the first strong letter is Latin
+        await mina.send("#lobby", "\u200fPython زبان خوبی است.")  # an RLM first: right to left
+        await until(pilot, lambda: "\u200fPython زبان خوبی است." in log_texts(app))
+        rows = [row.rstrip() for row in log_rows(app)]
+        width = max(len(row) for row in rows)
+        ok = next(i for i, row in enumerate(rows) if row.endswith("mina ok"))
+        assert rows[ok + 1].endswith(Bidi().display("سلام دنیا"))  # its own paragraph: RTL
+        assert len(rows[ok + 1]) == width  # right-aligned
+        ltr, rtl = (i for i, row in enumerate(rows) if "Python" in row)
+        drawn = Bidi().display
+        assert rows[ltr].endswith("mina " + drawn("Python زبان خوبی است.", False))
+        assert rows[rtl].endswith(drawn("\u200fPython زبان خوبی است.", True))
+        assert rows[rtl].split("mina", 1)[1].lstrip().startswith(".")  # its end, at the left
+        assert len(rows[rtl]) == width
+
+
+async def test_a_narrow_right_to_left_layout_keeps_the_name_and_time(
+    server: ChatServer, connect: Connect
+) -> None:
+    mina = await connect("mina")
+    app = make_app(server.address, "ali", config=Config(name="ali", lang="fa"))
+    async with app.run_test(size=(30, 24)) as pilot:
+        await until(pilot, lambda: connected(app))
+        await mina.send("#lobby", "سلام به همه، امروز کلاس برنامه‌نویسی داریم")
+        await until(pilot, lambda: any("امروز" in text for text in log_texts(app)))
+        rows = [row.rstrip() for row in log_rows(app)]
+        label = next(i for i, row in enumerate(rows) if "mina" in row)
+        assert rows[label].rstrip()[-5:].replace(":", "").isdigit()  # the time, at the right
+        assert Bidi().display("سلام به همه،") in rows[label + 1]  # the text below it

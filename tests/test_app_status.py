@@ -7,6 +7,8 @@ from tests.conftest import Connect
 from tests.helpers import expect
 from tuichat.app.app import ChatApp
 from tuichat.app.config import Config
+from tuichat.app.i18n import plain
+from tuichat.app.widgets.bidi_text import BidiText
 from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.sidebar import Sidebar
 from tuichat.client import ChatClient
@@ -15,8 +17,8 @@ from tuichat.server import ChatServer
 
 
 def typing_line(app: ChatApp) -> str:
-    line = app.query_one("#typing")
-    return str(line.content) if line.has_class("-visible") else ""
+    line = app.query_one("#typing", BidiText)
+    return plain(line.text) if line.has_class("-visible") else ""
 
 
 async def test_someone_away_and_typing_shows_in_the_sidebar_the_users_and_the_typing_line(

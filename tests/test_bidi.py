@@ -60,8 +60,10 @@ def test_left_to_right_text_is_drawn_as_it_is(text: str) -> None:
     assert not APP.is_rtl(text)
 
 
-@settings(max_examples=300)
-@given(MIXED)
+@settings(max_examples=500)
+@given(
+    MIXED | st.text(alphabet=PERSIAN_LETTERS[:6] + "ab 12%:/\u200e\u200f\u2068\u2069", max_size=30)
+)
 def test_the_fast_path_and_the_full_algorithm_agree(text: str) -> None:
     """Without brackets or combining marks, the fast reordering draws what the full one does."""
     for rtl in (None, True, False):
@@ -138,6 +140,5 @@ def test_names_keep_their_sigil_at_the_start_of_the_layout() -> None:
 def test_persian_text_reads_from_the_right(text: str) -> None:
     drawn = APP.line(text)
     assert drawn.rtl == (text.strip() != "")
-    if drawn.rtl:  # every letter's neighbour to its left comes after it
-        letters = [i for i in drawn.order if text[i] != " "]
-        assert letters == sorted(letters, reverse=True) or " " in text
+    if drawn.rtl:  # Persian alone reads from the right: the drawn line is the text reversed
+        assert drawn.order == tuple(reversed(range(len(text))))

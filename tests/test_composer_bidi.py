@@ -121,3 +121,23 @@ def test_tab_completes_a_persian_name_whatever_the_keyboard_typed() -> None:
     assert complete("\u0643\u0627", 2, names, []) == ("کامران: ", 8)
     assert complete("سلام علیر", 9, names, []) == ("سلام علی‌رضا ", 13)
     assert complete("#برنامهن", 8, [], ["#برنامه‌نویسی"]) == ("#برنامه‌نویسی ", 14)
+
+
+async def test_the_arrows_move_the_way_they_point_on_a_right_to_left_line() -> None:
+    app = ComposerApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        composer = app.composer
+        await pilot.press(*"سلام دنیا")
+        assert composer.selection.end == (0, 9)
+        before = cursor_cells(composer)
+        await pilot.press("left")  # on screen: one cell to the left, logically one further
+        assert composer.selection.end == (0, 9)  # (already at the end: it stays)
+        await pilot.press("right", "right")  # towards the start of the line
+        assert composer.selection.end == (0, 7)
+        after = cursor_cells(composer)
+        assert after[0] > before[0]  # the cursor went right on screen
+        await pilot.press("left")
+        assert composer.selection.end == (0, 8)
+        composer.value = "hello"
+        await pilot.press("left")  # a left-to-right line: as ever
+        assert composer.selection.end == (0, 4)

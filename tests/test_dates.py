@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import jdatetime
 import pytest
 
 from tuichat.app.dates import day_label, local_digits
 from tuichat.app.i18n import set_language
+from tuichat.app.untrusted import MAX_TS
 
 ZWNJ = "\u200c"
 
@@ -101,3 +102,11 @@ def test_local_digits() -> None:
     set_language("fa")
     assert local_digits(text) == "۱۲:۳۰ — ۲۰۲۶"
     assert local_digits("no digits") == "no digits"
+
+
+def test_a_day_past_the_jalali_calendar_is_a_day_unknown() -> None:
+    """The app shows times up to the end of year 9999; the Jalali calendar ends earlier (a
+    hostile server's timestamp must not stop the app)."""
+    last = datetime.fromtimestamp(MAX_TS / 1000, UTC).date()
+    assert day_label(last, calendar="jalali") == "a day unknown"
+    assert day_label(last, calendar="gregorian").endswith("9999")

@@ -37,6 +37,7 @@ from tuichat.app.screens.bidi_check import BidiCheck
 from tuichat.app.screens.help import HelpScreen
 from tuichat.app.screens.prompt import PromptDialog
 from tuichat.app.state import LOBBY, ChatState
+from tuichat.app.widgets.bidi_text import BidiText
 from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import ConversationItem, Sidebar
@@ -198,12 +199,12 @@ class ChatApp(App[int]):
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
-        yield Static(id="banner")
+        yield BidiText(id="banner")
         with Horizontal(id="main"):
             with Vertical():
                 yield ChatLog(tz=self._tz, timestamps=self.config.timestamps, id="log")
                 yield Static(id="unseen")
-                yield Static(id="typing")
+                yield BidiText(id="typing")
             yield Sidebar(id="sidebar")
         yield ChatInput(
             self._completion_candidates,
@@ -291,6 +292,8 @@ class ChatApp(App[int]):
         self.query_one(StatusBar).bidi = bidi
         self.query_one(StatusBar).refresh()
         self.query_one(ChatInput).bidi = bidi
+        self.query_one("#banner", BidiText).bidi = bidi
+        self.query_one("#typing", BidiText).bidi = bidi
         self._show_connection()
         self._show_typing()
 
@@ -526,8 +529,8 @@ class ChatApp(App[int]):
         """The line under the log: who is typing in the conversation on screen (until the next
         notice runs out, when it is looked at again)."""
         text = self.state.typing_line() if self.config.typing else ""
-        line = self.query_one("#typing", Static)
-        line.update(Content(self.bidi.display(text)))
+        line = self.query_one("#typing", BidiText)
+        line.update(text)
         line.set_class(bool(text), "-visible")
         if self._typing_timer is not None:
             self._typing_timer.stop()
@@ -539,10 +542,10 @@ class ChatApp(App[int]):
 
     def _show_connection(self) -> None:
         self.query_one(StatusBar).state = self.state.connection
-        banner = self.query_one("#banner", Static)
+        banner = self.query_one("#banner", BidiText)
         text = self.state.banner
         if text is not None:
-            banner.update(Content(self.bidi.display(text)))
+            banner.update(text)
         banner.set_class(text is not None, "-visible")
 
     def _notify_user(self, items: list[tuple[str, str, str]]) -> None:

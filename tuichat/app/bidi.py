@@ -39,16 +39,18 @@ ZWNJ_MARK = "\u00b7"
 """What the composer draws for a zero-width non-joiner while it is being edited."""
 
 _RTL = re.compile(
-    "[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\U00010800-\U00010fff\U0001e800-\U0001efff]"
+    "[\u0590-\u08ff\u200f\ufb1d-\ufdff\ufe70-\ufefc\U00010800-\U00010fff\U0001e800-\U0001efff]"
 )
-"""Letters of the right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, N'Ko, …)."""
+"""Letters of the right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, N'Ko, …), and the
+right-to-left mark (RLM), which a message may start with to read right to left."""
 _ARABIC = re.compile("[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff]")
 _SLOW = re.compile(
     "[" + re.escape("".join(MIRRORED)) + "\u0300-\u036f\u0610-\u061a\u064b-\u065f\u0670"
-    "\u06d6-\u06ed\u08d3-\u08ff]"
+    "\u06d6-\u06ed\u08d3-\u08ff\u202a-\u202e\u2066-\u2069]"
 )
-"""What the fast reordering gets wrong: brackets it does not mirror, and combining marks it
-puts before their letter."""
+"""What the fast reordering gets wrong or does otherwise: brackets it does not mirror,
+combining marks it puts before their letter, isolates (a wrapped line may hold half of one)
+and embeddings (which it would obey, and keep)."""
 _ISOLATE_MARKS = re.compile("[\u2066-\u2069]")
 _INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u206f\ufeff]")
 _IGNORED = frozenset({"LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
@@ -122,12 +124,12 @@ class Bidi:
         if rtl is None:
             rtl = self.is_rtl(text)
         if not rtl and not self._rtl_text(text):
-            return without_isolates(text)
+            return strip_invisible(text)
         shaped = shape(text)
         if not self.upper_is_rtl and _SLOW.search(shaped) is None:
             fast: str = get_display(shaped, base_dir="R" if rtl else "L")
             return strip_invisible(fast)
-        return _reorder(shaped, rtl, self.upper_is_rtl)[0]
+        return _visible(*_reorder(shaped, rtl, self.upper_is_rtl))[0]
 
     def name(self, name: str, *, rtl_layout: bool = False) -> str:
         """A name, `#room` or `@name` as drawn on its own; in a left-to-right layout its sigil
@@ -145,12 +147,23 @@ class Bidi:
         if not self.active or (not rtl and not self._rtl_text(text)):
             if marks and ZWNJ in text:
                 text = text.replace(ZWNJ, ZWNJ_MARK)
-            return Line(text, tuple(range(len(text))), rtl)
+            if self.mode == "terminal":  # (its own bidi may want the marks)
+                return Line(text, tuple(range(len(text))), rtl)
+            return Line(*_visible(text, tuple(range(len(text)))), rtl)
         shaped = shape(text)
         if marks:
             shaped = shaped.replace(ZWNJ, ZWNJ_MARK)
-        drawn, order = _reorder(shaped, rtl, self.upper_is_rtl)
+        drawn, order = _visible(*_reorder(shaped, rtl, self.upper_is_rtl))
         return Line(drawn, order, rtl)
+
+
+def _visible(text: str, order: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+    """A drawn line without its zero-width format characters (direction marks, joiners), which
+    a terminal might draw as something."""
+    if text.isascii() or _INVISIBLE.search(text) is None:
+        return text, order
+    kept = [(c, i) for c, i in zip(text, order, strict=True) if _INVISIBLE.match(c) is None]
+    return "".join(c for c, _ in kept), tuple(i for _, i in kept)
 
 
 def first_strong_rtl(text: str, upper_is_rtl: bool = False) -> bool:

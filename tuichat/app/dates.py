@@ -62,7 +62,10 @@ def day_label(day: date | None, *, calendar: str) -> str:
         raise ValueError(f"unknown calendar {calendar!r} (known: {', '.join(CALENDARS)})")
     lang = i18n.language() if i18n.language() in WEEKDAYS else "en"
     if calendar == "jalali":
-        shown = jdatetime.date.fromgregorian(date=day)
+        try:
+            shown = jdatetime.date.fromgregorian(date=day)
+        except (ValueError, OverflowError):  # past the Jalali years it knows (9999 and on)
+            return _("a day unknown")
         year, month, number = shown.year, shown.month, shown.day
     else:
         year, month, number = day.year, day.month, day.day

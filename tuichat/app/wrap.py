@@ -49,20 +49,25 @@ def cells(text: str) -> int:
     return cell_len(text)
 
 
-def wrap(text: str, width: int) -> list[str]:
+def wrap(text: str, width: int, paragraphs: list[int] | None = None) -> list[str]:
     """Return `text` as lines of at most `width` cells, breaking at spaces when possible.
 
     Newlines in `text` are kept as line breaks; words longer than a line are split (a character
     wider than the whole line gets a line of its own). The lines of a code block (between two
     lines that start with ```) are not wrapped but cut at the edge, ending in `…`, so that
-    code keeps its shape. Takes time linear in the length of `text`.
+    code keeps its shape. Takes time linear in the length of `text`. With `paragraphs`, the
+    number of the paragraph (line of `text`) each line comes from is appended to it.
     """
     width = max(width, 1)
     lines: list[str] = []
     fenced = False  # within a ``` block: code, cut at the edge rather than wrapped
-    paragraphs = text.replace("\t", TAB).split("\n")
-    blocks = len(paragraphs) > 1  # (a block takes lines of its own: one line is prose)
-    for paragraph in paragraphs:
+    parts = text.replace("\t", TAB).split("\n")
+    blocks = len(parts) > 1  # (a block takes lines of its own: one line is prose)
+    counted = 0  # lines whose paragraph is in `paragraphs`
+    for number, paragraph in enumerate(parts):
+        if paragraphs is not None and counted < len(lines):  # those of the one before
+            paragraphs.extend([number - 1] * (len(lines) - counted))
+            counted = len(lines)
         fence = blocks and paragraph.lstrip().startswith("```")
         if fits(paragraph, width):
             lines.append(paragraph)
@@ -89,6 +94,8 @@ def wrap(text: str, width: int) -> list[str]:
                 word_cells = cells(word)
             line, line_cells = word, word_cells
         lines.append(line)
+    if paragraphs is not None:
+        paragraphs.extend([len(parts) - 1] * (len(lines) - counted))
     return lines
 
 

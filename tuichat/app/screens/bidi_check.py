@@ -16,6 +16,7 @@ from textual.widgets import Static
 
 from tuichat.app.bidi import Bidi, Mode
 from tuichat.app.i18n import N_, _, translate_bindings
+from tuichat.app.widgets.bidi_text import BidiText
 
 SAMPLE = "سلام! این یک متن آزمایشی است (۱۲۳)."
 """Persian with joined letters, a bracket pair and digits: wrong orders are plain to see."""
@@ -66,7 +67,7 @@ class BidiCheck(ModalScreen[Mode | None]):
                 yield Static(Content(drawn.display(question)))
             yield Static(Content(f"1   {drawn.display(SAMPLE)}"), classes="sample", id="app-line")
             yield Static(Content(f"2   {SAMPLE}"), classes="sample", id="terminal-line")
-            yield Static(Content(drawn.display(_(NOTE))), classes="note")
+            yield BidiText(_(NOTE), bidi=drawn, classes="note")
 
     def action_choose(self, mode: str) -> None:
         """Close the check with the mode the answer means ("" for none)."""

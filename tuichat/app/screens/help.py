@@ -32,6 +32,7 @@ COMMANDS = (
     ("/back", N_("say you are back")),
     ("/notify all|mentions|none", N_("what in this conversation notifies you")),
     ("/signout", N_("sign out your other devices")),
+    ("/bidi [app|terminal|off|check]", N_("who draws right-to-left text in order; check: ask")),
     ("/help", N_("the commands, in the log")),
     ("/exit", N_("say goodbye and quit (also /quit, ctrl+q)")),
     (N_("//text"), N_("send text that starts with /")),

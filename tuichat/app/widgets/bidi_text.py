@@ -33,7 +33,17 @@ class BidiText(Widget):
     ) -> None:
         super().__init__(id=id, classes=classes)
         self._text = text
-        self.bidi = bidi or Bidi()
+        self._bidi = bidi or Bidi()
+
+    @property
+    def bidi(self) -> Bidi:
+        """How right-to-left text is drawn."""
+        return self._bidi
+
+    @bidi.setter
+    def bidi(self, bidi: Bidi) -> None:
+        self._bidi = bidi
+        self.refresh(layout=True)
 
     @property
     def text(self) -> str:
@@ -42,8 +52,9 @@ class BidiText(Widget):
 
     def update(self, text: str) -> None:
         """Show `text` instead."""
-        self._text = text
-        self.refresh(layout=True)
+        if text != self._text:
+            self._text = text
+            self.refresh(layout=True)
 
     def lines(self, width: int) -> list[str]:
         """The text's lines at `width` cells, each as drawn (padded to be right-aligned when

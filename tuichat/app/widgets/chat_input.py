@@ -365,7 +365,7 @@ class ChatInput(TextArea, inherit_bindings=False):
             self._stop(event)
             self._up_or_down(key == "up")
             return
-        action = self._editing_action(key)
+        action = self._editing_action(self._visual_key(key))
         if action is not None:  # (not after the keys behind it, as a binding would run)
             self._stop(event)
             await self.run_action(action)
@@ -377,6 +377,17 @@ class ChatInput(TextArea, inherit_bindings=False):
                 self._replace_via_keyboard(typed, *self.selection)
             return
         await super()._on_key(event)
+
+    def _visual_key(self, key: str) -> str:
+        """On a line that reads right to left, Left moves towards its end and Right towards
+        its start, as the arrows point on screen."""
+        if key.rpartition("+")[2] not in ("left", "right") or not self.bidi.active:
+            return key
+        if not self.bidi.is_rtl(self.document.get_line(self.selection.end[0])):
+            return key
+        head, _, arrow = key.rpartition("+")
+        turned = "right" if arrow == "left" else "left"
+        return f"{head}+{turned}" if head else turned
 
     def _format_character(self, event: events.Key) -> str | None:
         """The invisible character a key types, if it types one: a zero-width non-joiner (the

@@ -82,6 +82,7 @@ class ChatLog(ScrollView, can_focus=False):
         self._width = 0  # the width the layout was made for
         self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
         self._wraps: dict[int, list[str]] = {}  # entry index → its lines, the last WRAPS
+        self._directions: dict[int, bytes] = {}  # entry index → 1 for each line that is RTL
         self._time_cache: dict[int, str] = {}
         self._day_cache: dict[int, date] = {}
         self._time_cells = _cells(self._format_time(0)) + 1 if timestamps else 0
@@ -103,6 +104,8 @@ class ChatLog(ScrollView, can_focus=False):
     def redraw(self) -> None:
         """Draw every line again (how text is drawn changed)."""
         self._cache.clear()
+        self._wraps.clear()
+        self._directions.clear()
         self._time_cache.clear()
         self.refresh()
 
@@ -168,6 +171,7 @@ class ChatLog(ScrollView, can_focus=False):
         self._total += added - removed_lines
         self._cache.clear()  # both are keyed by entry index, and every index moved
         self._wraps.clear()
+        self._directions.clear()
         self._layout_from(kept)
         self.virtual_size = Size(self._width, self._total)
         if at_end:
@@ -220,6 +224,7 @@ class ChatLog(ScrollView, can_focus=False):
         self._total = 0
         self._cache.clear()
         self._wraps.clear()
+        self._directions.clear()
         self._width = self._text_width()
         self._layout_from(0)
         self.virtual_size = Size(self._width, self._total)
@@ -305,7 +310,7 @@ class ChatLog(ScrollView, can_focus=False):
         lines = self._wrapped(index, entry, self._width)
         text = lines[row] if row < len(lines) else ""
         bidi = self.bidi
-        rtl = bidi.is_rtl(entry.text)  # the message's direction, for each of its lines
+        rtl = bool(self._directions[index][row]) if text and bidi.active else False
         drawn = bidi.display(text, rtl) if text else text
         body = Segment(drawn, base + self._text_style(entry, styles))
         if row == 0:
@@ -323,7 +328,8 @@ class ChatLog(ScrollView, can_focus=False):
             return Strip(segments).adjust_cell_length(width, base)
         # a right-to-left layout: the row mirrored, its time at the right edge
         head = [_mirrored(piece) for piece in reversed(pieces)]
-        gap = Segment(" " * max(width - _cells(drawn) - self._indent(entry, self._width), 0), base)
+        head_cells = sum(_cells(piece.text) for piece in head)
+        gap = Segment(" " * max(width - _cells(drawn) - head_cells, 0), base)
         segments = [body, gap, *head] if not rtl else [gap, body, *head]
         return Strip(segments).adjust_cell_length(width, base)
 
@@ -382,18 +388,29 @@ class ChatLog(ScrollView, can_focus=False):
         return prefix if width - prefix >= MIN_HANGING_WIDTH else NARROW_INDENT
 
     def _wrapped(self, index: int, entry: LogEntry, width: int) -> list[str]:
-        """The lines of entry `index` at the layout width (wrapped once, then cached)."""
+        """The lines of entry `index` at the layout width (wrapped once, then cached, with the
+        direction of the paragraph each line belongs to in `_directions`)."""
         lines = self._wraps.get(index)
         if lines is None:
             prefix = self._prefix_cells(entry)
+            paragraphs: list[int] = []
             if width - prefix >= MIN_HANGING_WIDTH:
-                lines = wrap(entry.text, width - prefix)
+                lines = wrap(entry.text, width - prefix, paragraphs)
             else:  # a narrow log: the label stands alone, the text follows below it
-                lines = ["", *wrap(entry.text, max(width - NARROW_INDENT, 1))]
+                lines = ["", *wrap(entry.text, max(width - NARROW_INDENT, 1), paragraphs)]
+                paragraphs.insert(0, 0)
             wraps = self._wraps
             if len(wraps) >= WRAPS:
-                del wraps[next(iter(wraps))]
+                first = next(iter(wraps))
+                del wraps[first]
+                self._directions.pop(first, None)
             wraps[index] = lines
+            bidi = self.bidi
+            if bidi.active and (bidi.upper_is_rtl or not entry.text.isascii()):  # (rule P1:)
+                rtl = [bidi.is_rtl(p) for p in entry.text.split("\n")]  # each paragraph's own
+                self._directions[index] = bytes(rtl[p] for p in paragraphs)
+            else:
+                self._directions[index] = bytes(len(lines))
         return lines
 
     def _day(self, ts: int) -> date | None:

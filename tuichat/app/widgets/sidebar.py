@@ -16,6 +16,7 @@ from textual.widget import Widget
 
 from tuichat.app.bidi import Bidi
 from tuichat.app.colors import name_color
+from tuichat.app.dates import local_digits
 from tuichat.app.i18n import _
 from tuichat.client.unread import fold
 
@@ -43,7 +44,7 @@ def _truncated(text: str, cells: int) -> str:
 
 
 def _count(number: int) -> str:
-    return f"{number}" if number <= MAX_COUNT else f"{MAX_COUNT}+"
+    return local_digits(f"{number}" if number <= MAX_COUNT else f"{MAX_COUNT}+")
 
 
 class Sidebar(Vertical):
@@ -211,15 +212,19 @@ class Members(Widget):
         dark = self.app.current_theme.dark
         rtl = sidebar.rtl_layout
         text = Text(no_wrap=True, overflow="ellipsis", justify="right" if rtl else "left")
-        heading = _("Online — {count}").format(count=len(users))
+        heading = _("Online — {count}").format(count=local_digits(str(len(users))))
         text.append(f"\n{sidebar.bidi.display(heading)}\n", style="bold")
+        width = self.content_size.width or 22
+        away_word = sidebar.bidi.display(_("away"))
         for user in users[:MAX_SHOWN]:
-            shown = sidebar.shown(user)
-            if fold(user) in away:  # a hollow mark, the name dimmed
+            is_away = fold(user) in away
+            room = width - 2 - (cell_len(away_word) + 1 if is_away else 0)
+            shown = sidebar.shown(_truncated(user, room))  # (cut in logical order: its start stays)
+            if is_away:  # a hollow mark, the name dimmed
                 parts = [
                     ("○", name_color(user, dark)),
                     (shown, "dim bold" if user == me else "dim"),
-                    (sidebar.bidi.display(_("away")), "dim italic"),
+                    (away_word, "dim italic"),
                 ]
             else:
                 marker = "●" if user != me else "◉"
@@ -234,7 +239,7 @@ class Members(Widget):
                     )
             text.append("\n")
         if len(users) > MAX_SHOWN:
-            more = _("… and {count} more").format(count=len(users) - MAX_SHOWN)
+            more = _("… and {count} more").format(count=local_digits(str(len(users) - MAX_SHOWN)))
             text.append(f"{sidebar.bidi.display(more)}\n", style="dim")
         text.rstrip()
         return text

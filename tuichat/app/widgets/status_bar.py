@@ -10,6 +10,7 @@ from textual.widget import Widget
 
 from tuichat.app.bidi import Bidi
 from tuichat.app.colors import readable, theme_color
+from tuichat.app.dates import local_digits
 from tuichat.app.i18n import N_, _
 
 STATES = {state: N_(state) for state in ("connected", "connecting", "disconnected", "name refused")}
@@ -54,7 +55,8 @@ class StatusBar(Widget):
             "connected": style("text-success", "success", bold=True),
             "connecting": style("text-warning", "warning"),
         }.get(self.state, style("text-error", "error", bold=True))
-        rtt = "—" if self.rtt_ms is None else _("{ms} ms").format(ms=f"{self.rtt_ms:.0f}")
+        ms = local_digits(f"{self.rtt_ms:.0f}") if self.rtt_ms is not None else ""
+        rtt = "—" if self.rtt_ms is None else _("{ms} ms").format(ms=ms)
         state = _(STATES.get(self.state, self.state))
         line = Text.assemble(
             (" tuichat ", "bold reverse"),
