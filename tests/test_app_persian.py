@@ -186,3 +186,16 @@ async def test_a_narrow_right_to_left_layout_keeps_the_name_and_time(
         label = next(i for i, row in enumerate(rows) if "mina" in row)
         assert rows[label].rstrip()[-5:].replace(":", "").isdigit()  # the time, at the right
         assert Bidi().display("سلام به همه،") in rows[label + 1]  # the text below it
+
+
+async def test_a_long_persian_toast_starts_on_its_first_line(server: ChatServer) -> None:
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: connected(app))
+        words = "این پیام برای آزمودن است و باید در چند خط نشان داده شود تا خواننده آن را بخواند"
+        lines = list(app._toast_lines(words))
+        assert len(lines) > 1
+        assert lines[0].endswith(Bidi().display("این پیام", True))  # its start, at the right
+        assert len({len(line) for line in lines}) == 1  # every line right-aligned
+        app.notify(words)
+        await until(pilot, lambda: bool(app._notifications))

@@ -141,3 +141,21 @@ async def test_the_arrows_move_the_way_they_point_on_a_right_to_left_line() -> N
         composer.value = "hello"
         await pilot.press("left")  # a left-to-right line: as ever
         assert composer.selection.end == (0, 4)
+
+
+async def test_a_click_puts_the_cursor_before_the_character_clicked() -> None:
+    app = ComposerApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        composer = app.composer
+        text = "سلام (دنیا)"
+        await pilot.press(*text)
+        line = Bidi().line(text + " ")
+        pad = len(row_text(composer)) - len(line.text)  # right-aligned
+        left = composer.content_region.x - composer.region.x
+        top = composer.content_region.y - composer.region.y
+        for logical in (0, 3, 5, 8, 10):
+            x = left + pad + line.order.index(logical)
+            await pilot.click(composer, offset=(x, top))
+            await until(pilot, lambda logical=logical: composer.selection.end == (0, logical))  # type: ignore[misc]
+        await pilot.click(composer, offset=(left + 1, top))  # left of the text: its end
+        await until(pilot, lambda: composer.selection.end == (0, len(text)))

@@ -9,6 +9,7 @@ from datetime import tzinfo
 from functools import partial
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -42,6 +43,7 @@ from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import ConversationItem, Sidebar
 from tuichat.app.widgets.status_bar import StatusBar
+from tuichat.app.wrap import wrap
 from tuichat.client import (
     ChatClient,
     ClientError,
@@ -289,8 +291,9 @@ class ChatApp(App[int]):
         sidebar = self.query_one(Sidebar)
         sidebar.bidi, sidebar.rtl_layout = bidi, rtl and bidi.active
         sidebar.refresh_parts()
-        self.query_one(StatusBar).bidi = bidi
-        self.query_one(StatusBar).refresh()
+        status = self.query_one(StatusBar)
+        status.bidi, status.rtl_layout = bidi, rtl and bidi.active
+        status.refresh()
         self.query_one(ChatInput).bidi = bidi
         self.query_one("#banner", BidiText).bidi = bidi
         self.query_one("#typing", BidiText).bidi = bidi
@@ -340,9 +343,23 @@ class ChatApp(App[int]):
         """Show a toast; unlike Textual's, its message is plain text unless `markup` is asked
         (and right-to-left text in it is drawn as the log draws it)."""
         if not markup:
-            message = "\n".join(map(self.bidi.display, message.split("\n")))
+            message = "\n".join(self._toast_lines(message))
         title = self.bidi.display(title)
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def _toast_lines(self, message: str) -> Iterator[str]:
+        """A toast's lines as drawn: a right-to-left paragraph wrapped in logical order at
+        the toast's width (Textual's: 60 cells, at most half the screen, less its padding and
+        border), each line in visual order and right-aligned."""
+        width = max(min(60, self.size.width // 2) - 4, 10)
+        bidi = self.bidi
+        for paragraph in message.split("\n"):
+            if not bidi.is_rtl(paragraph):
+                yield bidi.display(paragraph)
+                continue
+            for line in wrap(paragraph, width):
+                drawn = bidi.display(line, True)
+                yield " " * max(width - cell_len(drawn), 0) + drawn
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Textual's own commands of the palette, in the language in use."""

@@ -243,6 +243,27 @@ class ChatInput(TextArea, inherit_bindings=False):
             base
         )
 
+    def get_target_document_location(self, event: events.MouseEvent) -> Location:
+        """Where a click lands: on a row drawn in visual order, before the character drawn
+        in the clicked cell."""
+        y = event.y - self.gutter.top
+        located = self._row_section(y)
+        if located is None:
+            return super().get_target_document_location(event)
+        line_index, start, end, line = located
+        rtl = self.bidi.is_rtl(line)
+        last = end == len(line)
+        drawn = self.bidi.line(line[start:end] + (" " if last else ""), rtl, marks=True)
+        width = self.scrollable_content_region.size.width
+        cells = sum(_char_cells(char) for char in drawn.text)
+        x = event.x - self.gutter.left - (max(width - cells, 0) if rtl else 0)
+        if not drawn.order:
+            return (line_index, start)
+        if x < 0 or x >= len(drawn.order):  # beside the text: its start or end, by direction
+            at_end = (x < 0) == rtl
+            return (line_index, end if at_end else start)
+        return (line_index, min(start + drawn.order[x], len(line)))
+
     def _row_section(self, y: int) -> tuple[int, int, int, str] | None:
         """For a row that needs visual order: its line, where its part of that line starts
         and ends, and the line's text; None for rows drawn as they are."""

@@ -40,6 +40,8 @@ class StatusBar(Widget):
         super().__init__(id=id, classes=classes)
         self.bidi = Bidi()
         """How right-to-left names are drawn (the app sets its `--bidi` mode)."""
+        self.rtl_layout = False
+        """A right-to-left UI: a Persian room's `#` at its right, as the sidebar has it."""
 
     def render(self) -> Text:
         variables = self.app.theme_variables
@@ -61,11 +63,17 @@ class StatusBar(Widget):
         line = Text.assemble(
             (" tuichat ", "bold reverse"),
             " ",
-            (self.bidi.name(self.server) or "…", "bold"),
+            (self.bidi.name(self.server, rtl_layout=self.rtl_layout) or "…", "bold"),
             "  ",
-            (self.bidi.name(self.room), style("text-primary", "primary", bold=True)),
+            (
+                self.bidi.name(self.room, rtl_layout=self.rtl_layout),
+                style("text-primary", "primary", bold=True),
+            ),
             "  ",
-            (self.bidi.name(self.user), style("text-secondary", "secondary")),
+            (
+                self.bidi.name(self.user, rtl_layout=self.rtl_layout),
+                style("text-secondary", "secondary"),
+            ),
             "  ",
             (f"● {self.bidi.display(state)}", state_style),
             "  ",
