@@ -25,7 +25,7 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from tuichat.app import commands as cmd
-from tuichat.app import untrusted
+from tuichat.app import terminal, untrusted
 from tuichat.app.bidi import MODES, Bidi, Mode
 from tuichat.app.config import Config
 from tuichat.app.events import Connected, ConnectFailed, NameRefused, ServerEvents
@@ -282,7 +282,10 @@ class ChatApp(App[int]):
             self.set_interval(IDLE_CHECK, self.check_away)
 
     def _draw_with(self, bidi: Bidi) -> None:
-        """Draw right-to-left text as `bidi` says, everywhere."""
+        """Draw right-to-left text as `bidi` says, everywhere (and, when that changes while
+        the app runs, tell a VTE terminal whether to reorder rows itself: `CSI 8 l/h`)."""
+        if bidi.active != self.bidi.active and self.is_running and not self.is_headless:
+            self.write_escape(terminal.EXPLICIT if bidi.active else terminal.IMPLICIT)
         self.bidi = bidi
         rtl = is_rtl()
         log = self.query_one(ChatLog)

@@ -329,15 +329,16 @@ def _run(args: argparse.Namespace) -> int:
         ask_bidi=decision.ask,
         bidi_answered=remember,
     )
-    # VTE reorders rows unless told not to (`CSI 8 l`); where the app reorders, it is told
-    explicit = decision.mode == "app" and sys.stdout.isatty()
-    if explicit:
+    # VTE reorders rows unless told not to (`CSI 8 l`); where the app reorders, it is told,
+    # and at exit it reorders again (`CSI 8 h`, its default; `/bidi` may have changed it)
+    tty = sys.stdout.isatty()
+    if tty and decision.mode == "app":
         sys.stdout.write(terminal.EXPLICIT)
         sys.stdout.flush()
     try:
         app.run()
     finally:
-        if explicit:  # the terminal as it was: reordering on its own again
+        if tty:
             sys.stdout.write(terminal.IMPLICIT)
             sys.stdout.flush()
     return app.return_code or 0
