@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.command import CommandInput, CommandPalette
 from textual.pilot import Pilot
 
 from tests.app_support import connected, log_texts, make_app, sidebar_users, until
@@ -18,6 +19,8 @@ from tuichat.app.app import ChatApp
 from tuichat.app.bidi import Bidi
 from tuichat.app.config import Config
 from tuichat.app.screens.bidi_check import BidiCheck
+from tuichat.app.screens.prompt import PromptDialog
+from tuichat.app.widgets.bidi_input import BidiInput
 from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.server import ChatServer
@@ -199,3 +202,23 @@ async def test_a_long_persian_toast_starts_on_its_first_line(server: ChatServer)
         assert len({len(line) for line in lines}) == 1  # every line right-aligned
         app.notify(words)
         await until(pilot, lambda: bool(app._notifications))
+
+
+async def test_persian_typed_into_a_dialog_or_the_palette_reads_right(server: ChatServer) -> None:
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: connected(app))
+        app.action_join_room()
+        await until(pilot, lambda: bool(app.screen.query("#answer")))
+        answer = app.screen.query_one("#answer", BidiInput)
+        await pilot.press(*"#برنامه")
+        assert answer.value == "#برنامه"  # logical
+        assert answer.render_line(0).text.strip() == Bidi().display("#برنامه")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, PromptDialog))
+        await pilot.press("ctrl+k")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        search = app.screen.query_one(CommandInput)
+        await pilot.press(*"خروج")
+        assert search.value == "خروج"
+        assert Bidi().display("خروج") in search.render_line(0).text

@@ -38,6 +38,7 @@ from tuichat.app.screens.bidi_check import BidiCheck
 from tuichat.app.screens.help import HelpScreen
 from tuichat.app.screens.prompt import PromptDialog
 from tuichat.app.state import LOBBY, ChatState
+from tuichat.app.widgets.bidi_input import BidiCommandPalette
 from tuichat.app.widgets.bidi_text import BidiText
 from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.chat_log import ChatLog
@@ -373,7 +374,10 @@ class ChatApp(App[int]):
         """The command palette (ctrl+k), its prompt in the language in use."""
         if self.use_command_palette and not isinstance(self.screen, CommandPalette):
             placeholder = _("Search for commands…")
-            self.push_screen(CommandPalette(id="--command-palette", placeholder=placeholder))
+            palette = BidiCommandPalette(
+                id="--command-palette", placeholder=placeholder, bidi=self.bidi
+            )
+            self.push_screen(palette)
 
     def watch_app_focus(self, focus: bool) -> None:
         if focus:

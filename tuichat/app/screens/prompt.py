@@ -11,6 +11,7 @@ from textual.widgets import Input
 
 from tuichat.app.bidi import Bidi
 from tuichat.app.i18n import N_, _, translate_bindings
+from tuichat.app.widgets.bidi_input import BidiInput
 from tuichat.app.widgets.bidi_text import BidiText
 
 
@@ -94,7 +95,9 @@ class PromptDialog(ModalScreen[str | None]):
             yield BidiText(self._title, bidi=self._bidi, classes="title")
             if self._problem:
                 yield BidiText(self._problem, bidi=self._bidi, classes="problem", id="problem")
-            yield Input(value=self._value, placeholder=self._placeholder, id="answer")
+            yield BidiInput(
+                value=self._value, placeholder=self._placeholder, bidi=self._bidi, id="answer"
+            )
             hint = _("Enter to confirm · Escape to cancel")
             yield BidiText(hint, bidi=self._bidi, classes="hint")
 
