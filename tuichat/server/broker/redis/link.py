@@ -180,7 +180,7 @@ class RedisLink:
         raise RuntimeError("Redis does not keep our scripts")
 
     async def _load_scripts(self) -> None:
-        for text in self._scripts:
+        for text in list(self._scripts):  # (others may add theirs while this one awaits)
             await self.redis.script_load(text)
 
     # --- commands --------------------------------------------------------
