@@ -13,13 +13,13 @@ import tracemalloc
 from collections.abc import AsyncIterator
 
 import pytest
-from textual.widgets import Static
 
 from tests.app_support import FakeServer, log_texts, make_fake_app, rendered, until
 from tuichat.app.app import ChatApp
 from tuichat.app.model import MAX_LOG_CHARS, MAX_LOG_LINES
 from tuichat.app.screens.prompt import PromptDialog
 from tuichat.app.untrusted import MAX_NAME, MAX_USERS
+from tuichat.app.widgets.bidi_text import BidiText
 from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import Sidebar
@@ -180,13 +180,14 @@ async def test_a_hostile_server_reaches_neither_the_terminal_nor_the_markup_pars
         # a goodbye in markup that would not parse, then the connection ends
         fake.send(Bye(reason=EVIL, message=f"[/]{EVIL}"))
         fake.hang_up()
-        banner = app.query_one("#banner", Static)
+        banner = app.query_one("#banner", BidiText)
         await until(pilot, lambda: banner.has_class("-visible"))
         await until(pilot, lambda: app.query_one("#status").state == "disconnected")  # type: ignore[attr-defined]
         await pilot.pause()
         text, raw = rendered(app)
         assert_screen_is_clean(text, raw)
-        assert str(banner.render()).startswith("The server is going away: [/]␛]52;c;")
+        shown = str(banner.render()).replace("\n", " ")  # (its lines, as wrapped)
+        assert shown.startswith("The server is going away: [/]␛]52;c;")
         assert "[@click=app.quit]CLICK[/]" in text
         row = next(i for i, line in enumerate(text.splitlines()) if "CLICK" in line)
         assert row < 5  # in the banner, under the status line
