@@ -288,6 +288,36 @@ async def open_link(store: RedisStore) -> RedisLink:
     return link
 
 
+async def test_the_renewals_stop_once_the_migration_is_over_though_their_cancellation_is_lost(
+    old_redis: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owners = Owners(SigningKey.generate(), SigningKey.generate(), SigningKey.generate())
+    await write_old_data(old_redis, owners)
+    monkeypatch.setattr(migrate, "RENEW_EVERY", 0)  # (a renewal under way when it is over)
+    original, renewals = migrate.renew, []
+
+    async def renew(link: RedisLink, server_id: str) -> bool:
+        renewals.append(server_id)
+        if len(renewals) == 2:  # (the first is the migration's own, before the renewals start)
+            # its command drops the cancellation, as redis-py's `asyncio.wait_for` does on
+            # Python 3.11 when the command is sent at the moment the cancellation comes
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+        return await original(link, server_id)
+
+    monkeypatch.setattr(migrate, "renew", renew)
+    link, client = await open_link(old_redis), await redis_client(old_redis)
+    try:
+        await asyncio.wait_for(migrate.migrate(link, "a"), TIMEOUT)
+        assert renewals == ["a", "a"]  # the renewal that lost its cancellation was the last
+        assert await client.get(keys.SCHEMA) == b"2"
+        assert await client.exists(keys.MIGRATING) == 0  # let go of
+        await check_stored(client)
+    finally:
+        await link.stop()
+        await client.aclose()
+
+
 async def test_a_renewal_extends_the_servers_own_lock_and_no_one_elses(
     old_redis: RedisStore,
 ) -> None:

@@ -37,7 +37,6 @@ with an older token than the one kept is refused (`ROOM_RETRIES`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -308,6 +307,8 @@ class Holder:
     """Higher than the token of any server that held the lock before (`MIGRATION_FENCE`)."""
     lost: bool = False
     """Set once a renewal found the lock not ours any more."""
+    over: bool = False
+    """Set once this server stops migrating: the renewals stop (see `_renew`)."""
 
 
 async def migrate(link: RedisLink, server_id: str) -> None:
@@ -364,10 +365,12 @@ async def _holding(link: RedisLink, holder: Holder) -> None:
             await _step(link, holder, FINISH, [keys.SCHEMA, keys.MIGRATION_PLAN], [SCHEMA_VERSION])
             log.info("redis: Redis is at schema %d", SCHEMA_VERSION)
     finally:
+        holder.over = True
         renewing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await renewing
-        await link.run_script(RELEASE, [keys.MIGRATING], [holder.id])
+        try:
+            await asyncio.wait({renewing})  # (not `await renewing`: its cancellation is not ours)
+        finally:
+            await link.run_script(RELEASE, [keys.MIGRATING], [holder.id])
 
 
 async def renew(link: RedisLink, server_id: str) -> bool:
@@ -377,7 +380,14 @@ async def renew(link: RedisLink, server_id: str) -> bool:
 
 
 async def _renew(link: RedisLink, holder: Holder) -> None:
-    while True:
+    """Renew the lock every `RENEW_EVERY` seconds until `holder` is `over` (or lost it).
+
+    The task is cancelled once the migration is over, but the cancellation can be lost on the
+    way: redis-py sends a command under `asyncio.wait_for`, which on Python 3.11 returns the
+    command's result, and drops the cancellation, when both come at once. So the loop also
+    stops on `over`: else this task would renew the lock for ever, and the server's start,
+    which waits for it, would never end."""
+    while not holder.over:
         await asyncio.sleep(RENEW_EVERY)
         try:
             ours = await renew(link, holder.id)
