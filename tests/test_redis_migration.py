@@ -226,6 +226,7 @@ async def test_a_server_held_up_past_its_lock_writes_nothing_after_the_next_one_
         taking_over = loop.create_task(second.start())
         await asyncio.wait_for(asyncio.shield(taking_over), TIMEOUT)  # migrates, to the end
         assert await client.get(keys.SCHEMA) == b"2"
+        await link_of(second).drain()  # (its start queued its lobby's claim of its key)
         finished = await snapshot(client)
         with hearing("no longer holds the lock", "waits") as lost:
             stall.go.set()  # the first one carries on where it was held
