@@ -76,6 +76,24 @@ class Line:
     rtl: bool
 
 
+def shift_space(before: str) -> str:
+    """What Shift+Space types after the character `before` (or "" at the start): a ZWNJ (the
+    Persian half-space, which Persian layouts put on that key) after a letter of an
+    Arabic-script word, else a space."""
+    return ZWNJ if before and has_rtl(before) and before.isalpha() else " "
+
+
+def turned_arrow(key: str) -> str:
+    """`key` with its Left or Right turned round (`shift+left` → `shift+right`), for a line
+    that reads right to left, where the arrows move as they point on screen; other keys as
+    they are."""
+    head, _, arrow = key.rpartition("+")
+    if arrow not in ("left", "right"):
+        return key
+    turned = "right" if arrow == "left" else "left"
+    return f"{head}+{turned}" if head else turned
+
+
 def has_rtl(text: str) -> bool:
     """Whether `text` holds a letter of a right-to-left script."""
     return not text.isascii() and _RTL.search(text) is not None

@@ -29,7 +29,7 @@ from textual.validation import Validator
 from textual.widgets import Input
 from textual.widgets._input import InputType, InputValidationOn
 
-from tuichat.app.bidi import ZWNJ, ZWNJ_MARK, Bidi, Line, has_rtl
+from tuichat.app.bidi import ZWNJ, ZWNJ_MARK, Bidi, Line, has_rtl, shift_space, turned_arrow
 
 ZWNJ_KEY = "zero_width_non_joiner"
 """The key Textual reports for a typed U+200C."""
@@ -297,11 +297,10 @@ class BidiInput(Input):
     def _visual_key(self, key: str) -> str:
         """On a value that reads right to left, Left moves towards its end and Right towards
         its start, as the arrows point on screen (as in the composer)."""
-        head, _, arrow = key.rpartition("+")
-        if arrow not in ("left", "right") or self.password or not self._bidi.is_rtl(self.value):
+        turned = turned_arrow(key)
+        if turned == key or self.password or not self._bidi.is_rtl(self.value):
             return key
-        turned = "right" if arrow == "left" else "left"
-        return f"{head}+{turned}" if head else turned
+        return turned
 
     def _format_character(self, event: events.Key) -> str | None:
         """The character a key types that `Input` would not: a ZWNJ, which Persian layouts
@@ -310,8 +309,7 @@ class BidiInput(Input):
         if event.key == ZWNJ_KEY or event.character == ZWNJ:
             return ZWNJ
         if event.key == "shift+space":
-            before = self.value[: self.cursor_position][-1:]
-            return ZWNJ if before and has_rtl(before) and before.isalpha() else " "
+            return shift_space(self.value[: self.cursor_position][-1:])
         return None
 
 

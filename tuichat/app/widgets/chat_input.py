@@ -28,7 +28,7 @@ from textual.widgets import TextArea
 from textual.widgets.text_area import Location
 
 from tuichat.app import commands as cmd
-from tuichat.app.bidi import ZWNJ, ZWNJ_MARK, Bidi, has_rtl
+from tuichat.app.bidi import ZWNJ, ZWNJ_MARK, Bidi, has_rtl, shift_space, turned_arrow
 from tuichat.app.completion import Completions, completions
 from tuichat.app.history import InputHistory
 from tuichat.app.i18n import N_, _, translate_bindings
@@ -402,13 +402,10 @@ class ChatInput(TextArea, inherit_bindings=False):
     def _visual_key(self, key: str) -> str:
         """On a line that reads right to left, Left moves towards its end and Right towards
         its start, as the arrows point on screen."""
-        if key.rpartition("+")[2] not in ("left", "right") or not self.bidi.active:
+        turned = turned_arrow(key)
+        if turned == key or not self.bidi.is_rtl(self.document.get_line(self.selection.end[0])):
             return key
-        if not self.bidi.is_rtl(self.document.get_line(self.selection.end[0])):
-            return key
-        head, _, arrow = key.rpartition("+")
-        turned = "right" if arrow == "left" else "left"
-        return f"{head}+{turned}" if head else turned
+        return turned
 
     def _format_character(self, event: events.Key) -> str | None:
         """The invisible character a key types, if it types one: a zero-width non-joiner (the
@@ -419,8 +416,7 @@ class ChatInput(TextArea, inherit_bindings=False):
             return typed
         if event.key == "shift+space":
             row, column = self.selection.end
-            before = self.document.get_line(row)[:column][-1:]
-            return ZWNJ if before and has_rtl(before) and before.isalpha() else " "
+            return shift_space(self.document.get_line(row)[:column][-1:])
         return None
 
     def _editing_action(self, key: str) -> str | None:
