@@ -32,6 +32,7 @@ from tuichat.protocol.messages import (
     Hello,
     IsTyping,
     Message,
+    ModEntry,
     Ping,
     Position,
     PrivateMessage,
@@ -244,6 +245,7 @@ SAMPLE_VALUES: dict[Any, Any] = {
     tuple[Message, ...]: (Message("#lobby", 1, "ann", "hi", 1000),),
     tuple[PrivateMessage, ...]: (PrivateMessage("ann", "bob", "hi", 1000, pid=3),),
     dict[str, int] | None: {"max_text": 10},
+    tuple[ModEntry, ...]: (ModEntry(3, 1000, "#dev", "kick", "eve", "ali", "spam"),),
 }
 
 # Values of the wrong type for each field type (as they would arrive in msgpack).
@@ -261,6 +263,12 @@ WRONG_VALUES: dict[Any, tuple[Any, ...]] = {
         ["lobby"],
         [["lobby", 1]],
         {"room": "a", "members": 1},
+        None,
+    ),
+    tuple[ModEntry, ...]: (
+        [{"id": 1, "ts": 1, "room": "#a", "action": "kick", "name": "e"}],
+        [{"id": "1", "ts": 1, "room": "#a", "action": "kick", "name": "e", "by": "a"}],
+        ["kick"],
         None,
     ),
     tuple[Position, ...]: (

@@ -324,15 +324,18 @@ class Chat(Generic[H]):
             )
         return key
 
-    def part(self, user: User[H], room_name: str, now: int) -> tuple[str, list[Delivery[H]]]:
+    def part(
+        self, user: User[H], room_name: str, now: int, reason: str = "part"
+    ) -> tuple[str, list[Delivery[H]]]:
         """Remove `user` from a room (named as they are in it, or by a look-alike of it); the
-        members, the leaver too, hear it."""
+        members, the leaver too, hear it (`reason`: `part`, or `kick`/`ban` when a moderator
+        took them out)."""
         room = self._membership(user, room_name)
         if room.name == LOBBY:
             raise ChatError(ErrorCode.CANNOT_LEAVE_LOBBY, f"everyone stays in {LOBBY}")
         self._remove_member(room, user)
         del user.rooms[room.name]
-        return room.name, [Delivery(room, Left(room.name, user.name, now, "part"), user)]
+        return room.name, [Delivery(room, Left(room.name, user.name, now, reason), user)]
 
     def room_list(self) -> tuple[RoomInfo, ...]:
         """Return every room someone is in (and the lobby) with its member count, by name."""

@@ -350,15 +350,15 @@ MAX_AWAY_BYTES = 200
 LINE_BREAKS = str.maketrans("\n\t", "  ")
 
 
-def check_reason(text: str, max_bytes: int = MAX_AWAY_BYTES) -> str:
-    """Return an away reason as it will be shown: one line, cleaned of control characters
-    (newlines and tabs become spaces) and trimmed, maybe empty; raise `ChatError`
-    (`text_too_long`) past `max_bytes` of UTF-8."""
+def check_reason(text: str, max_bytes: int = MAX_AWAY_BYTES, what: str = "an away reason") -> str:
+    """Return an away reason (a topic, a moderator's reason: `what`) as it will be shown: one
+    line, cleaned of control characters (newlines and tabs become spaces) and trimmed, maybe
+    empty; raise `ChatError` (`text_too_long`) past `max_bytes` of UTF-8."""
     text = clean_text(text).translate(LINE_BREAKS).strip()
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise ChatError(
             ErrorCode.TEXT_TOO_LONG,
-            f"an away reason has at most {max_bytes} bytes of UTF-8 (this one has {size})",
+            f"{what} has at most {max_bytes} bytes of UTF-8 (this one has {size})",
         )
     return text

@@ -43,12 +43,18 @@ from tuichat.protocol import (
     Hello,
     History,
     HistoryPage,
+    Ignore,
+    Ignored,
     IsTyping,
     Join,
     Left,
     ListRooms,
     MarkRead,
     Message,
+    Moderate,
+    Moderated,
+    ModLog,
+    ModLogPage,
     Part,
     Parted,
     Ping,
@@ -59,6 +65,7 @@ from tuichat.protocol import (
     PrivateMessage,
     PrivatePage,
     ReadMarker,
+    RoomDetails,
     RoomInfo,
     RoomList,
     RoomReset,
@@ -66,6 +73,8 @@ from tuichat.protocol import (
     Send,
     ServerMessage,
     SetAway,
+    SetPrivate,
+    SetTopic,
     SignedOut,
     SignOut,
     Typing,
@@ -86,9 +95,19 @@ FATAL_REFUSALS = frozenset(
         ErrorCode.NAME_REGISTERED,
         ErrorCode.BAD_SIGNATURE,
         ErrorCode.KEY_UPGRADE_REQUIRED,
+        ErrorCode.BANNED,
     }
 )
 """Refusals of a `hello` that no retry will change."""
+
+FINAL_BYES = {
+    "replaced": "signed in again from another connection",
+    "signed_out": "signed out from another device",
+    "kicked": "an admin disconnected you from the server",
+    "banned": "you are banned from this server",
+}
+"""Why a server may end a session that the client must not take back by reconnecting, and
+what to say if the server said nothing."""
 
 
 class ClientError(Exception):
@@ -231,6 +250,8 @@ class ChatClient:
         self._reconnecting = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self.welcome: Welcome | None = None
+        self.ignored: tuple[str, ...] = ()
+        """The names we ignore (on every device of ours), as the server last said."""
         self._resume = Resume()
         """Where the session is, to resume it (positions, last private message, token)."""
         self.read: dict[str, Position] = {}
@@ -493,6 +514,33 @@ class ChatClient:
         """Return who is online in `room`, or on the whole server."""
         return (await self._request(Who(room=room), UserList)).users
 
+    async def moderate(
+        self, room: str, action: str, name: str, reason: str = "", duration: int = 0
+    ) -> Moderated:
+        """Act on `name` in `room` (`action`: see `MODERATE_ACTIONS`; `duration` in seconds for
+        a ban or a mute, 0: until undone); return what the server did. Raises `RequestFailed`
+        (`not_op`, `not_admin`, `cannot_moderate`, ...) when it may not be done."""
+        request = Moderate(room=room, action=action, name=name, reason=reason, duration=duration)
+        return await self._request(request, Moderated)
+
+    async def set_topic(self, room: str, topic: str) -> RoomDetails:
+        """Set the topic of `room` ("" clears it); return the room as it is now."""
+        return await self._request(SetTopic(room=room, topic=topic), RoomDetails)
+
+    async def set_private(self, room: str, private: bool) -> RoomDetails:
+        """Make `room` invite-only, or open again; return the room as it is now."""
+        return await self._request(SetPrivate(room=room, private=private), RoomDetails)
+
+    async def ignore(self, name: str, ignore: bool = True) -> tuple[str, ...]:
+        """Ignore `name` (or stop: `ignore` false) on every device of ours; return the names
+        ignored now (also kept in `ignored`)."""
+        reply = await self._request(Ignore(name=name, ignore=ignore), Ignored)
+        return reply.names
+
+    async def mod_log(self, room: str = "", before: int = 0, limit: int = 50) -> ModLogPage:
+        """Read the moderation log (of `room`, or all of it for an admin), newest first."""
+        return await self._request(ModLog(room=room, before=before, limit=limit), ModLogPage)
+
     async def ping(self) -> float:
         """Return the round-trip time to the server, in seconds."""
         started = time.perf_counter()
@@ -608,12 +656,8 @@ class ChatClient:
             return  # InvalidMessage: a newer server's message type we do not know
         if self._overrun:
             return  # dropping this connection: what is left of it comes again on resume
-        if isinstance(event, Bye) and event.reason in ("replaced", "signed_out"):
-            self._replaced = event.message or (
-                "signed in again from another connection"
-                if event.reason == "replaced"
-                else "signed out from another device"
-            )
+        if isinstance(event, Bye) and event.reason in FINAL_BYES:
+            self._replaced = event.message or FINAL_BYES[event.reason]
         if isinstance(event, Ping):
             link.send(Pong(data=event.data, ref=event.ref))
             return
@@ -638,6 +682,8 @@ class ChatClient:
             self._marker(Position(event.room, event.epoch, event.seq))
         elif isinstance(event, Parted):
             self._resume.left(event.room)
+        elif isinstance(event, Ignored):
+            self.ignored = event.names
         self._track_status(event)
         if isinstance(event, Message):
             if not self._resume.message(event):
@@ -659,6 +705,7 @@ class ChatClient:
     def _welcomed(self, welcome: Welcome) -> None:
         """Take our name, token and positions from a `welcome` (first or resumed)."""
         self.welcome = welcome
+        self.ignored = welcome.ignored
         self._name = welcome.name
         self._resume.welcome(welcome)
         for marker in welcome.read:

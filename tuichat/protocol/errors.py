@@ -39,6 +39,13 @@ class ErrorCode(StrEnum):
     EMPTY_TEXT = "empty_text"
     TEXT_TOO_LONG = "text_too_long"
     UNAVAILABLE = "unavailable"
+    NOT_OP = "not_op"
+    NOT_ADMIN = "not_admin"
+    CANNOT_MODERATE = "cannot_moderate"
+    NOT_REGISTERED = "not_registered"
+    BANNED = "banned"
+    MUTED = "muted"
+    PRIVATE_ROOM = "private_room"
 
 
 FATAL_CODES = frozenset(

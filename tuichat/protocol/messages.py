@@ -180,6 +180,66 @@ class Who:
 
 
 @dataclass(frozen=True, slots=True)
+class Moderate:
+    """Act on someone in a room, as its owner, one of its ops or a server admin.
+
+    `action` is one of `MODERATE_ACTIONS`; `name` is the person (for `ban`/`unban` in the
+    lobby, by an admin, also an address prefix such as `203.0.113.0/24`: server-wide).
+    `duration` (seconds, 0: until undone) applies to `ban` and `mute`."""
+
+    TYPE: ClassVar[str] = "moderate"
+    room: str
+    action: str
+    name: str
+    reason: str = ""
+    duration: int = 0
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetTopic:
+    """Set a room's topic ("" clears it), as its owner or one of its ops."""
+
+    TYPE: ClassVar[str] = "set_topic"
+    room: str
+    topic: str
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetPrivate:
+    """Make a room invite-only (`private` true) or open again, as its owner or one of its ops."""
+
+    TYPE: ClassVar[str] = "set_private"
+    room: str
+    private: bool
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """Ignore `name` (`ignore` false: stop): their private messages are never delivered to us,
+    and our clients hide their room messages. Kept for the user, on every device."""
+
+    TYPE: ClassVar[str] = "ignore"
+    name: str
+    ignore: bool = True
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModLog:
+    """Read the moderation log (admins: all of it, or one `room`; a room's owner and ops: that
+    room's), newest first, entries with `id` < `before` (0: the newest)."""
+
+    TYPE: ClassVar[str] = "mod_log"
+    room: str = ""
+    before: int = 0
+    limit: int = 50
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     """Ask the peer for a `pong` carrying the same `data`."""
 
@@ -238,6 +298,8 @@ class Welcome:
     read: tuple[Position, ...] = ()  # the user's read markers (`@name` rooms: epoch 0, a pid)
     away: tuple[str, ...] = ()  # those of `users` who are away...
     away_reasons: tuple[str, ...] = ()  # ...and why, in the same order ("" for no reason)
+    ignored: tuple[str, ...] = ()  # the names the user ignores
+    admin: bool = False  # the user is one of the server's admins
     ref: int | None = None
 
 
@@ -314,6 +376,12 @@ class RoomState:
     read: int = 0  # the user's read marker in the room (0: nothing read, or another epoch)
     away: tuple[str, ...] = ()  # those of `users` who are away...
     away_reasons: tuple[str, ...] = ()  # ...and why, in the same order ("" for no reason)
+    topic: str = ""  # as in `room_info`
+    topic_by: str = ""
+    topic_ts: int = 0
+    private: bool = False
+    owner: str = ""
+    ops: tuple[str, ...] = ()
     ref: int | None = None
 
 
@@ -436,6 +504,78 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class Moderated:
+    """Someone acted on `name` in `room` ("": server-wide): `action` (see `MODERATE_ACTIONS`)
+    by `by`, with `reason`; `until` (ms since the epoch, 0: until undone) for `ban` and `mute`.
+    Sent to the room's members and to the person acted on; with a `ref`, the reply to
+    `moderate`."""
+
+    TYPE: ClassVar[str] = "moderated"
+    room: str
+    action: str
+    name: str
+    by: str
+    reason: str = ""
+    until: int = 0
+    ts: int = 0
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomDetails:
+    """What a room is: its topic (and who set it, when), whether it is private, its owner and
+    ops. Sent after `welcome` for each room of the user that has any of it, to the members when
+    it changes (`change`: `topic`, `private` or `ops`; `by`: who changed it), and as the reply to
+    `set_topic` and `set_private`."""
+
+    TYPE: ClassVar[str] = "room_info"
+    room: str
+    topic: str = ""
+    topic_by: str = ""
+    topic_ts: int = 0
+    private: bool = False
+    owner: str = ""
+    ops: tuple[str, ...] = ()
+    change: str = ""
+    by: str = ""
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """The names the user ignores: the reply to `ignore`, and to their other sessions when the
+    list changes."""
+
+    TYPE: ClassVar[str] = "ignored"
+    names: tuple[str, ...]
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModEntry:
+    """One line of the moderation log (`id`: its place, for paging)."""
+
+    id: int
+    ts: int
+    room: str
+    action: str
+    name: str
+    by: str
+    reason: str = ""
+    until: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModLogPage:
+    """The reply to `mod_log`: entries newest first; `more`: older ones are left."""
+
+    TYPE: ClassVar[str] = "mod_log_page"
+    entries: tuple[ModEntry, ...]
+    more: bool = False
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     """A request failed, or (with `fatal`) the server is about to close the connection."""
 
@@ -460,6 +600,11 @@ ClientMessage = (
     | SignOut
     | SetAway
     | Typing
+    | Moderate
+    | SetTopic
+    | SetPrivate
+    | Ignore
+    | ModLog
     | Ping
     | Pong
     | Bye
@@ -484,6 +629,10 @@ ServerMessage = (
     | Away
     | IsTyping
     | Notice
+    | Moderated
+    | RoomDetails
+    | Ignored
+    | ModLogPage
     | Error
     | Ping
     | Pong
@@ -493,16 +642,19 @@ AnyMessage = ClientMessage | ServerMessage
 
 CLIENT_MESSAGE_TYPES: tuple[type[ClientMessage], ...] = (
     Hello, Send, Private, Join, Part, ListRooms, Who, History, PrivateHistory, MarkRead, SignOut,
-    SetAway, Typing, Ping, Pong, Bye,
+    SetAway, Typing, Moderate, SetTopic, SetPrivate, Ignore, ModLog, Ping, Pong, Bye,
 )  # fmt: skip
 SERVER_MESSAGE_TYPES: tuple[type[ServerMessage], ...] = (
     Challenge, Welcome, Message, Ack, PrivateMessage, Joined, Left, RoomState, HistoryPage,
     PrivatePage, ReadMarker, SignedOut, RoomReset, Parted, RoomList, UserList, Away, IsTyping,
-    Notice, Error, Ping, Pong, Bye,
+    Notice, Moderated, RoomDetails, Ignored, ModLogPage, Error, Ping, Pong, Bye,
 )  # fmt: skip
+MODERATE_ACTIONS = ("op", "deop", "invite", "uninvite", "kick", "ban", "unban", "mute", "unmute")
+"""What a `moderate` may ask for."""
 
 __all__ = [
     "CLIENT_MESSAGE_TYPES",
+    "MODERATE_ACTIONS",
     "PROTOCOL_VERSION",
     "SERVER_MESSAGE_TYPES",
     "Ack",
@@ -515,6 +667,8 @@ __all__ = [
     "Hello",
     "History",
     "HistoryPage",
+    "Ignore",
+    "Ignored",
     "IsTyping",
     "Join",
     "Joined",
@@ -522,6 +676,11 @@ __all__ = [
     "ListRooms",
     "MarkRead",
     "Message",
+    "ModEntry",
+    "ModLog",
+    "ModLogPage",
+    "Moderate",
+    "Moderated",
     "Notice",
     "Part",
     "Parted",
@@ -533,6 +692,7 @@ __all__ = [
     "PrivateMessage",
     "PrivatePage",
     "ReadMarker",
+    "RoomDetails",
     "RoomInfo",
     "RoomList",
     "RoomReset",
@@ -540,6 +700,8 @@ __all__ = [
     "Send",
     "ServerMessage",
     "SetAway",
+    "SetPrivate",
+    "SetTopic",
     "SignOut",
     "SignedOut",
     "Typing",

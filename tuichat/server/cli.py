@@ -18,6 +18,8 @@ import platformdirs
 
 from tuichat import DEFAULT_PORT, __version__
 from tuichat.chat import ChatLimits
+from tuichat.server import admins
+from tuichat.server.admins import default_admins_path
 from tuichat.server.admission import parse_network
 from tuichat.server.broker import BrokerRefused
 from tuichat.server.config import DEFAULT_HOST, RateLimits, ServerConfig
@@ -101,6 +103,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--name",
         default=socket.gethostname(),
         help="server name shown to clients (default: host name)",
+    )
+    parser.add_argument(
+        "--admins",
+        metavar="FILE",
+        default=str(default_admins_path()),
+        help="the server's admins, a name or ed25519:<key> a line, read again when it changes "
+        "(default %(default)s; edit it with: tuichat-server admin add NAME)",
     )
     parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: serve TLS")
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
@@ -271,6 +280,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_pending_total=args.max_pending_total,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        admins_file=args.admins,
     )
 
 
@@ -302,7 +312,10 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `tuichat-server`; returns the exit status."""
-    args = parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["admin"]:
+        return admins.main(arguments[1:])
+    args = parse_args(arguments)
     if bool(args.tls_cert) != bool(args.tls_key):
         print("tuichat-server: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2

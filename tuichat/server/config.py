@@ -64,6 +64,11 @@ class ServerConfig:
     exempt: tuple[str, ...] = ()
     """Addresses and networks (`10.0.0.0/8`, `2001:db8::/32`, `192.0.2.7`) that no limit per
     address or per network applies to (`max_connections` still does)."""
+    admins: tuple[str, ...] = ()
+    """The server's admins: registered names, or key owners (`ed25519:<key>`)."""
+    admins_file: str | None = None
+    """A file of more admins, one a line (see `tuichat.server.admins`), read again when it
+    changes."""
     proxy_from: tuple[str, ...] = ()
     """Load balancers (addresses or networks) whose connections must begin with a PROXY header
     (v1 or v2, before TLS); the client address it names is the one limits and logs see."""

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import ipaddress
 import logging
+import secrets
 import ssl
 import time
 from collections import Counter
@@ -25,8 +26,19 @@ from functools import partial
 from typing import Any, TypeVar
 
 from tuichat.chat import LOBBY, Chat, ChatError, Delivery, Room, User
+from tuichat.chat import moderation as plan
 from tuichat.chat.chat import no_such_room
-from tuichat.chat.names import check_name, check_room, name_key, name_keys, room_key, sort_key
+from tuichat.chat.moderation import Person
+from tuichat.chat.names import (
+    check_name,
+    check_reason,
+    check_room,
+    name_key,
+    name_keys,
+    room_key,
+    sort_key,
+)
+from tuichat.chat.rules import SERVER, ModEvent, Rule, Rules, Sanction
 from tuichat.protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -40,6 +52,8 @@ from tuichat.protocol import (
     Hello,
     History,
     HistoryPage,
+    Ignore,
+    Ignored,
     InvalidMessage,
     IsTyping,
     Join,
@@ -48,6 +62,10 @@ from tuichat.protocol import (
     ListRooms,
     MarkRead,
     Message,
+    Moderate,
+    Moderated,
+    ModLog,
+    ModLogPage,
     Part,
     Parted,
     Ping,
@@ -58,12 +76,15 @@ from tuichat.protocol import (
     PrivateMessage,
     PrivatePage,
     ProtocolError,
+    RoomDetails,
     RoomInfo,
     RoomList,
     RoomReset,
     RoomState,
     Send,
     SetAway,
+    SetPrivate,
+    SetTopic,
     SignedOut,
     SignOut,
     Typing,
@@ -73,6 +94,8 @@ from tuichat.protocol import (
     encode_frame,
 )
 from tuichat.protocol import ReadMarker as MarkerMessage
+from tuichat.protocol.messages import MODERATE_ACTIONS
+from tuichat.server.admins import Admins
 from tuichat.server.admission import Admission, parse_address
 from tuichat.server.broker import (
     Broker,
@@ -103,7 +126,9 @@ from tuichat.server.ownership import (
     Ownership,
     TokenLine,
     Verdict,
+    key_of,
     new_lineage,
+    owner_of,
     token_hash,
 )
 from tuichat.server.session import Session
@@ -145,6 +170,12 @@ TYPING_MAX_MEMBERS = 100
 TYPING_EVERY = 3.0
 """Seconds between two typing notices relayed for one user and conversation (the others are
 dropped); the user's message there starts afresh."""
+MODERATION_EVERY = 1.0
+"""Seconds between two moderation requests of one user, kept up (the bucket's refill)..."""
+MODERATION_BURST = 10
+"""...with room for this many at once."""
+MAX_LOG_PAGE = 200
+"""Most entries in one `mod_log_page`."""
 
 
 def _now() -> float:
@@ -212,6 +243,13 @@ class ChatServer:
         self._backlog_checked = float("-inf")
         self._typing = KeyedBuckets(1 / TYPING_EVERY, 1)
         """One typing notice relayed per user and conversation every `TYPING_EVERY` seconds."""
+        self.rules = Rules()
+        """Owners, ops, topics, invitations, bans, mutes and ignores, as the broker stores them."""
+        self.admins = Admins(self.config.admins, self.config.admins_file)
+        self._moderating = KeyedBuckets(1 / MODERATION_EVERY, MODERATION_BURST)
+        """Moderation requests per user (on every device)."""
+        self._moderation_origin: dict[str, Session] = {}
+        """The session a moderation step came from, till it is carried out here."""
         self._handlers: dict[type[Any], Callable[[Session, Any], None]] = {
             Hello: self._hello,
             Send: self._send,
@@ -226,6 +264,11 @@ class ChatServer:
             SignOut: self._sign_out,
             SetAway: self._set_away,
             Typing: self._typing_in,
+            Moderate: self._moderate,
+            SetTopic: self._set_topic,
+            SetPrivate: self._set_private,
+            Ignore: self._ignore,
+            ModLog: self._mod_log,
             Ping: self._ping,
             Pong: _ignore,
             Bye: self._bye,
@@ -292,6 +335,15 @@ class ChatServer:
         if self.config.proxy_from:
             log.info("PROXY header required from %s", ", ".join(self.config.proxy_from))
         log.info("history: %s", self.broker.describe())
+        self._report_admins()
+
+    def _report_admins(self) -> None:
+        admins = self.admins
+        for problem in admins.problems:
+            log.warning("admins: %s", problem)
+        if admins.path is not None:
+            count = len(admins.names) // 2 + len(admins.owners)
+            log.info("admins: %d from %s and the settings", count, admins.path)
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if not self.config.tls_cert:
@@ -349,6 +401,8 @@ class ChatServer:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(tick)
+            if self.admins.reload():
+                self._report_admins()
             now = loop.time()
             for session in list(self.sessions):
                 quiet = now - session.last_heard
@@ -581,6 +635,8 @@ class ChatServer:
         target = self.chat.users.get(event.target_key)
         if target is None or event.target_key == event.key:
             return
+        if self.rules.ignoring(target.key, event.key):
+            return
         frame = encode_frame(Codec.encode(IsTyping(name=event.name, room=f"@{event.name}")))
         for session in target.sessions:
             if session.takes_ephemeral():
@@ -620,6 +676,164 @@ class ChatServer:
         """Everyone online here, with their rooms."""
         return [_local(user) for user in self.chat.users.values()]
 
+    def on_rules(self, rules: list[Rule]) -> None:
+        """Every rule as stored: start over from them."""
+        self.rules.load(rules)
+
+    def on_moderation(self, event: ModEvent) -> None:
+        """A moderation step is stored: take its rules, and carry it out for the people here
+        (the room's members, the person acted on) but the session it came from, which has its
+        reply."""
+        for rule in event.rules:
+            self.rules.apply(rule)
+        origin = self._moderation_origin.pop(event.id, None)
+        skip = (origin,) if origin is not None else ()
+        if event.action in ("ignore", "unignore"):
+            user = self.chat.users.get(event.by_key)
+            if user is not None:
+                ignored = Ignored(names=self.rules.ignored(user.key))
+                for session in user.sessions:
+                    if session is not origin:
+                        session.send(ignored)
+            return
+        if event.action == "create":
+            return  # the room's first member is on the way; they get its `room_state`
+        if event.action in ("topic", "private", "public", "op", "deop"):
+            self._room_changed(event, skip)
+            if event.action in ("topic", "private", "public"):
+                return
+        notice = Moderated(
+            room=event.room, action=event.action, name=event.name, by=event.by,
+            reason=event.reason, until=event.until, ts=event.ts,
+        )  # fmt: skip
+        frame = encode_frame(Codec.encode(notice))
+        room = self.chat.rooms.get(event.room or LOBBY)
+        if room is not None:
+            self.fanout.add(room, frame, skip=skip)
+        target = self.chat.users.get(event.target_key)
+        if target is not None and (room is None or target.key not in room.members):
+            for session in target.sessions:  # (not in the room: an invitation, an unban)
+                if session is not origin:
+                    session.write_frame(frame)
+        if event.room == SERVER and event.action in ("ban", "kick"):
+            self._drop_banned(event)
+        elif event.action in ("kick", "ban") and target is not None:
+            self._take_out(target, event.room, event.action)
+
+    def _room_changed(self, event: ModEvent, skip: tuple[Session, ...]) -> None:
+        """Tell a room's members here what it is now (its topic, privacy or ops changed)."""
+        room = self.chat.rooms.get(event.room)
+        if room is None:
+            return
+        change = {"topic": "topic", "private": "private", "public": "private"}.get(
+            event.action, "ops"
+        )
+        details = dataclasses.replace(self._details(room.name), change=change, by=event.by)
+        self.fanout.add(room, encode_frame(Codec.encode(details)), skip=skip)
+
+    def _details(self, room: str, ref: int | None = None) -> RoomDetails:
+        held = self.rules.room(room)
+        return RoomDetails(
+            room=room, topic=held.topic, topic_by=held.topic_by, topic_ts=held.topic_ts,
+            private=held.private, owner=held.owner, ops=held.op_names(), ref=ref,
+        )  # fmt: skip
+
+    def _take_out(self, user: User[Session], room_name: str, reason: str) -> None:
+        """A moderator took `user` out of a room: every session of theirs here leaves it."""
+        room = self.chat.membership(user, room_name)
+        if room is None or room.name == LOBBY:
+            return
+        self.fanout.flush_room(room)  # the notice (and what came before) reaches them first
+        name, deliveries = self.chat.part(user, room.name, self.clock(), reason)
+        self.deliver(deliveries)
+        self._unfollow_empty([name])
+        self.peers.parted(_local(user), name, reason)
+        for session in user.sessions:
+            session.send(Parted(room=name))
+        log.info("%s was taken out of %s (%s)", user.name, name, reason)
+
+    def _drop_banned(self, event: ModEvent) -> None:
+        """An admin banned someone (or an address prefix) from the server, or disconnected
+        them: their sessions here end."""
+        now = self.clock()
+        why = f": {event.reason}" if event.reason else ""
+        if event.action == "kick":
+            reason, message = "kicked", f"{event.by} disconnected you from the server{why}"
+        else:
+            reason = "banned"
+            ends = plan.describe_until(event.until, now)
+            message = f"{event.by} banned you from this server{ends}{why}"
+        for session in list(self.sessions):
+            user = session.user
+            if user is None:
+                continue
+            hit = user.key == event.target_key if event.target_key else (
+                self.rules.network_ban(session.ip, now) is not None)  # fmt: skip
+            owner = self._identity(user.key) if session.owned else ""
+            if not hit and event.action == "ban" and event.target_key:
+                hit = self.rules.banned(SERVER, user.key, owner, now) is not None
+            if hit and not self.admins.holds(user.key, owner):
+                self.logout(session, "ban" if reason == "banned" else "kick")
+                session.send(Bye(reason=reason, message=message))
+                session.close(reason)
+
+    # --- who may do what -----------------------------------------------------
+
+    def _identity(self, user_key: str) -> str:
+        """The key that owns the name of `user_key` (`ed25519:<key>`), "" for none."""
+        stored = self.ownership.identities.get(user_key)
+        return key_of(owner_of(stored)) if stored else ""
+
+    def _person(self, session: Session, user: User[Session]) -> Person:
+        """The user of `session` as moderation sees them (an admin only with their key proved)."""
+        owner = self._identity(user.key) if session.owned else ""
+        return Person(user.name, user.key, owner, self.admins.holds(user.key, owner))
+
+    def _sees(self, session: Session, user: User[Session], room: str) -> bool:
+        """Whether the user may see `room` (its history, members, place in room lists): any
+        room that is not private; a private one as its member, invited, op or an admin."""
+        if not self.rules.is_private(room):
+            return True
+        if room in user.rooms or self.rules.member(room, user.key):
+            return True
+        return self._person(session, user).admin
+
+    def _check_entry(self, session: Session, user: User[Session], room: str) -> None:
+        """Raise `ChatError` if the user may not join `room`: banned from it, or it is private
+        and they are not invited."""
+        held = self.rules.rooms.get(room)
+        if held is None:
+            return
+        person = self._person(session, user)
+        if person.admin:
+            return
+        now = self.clock()
+        ban = self.rules.banned(room, user.key, person.owner, now)
+        if ban is not None:
+            raise ChatError(ErrorCode.BANNED, plan.sanction_sentence("banned", f"from {room}",
+                                                                     ban, now))  # fmt: skip
+        if not self.rules.member(room, user.key):
+            raise ChatError(
+                ErrorCode.PRIVATE_ROOM,
+                f"{room} is private: only the people invited can join it; ask one of its ops",
+            )
+
+    def _may_enter(self, session: Session, user: User[Session], room: str) -> bool:
+        try:
+            self._check_entry(session, user, room)
+        except ChatError:
+            return False
+        return True
+
+    def _server_ban(self, key: str, owner: str, address: str) -> Sanction | None:
+        """The server-wide ban that keeps a `hello` out, if any."""
+        if not self.rules.server.bans and not self.rules.networks:
+            return None
+        if owner and self.admins.holds(key, owner):
+            return None
+        now = self.clock()
+        return self.rules.banned(SERVER, key, owner, now) or self.rules.network_ban(address, now)
+
     # --- sessions --------------------------------------------------------
 
     def _user(self, session: Session) -> User[Session]:
@@ -635,6 +849,16 @@ class ChatServer:
             keys, hello, session.challenge, self.broker.last_private_id()
         )
         owner = verdict.register
+        proved = key_of(owner) if owner is not None else ""  # the key the hello proved
+        if verdict.owned and owner is None:
+            proved = self._identity(keys[0])
+        ban = self._server_ban(keys[0], proved, session.ip)
+        if ban is not None:
+            now = self.clock()
+            raise ChatError(
+                ErrorCode.BANNED,
+                plan.sanction_sentence("banned", "from this server", ban, now),
+            )
         new_name = owner is not None and verdict.replacing is None
         if new_name and not self.flood.registration(session.ip, _now()):
             raise ChatError(
@@ -665,6 +889,7 @@ class ChatServer:
                     if (
                         room not in rooms
                         and len(rooms) < room_limit
+                        and self._resumable(keys[0], proved, room)
                         and self._opens_room(session, room)
                     ):
                         rooms.append(room)
@@ -726,6 +951,15 @@ class ChatServer:
         self.peers.claim(
             dict.fromkeys(keys), name, owner, self.clock(), claimed, replacing=verdict.replacing
         )
+
+    def _resumable(self, key: str, owner: str, room: str) -> bool:
+        """Whether a `hello` (of user key `key`, key owner `owner`) may be put back in `room`:
+        it is not banned from it, and a private room has it among its members."""
+        if owner and self.admins.holds(key, owner):
+            return True
+        if self.rules.banned(room, key, owner, self.clock()) is not None:
+            return False
+        return self.rules.member(room, key)
 
     def _line(
         self, keys: tuple[str, str], hello: Hello, verdict: Verdict
@@ -842,9 +1076,14 @@ class ChatServer:
                 read=tuple(Position(m.label, m.epoch, m.seq) for m in markers),
                 away=away,
                 away_reasons=reasons,
+                ignored=self.rules.ignored(user.key),
+                admin=self._person(session, user).admin,
                 ref=hello.ref,
             )
         )
+        for name in user.rooms:
+            if name in self.rules.rooms:
+                session.send(self._details(name))
         log.info("%s joined from %s (%d sessions)", user.name, session.peer, len(user.sessions))
         self.deliver(deliveries)
         self.deliver(rejoined)
@@ -1059,9 +1298,23 @@ class ChatServer:
         user = self._user(session)
         _check_id(send.id)
         room, text = self.chat.check_post(user, send.room, send.text)
+        held = self.rules.rooms.get(room.name)
+        if held is not None and held.mutes:
+            self._check_voice(session, user, room.name)
         self._typing.refill((user.key, room.name))  # the message ends the typing: afresh
         post = Post(room.name, user.name, user.key, text, send.action, send.id, self.clock())
         self.broker.publish(post, lambda result: self._published(session, send, result))
+
+    def _check_voice(self, session: Session, user: User[Session], room: str) -> None:
+        """Raise `muted` if the user may not post in `room` now."""
+        now = self.clock()
+        owner = self._identity(user.key) if session.owned else ""
+        mute = self.rules.muted(room, user.key, owner, now)
+        if mute is not None and not self.admins.holds(user.key, owner):
+            raise ChatError(
+                ErrorCode.MUTED,
+                plan.sanction_sentence("muted", f"in {room}", mute, now) + " (you can still read)",
+            )
 
     def _published(self, session: Session, send: Send, result: Published | Exception) -> None:
         """Acknowledge a stored message; a retry of one not delivered here yet waits for it."""
@@ -1111,9 +1364,11 @@ class ChatServer:
             refusal = exc
         if target is not None and refusal is None:
             self._typing.refill((user.key, f"@{target[1]}"))
+        hidden = target is not None and self.rules.ignoring(target[1], user.key)
         post = PrivatePost(
             user.name, user.key, target[0] if target else private.to,
             target[1] if target else "", text, private.action, private.id, self.clock(), refusal,
+            hidden,
         )  # fmt: skip
 
         def stored(result: PublishedPrivate | Exception) -> None:
@@ -1132,6 +1387,7 @@ class ChatServer:
 
     def _history(self, session: Session, request: History) -> None:
         name = check_room(request.room)
+        self._check_sees(session, name)
         limit = max(1, min(request.limit, MAX_PAGE))
         room = self.chat.rooms.get(name)
         before = min(max(request.before, 0), MAX_SEQ)  # stores hold 64-bit signed integers
@@ -1158,6 +1414,13 @@ class ChatServer:
             )
 
         self._spawn(self._answering(session, request.ref, reply()))
+
+    def _check_sees(self, session: Session, room: str) -> None:
+        """Raise `private_room` if the user may not see `room`."""
+        if not self._sees(session, self._user(session), room):
+            raise ChatError(
+                ErrorCode.PRIVATE_ROOM, f"{room} is private: only its members can see it"
+            )
 
     async def _answering(
         self, session: Session, ref: int | None, reply: Coroutine[Any, Any, None]
@@ -1211,6 +1474,7 @@ class ChatServer:
         else:
             mine = self.chat.membership(user, request.room)  # (a look-alike of one of theirs)
             room = mine.name if mine is not None else check_room(request.room)
+            self._check_sees(session, room)
             here = self.chat.rooms.get(room)
             epoch = min(max(request.epoch, 0), MAX_MARKER_SEQ)
             if here is not None:  # epoch 0: the room's own; not past its last message
@@ -1318,6 +1582,180 @@ class ChatServer:
         if self._typing.take((user.key, limited), 1, _now()):
             self.broker.typing(event)
 
+    # --- moderation -------------------------------------------------------
+
+    def _moderator(self, session: Session) -> tuple[User[Session], Person]:
+        """The user of a moderation request, once their requests are within the limit."""
+        user = self._user(session)
+        if not self._moderating.take(user.key, 1, _now()):
+            raise ChatError(ErrorCode.RATE_LIMITED, "slow down: too many moderation requests")
+        return user, self._person(session, user)
+
+    def _room_of(self, user: User[Session], room_name: str) -> str:
+        """The room a request names: one of the user's (by a look-alike too), or as written."""
+        mine = self.chat.membership(user, room_name)
+        return mine.name if mine is not None else check_room(room_name)
+
+    def _someone(self, name: str) -> tuple[Person, bool]:
+        """Whom a request is about (online here or elsewhere, registered, or neither), and
+        whether their name is registered."""
+        found = self._online(check_name(name))
+        shown, key = (found.name, found.key) if found is not None else (name, name_key(name))
+        owner = self._identity(key)
+        return Person(shown, key, owner, bool(owner) and self.admins.holds(key, owner)), bool(owner)
+
+    def _in_room(self, key: str, room: str) -> bool:
+        """Whether the user of `key` is in `room`, here or on another server."""
+        local = self.chat.rooms.get(room)
+        return (local is not None and key in local.members) or self.peers.in_room(key, room)
+
+    def _moderate(self, session: Session, request: Moderate) -> None:
+        user, actor = self._moderator(session)
+        action = request.action
+        if action not in MODERATE_ACTIONS:
+            raise ChatError(
+                ErrorCode.BAD_MESSAGE, f"action must be one of: {', '.join(MODERATE_ACTIONS)}"
+            )
+        room = self._room_of(user, request.room)
+        reason = check_reason(request.reason, plan.MAX_REASON_BYTES, "a reason")
+        now = self.clock()
+        ends = plan.until(now, request.duration) if action in ("ban", "mute") else 0
+        plan.check_role(self.rules, room, actor, action)
+        scope = SERVER if room == LOBBY and action in plan.SERVER_WIDE else room
+        prefix = plan.network(request.name) if scope == SERVER else None
+        if prefix is not None and action in ("ban", "unban"):
+            rules = plan.network_rules(self.rules, action, prefix, actor, reason, ends, now)
+            self._carry_out(session, request.ref, ModEvent(
+                _event_id(), SERVER, action, prefix, user.name, reason, ends, now, rules,
+                by_key=user.key,
+            ))  # fmt: skip
+            return
+        target, registered = self._someone(request.name)
+        if action not in ("unban", "unmute", "uninvite", "deop"):
+            plan.check_target(self.rules, room, actor, target)
+        if action in ("op", "invite") and not registered:
+            raise ChatError(
+                ErrorCode.NOT_REGISTERED,
+                f"{target.name} is not a registered name: only one can be {action}ed (the app "
+                "registers the names it uses)",
+            )
+        if action == "kick":
+            present = (
+                self.chat.find(target.name) is not None or self.peers.find(target.name) is not None
+                if scope == SERVER
+                else self._in_room(target.key, room)
+            )
+            if not present:
+                where = "online" if scope == SERVER else f"in {room}"
+                raise ChatError(ErrorCode.NO_SUCH_USER, f"{target.name} is not {where}")
+        rules = plan.moderation_rules(self.rules, scope, action, actor, target, reason, ends, now)
+        self._carry_out(session, request.ref, ModEvent(
+            _event_id(), scope, action, target.name, user.name, reason, ends, now, rules,
+            target_key=target.key, by_key=user.key,
+        ))  # fmt: skip
+
+    def _carry_out(
+        self,
+        session: Session,
+        ref: int | None,
+        event: ModEvent,
+        reply: Callable[[], Any] | None = None,
+    ) -> None:
+        """Have the broker store `event` (then every server carries it out); `session` gets
+        the reply (a `moderated`, or what `reply()` makes once it is carried out here)."""
+        self._moderation_origin[event.id] = session
+
+        def stored(error: Exception | None) -> None:
+            if error is not None:
+                self._moderation_origin.pop(event.id, None)
+                session.send(_unavailable(error, ref))
+                return
+            if reply is None:
+                session.send(
+                    Moderated(
+                        room=event.room, action=event.action, name=event.name, by=event.by,
+                        reason=event.reason, until=event.until, ts=event.ts, ref=ref,
+                    )
+                )  # fmt: skip
+            else:  # (after this server has taken its rules)
+                asyncio.get_running_loop().call_soon(lambda: session.send(reply()))
+            log.info("%s: %s %s %s", event.by, event.action, event.name, event.room or "(server)")
+
+        self.broker.moderate(event, stored)
+
+    def _set_topic(self, session: Session, request: SetTopic) -> None:
+        user, actor = self._moderator(session)
+        room = self._room_of(user, request.room)
+        plan.check_role(self.rules, room, actor, "topic")
+        topic = check_reason(request.topic, plan.MAX_TOPIC_BYTES, "a topic")
+        now = self.clock()
+        event = ModEvent(
+            _event_id(), room, "topic", "", user.name, topic, ts=now,
+            rules=(plan.topic_rule(room, topic, actor, now),), by_key=user.key,
+        )  # fmt: skip
+        self._carry_out(session, request.ref, event, lambda: self._details(room, request.ref))
+
+    def _set_private(self, session: Session, request: SetPrivate) -> None:
+        user, actor = self._moderator(session)
+        room = self._room_of(user, request.room)
+        if room == LOBBY:
+            raise ChatError(ErrorCode.BAD_MESSAGE, f"{LOBBY} is everyone's: it cannot be private")
+        plan.check_role(self.rules, room, actor, "private")
+        members: dict[str, str] = {}
+        if request.private:  # everyone in it now (with a registered name) stays a member
+            here = self.chat.rooms.get(room)
+            names = [*(here.members.values() if here else ())]
+            for each in names:
+                if self._identity(each.key):
+                    members[each.key] = each.name
+            for name in self.peers.names(room):
+                key = name_key(name)
+                if self._identity(key):
+                    members.setdefault(key, name)
+        now = self.clock()
+        event = ModEvent(
+            _event_id(), room, "private" if request.private else "public", "", user.name,
+            ts=now, rules=plan.private_rules(room, request.private, actor, members, now),
+            by_key=user.key,
+        )  # fmt: skip
+        self._carry_out(session, request.ref, event, lambda: self._details(room, request.ref))
+
+    def _ignore(self, session: Session, request: Ignore) -> None:
+        user, person = self._moderator(session)
+        target, _ = self._someone(request.name)
+        rule = plan.ignore_rule(self.rules, person, target, request.ignore)
+        event = ModEvent(
+            _event_id(), SERVER, "ignore" if request.ignore else "unignore", target.name,
+            user.name, ts=self.clock(), rules=(rule,), target_key=target.key, by_key=user.key,
+            logged=False,
+        )  # fmt: skip
+
+        def reply() -> Ignored:
+            return Ignored(names=self.rules.ignored(user.key), ref=request.ref)
+
+        self._carry_out(session, request.ref, event, reply)
+
+    def _mod_log(self, session: Session, request: ModLog) -> None:
+        user, actor = self._moderator(session)
+        room: str | None = self._room_of(user, request.room) if request.room else None
+        if not actor.admin and (room is None or not self.rules.is_op(room, user.key)):
+            raise ChatError(
+                ErrorCode.NOT_OP,
+                "only admins read the whole moderation log; a room's owner and ops, its own",
+            )
+        limit = max(1, min(request.limit, MAX_LOG_PAGE))
+        before = min(max(request.before, 0), MAX_SEQ)
+
+        async def reply() -> None:
+            entries = await self.broker.mod_log(room, before, limit + 1)
+            session.send(
+                ModLogPage(
+                    entries=tuple(entries[:limit]), more=len(entries) > limit, ref=request.ref
+                )
+            )
+
+        self._spawn(self._answering(session, request.ref, reply()))
+
     # --- rooms and presence ----------------------------------------------
 
     def _join(self, session: Session, join: Join) -> None:
@@ -1333,17 +1771,41 @@ class ChatServer:
                 "too many rooms were opened from your address lately; join one that has people",
             )
 
+        def enter(result: RoomClaim) -> None:
+            if session.user is user:
+                self._guarded(
+                    session, join.ref, self._enter, session, user, result.room, join, result.keyed
+                )
+
         def claimed(result: RoomClaim | Exception) -> None:
             if session.user is not user:
                 return  # gone meanwhile
             if isinstance(result, Exception):
                 session.send(_unavailable(result, join.ref))
+            elif result.new and session.owned:  # its maker owns it (a name with a key only)
+                self._make_owner(session, user, result.room, partial(enter, result))
             else:  # this room, or the one whose name it looks like
-                self._guarded(
-                    session, join.ref, self._enter, session, user, result.room, join, result.keyed
-                )
+                enter(result)
 
         self.broker.claim_room(name, room_key(name), claimed)
+
+    def _make_owner(
+        self, session: Session, user: User[Session], room: str, then: Callable[[], None]
+    ) -> None:
+        """Make the user the owner of the room they are making, then `then()` (the room opens
+        without an owner if that cannot be stored)."""
+        person = self._person(session, user)
+        event = ModEvent(
+            _event_id(), room, "create", user.name, user.name, ts=self.clock(),
+            rules=(plan.owner_rule(room, person),), target_key=user.key, by_key=user.key,
+        )  # fmt: skip
+
+        def stored(error: Exception | None) -> None:
+            if error is not None:
+                log.warning("%s opens without an owner: %s", room, error)
+            then()
+
+        self.broker.moderate(event, stored)
 
     def _enter(
         self, session: Session, user: User[Session], room: str, join: Join, keyed: bool | None
@@ -1351,6 +1813,7 @@ class ChatServer:
         """Have the broker follow `room`, then put `user` in it (`keyed`: whether it holds its
         comparison key; None: not known yet)."""
         name = self.chat.check_join(user, room)
+        self._check_entry(session, user, name)
         if keyed is None and not self._opens_room(session, name):
             raise ChatError(
                 ErrorCode.RATE_LIMITED,
@@ -1412,6 +1875,7 @@ class ChatServer:
         self.peers.joined(_local(user), room.name, echo=join is None)
         marker = self._markers.get(user.key, {}).get(room.name)
         users, away, reasons = self._listed(room.name)
+        held = self.rules.room(room.name)
         state = RoomState(
             room=room.name,
             users=users,
@@ -1420,6 +1884,12 @@ class ChatServer:
             read=marker.seq if marker is not None and marker.epoch == room.epoch else 0,
             away=away,
             away_reasons=reasons,
+            topic=held.topic,
+            topic_by=held.topic_by,
+            topic_ts=held.topic_ts,
+            private=held.private,
+            owner=held.owner,
+            ops=held.op_names(),
         )
         for each in user.sessions:
             asked = each is session and join is not None
@@ -1478,10 +1948,13 @@ class ChatServer:
         names = self._room_names()
         rooms: list[RoomInfo] = []
         more = False
+        user = self._user(session)
         for name in names[bisect.bisect_right(names, request.after) :]:
             members = self._member_count(name)
             if not members and name != LOBBY:
                 continue  # emptied since the names were sorted
+            if name in self.rules.rooms and not self._sees(session, user, name):
+                continue  # private: for its members' eyes
             if len(rooms) == limit:
                 more = True
                 break
@@ -1507,6 +1980,8 @@ class ChatServer:
 
     def _who(self, session: Session, who: Who) -> None:
         room = check_room(who.room) if who.room else ""
+        if room:
+            self._check_sees(session, room)
         if not room or room in self.chat.rooms or self.peers.count(room):
             users, away, reasons = self._listed(room)
             session.send(
@@ -1532,6 +2007,10 @@ class ChatServer:
         self.logout(session, "quit")
         session.send(Bye(reason="quit", message="goodbye", ref=bye.ref))
         session.close("quit")
+
+
+def _event_id() -> str:
+    return secrets.token_hex(8)
 
 
 def _local(user: User[Session]) -> LocalUser:

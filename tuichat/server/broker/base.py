@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tuichat.chat import ChatError
-from tuichat.protocol import Message, PrivateMessage
+from tuichat.chat.rules import ModEvent, Rule
+from tuichat.protocol import Message, ModEntry, PrivateMessage
 
 
 class BrokerUnavailable(Exception):
@@ -61,6 +62,8 @@ class PrivatePost:
 
     `refusal` is why it may not be stored (the target is not online, the text is too long):
     a retry is still answered, since it is recognised first; anything else gets the refusal.
+    `hidden`: the target ignores the sender; it is stored for the sender only (their history,
+    their devices) and the target never gets it, by any way.
     """
 
     sender: str
@@ -72,6 +75,7 @@ class PrivatePost:
     client_id: str
     ts: int
     refusal: ChatError | None = None
+    hidden: bool = False
 
 
 @dataclass(slots=True)  # not frozen: made for every message, and a frozen init costs more
@@ -121,9 +125,12 @@ class RoomClaim:
 
     room: str
     keyed: bool = True
+    new: bool = False
+    """The claim made the room: nobody joined it or wrote in it before, anywhere."""
 
 
 ClaimDone = Callable[["RoomClaim | Exception"], None]
+ModerationDone = Callable[[Exception | None], None]
 
 PublishDone = Callable[["Published | Exception"], None]
 PrivateDone = Callable[["PublishedPrivate | Exception"], None]
@@ -234,7 +241,17 @@ class BrokerHandler(Protocol):
 
     def on_private(self, message: PrivateMessage, sender_key: str, target_key: str) -> None:
         """A new private message is stored: deliver it to the target's sessions here and to
-        the sender's (their other devices)."""
+        the sender's (their other devices). `target_key` "": a hidden message (see
+        `PrivatePost.hidden`), for the sender's sessions only."""
+
+    def on_rules(self, rules: list[Rule]) -> None:
+        """Every rule stored (see `tuichat.chat.rules`), as the broker starts, and again after
+        it may have missed changes (a lost link to its store): the server starts over from
+        them."""
+
+    def on_moderation(self, event: ModEvent) -> None:
+        """A moderation step is stored (`Broker.moderate`): take its rules and carry it out
+        here (on every server, the one it came from included, in the order stored)."""
 
     def on_read(self, user_key: str, marker: ReadMarker) -> None:
         """A user's read marker moved on another server (as it is stored now)."""
@@ -382,6 +399,21 @@ class Broker(ABC):
         """The known rooms that do not hold their comparison key (a room whose name looked
         like an older one's when the keys were made, see `claim_room`), once started."""
         return frozenset()
+
+    @abstractmethod
+    def moderate(self, event: ModEvent, done: ModerationDone) -> None:
+        """Store the event's rules (a rule with a value of None is removed) and, if it is
+        `logged`, an entry of the moderation log, at once and durably.
+
+        `done(None)` once stored; then every server gets `on_moderation(event)` (this one
+        right after `done`, in the same call). `done(error)` if it cannot be stored now
+        (nothing of it is).
+        """
+
+    @abstractmethod
+    async def mod_log(self, room: str | None, before: int, limit: int) -> list[ModEntry]:
+        """The newest `limit` entries of the moderation log with id < `before` (0: the newest),
+        of one room (`""`: the server's own) or of all (`None`), newest first."""
 
     @abstractmethod
     def typing(self, event: TypingEvent) -> None:

@@ -25,7 +25,8 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuichat.protocol import Message, PrivateMessage
+from tuichat.chat.rules import ModEvent
+from tuichat.protocol import Message, ModEntry, PrivateMessage
 from tuichat.protocol.auth import new_server_id
 from tuichat.server.broker.base import (
     Broker,
@@ -33,6 +34,7 @@ from tuichat.server.broker.base import (
     BrokerUnavailable,
     ClaimDone,
     LocalUser,
+    ModerationDone,
     Peers,
     Post,
     PrivateDone,
@@ -135,9 +137,11 @@ class LocalBroker(Broker):
         self._unkeyed = loaded.unkeyed_rooms
         self._claiming: dict[str, list[tuple[str, ClaimDone]]] = {}
         """Comparison keys being claimed, and the claims of the same key waiting for them."""
+        self._rules = loaded.rules
 
     async def start(self, handler: BrokerHandler) -> None:
         self._handler = handler
+        handler.on_rules(list(self._rules))
 
     async def stop(self) -> None:
         self._store_markers()
@@ -383,7 +387,9 @@ class LocalBroker(Broker):
             for index, waiting in enumerate(self._storing_privates.pop(pid, ())):
                 waiting(PublishedPrivate(message, new=index == 0))
             assert self._handler is not None  # the sender is answered first, then the copies go
-            self._handler.on_private(message, post.sender_key, post.target_key)
+            self._handler.on_private(
+                message, post.sender_key, "" if post.hidden else post.target_key
+            )
 
         def failed(error: Exception) -> None:
             if window is not None and post.client_id:
@@ -393,7 +399,9 @@ class LocalBroker(Broker):
             for waiting in self._storing_privates.pop(pid, ()):
                 waiting(refusal)  # the pid is not given out again: a gap, never a reuse
 
-        record = StoredPrivate(message, post.sender_key, post.target_key, post.client_id)
+        record = StoredPrivate(
+            message, post.sender_key, post.target_key, post.client_id, hidden=post.hidden
+        )
         self.store.append([record], durable, failed)
 
     async def _read_sent_privates(self, key: tuple[str, str], window: Window[int]) -> None:
@@ -514,7 +522,7 @@ class LocalBroker(Broker):
                     room, key, lambda: _resolve(stored), lambda error: _reject(stored, error)
                 )
                 await stored
-                result = RoomClaim(room)
+                result = RoomClaim(room, new=not known)
         except Exception as exc:
             result = BrokerUnavailable(f"cannot find the room {room}: {exc}")
         try:
@@ -522,6 +530,25 @@ class LocalBroker(Broker):
         finally:
             for other, then in self._claiming.pop(key, ()):
                 self.claim_room(other, key, then)
+
+    def moderate(self, event: ModEvent, done: ModerationDone) -> None:
+        failure = self.store.failure()
+        if failure is not None:
+            done(BrokerUnavailable(f"cannot store it: {failure}"))
+            return
+
+        def durable() -> None:
+            done(None)
+            assert self._handler is not None
+            self._handler.on_moderation(event)
+
+        def failed(error: Exception) -> None:
+            done(BrokerUnavailable(f"cannot store it: {error}"))
+
+        self.store.save_moderation(event, durable, failed)
+
+    async def mod_log(self, room: str | None, before: int, limit: int) -> list[ModEntry]:
+        return await self.store.mod_log(room, before, limit)
 
     def typing(self, event: TypingEvent) -> None:
         assert self._handler is not None

@@ -14,7 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tuichat.protocol import Message, PrivateMessage
+from tuichat.chat.rules import ModEvent, Rule
+from tuichat.protocol import Message, ModEntry, PrivateMessage
 from tuichat.server.broker.base import ReadMarker
 
 
@@ -47,12 +48,14 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class StoredPrivate:
-    """A private message to store (visible to its two parties only)."""
+    """A private message to store (visible to its two parties only; `hidden`: to its sender
+    only, see `PrivatePost.hidden`)."""
 
     message: PrivateMessage
     sender_key: str
     target_key: str
     client_id: str = ""
+    hidden: bool = False
 
 
 Record = StoredMessage | StoredPrivate
@@ -92,6 +95,8 @@ class LoadedState:
     """The chat's identity, made the first time the store was used ("" if nothing is kept)."""
     unkeyed_rooms: frozenset[str] = frozenset()
     """Known rooms that do not hold their comparison key (see `Broker.claim_room`)."""
+    rules: tuple[Rule, ...] = ()
+    """Every rule stored (see `tuichat.chat.rules`)."""
 
 
 class HistoryStore(ABC):
@@ -163,6 +168,22 @@ class HistoryStore(ABC):
         """Remember that `room` holds comparison key `key` (unless a room holds it already);
         call `durable()` on the event loop once it is safe, or `failed(error)`, in order with
         `append` and failing like it."""
+
+    @abstractmethod
+    def save_moderation(
+        self,
+        event: ModEvent,
+        durable: Callable[[], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        """Store the event's rules (removing those with a value of None) and, if it is
+        `logged`, its entry in the moderation log, together; call `durable()` on the event loop
+        once it is safe, or `failed(error)`, in order with `append` and failing like it."""
+
+    @abstractmethod
+    async def mod_log(self, room: str | None, before: int, limit: int) -> list[ModEntry]:
+        """Return the newest `limit` entries of the moderation log with id < `before` (0: no
+        bound), of one room (`""`: the server-wide ones) or of all (None), newest first."""
 
     @abstractmethod
     def save_reads(

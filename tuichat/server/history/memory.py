@@ -8,7 +8,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tuichat.protocol import Message, PrivateMessage
+from tuichat.chat.rules import ModEvent
+from tuichat.protocol import Message, ModEntry, PrivateMessage
 from tuichat.server.broker.base import MAX_MARKERS, ReadMarker
 from tuichat.server.history.base import (
     HistoryStore,
@@ -27,6 +28,9 @@ class _Room:
     kept: deque[StoredMessage] = field(default_factory=deque)
 
 
+HIDDEN = "\0"
+"""Before the target key of a hidden private message: no read of the target's matches it."""
+
 KEPT_MARKERS_PER_KEPT_MESSAGE = 100
 """Read markers kept in memory in all, for each message kept per room (100,000 by default):
 past it, those of the users who moved one least lately go."""
@@ -40,7 +44,8 @@ class MemoryHistory(HistoryStore):
         self._keep = keep
         self._rooms: dict[str, _Room] = {}
         self._privates: deque[tuple[str, str, PrivateMessage, str]] = deque(maxlen=keep)
-        """(sender key, target key, message, client id), oldest first."""
+        """(sender key, target key, message, client id), oldest first; the target key of a
+        hidden message (see `StoredPrivate.hidden`) is `HIDDEN` and the key."""
         self._reads: dict[str, dict[str, ReadMarker]] = {}
         """Each user's read markers by conversation, the users and their markers the least
         recently moved first."""
@@ -49,6 +54,8 @@ class MemoryHistory(HistoryStore):
         """Comparison key → the room that holds it."""
         self._keyed_rooms: set[str] = set()
         """The rooms that claimed a key."""
+        self._log: deque[ModEntry] = deque(maxlen=keep * 10)
+        self._log_id = 0
 
     def load(self) -> LoadedState:
         return LoadedState(last_private_id=0, tokens={}, identities={})
@@ -67,7 +74,8 @@ class MemoryHistory(HistoryStore):
                     room = self._rooms[name] = _Room(record.epoch, deque(maxlen=self._keep))
                 room.kept.append(record)
             else:
-                kept = (record.sender_key, record.target_key, record.message, record.client_id)
+                target = HIDDEN + record.target_key if record.hidden else record.target_key
+                kept = (record.sender_key, target, record.message, record.client_id)
                 self._privates.append(kept)
         asyncio.get_running_loop().call_soon(durable)
 
@@ -102,6 +110,29 @@ class MemoryHistory(HistoryStore):
             self._room_keys[key] = room
             self._keyed_rooms.add(room)
         asyncio.get_running_loop().call_soon(durable)
+
+    def save_moderation(
+        self,
+        event: ModEvent,
+        durable: Callable[[], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        if event.logged:  # (the rules live in the server's memory already)
+            self._log_id += 1
+            self._log.append(
+                ModEntry(self._log_id, event.ts, event.room, event.action, event.name, event.by,
+                         event.reason, event.until)
+            )  # fmt: skip
+        asyncio.get_running_loop().call_soon(durable)
+
+    async def mod_log(self, room: str | None, before: int, limit: int) -> list[ModEntry]:
+        found: list[ModEntry] = []
+        for entry in reversed(self._log):
+            if len(found) >= limit:
+                break
+            if (room is None or entry.room == room) and (not before or entry.id < before):
+                found.append(entry)
+        return found
 
     def save_reads(
         self,
@@ -150,9 +181,9 @@ class MemoryHistory(HistoryStore):
         for sender, target, message, _ in reversed(self._privates):
             if len(found) >= limit:
                 break
-            if (sender, target) in ((user_key, other_key), (other_key, user_key)) and (
-                not before or message.pid < before
-            ):
+            if (sender, target) in (
+                (user_key, other_key), (other_key, user_key), (user_key, HIDDEN + other_key)
+            ) and (not before or message.pid < before):  # fmt: skip
                 found.append(message)
         return found[::-1]
 

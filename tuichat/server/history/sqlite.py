@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -32,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from tuichat.chat.names import name_key, name_keys, rekey, room_key
-from tuichat.protocol import Message, PrivateMessage
+from tuichat.chat.rules import ModEvent, Rule
+from tuichat.protocol import Message, ModEntry, PrivateMessage
 from tuichat.protocol.auth import new_server_id
 from tuichat.server.broker.base import MAX_MARKERS, ReadMarker
 from tuichat.server.history.base import (
@@ -147,6 +149,30 @@ MIGRATIONS: tuple[str, ...] = (
         room TEXT PRIMARY KEY,
         key TEXT UNIQUE
     );
+    """,
+    # version 7: rooms' owners, ops, topics, invitations, bans and mutes, server-wide bans and
+    # each user's ignored names (`tuichat.chat.rules`), the moderation log, and private
+    # messages hidden from their target (who ignores the sender)
+    """
+    CREATE TABLE rules (
+        scope TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (scope, kind, subject)
+    ) WITHOUT ROWID;
+    CREATE TABLE modlog (
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        room TEXT NOT NULL,
+        action TEXT NOT NULL,
+        name TEXT NOT NULL,
+        by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        until INTEGER NOT NULL
+    );
+    CREATE INDEX modlog_by_room ON modlog (room, id);
+    ALTER TABLE privates ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;
     """,
 )
 """Forward migrations: entry N brings a database from `user_version` N to N + 1 (with the step
@@ -341,6 +367,7 @@ class _Append:
     identities: Sequence[tuple[str, str, str, int]] = ()
     room_keys: Sequence[tuple[str, str]] = ()
     reads: Sequence[StoredRead] = ()
+    moderation: ModEvent | None = None
     kept: list[ReadMarker] | None = None
     """The read markers as stored (set by the writer before `durable` runs)."""
 
@@ -414,7 +441,12 @@ class SQLiteHistory(HistoryStore):
         )  # the first start of a new database gives the chat its identity
         (server_id,) = conn.execute("SELECT value FROM meta WHERE name = 'server_id'").fetchone()
         unkeyed = conn.execute("SELECT room FROM room_keys WHERE key IS NULL").fetchall()
+        rules = tuple(
+            Rule(scope, kind, subject, json.loads(value))
+            for scope, kind, subject, value in conn.execute("SELECT * FROM rules")
+        )
         return LoadedState(
+            rules=rules,
             last_private_id=last_private,
             tokens=tokens,
             identities=identities,
@@ -468,6 +500,14 @@ class SQLiteHistory(HistoryStore):
         failed: Callable[[Exception], None],
     ) -> None:
         self._put(_Append(durable=durable, failed=failed, room_keys=((room, key),)))
+
+    def save_moderation(
+        self,
+        event: ModEvent,
+        durable: Callable[[], None],
+        failed: Callable[[Exception], None],
+    ) -> None:
+        self._put(_Append(durable=durable, failed=failed, moderation=event))
 
     def save_reads(
         self,
@@ -634,7 +674,7 @@ class SQLiteHistory(HistoryStore):
                     p = record.message
                     privates.append(
                         (p.pid, p.sender, record.sender_key, p.to, record.target_key, p.text,
-                         p.ts, p.action, record.client_id or None)
+                         p.ts, p.action, record.client_id or None, record.hidden)
                     )  # fmt: skip
         conn = self._write_conn
         try:
@@ -642,7 +682,7 @@ class SQLiteHistory(HistoryStore):
             for statement, rows in (
                 ("INSERT OR IGNORE INTO rooms VALUES (?, ?)", rooms),
                 (f"INSERT INTO messages VALUES ({_marks(8)})", messages),
-                (f"INSERT INTO privates VALUES ({_marks(9)})", privates),
+                (f"INSERT INTO privates VALUES ({_marks(10)})", privates),
                 ("INSERT OR REPLACE INTO tokens VALUES (?, ?)", tokens),
                 ("INSERT OR REPLACE INTO identities VALUES (?, ?, ?, ?)", identities),
                 ("INSERT OR IGNORE INTO room_keys VALUES (?, ?)", room_keys),
@@ -652,6 +692,8 @@ class SQLiteHistory(HistoryStore):
             for append in appends:
                 if append.reads:
                     append.kept = [_store_read(conn, read) for read in append.reads]
+                if append.moderation is not None:
+                    _store_moderation(conn, append.moderation)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -724,7 +766,7 @@ class SQLiteHistory(HistoryStore):
             )
             SELECT p.sender, p.target, p.text, p.ts, p.action, p.pid
             FROM senders JOIN privates AS p INDEXED BY privates_between
-                ON p.target_key = ?1 AND p.sender_key = senders.key
+                ON p.target_key = ?1 AND p.sender_key = senders.key AND NOT p.hidden
                 AND p.pid > COALESCE((SELECT seq FROM reads
                                       WHERE user_key = ?1 AND conversation = '@' || senders.key),
                                      0)
@@ -741,11 +783,14 @@ class SQLiteHistory(HistoryStore):
         one_way = (
             "SELECT * FROM (SELECT sender, target, text, ts, action, pid"
             " FROM privates INDEXED BY privates_between"
-            " WHERE target_key = {} AND sender_key = {} AND pid < ?3 ORDER BY pid DESC LIMIT ?4)"
+            " WHERE target_key = {} AND sender_key = {} AND pid < ?3{} ORDER BY pid DESC LIMIT ?4)"
         )  # a message to oneself is in both halves, and once in their UNION
+        to_me, from_me = (
+            one_way.format("?1", "?2", " AND NOT hidden"),
+            one_way.format("?2", "?1", ""),
+        )
         rows = await self._read(
-            f"{one_way.format('?1', '?2')} UNION {one_way.format('?2', '?1')}"
-            " ORDER BY pid DESC LIMIT ?4",
+            f"{to_me} UNION {from_me} ORDER BY pid DESC LIMIT ?4",
             (user_key, other_key, before if before > 0 else 2**62, limit),
         )
         return _privates(reversed(rows))
@@ -788,10 +833,20 @@ class SQLiteHistory(HistoryStore):
     async def privates(self, user_key: str, after: int, limit: int) -> list[PrivateMessage]:
         rows = await self._read(
             "SELECT sender, target, text, ts, action, pid FROM privates"
-            " WHERE pid > ? AND (sender_key = ? OR target_key = ?) ORDER BY pid LIMIT ?",
+            " WHERE pid > ? AND (sender_key = ? OR (target_key = ? AND NOT hidden))"
+            " ORDER BY pid LIMIT ?",
             (after, user_key, user_key, limit),
         )
         return _privates(rows)
+
+    async def mod_log(self, room: str | None, before: int, limit: int) -> list[ModEntry]:
+        where = "id < ?1 AND ?3 IS NULL" if room is None else "room = ?3 AND id < ?1"
+        rows = await self._read(
+            f"SELECT id, ts, room, action, name, by, reason, until FROM modlog WHERE {where}"
+            " ORDER BY id DESC LIMIT ?2",
+            (before if before > 0 else 2**62, limit, room),
+        )
+        return [ModEntry(*row) for row in rows]
 
     # --- closing -----------------------------------------------------------
 
@@ -878,6 +933,27 @@ def _privates(rows: Iterable[tuple[Any, ...]]) -> list[PrivateMessage]:
         PrivateMessage(sender=s, to=t, text=x, ts=ts, action=bool(a), pid=pid)
         for s, t, x, ts, a, pid in rows
     ]
+
+
+def _store_moderation(conn: sqlite3.Connection, event: ModEvent) -> None:
+    """Store a moderation step's rules and its log entry (in the writer's transaction)."""
+    for rule in event.rules:
+        if rule.value is None:
+            conn.execute(
+                "DELETE FROM rules WHERE scope = ? AND kind = ? AND subject = ?",
+                (rule.scope, rule.kind, rule.subject),
+            )
+        else:
+            conn.execute(
+                "INSERT OR REPLACE INTO rules VALUES (?, ?, ?, ?)",
+                (rule.scope, rule.kind, rule.subject, json.dumps(dict(rule.value))),
+            )
+    if event.logged:
+        conn.execute(
+            "INSERT INTO modlog (ts, room, action, name, by, reason, until)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (event.ts, event.room, event.action, event.name, event.by, event.reason, event.until),
+        )
 
 
 def _store_read(conn: sqlite3.Connection, read: StoredRead) -> ReadMarker:
