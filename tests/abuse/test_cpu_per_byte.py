@@ -22,12 +22,16 @@ from tuichat.protocol import (
     Codec,
     Hello,
     History,
+    Ignore,
     Join,
     ListRooms,
+    Moderate,
+    ModLog,
     Part,
     Ping,
     Private,
     Send,
+    SetTopic,
     Who,
     encode_frame,
 )
@@ -77,6 +81,15 @@ REQUESTS: dict[str, Callable[[int], Any]] = {
     "who (long room)": lambda i: Who(room=LONG_ROOM, ref=i),
     "history (long room)": lambda i: History(room=LONG_ROOM, ref=i),
     "list_rooms": lambda i: ListRooms(ref=i),
+    "moderate (long look-alike name)": lambda i: Moderate(
+        room="#lobby", action="mute", name=LOOK_ALIKES, ref=i
+    ),
+    "moderate (long dirty reason)": lambda i: Moderate(
+        room="#lobby", action="mute", name="victim", reason=DIRTY, ref=i
+    ),
+    "set_topic (long dirty topic)": lambda i: SetTopic(room="#lobby", topic=DIRTY, ref=i),
+    "ignore (long look-alike name)": lambda i: Ignore(name=LOOK_ALIKES, ref=i),
+    "mod_log (long room)": lambda i: ModLog(room=LONG_ROOM, ref=i),
     "ping": lambda i: Ping(data=i, ref=i),
 }
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.raw import Raw, open_raw
-from tuichat.client import ChatClient, SigningKey
+from tuichat.client import ChatClient, RequestFailed, SigningKey
 from tuichat.protocol import (
     Error,
     Hello,
@@ -170,3 +170,26 @@ async def test_resuming_rooms_nobody_is_in_counts_as_opening_them(server: ChatSe
         opened += len(welcome.rooms) - 1  # the lobby is no new room
         raw.writer.close()
     assert opened == LIMITS.new_rooms_per_hour
+
+
+async def test_moderation_requests_are_limited_per_user_on_all_devices(server: ChatServer) -> None:
+    key = SigningKey.generate()
+    ali = await ChatClient.connect("ali", *server.address, key=key)
+    other_device = await ChatClient.connect("ali", *server.address, key=key)
+    await ali.join("#dev")
+    start = now()
+    done = 0
+    refused: list[str] = []
+    for number in range(3 * LIMITS.moderation_burst):  # from both devices, in turn
+        device = ali if number % 2 else other_device
+        try:
+            await device.set_topic("#dev", f"topic {number}")
+            done += 1
+        except RequestFailed as exc:
+            refused.append(exc.code)
+    allowed = LIMITS.moderation_burst + LIMITS.moderation_per_second * (now() - start)
+    assert LIMITS.moderation_burst <= done <= allowed + 1, (done, allowed)
+    assert set(refused) == {"rate_limited"}
+    assert await ping_from_elsewhere(server) < MAX_PING_S
+    await ali.close()
+    await other_device.close()

@@ -94,8 +94,15 @@ class RateLimits:
     """Names one network (see `ipv4_prefix`, `ipv6_prefix`) may register per hour."""
     new_rooms_per_hour: int = 60
     """Rooms nobody was in that one network may open per hour (by joining or resuming)."""
+    moderation_per_second: float = 1.0
+    """Moderation requests per second from one user, on all devices (ignoring someone and
+    reading the moderation log included)..."""
+    moderation_burst: int = 10
+    """...with this many at once."""
 
     @classmethod
     def unlimited(cls) -> RateLimits:
         """No flood control (for benchmarks and tests that send as fast as they can)."""
-        return cls(1e12, 10**12, 1e12, 10**12, 10**12, 1.0, 1e12, 10**12, 10**12, 10**12)
+        return cls(
+            1e12, 10**12, 1e12, 10**12, 10**12, 1.0, 1e12, 10**12, 10**12, 10**12, 1e12, 10**12
+        )

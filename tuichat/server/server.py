@@ -170,10 +170,6 @@ TYPING_MAX_MEMBERS = 100
 TYPING_EVERY = 3.0
 """Seconds between two typing notices relayed for one user and conversation (the others are
 dropped); the user's message there starts afresh."""
-MODERATION_EVERY = 1.0
-"""Seconds between two moderation requests of one user, kept up (the bucket's refill)..."""
-MODERATION_BURST = 10
-"""...with room for this many at once."""
 MAX_LOG_PAGE = 200
 """Most entries in one `mod_log_page`."""
 
@@ -246,7 +242,8 @@ class ChatServer:
         self.rules = Rules()
         """Owners, ops, topics, invitations, bans, mutes and ignores, as the broker stores them."""
         self.admins = Admins(self.config.admins, self.config.admins_file)
-        self._moderating = KeyedBuckets(1 / MODERATION_EVERY, MODERATION_BURST)
+        rate = self.config.rate
+        self._moderating = KeyedBuckets(rate.moderation_per_second, rate.moderation_burst)
         """Moderation requests per user (on every device)."""
         self._moderation_origin: dict[str, Session] = {}
         """The session a moderation step came from, till it is carried out here."""

@@ -13,6 +13,10 @@ room's epoch is
 kept in Redis beside its seq: if Redis loses its data the epoch is gone, the next
 post or check makes a new one, and the room's members are told to reload
 (`on_room_reset`).
+
+A moderation step is stored by a script too (its rules in one hash, its entry in the
+moderation log, a stream) and published in the same step on one channel every server hears
+(`feeds.ModerationFeed`); the rules are read in full at start and after a lost link.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from typing import Any
 
 import msgpack
 
-from tuichat.protocol import Message, PrivateMessage
+from tuichat.chat.rules import ModEvent
+from tuichat.protocol import Message, ModEntry, PrivateMessage
 from tuichat.server.broker.base import (
     MAX_MARKERS,
     Broker,
@@ -34,6 +39,7 @@ from tuichat.server.broker.base import (
     BrokerRefused,
     BrokerUnavailable,
     ClaimDone,
+    ModerationDone,
     Post,
     PrivateDone,
     PrivatePost,
@@ -48,15 +54,26 @@ from tuichat.server.broker.base import (
 from tuichat.server.broker.local import random_epoch
 from tuichat.server.broker.redis import keys
 from tuichat.server.broker.redis.entries import (
+    event_payload,
+    hidden_from,
     message_from_entry,
+    mod_entry_from_entry,
     number,
     private_from_entry,
     private_parties,
+    rule_field,
+    rule_value,
 )
-from tuichat.server.broker.redis.feeds import RoomFeeds, positions, typing_event, typing_payload
+from tuichat.server.broker.redis.feeds import (
+    ModerationFeed,
+    RoomFeeds,
+    positions,
+    typing_event,
+    typing_payload,
+)
 from tuichat.server.broker.redis.link import RedisLink
 from tuichat.server.broker.redis.migrate import migrate, unkeyed
-from tuichat.server.broker.redis.scripts import CLAIM_ROOM, POST, PRIVATE, READ
+from tuichat.server.broker.redis.scripts import CLAIM_ROOM, MODERATE, POST, PRIVATE, READ
 
 log = logging.getLogger("tuichat.server")
 
@@ -72,6 +89,10 @@ TYPING_FRESH = 1.0
 """Seconds a typing notice may wait for Redis (an outage) before it is not worth sending."""
 TYPING_BACKLOG = 100
 """Commands waiting for Redis past which typing notices are not queued at all."""
+MOD_LOG_KEPT = 100_000
+"""Entries of the moderation log kept (about: the stream is trimmed in whole blocks)."""
+MOD_LOG_SCAN = 10_000
+"""Most entries of the moderation log looked through for one room's."""
 
 Delivery = tuple[PrivateMessage, str, str]
 """A private message with its sender's and target's keys."""
@@ -85,6 +106,7 @@ class RedisBroker(Broker):
         self.id = server_id
         self.history_per_room = history_per_room
         self.feeds = RoomFeeds(link)
+        self.moderation = ModerationFeed(link, server_id)
         self._counter = 0
         self._last_pid = 0
         self._handed_here: OrderedDict[int, None] = OrderedDict()
@@ -115,9 +137,14 @@ class RedisBroker(Broker):
         await self.link.subscribe(keys.PRIVATES, self._on_private)
         await self.link.subscribe(keys.READS, self._on_read)
         await self.link.subscribe(keys.TYPING, self._on_typing)
+        self.moderation.handler = handler
+        await self.link.subscribe(keys.MODERATION, self.moderation.on_publication)
+        await self.moderation.load()  # (after subscribing: no step falls between the two)
         self.feeds.handler = handler
         self.link.on_reconnect.append(self.feeds.catch_up)
+        self.link.on_reconnect.append(self.moderation.after_reconnect)
         self.link.spawn(self.feeds.check())
+        self.link.spawn(self.moderation.check())
         log.info("redis: server %s on %s", self.id, self.describe())
 
     async def stop(self) -> None:
@@ -201,7 +228,7 @@ class RedisBroker(Broker):
                  keys.conversation_log(post.sender_key, target_key)],
                 [post.sender, post.sender_key, post.target, target_key, post.text, post.ts,
                  "1" if post.action else "0", post.client_id, self.history_per_room, DEDUP_TTL,
-                 self._last_pid, self.id],
+                 self._last_pid, self.id, "1" if post.hidden else "0"],
             )  # fmt: skip
 
         def stored(result: Any) -> None:
@@ -237,7 +264,7 @@ class RedisBroker(Broker):
             self._handed_here[pid] = None
             if len(self._handed_here) > HANDED_HERE:
                 self._handed_here.popitem(last=False)
-        self._deliver(message, post.sender_key, post.target_key)
+        self._deliver(message, post.sender_key, "" if post.hidden else post.target_key)
 
     def _deliver(self, message: PrivateMessage, sender_key: str, target_key: str) -> None:
         assert self._handler is not None
@@ -348,13 +375,23 @@ class RedisBroker(Broker):
     async def conversation(
         self, user_key: str, other_key: str, before: int, limit: int
     ) -> list[PrivateMessage]:
-        if limit <= 0:
-            return []
-        entries = await self.link.redis.xrevrange(
-            keys.conversation_log(user_key, other_key), f"({before}-0" if before else "+", "-",
-            count=limit,
-        )  # fmt: skip
-        return [private_from_entry(i, f) for i, f in reversed(entries)]
+        found: list[PrivateMessage] = []
+        top, scanned = f"({before}-0" if before else "+", 0
+        while len(found) < limit and scanned < UNREAD_SCAN:  # the newest first
+            count = min(SCAN_CHUNK if scanned else limit, UNREAD_SCAN - scanned)
+            entries = await self.link.redis.xrevrange(
+                keys.conversation_log(user_key, other_key), top, "-", count=count
+            )
+            for entry_id, fields in entries:
+                if not hidden_from(fields, user_key):  # (their target never sees those)
+                    found.append(private_from_entry(entry_id, fields))
+                    if len(found) >= limit:
+                        break
+            scanned += len(entries)
+            if len(entries) < count:
+                break
+            top = f"({number(entries[-1][0])}-0"
+        return found[::-1]
 
     def last_private_id(self) -> int:
         return self._last_pid
@@ -372,10 +409,55 @@ class RedisBroker(Broker):
             if isinstance(result, Exception) or result is None:
                 done(BrokerUnavailable(f"cannot find the room {room}: {result}"))
                 return
-            name, keyed = result
-            done(RoomClaim(name.decode() if isinstance(name, bytes) else str(name), keyed == 1))
+            name, keyed, new = result
+            done(RoomClaim(name.decode() if isinstance(name, bytes) else str(name), keyed == 1,
+                           new == 1))  # fmt: skip
 
         self.link.enqueue(add, claimed)
+
+    # --- moderation --------------------------------------------------------
+
+    def moderate(self, event: ModEvent, done: ModerationDone) -> None:
+        payload = event_payload(self.id, event)
+        rules = [x for rule in event.rules for x in (rule_field(rule), rule_value(rule))]
+
+        async def add(pipe: Any) -> None:
+            self.link.script(
+                pipe, MODERATE,
+                [keys.RULES, keys.RULES_VERSION, keys.MOD_LOG, keys.MOD_LOG_ID, keys.MODERATION,
+                 keys.moderation_retry_key(event.id)],
+                [self.moderation.top, payload, "1" if event.logged else "0", MOD_LOG_KEPT,
+                 DEDUP_TTL, event.id, event.ts, event.room, event.action, event.name, event.by,
+                 event.reason, event.until, *rules],
+            )  # fmt: skip
+
+        def stored(result: Any) -> None:
+            self.moderation.sending -= 1
+            if isinstance(result, Exception) or result is None:
+                done(BrokerUnavailable(f"cannot store the moderation step: {result}"))
+                return
+            done(None)
+            self.moderation.answered(event, int(result[0]))
+
+        self.moderation.sending += 1
+        self.link.enqueue(add, stored)
+
+    async def mod_log(self, room: str | None, before: int, limit: int) -> list[ModEntry]:
+        found: list[ModEntry] = []
+        top, scanned = f"({before}-0" if before else "+", 0
+        while len(found) < limit and scanned < MOD_LOG_SCAN:  # the newest first
+            count = limit if room is None else min(SCAN_CHUNK, MOD_LOG_SCAN - scanned)
+            entries = await self.link.redis.xrevrange(keys.MOD_LOG, top, "-", count=count)
+            for entry_id, fields in entries:
+                if room is None or fields[b"room"].decode() == room:
+                    found.append(mod_entry_from_entry(entry_id, fields))
+                    if len(found) >= limit:
+                        break
+            scanned += len(entries)
+            if len(entries) < count:
+                break
+            top = f"({number(entries[-1][0])}-0"
+        return found
 
     # --- typing ------------------------------------------------------------
 

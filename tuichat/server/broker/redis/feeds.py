@@ -11,17 +11,22 @@ per room), so nothing is delivered twice or out of order.
 Typing in a room goes on a channel of the room's own beside its messages (in the same
 cluster slot, so a server hears it only for the rooms it follows); nothing of it is stored,
 and a lost one is not looked for.
+
+Moderation steps (`ModerationFeed`) go on one channel every server hears, and what they add
+up to, the rules, is read in full at start and after a lost link.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import msgpack
 
+from tuichat.chat.rules import ModEvent, Rule
 from tuichat.protocol import Message
 from tuichat.server.broker.base import (
     BrokerHandler,
@@ -33,9 +38,14 @@ from tuichat.server.broker.base import (
 )
 from tuichat.server.broker.local import random_epoch
 from tuichat.server.broker.redis import keys
-from tuichat.server.broker.redis.entries import message_from_entry
+from tuichat.server.broker.redis.entries import (
+    message_from_entry,
+    published_event,
+    rule_field,
+    stored_rule,
+)
 from tuichat.server.broker.redis.link import RedisLink
-from tuichat.server.broker.redis.scripts import EPOCH
+from tuichat.server.broker.redis.scripts import EPOCH, RULES
 
 log = logging.getLogger("tuichat.server")
 
@@ -245,6 +255,148 @@ class RoomFeeds:
                     log.info("redis: %s missed %d message(s); delivering them from Redis",
                              room, seq - feed.delivered)  # fmt: skip
                     await self._fill(room, feed, seq)
+
+
+class ModerationFeed:
+    """The moderation steps as this server takes them, and every rule as it reads them.
+
+    Each step Redis stores gets a version (`keys.RULES_VERSION`) and is published with it on one
+    channel every server hears, in the order stored. A server takes its own steps when Redis
+    answers it, which may come before or after the publications of steps stored just before;
+    and it reads every rule at start and after a lost link, while steps go on being published.
+    So a step's rule is taken only if nothing newer was taken for the same scope, kind and
+    subject here, and a full read covers every step up to its version: each server ends with
+    the rules Redis has, whatever order their news came in.
+    """
+
+    def __init__(self, link: RedisLink, origin: str) -> None:
+        self.link = link
+        self.origin = origin
+        """This server's id: its own steps' publications are not taken again."""
+        self.handler: BrokerHandler | None = None
+        """Set when the broker starts."""
+        self.top = 0
+        """The highest version known stored (a step's version is above it: see `MODERATE`)."""
+        self.sending = 0
+        """Steps of ours sent to Redis and not answered yet."""
+        self._floor = 0
+        """The version of the last full read: every older step is in it."""
+        self._heard = 0
+        """The version of the last step heard on the channel."""
+        self._taken: dict[str, tuple[int, Rule]] = {}
+        """Rules taken here, by field, with their step's version, while an older step may still
+        come (ours not answered yet, or a full read under way)."""
+        self._held: list[tuple[int, ModEvent]] | None = []
+        """Steps heard before the first full read: delivered after it."""
+        self._reading = asyncio.Lock()
+
+    async def on_publication(self, data: bytes) -> None:
+        """A step published on the moderation channel (ours too), in the order stored."""
+        published = published_event(data)
+        if published is None:
+            return
+        version, origin, event = published
+        self._heard = max(self._heard, version)
+        self.top = max(self.top, version)
+        if origin != self.origin:  # ours were taken when Redis answered
+            self._take(event, version)
+        self._forget()
+
+    def answered(self, event: ModEvent, version: int) -> None:
+        """Redis stored our step `event` as `version`: carry it out here now."""
+        self.top = max(self.top, version)
+        self._take(event, version)
+        self._forget()
+
+    async def load(self) -> None:
+        """Read every rule and hand them to the handler (`on_rules`), with what this server took
+        from steps stored after the read."""
+        async with self._reading:
+            before = max(self._floor, self.top)
+            version, flat = await self.link.run_script(RULES, [keys.RULES, keys.RULES_VERSION], [])
+            version = int(version)
+            rules: dict[str, Rule] = {}
+            for stored, value in zip(flat[::2], flat[1::2], strict=True):
+                rule = stored_rule(stored, value)
+                if rule is not None:
+                    rules[rule_field(rule)] = rule
+            if version < before:
+                log.warning("redis: the moderation rules went back (Redis lost data?); "
+                            "taking them as Redis has them now")  # fmt: skip
+                self._taken.clear()
+                self._heard = self.top = version
+            for field_, (taken, rule) in self._taken.items():
+                if taken > version:
+                    rules[field_] = rule
+            self._taken = {f: t for f, t in self._taken.items() if t[0] > version}
+            self._floor = version
+            self.top = max(self.top, version)
+            assert self.handler is not None
+            self.handler.on_rules([rule for rule in rules.values() if rule.value is not None])
+            held, self._held = self._held or [], None
+            for taken, event in held:
+                self._take(event, taken)
+        self._forget()
+
+    async def after_reconnect(self) -> None:
+        """The channel was lost a while (steps published meanwhile were not heard): read every
+        rule again, in the background, until Redis answers."""
+        self.link.spawn(self._reload())
+
+    async def check(self) -> None:
+        """Every few seconds: if Redis stored a step that this server has not heard of since the
+        last look (its publication lost, the link not: a subscription made again by the client
+        library itself), read every rule again."""
+        missing = 0
+        while not self.link.closing:
+            await asyncio.sleep(CHECK_EVERY)
+            try:
+                stored = int(await self.link.redis.get(keys.RULES_VERSION) or 0)
+                if missing and self.top < missing:
+                    log.info("redis: moderation steps were not heard; reading the rules again")
+                    await self.load()
+                missing = stored if stored > self.top else 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("redis: moderation check failed: %s", exc)
+
+    async def _reload(self) -> None:
+        delay = 0.05
+        while not self.link.closing:
+            try:
+                await self.load()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("redis: cannot read the moderation rules (%s); trying again", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _take(self, event: ModEvent, version: int) -> None:
+        """Hand `event` on, with those of its rules that nothing newer overtook here."""
+        if self._held is not None:
+            self._held.append((version, event))
+            return
+        kept: list[Rule] = []
+        for rule in event.rules:
+            field_ = rule_field(rule)
+            taken = self._taken.get(field_)
+            if version > self._floor and (taken is None or version > taken[0]):
+                self._taken[field_] = (version, rule)
+                kept.append(rule)
+        if len(kept) < len(event.rules):
+            event = dataclasses.replace(event, rules=tuple(kept))
+        assert self.handler is not None
+        self.handler.on_moderation(event)
+
+    def _forget(self) -> None:
+        """Forget the rules taken that no step still to come is older than: once ours are
+        answered (and no full read is under way), every step to come is newer than the last one
+        heard."""
+        if not self.sending and not self._reading.locked():
+            self._taken = {f: t for f, t in self._taken.items() if t[0] > self._heard}
 
 
 def typing_payload(event: TypingEvent) -> bytes:

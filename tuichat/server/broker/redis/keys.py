@@ -3,7 +3,7 @@
 Everything of a room (its seq, its stream, its epoch, its retry ids and its
 channel) carries the tag `{r:<room>}`, so a Lua script can touch all of it on one
 node of a Redis Cluster. What belongs to the whole chat (private messages,
-presence, names, tokens) carries `{g}` and lives in one slot.
+presence, names, tokens, moderation) carries `{g}` and lives in one slot.
 """
 
 from __future__ import annotations
@@ -33,6 +33,17 @@ ROOM_KEYS = GLOBAL + "room-keys"
 """Comparison key of a room name → the room that holds it (see `Broker.claim_room`)."""
 UNKEYED_ROOMS = GLOBAL + "unkeyed-rooms"
 """The rooms that do not hold their comparison key (an older look-alike holds it)."""
+RULES = GLOBAL + "rules"
+"""Every moderation rule (`tuichat.chat.rules.Rule`): its scope, kind and subject (a JSON
+array) → its value (JSON)."""
+RULES_VERSION = GLOBAL + "rules-version"
+"""Counts the moderation steps stored: each step's version (see `feeds.ModerationFeed`)."""
+MOD_LOG = GLOBAL + "mod-log"
+"""The stream of the moderation log (an entry's id is `<its number>-0`)."""
+MOD_LOG_ID = GLOBAL + "mod-log-id"
+"""The number of the last moderation log entry."""
+MODERATION = GLOBAL + "moderation"
+"""The channel of moderation steps as they are stored."""
 SCHEMA = GLOBAL + "schema"
 """The version of what Redis holds (absent: 1, before names were folded for Persian)."""
 MIGRATING = GLOBAL + "migrating"
@@ -78,6 +89,11 @@ def read_order(user_key: str) -> str:
 def private_retry_key(sender_key: str, client_id: str) -> str:
     """Where a private message's (sender, client id) is remembered."""
     return f"{GLOBAL}private-id:{sender_key}:{client_id}"
+
+
+def moderation_retry_key(event_id: str) -> str:
+    """Where a moderation step's id is remembered (a step sent again is not stored twice)."""
+    return f"{GLOBAL}mod-id:{event_id}"
 
 
 def presence_key(server: str) -> str:

@@ -54,7 +54,7 @@ local between = KEYS[6]
 local sender, sender_key, target, target_key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local text, ts, action, client_id, maxlen, ttl, floor =
   ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
-local origin = ARGV[12]
+local origin, hidden = ARGV[12], ARGV[13] == '1'
 if client_id ~= '' then
   local earlier = redis.call('GET', id_key)
   if earlier then
@@ -71,13 +71,21 @@ if pid <= floor then  -- the counter was lost with Redis's data: never give out 
 end
 local fields = {'f', sender, 'fk', sender_key, 'to', target, 'tk', target_key, 't', text,
   'ts', ts, 'a', action, 'i', client_id}
-redis.call('XADD', to_log, 'MAXLEN', '~', maxlen, pid .. '-0', unpack(fields))
-if from_log ~= to_log then
+if hidden then  -- for the sender only: not in the target's stream, marked in their conversation
+  table.insert(fields, 'h')
+  table.insert(fields, '1')
+else
+  redis.call('XADD', to_log, 'MAXLEN', '~', maxlen, pid .. '-0', unpack(fields))
+end
+if hidden or from_log ~= to_log then
   redis.call('XADD', from_log, 'MAXLEN', '~', maxlen, pid .. '-0', unpack(fields))
 end
 redis.call('XADD', between, 'MAXLEN', '~', maxlen, pid .. '-0', unpack(fields))
 if client_id ~= '' then
   redis.call('SET', id_key, cmsgpack.pack({pid, tonumber(ts), target, text, action}), 'EX', ttl)
+end
+if hidden then
+  target_key = ''  -- every server hands it to the sender's sessions only
 end
 redis.call('SPUBLISH', channel,
   cmsgpack.pack({pid, sender, sender_key, target, target_key, text, tonumber(ts), action, origin}))
@@ -85,6 +93,9 @@ return {1, pid, tonumber(ts)}
 """
 """Number, de-duplicate, store (for both parties, and in their conversation) and publish one
 private message (with the server it came from).
+
+A hidden one (ARGV 13 is `1`: the target ignores the sender) is stored for the sender only, in
+their stream and in the conversation (with `h` set), and published with no target key.
 
 A retry gets `{0, original}` (its pid, ts, target, text and action, packed); a new message to
 nobody (`target_key` empty) `{2}`; a new message `{1, pid, ts}`."""
@@ -151,22 +162,79 @@ CLAIM_ROOM = """
 local keys, unkeyed, room, key = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local holder = redis.call('HGET', keys, key)
 if holder == room then
-  return {room, 1}
+  return {room, 1, 0}
 end
 if redis.call('SISMEMBER', unkeyed, room) == 1 then
   if holder then
-    return {room, 0}
+    return {room, 0, 0}
   end
   redis.call('SREM', unkeyed, room)
   redis.call('HSET', keys, key, room)
-  return {room, 1}
+  return {room, 1, 0}
 end
 if holder then
-  return {holder, 1}
+  return {holder, 1, 0}
 end
 redis.call('HSET', keys, key, room)
-return {room, 1}
+return {room, 1, 1}
 """
 """The room a join of a room name means (ARGV: the name and its comparison key): the name if it
 holds the key, or is a room of its own whose look-alike has it (`{room, 0}`); else the key's
-holder; else the name, which holds the key from now on. Answers `{room, keyed}`."""
+holder; else the name, which holds the key from now on: a new room. Answers `{room, keyed,
+new}`."""
+
+MODERATE = """
+local rules, version_key, log, log_id, channel, id_key =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local floor, payload, logged, maxlen, ttl, event_id =
+  tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if event_id ~= '' then
+  local earlier = redis.call('GET', id_key)
+  if earlier then  -- sent again after a lost answer: stored already
+    local was = cmsgpack.unpack(earlier)
+    return {was[1], was[2], 0}
+  end
+end
+local entry = 0
+if logged == '1' then
+  entry = redis.call('INCR', log_id)
+  local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)[1]
+  local stored = last and tonumber(string.match(last[1], '^%d+'))
+  if stored and stored >= entry then  -- the counter was lost: never number an entry twice
+    entry = stored + 1
+    redis.call('SET', log_id, entry)
+  end
+  redis.call('XADD', log, 'MAXLEN', '~', maxlen, entry .. '-0', 'ts', ARGV[7], 'room', ARGV[8],
+    'action', ARGV[9], 'name', ARGV[10], 'by', ARGV[11], 'reason', ARGV[12], 'until', ARGV[13])
+end
+for i = 14, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', rules, ARGV[i])
+  else
+    redis.call('HSET', rules, ARGV[i], ARGV[i + 1])
+  end
+end
+local version = redis.call('INCR', version_key)
+if version <= floor then  -- the counter was lost with Redis's data: it never goes back
+  version = floor + 1
+  redis.call('SET', version_key, version)
+end
+if event_id ~= '' then
+  redis.call('SET', id_key, cmsgpack.pack({version, entry}), 'EX', ttl)
+end
+redis.call('SPUBLISH', channel, version .. ':' .. payload)
+return {version, entry, 1}
+"""
+"""Store one moderation step and publish it, in one atomic step: its rules (ARGV from 14 on,
+pairs of a rule's field and its value, `''` to remove it), its entry in the moderation log if
+it is `logged` (ARGV 7-13: ts, room, action, name, by, reason, until; numbered by a counter,
+the stream bounded to `maxlen`), and its publication (`<version>:<payload>`).
+
+Answers `{version, entry (0: none), new}`: a step sent again (its id remembered for `ttl`
+seconds) is not stored twice, and gets the first answer with `new` 0."""
+
+RULES = """
+return {tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('HGETALL', KEYS[1])}
+"""
+"""Every rule stored and the version of the last moderation step (KEYS: the rules, the
+counter), as of one moment: `{version, {field, value, ...}}`."""
