@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.deployments import Deployment, deployment_fixture
-from tests.helpers import TIMEOUT, expect
+from tests.helpers import TIMEOUT, expect, until
 from tuichat.client import ChatClient, ClientEvent, RequestFailed, SigningKey
 from tuichat.protocol import (
     Bye,
@@ -150,6 +150,7 @@ async def test_a_kicked_user_is_told_who_did_it_and_may_come_back(deployment: De
         await client.join("#dev")
     await refused(eve.moderate("#dev", "kick", "watcher"), "not_op")
     await refused(ali.moderate("#dev", "kick", "nobody"), "no_such_user")
+    await until(lambda: ali.who("#dev"), ("ali", "eve", "watcher"))  # (known on both servers)
     reply = await ali.moderate("#dev", "kick", "eve", "spam")
     assert (reply.room, reply.action, reply.name, reply.reason) == ("#dev", "kick", "eve", "spam")
     events = await until_event(eve, lambda e: isinstance(e, Parted) and e.room == "#dev")
@@ -166,7 +167,7 @@ async def test_a_ban_holds_on_every_server_at_once_until_undone(deployment: Depl
     key = SigningKey.generate()
     eve = await deployment.connect("eve", on=1, key=key)
     watcher = await deployment.connect("watcher", on=1)
-    await ali.join("#dev")
+    epoch = (await ali.join("#dev")).epoch
     for client in (eve, watcher):
         await client.join("#dev")
     reply = await ali.moderate("#dev", "ban", "eve", "trolling", duration=3600)
@@ -179,8 +180,16 @@ async def test_a_ban_holds_on_every_server_at_once_until_undone(deployment: Depl
     other = await deployment.connect("eve2", on=0, key=key)  # the same key, another name
     await refused(other.join("#dev"), "banned")
     await eve.close()
+    await other.close()
+    raw = await deployment.raw(on=1)  # resuming where eve was: not put back
+    hello = await raw.signed_hello("eve", key, positions=(Position("#dev", epoch, 0),), ref=5)
+    raw.send(hello)
+    welcome = await raw.reply(5, TIMEOUT)
+    assert isinstance(welcome, Welcome) and welcome.rooms == ("#lobby",)
+    raw.writer.close()
     back = await deployment.connect("eve", on=0, key=key)
     await refused(back.join("#dev"), "banned")
+    other = await deployment.connect("eve2", on=0, key=key)
     await refused(ali.moderate("#dev", "unban", "watcher"), "no_such_user")
     await ali.moderate("#dev", "unban", "eve")
     await back.join("#dev")
@@ -213,6 +222,7 @@ async def test_a_private_room_is_for_its_members_only(deployment: Deployment) ->
     await ali.join("#secret")
     await bob.join("#secret")
     await ali.send("#secret", "the plan")
+    await until(lambda: ali.who("#secret"), ("ali", "bob"))  # (bob is on the other server)
     details = await ali.set_private("#secret", True)
     assert details.private
     await expect(bob, RoomDetails, room="#secret", private=True, change="private")
@@ -262,7 +272,7 @@ async def test_an_invitation_reaches_a_registered_name_that_is_offline(
     await ali.set_private("#club", True)
     await refused(ali.moderate("#club", "invite", "stranger"), "not_registered")
     key = SigningKey.generate()
-    dana = await deployment.connect("dana", on=1, key=key)
+    dana = await deployment.connect("dana", on=0, key=key)  # registered (where ali is)
     await dana.close()
     await ali.moderate("#club", "invite", "dana")
     back = await deployment.connect("dana", on=1, key=key)
@@ -337,6 +347,7 @@ async def test_an_admin_acts_in_every_room_and_bans_from_the_whole_server(
     await refused(ali.moderate("#ali-owns", "kick", "root"), "cannot_moderate")
     eve_key = SigningKey.generate()
     eve = await deployment.connect("eve", on=1, key=eve_key)
+    await until(root.who, ("ali", "eve", "root"))  # (her name is known on both servers)
     eve_too = await deployment.connect("eve", on=0, key=eve_key)
     await refused(ali.moderate("#lobby", "ban", "eve"), "not_admin")
     reply = await root.moderate("#lobby", "ban", "eve", "spam everywhere")
@@ -349,6 +360,7 @@ async def test_an_admin_acts_in_every_room_and_bans_from_the_whole_server(
     answer = await raw.reply(7, TIMEOUT)
     assert isinstance(answer, Error) and answer.code == "banned"
     await root.moderate("#lobby", "unban", "eve")
+    await until(root.who, ("ali", "root"))  # (both servers know her sessions are gone)
     back = await deployment.connect("eve", on=1, key=eve_key)
     assert back.welcome is not None
 
@@ -373,6 +385,7 @@ async def test_an_admin_disconnects_someone_who_may_come_back(deployment: Deploy
     make_admins(deployment, "root")
     root = await deployment.connect("root", on=0, key=SigningKey.generate())
     eve = await deployment.connect("eve", on=1)
+    await until(root.who, ("eve", "root"))  # (the other server knows she is online)
     await root.moderate("#lobby", "kick", "eve", "cool off")
     bye = await expect(eve, Bye)
     assert bye.reason == "kicked" and "cool off" in bye.message
