@@ -136,6 +136,12 @@ async def test_ops_are_made_by_the_owner_and_can_moderate_but_not_the_owner(
     await expect(guest, RoomDetails, room="#dev", ops=())
     await refused(bob.set_topic("#dev", "no longer"), "not_op")
     await refused(ali.moderate("#dev", "kick", "ali"), "cannot_moderate")
+    await ali.moderate("#dev", "op", "bob")
+    await ali.moderate("#dev", "mute", "bob", "a break")
+    await refused(bob.moderate("#dev", "unmute", "bob"), "cannot_moderate")  # not one's own
+    await ali.moderate("#dev", "ban", "bob")
+    await expect(guest, RoomDetails, room="#dev", ops=(), change="ops")  # a ban ends ops
+    await refused(bob.set_topic("#dev", "from outside"), "not_op")
 
 
 # --- kick, ban, mute --------------------------------------------------------
@@ -242,9 +248,12 @@ async def test_a_private_room_cannot_be_read_through_a_guessed_resume_position(
     deployment: Deployment,
 ) -> None:
     ali = await keyed(deployment, "ali", on=0)
+    witness = await keyed(deployment, "witness", on=1)
     await ali.join("#secret")
+    await witness.join("#secret")
     sent = await ali.send("#secret", "hidden")
     await ali.set_private("#secret", True)
+    await expect(witness, RoomDetails, private=True)  # (the other server has it)
     state = await ali.join("#other")  # any epoch will do: the room is refused first
     raw = await deployment.raw(on=1)
     guess = Position("#secret", state.epoch, 0)
@@ -275,7 +284,7 @@ async def test_an_invitation_reaches_a_registered_name_that_is_offline(
     dana = await deployment.connect("dana", on=0, key=key)  # registered (where ali is)
     await dana.close()
     await ali.moderate("#club", "invite", "dana")
-    back = await deployment.connect("dana", on=1, key=key)
+    back = await deployment.connect("dana", on=0, key=key)
     state = await back.join("#club")
     assert state.private and "dana" in state.users
     await ali.moderate("#club", "uninvite", "dana")
@@ -360,6 +369,7 @@ async def test_an_admin_acts_in_every_room_and_bans_from_the_whole_server(
     answer = await raw.reply(7, TIMEOUT)
     assert isinstance(answer, Error) and answer.code == "banned"
     await root.moderate("#lobby", "unban", "eve")
+    await expect(ali, Moderated, action="unban", name="eve")  # (ali's server has it)
     await until(root.who, ("ali", "root"))  # (both servers know her sessions are gone)
     back = await deployment.connect("eve", on=1, key=eve_key)
     assert back.welcome is not None
@@ -377,7 +387,7 @@ async def test_an_admin_bans_an_address_prefix(deployment: Deployment) -> None:
     assert caught.value.code == "banned"
     assert root.connected  # admins are never banned
     await root.moderate("#lobby", "unban", "127.0.0.0/8")
-    again = await deployment.connect("another", on=1)
+    again = await deployment.connect("another", on=0)  # (the admin's server: at once)
     assert again.welcome is not None
 
 

@@ -58,8 +58,11 @@ class Person:
 
 
 def network(text: str) -> str | None:
-    """The address prefix `text` names (`203.0.113.0/24`, `2001:db8::/48`, an address), written
-    the one way it is stored; None if it is no address."""
+    """The address prefix `text` names (`203.0.113.0/24`, `2001:db8::/48`, `192.0.2.7/32`),
+    written the one way it is stored; None if it is none (a prefix has a `/`, which no name
+    has: `1.2.3.4` is a name)."""
+    if "/" not in text:
+        return None
     try:
         return str(ipaddress.ip_network(text.strip(), strict=False))
     except ValueError:
@@ -82,11 +85,17 @@ def check_role(rules: Rules, room: str, actor: Person, action: str) -> None:
         raise ChatError(ErrorCode.NOT_OP, f"only the owner and ops of {room} can do that")
 
 
-def check_target(rules: Rules, room: str, actor: Person, target: Person) -> None:
+def check_target(
+    rules: Rules, room: str, actor: Person, target: Person, *, undoing: bool = False
+) -> None:
     """Raise `ChatError` if `target` is beyond `actor`'s reach: themself, an admin, the room's
-    owner (but for an admin), another op (but for the owner or an admin)."""
+    owner (but for an admin), another op (but for the owner or an admin). `undoing` (an unban,
+    an unmute, a deop, an uninvitation): only themself is out of reach (a banned or muted op
+    cannot lift their own sanction)."""
     if target.key == actor.key:
         raise ChatError(ErrorCode.CANNOT_MODERATE, "you cannot do that to yourself")
+    if undoing:
+        return
     if target.admin:
         raise ChatError(ErrorCode.CANNOT_MODERATE, f"{target.name} is one of the server's admins")
     held = rules.room(room)
@@ -130,7 +139,11 @@ def moderation_rules(
     if action == "ban":
         if room == SERVER:
             return (Rule(SERVER, BAN, target.key, sanction),)
-        return (Rule(room, BAN, target.key, sanction), Rule(room, INVITE, target.key, None))
+        return (  # out, no longer invited, and no longer an op
+            Rule(room, BAN, target.key, sanction),
+            Rule(room, INVITE, target.key, None),
+            Rule(room, OP, target.key, None),
+        )
     if action == "mute":
         return (Rule(room, MUTE, target.key, sanction),)
     if action in ("unban", "unmute"):
@@ -157,7 +170,7 @@ def _check_room_for_more(rules: Rules, room: str, action: str, target: Person) -
     if entries is not None and target.key not in entries and len(entries) >= MAX_ENTRIES:
         where = "the server" if room == SERVER else room
         raise ChatError(
-            ErrorCode.RATE_LIMITED,
+            ErrorCode.LIMIT_REACHED,
             f"{where} has {MAX_ENTRIES} of those already: undo some first",
         )
 
@@ -205,7 +218,7 @@ def ignore_rule(rules: Rules, user: Person, target: Person, ignore: bool) -> Rul
         raise ChatError(ErrorCode.CANNOT_MODERATE, "you cannot ignore yourself")
     if ignore and len(rules.ignores.get(user.key, ())) >= MAX_IGNORED:
         raise ChatError(
-            ErrorCode.RATE_LIMITED, f"you can ignore at most {MAX_IGNORED} people; unignore some"
+            ErrorCode.LIMIT_REACHED, f"you can ignore at most {MAX_IGNORED} people; unignore some"
         )
     return Rule("@" + user.key, IGNORE, target.key, {"name": target.name} if ignore else None)
 

@@ -46,6 +46,7 @@ class ErrorCode(StrEnum):
     BANNED = "banned"
     MUTED = "muted"
     PRIVATE_ROOM = "private_room"
+    LIMIT_REACHED = "limit_reached"
 
 
 FATAL_CODES = frozenset(

@@ -681,6 +681,8 @@ class ChatServer:
         """A moderation step is stored: take its rules, and carry it out for the people here
         (the room's members, the person acted on) but the session it came from, which has its
         reply."""
+        held = self.rules.rooms.get(event.room)
+        was_op = held is not None and event.target_key in held.ops
         for rule in event.rules:
             self.rules.apply(rule)
         origin = self._moderation_origin.pop(event.id, None)
@@ -695,10 +697,15 @@ class ChatServer:
             return
         if event.action == "create":
             return  # the room's first member is on the way; they get its `room_state`
-        if event.action in ("topic", "private", "public", "op", "deop"):
-            self._room_changed(event, skip)
-            if event.action in ("topic", "private", "public"):
-                return
+        if event.action in ("topic", "private", "public"):
+            self._room_changed(event, skip)  # (the one who asked has it as the reply)
+            return
+        if event.action in ("op", "deop") or (was_op and event.action == "ban"):
+            self._room_changed(event, ())  # (a ban ends an op's ops)
+        if event.room == SERVER and not event.target_key:  # an address prefix: the admins'
+            if event.action == "ban":
+                self._drop_banned(event)
+            return
         notice = Moderated(
             room=event.room, action=event.action, name=event.name, by=event.by,
             reason=event.reason, until=event.until, ts=event.ts,
@@ -722,17 +729,17 @@ class ChatServer:
         room = self.chat.rooms.get(event.room)
         if room is None:
             return
-        change = {"topic": "topic", "private": "private", "public": "private"}.get(
-            event.action, "ops"
-        )
-        details = dataclasses.replace(self._details(room.name), change=change, by=event.by)
+        details = self._details(room.name, change=_CHANGES.get(event.action, ""), by=event.by)
         self.fanout.add(room, encode_frame(Codec.encode(details)), skip=skip)
 
-    def _details(self, room: str, ref: int | None = None) -> RoomDetails:
+    def _details(
+        self, room: str, ref: int | None = None, change: str = "", by: str = ""
+    ) -> RoomDetails:
         held = self.rules.room(room)
         return RoomDetails(
             room=room, topic=held.topic, topic_by=held.topic_by, topic_ts=held.topic_ts,
-            private=held.private, owner=held.owner, ops=held.op_names(), ref=ref,
+            private=held.private, owner=held.owner, ops=held.op_names(), change=change, by=by,
+            ref=ref,
         )  # fmt: skip
 
     def _take_out(self, user: User[Session], room_name: str, reason: str) -> None:
@@ -1302,12 +1309,17 @@ class ChatServer:
         post = Post(room.name, user.name, user.key, text, send.action, send.id, self.clock())
         self.broker.publish(post, lambda result: self._published(session, send, result))
 
+    def _muted(self, session: Session, user: User[Session], room: str) -> Sanction | None:
+        """The mute that keeps the user from posting in `room` now, if any."""
+        owner = self._identity(user.key) if session.owned else ""
+        mute = self.rules.muted(room, user.key, owner, self.clock())
+        return None if mute is None or self.admins.holds(user.key, owner) else mute
+
     def _check_voice(self, session: Session, user: User[Session], room: str) -> None:
         """Raise `muted` if the user may not post in `room` now."""
-        now = self.clock()
-        owner = self._identity(user.key) if session.owned else ""
-        mute = self.rules.muted(room, user.key, owner, now)
-        if mute is not None and not self.admins.holds(user.key, owner):
+        mute = self._muted(session, user, room)
+        if mute is not None:
+            now = self.clock()
             raise ChatError(
                 ErrorCode.MUTED,
                 plan.sanction_sentence("muted", f"in {room}", mute, now) + " (you can still read)",
@@ -1573,6 +1585,9 @@ class ChatServer:
                 limited = room.name
                 if len(room.members) + self.peers.count(limited) > TYPING_MAX_MEMBERS:
                     return  # a crowd: who types there is noise, and costs everyone's reads
+                held = self.rules.rooms.get(limited)
+                if held is not None and held.mutes and self._muted(session, user, limited):
+                    return  # (who cannot post does not type either)
                 event = TypingEvent(user.name, user.key, room=limited)
         except ChatError:
             return  # not a conversation at all
@@ -1596,8 +1611,9 @@ class ChatServer:
     def _someone(self, name: str) -> tuple[Person, bool]:
         """Whom a request is about (online here or elsewhere, registered, or neither), and
         whether their name is registered."""
-        found = self._online(check_name(name))
-        shown, key = (found.name, found.key) if found is not None else (name, name_key(name))
+        checked = check_name(name)
+        found = self._online(checked)
+        shown, key = (found.name, found.key) if found is not None else (checked, name_key(checked))
         owner = self._identity(key)
         return Person(shown, key, owner, bool(owner) and self.admins.holds(key, owner)), bool(owner)
 
@@ -1628,13 +1644,14 @@ class ChatServer:
             ))  # fmt: skip
             return
         target, registered = self._someone(request.name)
-        if action not in ("unban", "unmute", "uninvite", "deop"):
-            plan.check_target(self.rules, room, actor, target)
+        undoing = action in ("unban", "unmute", "uninvite", "deop")
+        plan.check_target(self.rules, room, actor, target, undoing=undoing)
         if action in ("op", "invite") and not registered:
+            made = "an op" if action == "op" else "invited"
             raise ChatError(
                 ErrorCode.NOT_REGISTERED,
-                f"{target.name} is not a registered name: only one can be {action}ed (the app "
-                "registers the names it uses)",
+                f"{target.name} is not a registered name: only a registered name can be {made} "
+                "(the app registers the names it uses)",
             )
         if action == "kick":
             present = (
@@ -1690,7 +1707,10 @@ class ChatServer:
             _event_id(), room, "topic", "", user.name, topic, ts=now,
             rules=(plan.topic_rule(room, topic, actor, now),), by_key=user.key,
         )  # fmt: skip
-        self._carry_out(session, request.ref, event, lambda: self._details(room, request.ref))
+        self._carry_out(
+            session, request.ref, event,
+            lambda: self._details(room, request.ref, "topic", user.name),
+        )  # fmt: skip
 
     def _set_private(self, session: Session, request: SetPrivate) -> None:
         user, actor = self._moderator(session)
@@ -1715,7 +1735,10 @@ class ChatServer:
             ts=now, rules=plan.private_rules(room, request.private, actor, members, now),
             by_key=user.key,
         )  # fmt: skip
-        self._carry_out(session, request.ref, event, lambda: self._details(room, request.ref))
+        self._carry_out(
+            session, request.ref, event,
+            lambda: self._details(room, request.ref, "private", user.name),
+        )  # fmt: skip
 
     def _ignore(self, session: Session, request: Ignore) -> None:
         user, person = self._moderator(session)
@@ -1762,6 +1785,7 @@ class ChatServer:
             self._enter(session, user, live, join, None)
             return
         name = self.chat.check_join(user, join.room)
+        self._check_entry(session, user, name)  # (a refusal costs no new room)
         if not self._opens_room(session, name):
             raise ChatError(
                 ErrorCode.RATE_LIMITED,
@@ -1862,6 +1886,8 @@ class ChatServer:
         """Put `user` in the room; every session of theirs gets its `room_state` (the one that
         asked, `session`, as the reply to `join`). `keyed`: whether the room holds its
         comparison key (None: not known; the broker is asked)."""
+        if session is not None:  # (a ban may have come while the room was being followed)
+            self._check_entry(session, user, name)
         room, deliveries = self.chat.join(user, name, self.clock())
         if keyed:
             self.chat.hold_key(room.name)
@@ -1910,7 +1936,12 @@ class ChatServer:
         def followed(error: Exception | None) -> None:
             if error is not None:
                 log.warning("cannot follow %s for %s: %s", name, user.name, error)
-            elif user.sessions and name not in user.rooms and self.peers.in_room(user.key, name):
+            elif (
+                user.sessions
+                and name not in user.rooms
+                and self.peers.in_room(user.key, name)
+                and self._may_enter(user.sessions[0], user, name)  # (not banned since)
+            ):
                 self._guarded(user.sessions[0], None, self._joined, None, user, name, None)
 
         self._follow([name], followed)
@@ -2004,6 +2035,13 @@ class ChatServer:
         self.logout(session, "quit")
         session.send(Bye(reason="quit", message="goodbye", ref=bye.ref))
         session.close("quit")
+
+
+_CHANGES = {
+    "topic": "topic", "private": "private", "public": "private", "op": "ops", "deop": "ops",
+    "ban": "ops",
+}  # fmt: skip
+"""What a `room_info` says changed, by the moderation step that changed it."""
 
 
 def _event_id() -> str:
