@@ -1,7 +1,7 @@
 """The server's admins: a file of names and keys, read again whenever it changes.
 
-One admin a line: a registered name (`ali`), or the key that owns names
-(`ed25519:<public key>`, as `tuichat --export-identity` shows it); `#` begins a comment.
+One admin a line: a registered name (`ali`), or the key that owns names (`ed25519:` and the
+public key as a `hello` carries it, 43 base64url characters); `#` begins a comment.
 An admin acts in every room; a name only counts once its holder has proved its key, so
 nobody becomes an admin by taking a name. Every server of a chat reads its own file: give
 them the same one. `tuichat-server admin add NAME` writes it (see `main`).
