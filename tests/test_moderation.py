@@ -15,15 +15,18 @@ import pytest
 
 from tests.deployments import Deployment, deployment_fixture
 from tests.helpers import TIMEOUT, expect, until
+from tuichat.chat.rules import BAN, Rule, Sanction
 from tuichat.client import ChatClient, ClientEvent, RequestFailed, SigningKey
 from tuichat.protocol import (
     Bye,
     Error,
     Hello,
     History,
+    HistoryPage,
     Ignored,
     Join,
     Left,
+    MarkRead,
     Message,
     Moderated,
     Parted,
@@ -33,6 +36,7 @@ from tuichat.protocol import (
     Welcome,
     Who,
 )
+from tuichat.server import ChatServer
 from tuichat.server.admins import Admins
 
 __all__ = ["deployment_fixture"]
@@ -55,6 +59,16 @@ def make_admins(deployment: Deployment, *entries: str) -> None:
     """Make `entries` the admins of every server of the deployment."""
     for server in deployment.servers:
         server.admins = Admins(entries)
+
+
+def _rules_of(server: ChatServer) -> list[Rule]:
+    """The rules a server holds now, as the store would hand them back."""
+    held = server.rules.rooms
+    return [
+        Rule(room, "owner", "", {"key": rules.owner_key, "name": rules.owner})
+        for room, rules in held.items()
+        if rules.owner_key
+    ]
 
 
 async def until_event(
@@ -288,8 +302,10 @@ async def test_an_invitation_reaches_a_registered_name_that_is_offline(
     state = await back.join("#club")
     assert state.private and "dana" in state.users
     await ali.moderate("#club", "uninvite", "dana")
-    await back.part("#club")
+    await expect(back, Moderated, action="uninvite", by="ali")
+    await expect(back, Parted, room="#club")  # no longer a member: out at once
     await refused(back.join("#club"), "private_room")
+    await refused(back.history("#club"), "private_room")
 
 
 async def test_an_invited_user_online_elsewhere_hears_of_it(deployment: Deployment) -> None:
@@ -430,3 +446,87 @@ async def test_the_moderation_log_says_who_did_what_when(deployment: Deployment)
     assert [e.action for e in everything.entries] == ["create", "topic"] and everything.more
     older = await root.mod_log(before=everything.entries[-1].id)
     assert [e.action for e in older.entries] == ["mute", "create"] and not older.more
+
+
+# --- what a sanction follows ------------------------------------------------------
+
+
+async def test_a_sanction_follows_the_key_whatever_name_or_spelling_it_signs_in_with(
+    deployment: Deployment,
+) -> None:
+    ali = await keyed(deployment, "ali", on=0)
+    key = SigningKey.generate()
+    alice = await deployment.connect("alice", on=1, key=key)
+    second = await deployment.connect("alice2", on=1, key=key)  # another name of the key
+    await ali.join("#dev")
+    for client in (alice, second):
+        await client.join("#dev")
+    await until(lambda: ali.who("#dev"), ("ali", "alice", "alice2"))
+    await ali.moderate("#dev", "ban", "alice", "spam")
+    for client in (alice, second):  # both names are out at once
+        await expect(client, Parted, room="#dev")
+    await alice.close()
+    await until(ali.who, ("ali", "alice2"))
+    look_alike = await deployment.connect("aIice", on=0, key=key)  # (a capital i for the l)
+    await refused(look_alike.join("#dev"), "banned")
+    await ali.join("#quiet")
+    await look_alike.join("#quiet")
+    await ali.moderate("#quiet", "mute", "alice")
+    await refused(look_alike.send("#quiet", "me neither?"), "muted")
+
+
+async def test_ignoring_follows_the_key_and_needs_a_registered_name(
+    deployment: Deployment,
+) -> None:
+    ali_key = SigningKey.generate()
+    ali = await deployment.connect("ali", on=0, key=ali_key)
+    ali_there = await deployment.connect("ali", on=1, key=ali_key)
+    guest = await deployment.connect("guest", on=0)
+    await refused(guest.ignore("ali"), "not_registered")
+    key = SigningKey.generate()
+    eve = await deployment.connect("eve", on=1, key=key)
+    await until(ali.who, ("ali", "eve", "guest"))  # (her name and key are known everywhere)
+    await ali.ignore("eve")
+    await expect(ali_there, Ignored, names=("eve",))  # (the other server has it)
+    other_name = await deployment.connect("eve2", on=1, key=key)
+    await other_name.private("ali", "from another name")
+    await eve.private("ali", "from the first")
+    friend = await deployment.connect("friend", on=1)
+    await friend.private("ali", "barrier")
+    got = await expect(ali, PrivateMessage)
+    assert got.text == "barrier"
+
+
+async def test_a_private_room_refuses_read_markers_and_opens_again(deployment: Deployment) -> None:
+    ali = await keyed(deployment, "ali", on=0)
+    witness = await keyed(deployment, "witness", on=1)
+    await ali.join("#secret")
+    await witness.join("#secret")
+    await ali.send("#secret", "one")
+    await ali.set_private("#secret", True)
+    await expect(witness, RoomDetails, private=True)
+    raw = await deployment.raw(on=1)
+    await raw.hello("snoop")
+    raw.send(MarkRead(room="#secret", seq=1, ref=9))
+    answer = await raw.reply(9, TIMEOUT)
+    assert isinstance(answer, Error) and answer.code == "private_room"
+    opened = await ali.set_private("#secret", False)
+    assert not opened.private and opened.change == "private" and opened.by == "ali"
+    await expect(witness, RoomDetails, private=False)
+    raw.send(History(room="#secret", ref=10))
+    page = await raw.reply(10, TIMEOUT)
+    assert isinstance(page, HistoryPage) and [m.text for m in page.messages] == ["one"]
+
+
+async def test_rules_read_again_are_held_to_at_once(deployment: Deployment) -> None:
+    """After a server may have missed steps (its link to the store was lost), it reads every
+    rule again and takes out whoever they now keep out."""
+    ali = await keyed(deployment, "ali", on=0)
+    eve = await deployment.connect("eve", on=0)
+    await ali.join("#dev")
+    await eve.join("#dev")
+    server = deployment.servers[0]
+    missed = Rule("#dev", BAN, "eve", Sanction("eve", by="ali", reason="missed").value())
+    server.on_rules([*_rules_of(server), missed])
+    await expect(eve, Parted, room="#dev")
+    await refused(eve.join("#dev"), "banned")

@@ -36,12 +36,12 @@ MAX_TOPIC_BYTES = 500
 """The longest topic (UTF-8 bytes, once cleaned)."""
 MAX_DURATION = 10 * 365 * 24 * 3600
 """The longest ban or mute, in seconds (longer is until undone)."""
+PRUNED = 100
+"""Bans (or mutes) that have run out forgotten by each new one."""
 MAX_ENTRIES = 10_000
 """Ops, invitations, bans and mutes kept per room (each), and bans for the server."""
 SERVER_WIDE = frozenset({"kick", "ban", "unban"})
 """What an admin's request in the lobby does to the whole server."""
-ROOM_ACTIONS = frozenset({"kick", "ban", "unban", "mute", "unmute", "invite", "uninvite"})
-"""What a room's owner and ops may do (and admins)."""
 OWNER_ACTIONS = frozenset({"op", "deop"})
 """What only a room's owner may do (and admins)."""
 
@@ -128,8 +128,9 @@ def moderation_rules(
     ends: int,
     now: int,
 ) -> tuple[Rule, ...]:
-    """The rules `action` on `target` in `room` (`SERVER` for the server) changes."""
-    _check_room_for_more(rules, room, action, target)
+    """The rules `action` on `target` in `room` (`SERVER` for the server) changes (a ban or a
+    mute also forgets up to `PRUNED` of the room's that have run out)."""
+    _check_room_for_more(rules, room, action, target, now)
     who = {"name": target.name, "by": actor.name}
     sanction = Sanction(target.name, target.owner, actor.name, reason, ends, now).value()
     if action in ("op", "deop"):
@@ -138,14 +139,15 @@ def moderation_rules(
         return (Rule(room, INVITE, target.key, who if action == "invite" else None),)
     if action == "ban":
         if room == SERVER:
-            return (Rule(SERVER, BAN, target.key, sanction),)
+            return (Rule(SERVER, BAN, target.key, sanction), *_over(rules, room, BAN, now))
         return (  # out, no longer invited, and no longer an op
             Rule(room, BAN, target.key, sanction),
             Rule(room, INVITE, target.key, None),
             Rule(room, OP, target.key, None),
+            *_over(rules, room, BAN, now),
         )
     if action == "mute":
-        return (Rule(room, MUTE, target.key, sanction),)
+        return (Rule(room, MUTE, target.key, sanction), *_over(rules, room, MUTE, now))
     if action in ("unban", "unmute"):
         holder = rules.server if room == SERVER else rules.room(room)
         kept = holder.bans if action == "unban" else holder.mutes
@@ -160,19 +162,32 @@ def moderation_rules(
     return ()  # kick: nothing stays
 
 
-def _check_room_for_more(rules: Rules, room: str, action: str, target: Person) -> None:
-    """Refuse one more op, invitation, ban or mute past `MAX_ENTRIES` in one room."""
+def _over(rules: Rules, room: str, kind: str, now: int) -> tuple[Rule, ...]:
+    """Rules that forget up to `PRUNED` of a room's bans (or mutes) that have run out."""
+    holder = rules.server if room == SERVER else rules.room(room)
+    kept = holder.bans if kind == BAN else holder.mutes
+    over = [key for key, sanction in kept.items() if not sanction.holds(now)][:PRUNED]
+    return tuple(Rule(room, kind, key, None) for key in over)
+
+
+def _check_room_for_more(rules: Rules, room: str, action: str, target: Person, now: int) -> None:
+    """Refuse one more op, invitation, ban or mute past `MAX_ENTRIES` in one room (bans and
+    mutes that have run out do not count)."""
     holder = rules.server if room == SERVER else rules.room(room)
     kept: dict[str, dict[str, str] | dict[str, Sanction]] = {
         "op": holder.ops, "invite": holder.invited, "ban": holder.bans, "mute": holder.mutes,
     }  # fmt: skip
     entries = kept.get(action)
-    if entries is not None and target.key not in entries and len(entries) >= MAX_ENTRIES:
-        where = "the server" if room == SERVER else room
-        raise ChatError(
-            ErrorCode.LIMIT_REACHED,
-            f"{where} has {MAX_ENTRIES} of those already: undo some first",
-        )
+    if entries is None or target.key in entries or len(entries) < MAX_ENTRIES:
+        return
+    if action in ("ban", "mute"):
+        held = [s for s in entries.values() if isinstance(s, Sanction) and s.holds(now)]
+        if len(held) < MAX_ENTRIES:
+            return
+    where = "the server" if room == SERVER else room
+    raise ChatError(
+        ErrorCode.LIMIT_REACHED, f"{where} has {MAX_ENTRIES} of those already: undo some first"
+    )
 
 
 def network_rules(
@@ -220,7 +235,8 @@ def ignore_rule(rules: Rules, user: Person, target: Person, ignore: bool) -> Rul
         raise ChatError(
             ErrorCode.LIMIT_REACHED, f"you can ignore at most {MAX_IGNORED} people; unignore some"
         )
-    return Rule("@" + user.key, IGNORE, target.key, {"name": target.name} if ignore else None)
+    value: dict[str, str | int] = {"name": target.name, "owner": target.owner}
+    return Rule("@" + user.key, IGNORE, target.key, value if ignore else None)
 
 
 def describe_until(ends: int, now: int) -> str:

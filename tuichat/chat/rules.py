@@ -24,7 +24,6 @@ BAN = "ban"
 MUTE = "mute"
 BAN_NET = "ban_net"
 IGNORE = "ignore"
-KINDS = frozenset({OWNER, TOPIC, PRIVATE, OP, INVITE, BAN, MUTE, BAN_NET, IGNORE})
 
 Value = Mapping[str, str | int]
 
@@ -163,6 +162,8 @@ class Rules:
         """Server-wide bans of address prefixes, by the prefix as written."""
         self.ignores: dict[str, dict[str, str]] = {}
         """User key → the user keys they ignore → the name ignored."""
+        self._ignored_owners: dict[str, dict[str, str]] = {}
+        """User key → the user keys they ignore → the key that owns that name (if any)."""
 
     def load(self, rules: Iterable[Rule]) -> None:
         """Start again from `rules` (all there are, as stored)."""
@@ -170,6 +171,7 @@ class Rules:
         self.server = RoomRules()
         self.networks.clear()
         self.ignores.clear()
+        self._ignored_owners.clear()
         for rule in rules:
             self.apply(rule)
 
@@ -193,12 +195,18 @@ class Rules:
 
     def _ignore(self, user_key: str, subject: str, value: Value | None) -> None:
         ignored = self.ignores.setdefault(user_key, {})
+        owners = self._ignored_owners.setdefault(user_key, {})
         if value is None:
             ignored.pop(subject, None)
+            owners.pop(subject, None)
         else:
             ignored[subject] = str(value.get("name", subject))
+            if value.get("owner"):
+                owners[subject] = str(value["owner"])
         if not ignored:
             del self.ignores[user_key]
+        if not owners:
+            del self._ignored_owners[user_key]
 
     def _ban_network(self, prefix: str, value: Value | None) -> None:
         if value is None:
@@ -231,6 +239,8 @@ class Rules:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return None
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # (`::ffff:203.0.113.5` is 203.0.113.5)
         for network, sanction in self.networks.values():
             if ip.version == network.version and ip in network and sanction.holds(now):
                 return sanction
@@ -261,10 +271,16 @@ class Rules:
             return True
         return key in holder.invited or holder.is_op(key)
 
-    def ignoring(self, user_key: str, other_key: str) -> bool:
-        """Whether the user of `user_key` ignores the user of `other_key`."""
+    def ignoring(self, user_key: str, other_key: str, other_owner: str = "") -> bool:
+        """Whether the user of `user_key` ignores the user of `other_key` (or any name of the
+        key `other_owner`, when an ignored name has it)."""
         ignored = self.ignores.get(user_key)
-        return ignored is not None and other_key in ignored
+        if ignored is None:
+            return False
+        if other_key in ignored:
+            return True
+        owners = self._ignored_owners.get(user_key)
+        return bool(other_owner) and owners is not None and other_owner in owners.values()
 
     def ignored(self, user_key: str) -> tuple[str, ...]:
         """The names the user ignores, sorted."""

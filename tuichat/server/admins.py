@@ -40,6 +40,8 @@ class Admins:
         """Key owners (`ed25519:<key>`)."""
         self.problems: list[str] = []
         """Lines of the file that name nobody (the last read)."""
+        self.listed: tuple[str, ...] = ()
+        """The names listed (as written)."""
         self._parse(self._given)
         self.reload()
 
@@ -62,6 +64,7 @@ class Admins:
     def _parse(self, entries: Iterable[str]) -> None:
         names: set[str] = set()
         owners: set[str] = set()
+        listed: list[str] = []
         self.problems = []
         for entry in entries:
             if entry.startswith(KEY_OWNER):
@@ -69,9 +72,11 @@ class Admins:
                 continue
             try:
                 names.update(name_keys(check_name(entry)))
+                listed.append(entry)
             except ChatError as exc:
                 self.problems.append(f"{entry!r}: {exc.message}")
         self.names, self.owners = frozenset(names), frozenset(owners)
+        self.listed = tuple(dict.fromkeys(listed))
 
     def holds(self, user_key: str, owner: str) -> bool:
         """Whether the user (of name key `user_key`, whose key is `owner`, "" for none: then
@@ -116,11 +121,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in checked.problems:
             print(f"tuichat-server admin: {problem}", file=sys.stderr)
         return 2
+
+    def same(entry: str) -> set[str]:  # a name as its keys, a key as itself
+        if entry.startswith(KEY_OWNER):
+            return {entry}
+        try:
+            return set(name_keys(check_name(entry)))
+        except ChatError:
+            return {entry}
+
+    given = set().union(*(same(entry) for entry in args.entries))
     if args.action == "add":
-        kept = [*current, *(e for e in args.entries if e not in current)]
+        known = set().union(*(same(entry) for entry in current)) if current else set()
+        kept = [*current, *(e for e in args.entries if not same(e) & known)]
     else:
-        gone = set(args.entries)
-        kept = [entry for entry in current if entry not in gone]
+        kept = [entry for entry in current if not same(entry) & given]
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".new")
     temporary.write_text("".join(f"{entry}\n" for entry in kept), encoding="utf-8")

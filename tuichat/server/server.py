@@ -338,8 +338,14 @@ class ChatServer:
         admins = self.admins
         for problem in admins.problems:
             log.warning("admins: %s", problem)
+        for name in admins.listed:
+            if not self._owner_of(name):
+                log.warning(
+                    "admins: %s is not a registered name yet: whoever registers it first is an "
+                    "admin (list its key instead, or register it now)", name,
+                )  # fmt: skip
         if admins.path is not None:
-            count = len(admins.names) // 2 + len(admins.owners)
+            count = len(admins.listed) + len(admins.owners)
             log.info("admins: %d from %s and the settings", count, admins.path)
 
     def _tls_context(self) -> ssl.SSLContext | None:
@@ -632,7 +638,9 @@ class ChatServer:
         target = self.chat.users.get(event.target_key)
         if target is None or event.target_key == event.key:
             return
-        if self.rules.ignoring(target.key, event.key):
+        if target.key in self.rules.ignores and self.rules.ignoring(
+            target.key, event.key, self._owner_of(event.name)
+        ):
             return
         frame = encode_frame(Codec.encode(IsTyping(name=event.name, room=f"@{event.name}")))
         for session in target.sessions:
@@ -674,13 +682,17 @@ class ChatServer:
         return [_local(user) for user in self.chat.users.values()]
 
     def on_rules(self, rules: list[Rule]) -> None:
-        """Every rule as stored: start over from them."""
+        """Every rule as stored: start over from them, and hold everyone here to them (steps
+        may have been missed: a ban, a room made private)."""
         self.rules.load(rules)
+        for room in list(self.chat.rooms.values()):
+            self._enforce(room.name)
+        self._enforce_server_bans()
 
     def on_moderation(self, event: ModEvent) -> None:
-        """A moderation step is stored: take its rules, and carry it out for the people here
-        (the room's members, the person acted on) but the session it came from, which has its
-        reply."""
+        """A moderation step is stored: take its rules, tell the people here (the room's
+        members, the person acted on; not the session it came from, which has its reply), and
+        hold everyone here to the rules as they are now."""
         held = self.rules.rooms.get(event.room)
         was_op = held is not None and event.target_key in held.ops
         for rule in event.rules:
@@ -699,12 +711,13 @@ class ChatServer:
             return  # the room's first member is on the way; they get its `room_state`
         if event.action in ("topic", "private", "public"):
             self._room_changed(event, skip)  # (the one who asked has it as the reply)
+            if event.action == "private":
+                self._enforce(event.room)
             return
         if event.action in ("op", "deop") or (was_op and event.action == "ban"):
             self._room_changed(event, ())  # (a ban ends an op's ops)
         if event.room == SERVER and not event.target_key:  # an address prefix: the admins'
-            if event.action == "ban":
-                self._drop_banned(event)
+            self._enforce_server_bans()
             return
         notice = Moderated(
             room=event.room, action=event.action, name=event.name, by=event.by,
@@ -719,10 +732,56 @@ class ChatServer:
             for session in target.sessions:  # (not in the room: an invitation, an unban)
                 if session is not origin:
                     session.write_frame(frame)
-        if event.room == SERVER and event.action in ("ban", "kick"):
-            self._drop_banned(event)
-        elif event.action in ("kick", "ban") and target is not None:
-            self._take_out(target, event.room, event.action)
+        if event.room == SERVER:
+            if event.action == "kick" and target is not None:
+                self._end_sessions(target, "kicked", _sentence("disconnected you from the "
+                                                               "server", event))  # fmt: skip
+            self._enforce_server_bans()
+        elif event.action == "kick" and target is not None:
+            self._take_out(target, event.room, "kick")
+        elif event.action in ("ban", "uninvite"):
+            self._enforce(event.room)
+
+    def _enforce(self, room_name: str) -> None:
+        """Take out of a room everyone here the rules keep out of it now: banned (by name or by
+        key), or not a member of it while it is private."""
+        room = self.chat.rooms.get(room_name)
+        held = self.rules.rooms.get(room_name)
+        if room is None or held is None or room.name == LOBBY:
+            return
+        now = self.clock()
+        for user in list(room.members.values()):
+            session = user.sessions[0] if user.sessions else None
+            if session is None or self._person(session, user).admin:
+                continue
+            if held.bans and self.rules.banned(room.name, user.key, session.identity, now):
+                self._take_out(user, room.name, "ban")
+            elif held.private and session.identity and not self.rules.member(room.name, user.key):
+                self._take_out(user, room.name, "kick")  # (uninvited; one without a key stays)
+
+    def _enforce_server_bans(self) -> None:
+        """End every session here that a server-wide ban (of the name, its key, or an address
+        prefix) keeps out now."""
+        if not self.rules.server.bans and not self.rules.networks:
+            return
+        for session in list(self.sessions):
+            user = session.user
+            if user is None:
+                continue
+            ban = self._server_ban(user.key, session.identity, session.ip)
+            if ban is not None:
+                message = _sentence("banned you from this server", ban, self.clock())
+                self._end_sessions(user, "banned", message, only=session)
+
+    def _end_sessions(
+        self, user: User[Session], reason: str, message: str, only: Session | None = None
+    ) -> None:
+        """End the user's sessions here (or `only` that one): `bye` with `reason` and
+        `message`, then close."""
+        for session in [only] if only is not None else list(user.sessions):
+            self.logout(session, "ban" if reason == "banned" else "kick")
+            session.send(Bye(reason=reason, message=message))
+            session.close(reason)
 
     def _room_changed(self, event: ModEvent, skip: tuple[Session, ...]) -> None:
         """Tell a room's members here what it is now (its topic, privacy or ops changed)."""
@@ -756,41 +815,20 @@ class ChatServer:
             session.send(Parted(room=name))
         log.info("%s was taken out of %s (%s)", user.name, name, reason)
 
-    def _drop_banned(self, event: ModEvent) -> None:
-        """An admin banned someone (or an address prefix) from the server, or disconnected
-        them: their sessions here end."""
-        now = self.clock()
-        why = f": {event.reason}" if event.reason else ""
-        if event.action == "kick":
-            reason, message = "kicked", f"{event.by} disconnected you from the server{why}"
-        else:
-            reason = "banned"
-            ends = plan.describe_until(event.until, now)
-            message = f"{event.by} banned you from this server{ends}{why}"
-        for session in list(self.sessions):
-            user = session.user
-            if user is None:
-                continue
-            hit = user.key == event.target_key if event.target_key else (
-                self.rules.network_ban(session.ip, now) is not None)  # fmt: skip
-            owner = self._identity(user.key) if session.owned else ""
-            if not hit and event.action == "ban" and event.target_key:
-                hit = self.rules.banned(SERVER, user.key, owner, now) is not None
-            if hit and not self.admins.holds(user.key, owner):
-                self.logout(session, "ban" if reason == "banned" else "kick")
-                session.send(Bye(reason=reason, message=message))
-                session.close(reason)
-
     # --- who may do what -----------------------------------------------------
 
-    def _identity(self, user_key: str) -> str:
-        """The key that owns the name of `user_key` (`ed25519:<key>`), "" for none."""
-        stored = self.ownership.identities.get(user_key)
-        return key_of(owner_of(stored)) if stored else ""
+    def _owner_of(self, name: str) -> str:
+        """The key that owns `name`, or the registered name it looks like (`ed25519:<key>`);
+        "" for none."""
+        for key in name_keys(name):
+            stored = self.ownership.identities.get(key)
+            if stored:
+                return key_of(owner_of(stored))
+        return ""
 
     def _person(self, session: Session, user: User[Session]) -> Person:
         """The user of `session` as moderation sees them (an admin only with their key proved)."""
-        owner = self._identity(user.key) if session.owned else ""
+        owner = session.identity
         return Person(user.name, user.key, owner, self.admins.holds(user.key, owner))
 
     def _sees(self, session: Session, user: User[Session], room: str) -> bool:
@@ -855,7 +893,7 @@ class ChatServer:
         owner = verdict.register
         proved = key_of(owner) if owner is not None else ""  # the key the hello proved
         if verdict.owned and owner is None:
-            proved = self._identity(keys[0])
+            proved = self._owner_of(name)
         ban = self._server_ban(keys[0], proved, session.ip)
         if ban is not None:
             now = self.clock()
@@ -919,6 +957,7 @@ class ChatServer:
 
         session.line, fresh = self._line(keys, hello, verdict)
         session.owned = verdict.owned or verdict.register is not None  # (registering: proved)
+        session.identity = proved
         lineage = session.line.lineage
         session.marker_key = f"{keys[0]}{SINCE}{lineage}" if lineage else keys[0]
 
@@ -1198,6 +1237,8 @@ class ChatServer:
         for name in rooms:
             if name in user.rooms:
                 continue
+            if name in self.rules.rooms and not self._may_enter(user.sessions[0], user, name):
+                continue  # banned, or made private, since the hello was checked
             try:
                 room, deliveries = self.chat.join(user, name, self.clock())
             except ChatError:
@@ -1311,7 +1352,7 @@ class ChatServer:
 
     def _muted(self, session: Session, user: User[Session], room: str) -> Sanction | None:
         """The mute that keeps the user from posting in `room` now, if any."""
-        owner = self._identity(user.key) if session.owned else ""
+        owner = session.identity
         mute = self.rules.muted(room, user.key, owner, self.clock())
         return None if mute is None or self.admins.holds(user.key, owner) else mute
 
@@ -1373,7 +1414,7 @@ class ChatServer:
             refusal = exc
         if target is not None and refusal is None:
             self._typing.refill((user.key, f"@{target[1]}"))
-        hidden = target is not None and self.rules.ignoring(target[1], user.key)
+        hidden = target is not None and self.rules.ignoring(target[1], user.key, session.identity)
         post = PrivatePost(
             user.name, user.key, target[0] if target else private.to,
             target[1] if target else "", text, private.action, private.id, self.clock(), refusal,
@@ -1614,7 +1655,7 @@ class ChatServer:
         checked = check_name(name)
         found = self._online(checked)
         shown, key = (found.name, found.key) if found is not None else (checked, name_key(checked))
-        owner = self._identity(key)
+        owner = self._owner_of(checked)
         return Person(shown, key, owner, bool(owner) and self.admins.holds(key, owner)), bool(owner)
 
     def _in_room(self, key: str, room: str) -> bool:
@@ -1723,12 +1764,11 @@ class ChatServer:
             here = self.chat.rooms.get(room)
             names = [*(here.members.values() if here else ())]
             for each in names:
-                if self._identity(each.key):
+                if self._owner_of(each.name):
                     members[each.key] = each.name
             for name in self.peers.names(room):
-                key = name_key(name)
-                if self._identity(key):
-                    members.setdefault(key, name)
+                if self._owner_of(name):
+                    members.setdefault(name_key(name), name)
         now = self.clock()
         event = ModEvent(
             _event_id(), room, "private" if request.private else "public", "", user.name,
@@ -1742,6 +1782,11 @@ class ChatServer:
 
     def _ignore(self, session: Session, request: Ignore) -> None:
         user, person = self._moderator(session)
+        if not session.identity:
+            raise ChatError(
+                ErrorCode.NOT_REGISTERED,
+                "an ignore list is kept for a registered name only (the app registers its names)",
+            )
         target, _ = self._someone(request.name)
         rule = plan.ignore_rule(self.rules, person, target, request.ignore)
         event = ModEvent(
@@ -1803,7 +1848,8 @@ class ChatServer:
                 return  # gone meanwhile
             if isinstance(result, Exception):
                 session.send(_unavailable(result, join.ref))
-            elif result.new and session.owned:  # its maker owns it (a name with a key only)
+            elif result.new and session.owned and result.room not in self.rules.rooms:
+                # its maker owns it (a name with a key only; not one an admin prepared)
                 self._make_owner(session, user, result.room, partial(enter, result))
             else:  # this room, or the one whose name it looks like
                 enter(result)
@@ -2042,6 +2088,14 @@ _CHANGES = {
     "ban": "ops",
 }  # fmt: skip
 """What a `room_info` says changed, by the moderation step that changed it."""
+
+
+def _sentence(what: str, cause: ModEvent | Sanction, now: int = 0) -> str:
+    """`root banned you from this server for 2 more hours: spam`-like words (how long is left
+    counted from `now`, or from when it was done)."""
+    why = f": {cause.reason}" if cause.reason else ""
+    ends = plan.describe_until(cause.until, now or cause.ts)
+    return f"{cause.by or 'an admin'} {what}{ends}{why}"
 
 
 def _event_id() -> str:

@@ -78,6 +78,9 @@ class Session(asyncio.Protocol):
         a key the user key and the session's line (another holder of the name has others)."""
         self.owned = False
         """The session proved the name's key."""
+        self.identity = ""
+        """The key the session proved (`ed25519:<key>`; "" for a name without one): what bans,
+        mutes, ignores and admins are matched by, whatever spelling of the name it chose."""
         self.private_since: int | None = None
         """Private messages with a pid above this are this session's to read (None: none)."""
         self.challenge = Challenge(nonce=new_nonce(), server_id=server.server_id)

@@ -26,7 +26,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,8 @@ from tuichat.server.rekey import STRANDED, Registration, plan, split_user_key
 
 log = logging.getLogger("tuichat.server")
 
+MOD_LOG_KEPT = 100_000
+"""Entries of the moderation log kept (the newest)."""
 MAX_BATCH = 10_000
 """Most appends committed in one transaction."""
 LOCK_WAIT = 1.0
@@ -441,10 +443,7 @@ class SQLiteHistory(HistoryStore):
         )  # the first start of a new database gives the chat its identity
         (server_id,) = conn.execute("SELECT value FROM meta WHERE name = 'server_id'").fetchone()
         unkeyed = conn.execute("SELECT room FROM room_keys WHERE key IS NULL").fetchall()
-        rules = tuple(
-            Rule(scope, kind, subject, json.loads(value))
-            for scope, kind, subject, value in conn.execute("SELECT * FROM rules")
-        )
+        rules = tuple(_rules(conn.execute("SELECT * FROM rules")))
         return LoadedState(
             rules=rules,
             last_private_id=last_private,
@@ -949,11 +948,26 @@ def _store_moderation(conn: sqlite3.Connection, event: ModEvent) -> None:
                 (rule.scope, rule.kind, rule.subject, json.dumps(dict(rule.value))),
             )
     if event.logged:
-        conn.execute(
+        cursor = conn.execute(
             "INSERT INTO modlog (ts, room, action, name, by, reason, until)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (event.ts, event.room, event.action, event.name, event.by, event.reason, event.until),
         )
+        if cursor.lastrowid is not None and cursor.lastrowid % 1000 == 0:  # now and then
+            conn.execute("DELETE FROM modlog WHERE id <= ?", (cursor.lastrowid - MOD_LOG_KEPT,))
+
+
+def _rules(rows: Iterable[tuple[Any, ...]]) -> Iterator[Rule]:
+    """The stored rules (a value that is not a JSON map is passed over, with a warning)."""
+    for scope, kind, subject, value in rows:
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, dict):
+            yield Rule(scope, kind, subject, decoded)
+        else:
+            log.warning("passing over a damaged rule (%s %s %s)", scope, kind, subject)
 
 
 def _store_read(conn: sqlite3.Connection, read: StoredRead) -> ReadMarker:
