@@ -69,6 +69,7 @@ def test_an_address_prefix_ban_holds_for_every_address_in_it() -> None:
     assert rules.network_ban("203.0.114.1", NOW) is None
     assert rules.network_ban("2001:db8:0:1::5", NOW) is not None
     assert rules.network_ban("not an address", NOW) is None
+    assert rules.network_ban("::ffff:203.0.113.77", NOW) is not None  # (IPv4 as IPv6)
     rules.apply(Rule(SERVER, BAN_NET, "203.0.113.0/24", None))
     assert rules.network_ban("203.0.113.77", NOW) is None
 
@@ -89,10 +90,11 @@ def test_a_private_room_is_for_the_invited_the_owner_and_ops() -> None:
     assert not rules.is_private("#dev")
 
 
-def test_ignores_are_each_users_own() -> None:
+def test_ignores_are_each_users_own_and_follow_the_key() -> None:
     rules = Rules()
     rules.apply(plan.ignore_rule(rules, OWNER, EVE, True))
     assert rules.ignoring("ali", "eve") and not rules.ignoring("eve", "ali")
+    assert rules.ignoring("ali", "eve2", "ed25519:E") and not rules.ignoring("ali", "eve2")
     assert rules.ignored("ali") == ("Eve",)
     assert code_of(plan.ignore_rule, rules, OWNER, OWNER, True) == "cannot_moderate"
     rules.apply(plan.ignore_rule(rules, OWNER, EVE, False))
