@@ -480,8 +480,9 @@ async def test_ignoring_follows_the_key_and_needs_a_registered_name(
 ) -> None:
     ali_key = SigningKey.generate()
     ali = await deployment.connect("ali", on=0, key=ali_key)
+    guest = await deployment.connect("guest", on=1)
+    await until(guest.who, ("ali", "guest"))  # (the other server knows her, and her name's key)
     ali_there = await deployment.connect("ali", on=1, key=ali_key)
-    guest = await deployment.connect("guest", on=0)
     await refused(guest.ignore("ali"), "not_registered")
     key = SigningKey.generate()
     eve = await deployment.connect("eve", on=1, key=key)

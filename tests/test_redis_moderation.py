@@ -37,16 +37,26 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
         self._changed = asyncio.Event()
+        self.held: dict[tuple[str, str, str], Rule] = {}
+        """The rules as a server holds them: the last full set, and each step's since."""
 
     def record(self, kind: str, value: Any) -> None:
         self.events.append((kind, value))
         self._changed.set()
 
     def on_rules(self, rules: list[Rule]) -> None:
+        self.held = {(r.scope, r.kind, r.subject): r for r in rules}
         self.record("rules", ordered(rules))
 
     def on_moderation(self, event: ModEvent) -> None:
+        for rule in event.rules:
+            self.held[rule.scope, rule.kind, rule.subject] = rule
+            if rule.value is None:
+                del self.held[rule.scope, rule.kind, rule.subject]
         self.record("moderation", event)
+
+    def rules(self) -> list[Rule]:
+        return ordered(list(self.held.values()))
 
     def on_private(self, message: PrivateMessage, sender_key: str, target_key: str) -> None:
         self.record("private", (message.pid, sender_key, target_key))
@@ -244,18 +254,12 @@ async def test_a_step_redis_cannot_store_is_refused_and_nothing_of_it_stays(
     assert heard_c.of("rules") == [[]]
 
 
-async def test_the_moderation_log_pages_newest_first_by_room(
-    start: Start, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(broker, "SCAN_CHUNK", 2)  # one room's entries are looked for in chunks
+async def test_the_moderation_log_pages_newest_first_by_room(start: Start) -> None:
     (a, heard_a), (b, _) = await start("a"), await start("b")
     rooms = ["#dev", "#ops", "", "#dev", "#dev", "", "#ops", "#dev"]
     for number, room in enumerate(rooms, 1):
         await moderate(a, heard_a, step(number, room=room))
     await moderate(a, heard_a, step(99, logged=False, action="ignore"))  # not in the log
-
-    def names(entries: list[ModEntry]) -> list[int]:
-        return [int(entry.name[4:]) for entry in entries]
 
     everything = await b.mod_log(None, 0, 50)
     assert names(everything) == [8, 7, 6, 5, 4, 3, 2, 1]
@@ -264,14 +268,208 @@ async def test_the_moderation_log_pages_newest_first_by_room(
     )
     assert [e.id for e in everything] == sorted((e.id for e in everything), reverse=True)
     assert names(await b.mod_log("#dev", 0, 50)) == [8, 5, 4, 1]
+    assert await b.mod_log("#dev", 0, 50) == [e for e in everything if e.room == "#dev"]
     assert names(await b.mod_log("", 0, 50)) == [6, 3]
     assert names(await b.mod_log("#nowhere", 0, 50)) == []
     first = await b.mod_log("#dev", 0, 2)
     assert names(first) == [8, 5]
     assert names(await b.mod_log("#dev", first[-1].id, 2)) == [4, 1]
+    assert names(await b.mod_log("#dev", first[-1].id, 3)) == [4, 1]  # (and no more)
     assert names(await b.mod_log(None, everything[2].id, 3)) == [5, 4, 3]
-    monkeypatch.setattr(broker, "MOD_LOG_SCAN", 4)  # looked through so far, and no further
-    assert names(await b.mod_log("#dev", 0, 50)) == [8, 5]
+
+
+def names(entries: list[ModEntry]) -> list[int]:
+    return [int(entry.name[4:]) for entry in entries]
+
+
+async def test_a_rooms_log_is_its_own_however_many_entries_other_rooms_add(start: Start) -> None:
+    """Rooms made by the hundred (each logs its `create`) bury no room's entries: a room's log
+    is read from a stream of its own, not looked for in the whole log."""
+    a, heard_a = await start("a")
+    await moderate(a, heard_a, step(1))
+    await moderate(a, heard_a, step(2, room=""))
+    answers = [asyncio.get_running_loop().create_future() for _ in range(300)]
+    for number, answer in enumerate(answers, 100):
+        a.moderate(step(number, room=f"#r{number}", action="create"), answer.set_result)
+    assert await asyncio.gather(*answers) == [None] * len(answers)
+    await moderate(a, heard_a, step(3))
+    assert names(await a.mod_log("#dev", 0, 2)) == [3, 1]
+    newest = await a.mod_log("#dev", 0, 1)
+    assert names(await a.mod_log("#dev", newest[0].id, 2)) == [1]  # (a page of one: no `more`)
+    assert names(await a.mod_log("", 0, 5)) == [2]
+    assert names(await a.mod_log("#r250", 0, 5)) == [250]
+    assert len(await a.mod_log(None, 0, 1000)) == 303
+    assert await a.link.redis.xlen(keys.mod_log_key("#dev")) == 2  # (its own entries only)
+
+    # the whole log's stream and its counter lost: a room's entries keep their order
+    await a.link.redis.delete(keys.MOD_LOG, keys.MOD_LOG_ID)
+    await moderate(a, heard_a, step(4))
+    assert names(await a.mod_log("#dev", 0, 5)) == [4, 3, 1]
+    ids = [entry.id for entry in await a.mod_log("#dev", 0, 5)]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 3
+    assert names(await a.mod_log(None, 0, 5)) == [4]
+
+
+async def test_each_rooms_log_is_bounded_on_its_own(
+    store: RedisStore, start: Start, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(broker, "MOD_LOG_KEPT_PER_ROOM", 3)
+    nodes = each_node(store)
+    try:
+        for node in nodes:  # (a stream is trimmed in whole blocks: blocks of one entry)
+            await node.config_set("stream-node-max-entries", "1")
+        a, heard_a = await start("a")
+        for number in range(1, 7):
+            await moderate(a, heard_a, step(number))
+        await moderate(a, heard_a, step(7, room="#ops"))
+        assert names(await a.mod_log("#dev", 0, 50)) == [6, 5, 4]
+        assert names(await a.mod_log("#ops", 0, 50)) == [7]
+        assert names(await a.mod_log(None, 0, 50)) == [7, 6, 5, 4, 3, 2, 1]
+    finally:
+        for node in nodes:
+            await node.config_set("stream-node-max-entries", "100")
+            await node.aclose()
+
+
+class Held:
+    """What a server hears on the moderation channel, held back while `gate` is shut (then
+    handed on), and counted once handed on."""
+
+    def __init__(self, on: RedisBroker) -> None:
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.handled = 0
+        self._changed = asyncio.Event()
+        real = on.link._handlers[keys.MODERATION]
+
+        async def handle(data: bytes) -> None:
+            await self.gate.wait()
+            await real(data)
+            self.handled += 1
+            self._changed.set()
+
+        on.link._handlers[keys.MODERATION] = handle
+
+    async def until(self, count: int) -> None:
+        async with asyncio.timeout(TIMEOUT):
+            while self.handled < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def nothing() -> None:
+    pass
+
+
+def lose_next_answer(
+    on: RedisBroker, meanwhile: Callable[[], Awaitable[None]], *, again: bool
+) -> None:
+    """Redis's answer to the next command `on` sends is lost; once `meanwhile` is done, the
+    command is sent again (`again`, as the link does after a lost answer), or given up on."""
+    link = on.link
+    real = link.enqueue
+
+    def enqueue(add: Any, done: Any = None, *, retry: bool = True) -> None:
+        link.enqueue = real  # type: ignore[method-assign]
+
+        def lost(result: Any) -> None:
+            async def instead() -> None:
+                await meanwhile()
+                if again:
+                    real(add, done, retry=retry)
+                else:
+                    done(ConnectionError("the answer was lost"))
+
+            link.spawn(instead())
+
+        real(add, lost, retry=retry)
+
+    link.enqueue = enqueue  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("heard", ["before", "after"])
+async def test_a_step_sent_again_is_carried_out_once_where_it_came_from(
+    start: Start, heard: str
+) -> None:
+    """Its answer lost, the link sends the step again, and Redis knows it (it is stored once):
+    the server that asked carries it out once, whether it heard its publication before the
+    answer or after; and so when the server itself sends the same step again."""
+    (a, heard_a), (b, heard_b) = await start("a"), await start("b")
+    held = Held(a)
+    event = step(1, rules=(ban("#dev", "bob"),))
+    if heard == "before":
+        lose_next_answer(a, lambda: held.until(1), again=True)
+    else:
+        held.gate.clear()
+        lose_next_answer(a, nothing, again=True)
+    await moderate(a, heard_a, event)
+    assert heard_a.events[1:] == [("done", "e1"), ("moderation", event)]
+    held.gate.set()
+    await held.until(1)
+    await moderate(a, heard_a, event)  # the same step, again: answered, and nothing more
+    await moderate(a, heard_a, step(2))
+    await held.until(2)
+    await moderate(b, heard_b, step(3))
+    await heard_a.until("moderation", 3)
+    assert heard_a.of("done") == ["e1", "e1", "e2"]
+    assert [e.id for e in heard_a.of("moderation")] == ["e1", "e2", "e3"]
+    assert [e.id for e in heard_b.of("moderation")] == ["e1", "e2", "e3"]
+    assert names(await a.mod_log(None, 0, 10)) == [3, 2, 1]
+    assert heard_a.rules() == heard_b.rules() == [ban("#dev", "bob")]
+
+
+@pytest.mark.parametrize("heard", ["before", "after"])
+async def test_a_step_stored_though_its_answer_never_came_is_carried_out_where_it_came_from(
+    start: Start, heard: str
+) -> None:
+    """The link gave up on the answer, but Redis stored the step: heard before, it is answered
+    as stored; heard after its refusal, it is carried out then (every server has its rules)."""
+    (a, heard_a), (_, heard_b) = await start("a"), await start("b")
+    held = Held(a)
+    event = step(1, rules=(ban("#dev", "bob"),))
+    answer: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+    if heard == "before":
+        lose_next_answer(a, lambda: held.until(1), again=False)
+        a.moderate(event, answer.set_result)
+        assert await answer is None  # its publication says it was stored
+        assert heard_a.of("moderation") == [event]
+    else:
+        held.gate.clear()
+        lose_next_answer(a, nothing, again=False)
+        a.moderate(event, answer.set_result)
+        assert isinstance(await answer, BrokerUnavailable)
+        assert heard_a.of("moderation") == []
+        held.gate.set()
+        await heard_a.until("moderation", 1)
+        assert heard_a.of("moderation") == [event]
+    await moderate(a, heard_a, step(2))
+    await heard_b.until("moderation", 2)
+    assert [e.id for e in heard_a.of("moderation")] == ["e1", "e2"]
+    assert heard_a.rules() == heard_b.rules() == [ban("#dev", "bob")]
+
+
+async def test_a_step_overtaken_by_a_newer_one_is_heard_and_the_rules_end_as_stored(
+    start: Start,
+) -> None:
+    """B bans bob and sara, then A unbans bob, and A has its own answer before it hears B's
+    ban: the ban is handed on all the same (it happened) with only the rule that still holds,
+    and every server ends with the rules Redis has, in every full read too."""
+    (a, heard_a), (b, heard_b) = await start("a"), await start("b")
+    held = Held(a)
+    held.gate.clear()
+    banned = step(1, rules=(ban("#dev", "bob"), ban("#dev", "sara")))
+    await moderate(b, heard_b, banned)
+    unbanned = step(2, rules=(ban("#dev", "bob", on=False),), action="unban")
+    await moderate(a, heard_a, unbanned)
+    held.gate.set()
+    await held.until(2)
+    assert heard_a.of("moderation") == [unbanned, step(1, rules=(ban("#dev", "sara"),))]
+    await heard_b.until("moderation", 2)
+    assert heard_b.of("moderation") == [banned, unbanned]
+    _, heard_c = await start("c")
+    assert heard_a.rules() == heard_b.rules() == heard_c.rules() == [ban("#dev", "sara")]
+    await a.moderation.load()  # (as after a lost link)
+    assert heard_a.of("rules")[-1] == [ban("#dev", "sara")]
 
 
 def hidden(sender: str, target: str, client_id: str = "", text: str = "") -> PrivatePost:
@@ -377,7 +575,10 @@ async def fed() -> tuple[ModerationFeed, FakeLink, Recorder]:
 async def test_a_rule_overtaken_here_by_a_newer_one_is_not_taken() -> None:
     feed, _, recorder = await fed()
     mine = step(5, rules=(ban("#dev", "bob", on=False),))
-    feed.answered(mine, 5)  # our unban came back before the other server's older ban was heard
+    feed.sending(mine)
+    version = feed.answered(mine, 5)  # our unban came back before the other server's older ban
+    assert version == 5
+    feed.carry_out(mine, version)
     older = step(4, rules=(ban("#dev", "bob"), ban("#dev", "sara")))
     await feed.on_publication(published(4, "b", older))
     assert recorder.of("moderation") == [mine, step(4, rules=(ban("#dev", "sara"),))]

@@ -15,8 +15,9 @@ post or check makes a new one, and the room's members are told to reload
 (`on_room_reset`).
 
 A moderation step is stored by a script too (its rules in one hash, its entry in the
-moderation log, a stream) and published in the same step on one channel every server hears
-(`feeds.ModerationFeed`); the rules are read in full at start and after a lost link.
+moderation log: a stream of the whole log and one of its room's, each bounded) and published in
+the same step on one channel every server hears (`feeds.ModerationFeed`); the rules are read in
+full at start and after a lost link.
 """
 
 from __future__ import annotations
@@ -90,9 +91,9 @@ TYPING_FRESH = 1.0
 TYPING_BACKLOG = 100
 """Commands waiting for Redis past which typing notices are not queued at all."""
 MOD_LOG_KEPT = 100_000
-"""Entries of the moderation log kept (about: the stream is trimmed in whole blocks)."""
-MOD_LOG_SCAN = 10_000
-"""Most entries of the moderation log looked through for one room's."""
+"""Entries of the whole moderation log kept (about: a stream is trimmed in whole blocks)..."""
+MOD_LOG_KEPT_PER_ROOM = 10_000
+"""...and of each room's (the server's own too)."""
 
 Delivery = tuple[PrivateMessage, str, str]
 """A private message with its sender's and target's keys."""
@@ -425,39 +426,36 @@ class RedisBroker(Broker):
             self.link.script(
                 pipe, MODERATE,
                 [keys.RULES, keys.RULES_VERSION, keys.MOD_LOG, keys.MOD_LOG_ID, keys.MODERATION,
-                 keys.moderation_retry_key(event.id)],
+                 keys.moderation_retry_key(event.id), keys.mod_log_key(event.room)],
                 [self.moderation.top, payload, "1" if event.logged else "0", MOD_LOG_KEPT,
                  DEDUP_TTL, event.id, event.ts, event.room, event.action, event.name, event.by,
-                 event.reason, event.until, *rules],
+                 event.reason, event.until, MOD_LOG_KEPT_PER_ROOM, *rules],
             )  # fmt: skip
 
         def stored(result: Any) -> None:
-            self.moderation.sending -= 1
-            if isinstance(result, Exception) or result is None:
+            failed = isinstance(result, Exception) or result is None
+            version = self.moderation.answered(event, None if failed else int(result[0]))
+            if version is None:
                 done(BrokerUnavailable(f"cannot store the moderation step: {result}"))
                 return
+            if failed:  # (its publication was heard)
+                log.info("redis: moderation step %s was stored, though its answer was lost (%s)",
+                         event.id, result)  # fmt: skip
             done(None)
-            self.moderation.answered(event, int(result[0]))
+            self.moderation.carry_out(event, version)
 
-        self.moderation.sending += 1
+        self.moderation.sending(event)
         self.link.enqueue(add, stored)
 
     async def mod_log(self, room: str | None, before: int, limit: int) -> list[ModEntry]:
-        found: list[ModEntry] = []
-        top, scanned = f"({before}-0" if before else "+", 0
-        while len(found) < limit and scanned < MOD_LOG_SCAN:  # the newest first
-            count = limit if room is None else min(SCAN_CHUNK, MOD_LOG_SCAN - scanned)
-            entries = await self.link.redis.xrevrange(keys.MOD_LOG, top, "-", count=count)
-            for entry_id, fields in entries:
-                if room is None or fields[b"room"].decode() == room:
-                    found.append(mod_entry_from_entry(entry_id, fields))
-                    if len(found) >= limit:
-                        break
-            scanned += len(entries)
-            if len(entries) < count:
-                break
-            top = f"({number(entries[-1][0])}-0"
-        return found
+        """The whole log's stream (`None`), or the room's own (see `keys.mod_log_key`).
+
+        Entries stored before rooms had a stream of their own are in the whole log only (which
+        admins read): they are not looked for in a room's."""
+        stream = keys.MOD_LOG if room is None else keys.mod_log_key(room)
+        top = f"({before}-0" if before else "+"
+        entries = await self.link.redis.xrevrange(stream, top, "-", count=limit)
+        return [mod_entry_from_entry(entry_id, fields) for entry_id, fields in entries]
 
     # --- typing ------------------------------------------------------------
 

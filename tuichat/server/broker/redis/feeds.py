@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -51,6 +52,9 @@ log = logging.getLogger("tuichat.server")
 
 CHECK_EVERY = 2.0
 """Seconds between checks that every followed room was delivered in full and kept its epoch."""
+
+CARRIED = 10_000
+"""Our moderation steps remembered as handed on (a step sent again is not handed on twice)."""
 
 Ready = Callable[[Exception | None], None]
 
@@ -267,18 +271,25 @@ class ModerationFeed:
     So a step's rule is taken only if nothing newer was taken for the same scope, kind and
     subject here, and a full read covers every step up to its version: each server ends with
     the rules Redis has, whatever order their news came in.
+
+    A step whose rules were overtaken here is still handed on (with only the rules it still
+    sets: none, maybe), since what it says happened did happen: so what a step does to the
+    people here (who is taken out of a room, say) must be decided from the rules as they stand
+    once it is taken, not from its action. A server's own step is handed on once, when its
+    answer comes (Redis's answer to a step sent again after a lost answer included); if no
+    answer comes but its publication was heard, or comes later, it was stored after all, and is
+    handed on then.
     """
 
     def __init__(self, link: RedisLink, origin: str) -> None:
         self.link = link
         self.origin = origin
-        """This server's id: its own steps' publications are not taken again."""
+        """This server's id: its own steps are handed on when Redis answers (their publications
+        only if no answer did)."""
         self.handler: BrokerHandler | None = None
         """Set when the broker starts."""
         self.top = 0
         """The highest version known stored (a step's version is above it: see `MODERATE`)."""
-        self.sending = 0
-        """Steps of ours sent to Redis and not answered yet."""
         self._floor = 0
         """The version of the last full read: every older step is in it."""
         self._heard = 0
@@ -289,6 +300,35 @@ class ModerationFeed:
         self._held: list[tuple[int, ModEvent]] | None = []
         """Steps heard before the first full read: delivered after it."""
         self._reading = asyncio.Lock()
+        self._unanswered: dict[str, int] = {}
+        """Our steps sent to Redis and not answered yet, by id: the version their publication
+        was heard with (0: not heard yet)."""
+        self._carried: OrderedDict[str, None] = OrderedDict()
+        """Our latest steps handed on here (by id), so that none is handed on twice."""
+
+    def sending(self, event: ModEvent) -> None:
+        """Our step `event` is on its way to Redis (`answered` follows)."""
+        self._unanswered.setdefault(event.id, 0)
+
+    def answered(self, event: ModEvent, version: int | None) -> int | None:
+        """Redis answered our step `event`: it is stored as `version` (a step sent again: as it
+        was the first time), or (None) no answer came. The version it is stored as, as far as
+        this server knows (None: not stored, as far as it knows); `carry_out` follows if any."""
+        heard = self._unanswered.pop(event.id, 0)
+        if version is None:
+            version = heard or None  # (its publication says it was stored)
+        if version is not None:
+            self.top = max(self.top, version)
+        else:
+            self._forget()
+        return version
+
+    def carry_out(self, event: ModEvent, version: int) -> None:
+        """Hand on our step `event`, stored as `version` (unless it was handed on here already:
+        the same step sent again)."""
+        if event.id not in self._carried:
+            self._carry(event, version)
+        self._forget()
 
     async def on_publication(self, data: bytes) -> None:
         """A step published on the moderation channel (ours too), in the order stored."""
@@ -298,14 +338,12 @@ class ModerationFeed:
         version, origin, event = published
         self._heard = max(self._heard, version)
         self.top = max(self.top, version)
-        if origin != self.origin:  # ours were taken when Redis answered
+        if origin != self.origin:
             self._take(event, version)
-        self._forget()
-
-    def answered(self, event: ModEvent, version: int) -> None:
-        """Redis stored our step `event` as `version`: carry it out here now."""
-        self.top = max(self.top, version)
-        self._take(event, version)
+        elif event.id in self._unanswered:  # handed on once Redis answers
+            self._unanswered[event.id] = version
+        elif event.id not in self._carried:  # stored, though Redis's answer did not come
+            self._carry(event, version)
         self._forget()
 
     async def load(self) -> None:
@@ -374,6 +412,13 @@ class ModerationFeed:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    def _carry(self, event: ModEvent, version: int) -> None:
+        """Hand on our step `event`, and remember that it was."""
+        self._carried[event.id] = None
+        if len(self._carried) > CARRIED:
+            self._carried.popitem(last=False)
+        self._take(event, version)
+
     def _take(self, event: ModEvent, version: int) -> None:
         """Hand `event` on, with those of its rules that nothing newer overtook here."""
         if self._held is not None:
@@ -395,7 +440,7 @@ class ModerationFeed:
         """Forget the rules taken that no step still to come is older than: once ours are
         answered (and no full read is under way), every step to come is newer than the last one
         heard."""
-        if not self.sending and not self._reading.locked():
+        if not self._unanswered and not self._reading.locked():
             self._taken = {f: t for f, t in self._taken.items() if t[0] > self._heard}
 
 

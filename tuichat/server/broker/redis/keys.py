@@ -39,7 +39,8 @@ array) → its value (JSON)."""
 RULES_VERSION = GLOBAL + "rules-version"
 """Counts the moderation steps stored: each step's version (see `feeds.ModerationFeed`)."""
 MOD_LOG = GLOBAL + "mod-log"
-"""The stream of the moderation log (an entry's id is `<its number>-0`)."""
+"""The stream of the whole moderation log (an entry's id is `<its number>-0`); each entry is in
+its room's stream too (`mod_log_key`)."""
 MOD_LOG_ID = GLOBAL + "mod-log-id"
 """The number of the last moderation log entry."""
 MODERATION = GLOBAL + "moderation"
@@ -94,6 +95,12 @@ def private_retry_key(sender_key: str, client_id: str) -> str:
 def moderation_retry_key(event_id: str) -> str:
     """Where a moderation step's id is remembered (a step sent again is not stored twice)."""
     return f"{GLOBAL}mod-id:{event_id}"
+
+
+def mod_log_key(room: str) -> str:
+    """The stream of one room's entries of the moderation log (`""`: the server's own), under
+    the same ids as in `MOD_LOG`."""
+    return f"{MOD_LOG}:{room}"
 
 
 def presence_key(server: str) -> str:

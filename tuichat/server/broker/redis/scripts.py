@@ -184,10 +184,10 @@ holder; else the name, which holds the key from now on: a new room. Answers `{ro
 new}`."""
 
 MODERATE = """
-local rules, version_key, log, log_id, channel, id_key =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local floor, payload, logged, maxlen, ttl, event_id =
-  tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local rules, version_key, log, log_id, channel, id_key, room_log =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local floor, payload, logged, maxlen, ttl, event_id, room_maxlen =
+  tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[14]
 if event_id ~= '' then
   local earlier = redis.call('GET', id_key)
   if earlier then  -- sent again after a lost answer: stored already
@@ -195,19 +195,24 @@ if event_id ~= '' then
     return {was[1], was[2], 0}
   end
 end
+local function last(stream)
+  local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
+  return newest and tonumber(string.match(newest[1], '^%d+')) or 0
+end
 local entry = 0
 if logged == '1' then
   entry = redis.call('INCR', log_id)
-  local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)[1]
-  local stored = last and tonumber(string.match(last[1], '^%d+'))
-  if stored and stored >= entry then  -- the counter was lost: never number an entry twice
+  local stored = math.max(last(log), last(room_log))
+  if stored >= entry then  -- the counter was lost: never number an entry twice
     entry = stored + 1
     redis.call('SET', log_id, entry)
   end
-  redis.call('XADD', log, 'MAXLEN', '~', maxlen, entry .. '-0', 'ts', ARGV[7], 'room', ARGV[8],
-    'action', ARGV[9], 'name', ARGV[10], 'by', ARGV[11], 'reason', ARGV[12], 'until', ARGV[13])
+  local fields = {'ts', ARGV[7], 'room', ARGV[8], 'action', ARGV[9], 'name', ARGV[10],
+    'by', ARGV[11], 'reason', ARGV[12], 'until', ARGV[13]}
+  redis.call('XADD', log, 'MAXLEN', '~', maxlen, entry .. '-0', unpack(fields))
+  redis.call('XADD', room_log, 'MAXLEN', '~', room_maxlen, entry .. '-0', unpack(fields))
 end
-for i = 14, #ARGV, 2 do
+for i = 15, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', rules, ARGV[i])
   else
@@ -225,10 +230,11 @@ end
 redis.call('SPUBLISH', channel, version .. ':' .. payload)
 return {version, entry, 1}
 """
-"""Store one moderation step and publish it, in one atomic step: its rules (ARGV from 14 on,
+"""Store one moderation step and publish it, in one atomic step: its rules (ARGV from 15 on,
 pairs of a rule's field and its value, `''` to remove it), its entry in the moderation log if
-it is `logged` (ARGV 7-13: ts, room, action, name, by, reason, until; numbered by a counter,
-the stream bounded to `maxlen`), and its publication (`<version>:<payload>`).
+it is `logged` (ARGV 7-13: ts, room, action, name, by, reason, until; numbered by a counter),
+in the whole log's stream (KEYS[3], bounded to `maxlen`) and in its room's (KEYS[7], under the
+same id, bounded to ARGV 14), and its publication (`<version>:<payload>`).
 
 Answers `{version, entry (0: none), new}`: a step sent again (its id remembered for `ttl`
 seconds) is not stored twice, and gets the first answer with `new` 0."""
