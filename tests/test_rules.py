@@ -238,3 +238,13 @@ def test_tuichat_server_admin_edits_the_file(
     assert capsys.readouterr().out == "ali\n"
     assert admin_main(["add", "no spaces", "--admins", path]) == 2
     assert "not allowed" in capsys.readouterr().err
+
+
+def test_undoing_needs_something_to_undo() -> None:
+    rules = room_rules()
+    for action in ("deop", "uninvite", "unban", "unmute"):
+        assert code_of(
+            plan.moderation_rules, rules, "#dev", action, OWNER, EVE, "", 0, NOW
+        ) == "no_such_user", action  # fmt: skip
+    lifted = plan.moderation_rules(rules, "#dev", "deop", OWNER, OP_BOB, "", 0, NOW)
+    assert lifted == (Rule("#dev", OP, "bob", None),)

@@ -133,6 +133,11 @@ def moderation_rules(
     _check_room_for_more(rules, room, action, target, now)
     who = {"name": target.name, "by": actor.name}
     sanction = Sanction(target.name, target.owner, actor.name, reason, ends, now).value()
+    if action in ("deop", "uninvite"):
+        held = rules.room(room)
+        if target.key not in (held.ops if action == "deop" else held.invited):
+            what = "an op of" if action == "deop" else "invited to"
+            raise ChatError(ErrorCode.NO_SUCH_USER, f"{target.name} is not {what} {room}")
     if action in ("op", "deop"):
         return (Rule(room, OP, target.key, who if action == "op" else None),)
     if action in ("invite", "uninvite"):
