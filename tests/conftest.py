@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from tests.redis_kinds import connect_to, redis, servers  # noqa: F401  (fixtures: Redis, a Cluster)
+from tests.redis_kinds import connect_to, own_redis, redis, servers  # noqa: F401  (fixtures: Redis, a Cluster)
 from tests.server_process import kill_leftovers
 from tuichat.client import ChatClient
 from tuichat.server import ChatServer, ServerConfig

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.deployments import SHARED_CLUSTER
 from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer
 from tuichat.client import ChatClient
@@ -18,7 +19,20 @@ RedisStore = RedisServer | RedisCluster
 
 @pytest.fixture(params=["redis", "redis-cluster"])
 async def redis(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
-    """A real redis-server, or a real three-node Redis Cluster."""
+    """A real redis-server, or a real three-node Redis Cluster (the session's, emptied: it takes
+    seconds to form; a test that restarts or stops it takes `own_redis`)."""
+    if request.param == "redis-cluster":
+        yield await SHARED_CLUSTER.get(request.config)
+        return
+    store = RedisServer()
+    await store.start()
+    yield store
+    await store.stop()
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def own_redis(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
+    """A real redis-server, or a real three-node Redis Cluster, of this test alone."""
     store: RedisStore = RedisServer() if request.param == "redis" else RedisCluster()
     await store.start()
     yield store

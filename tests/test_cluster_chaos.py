@@ -50,10 +50,10 @@ async def drain(server: ServerProcess) -> None:
 
 
 async def test_redis_restarted_and_a_server_killed_mid_stream_lose_nothing(
-    redis: RedisStore,
+    own_redis: RedisStore,
 ) -> None:
-    async with two_servers(redis, *NO_FLOOD_CONTROL) as (a, b):
-        await redis_restarts_and_a_dies(redis, a, b)
+    async with two_servers(own_redis, *NO_FLOOD_CONTROL) as (a, b):
+        await redis_restarts_and_a_dies(own_redis, a, b)
 
 
 async def redis_restarts_and_a_dies(redis: RedisStore, a: ServerProcess, b: ServerProcess) -> None:
