@@ -109,6 +109,12 @@ def log_texts(app: ChatApp) -> list[str]:
     return [plain(entry.text) for entry in app.query_one(ChatLog).entries]
 
 
+def shown_texts(app: ChatApp) -> list[str]:
+    """The texts of the log entries on screen: `log_texts` less the hidden ones (messages of
+    people the user ignores)."""
+    return [plain(entry.text) for entry in app.query_one(ChatLog).entries if not entry.hidden]
+
+
 def sidebar_users(app: ChatApp) -> tuple[str, ...]:
     return app.query_one(Sidebar).users
 

@@ -71,6 +71,23 @@ NARROW = 70
 """Columns below which the sidebar folds away."""
 SWITCHING = frozenset({"next_unread", "switch_to", "cycle"})
 """Actions that change the conversation on screen (not while a dialog is open)."""
+HEADER_LINES = 2
+"""Rows the room's header (its name and topic) takes at most."""
+PROMPTS = {
+    "topic": (N_("Topic of {room}"), N_("the topic (- clears it)")),
+    "invite": (N_("Invite to {room}"), N_("name")),
+    "uninvite": (N_("Withdraw an invitation to {room}"), N_("name")),
+    "kick": (N_("Kick from {room}"), N_("name [reason]")),
+    "ban": (N_("Ban from {room}"), N_("name [reason] [10m, 2h, 7d, 1w]")),
+    "unban": (N_("Unban in {room}"), N_("name")),
+    "mute": (N_("Mute in {room}"), N_("name [reason] [10m, 2h, 7d, 1w]")),
+    "unmute": (N_("Unmute in {room}"), N_("name")),
+    "op": (N_("Make an op of {room}"), N_("name")),
+    "deop": (N_("Take op in {room}"), N_("name")),
+    "ignore": (N_("Ignore"), N_("name")),
+    "unignore": (N_("Stop ignoring"), N_("name")),
+}
+"""What the palette's moderation dialogs ask, by command: their title and placeholder."""
 
 
 def wall_clock_ms() -> int:
@@ -178,6 +195,7 @@ class ChatApp(App[int]):
             keywords=tuple(keywords) or self.config.notify.keywords,
             notify_rules=notify_rules or self.config.notify.rules(),
             monotonic=monotonic,
+            tz=tz,
         )
         """Everything shown, changed only through it (see `ChatState`); the app carries out
         what its changes ask of the screen (`_carry_out`)."""
@@ -190,6 +208,7 @@ class ChatApp(App[int]):
         self._typing_timer: Timer | None = None
         self._log_flush_pending = False
         self._grown: set[str] = set()  # conversations whose logs grew since the last flush
+        self._relayout: dict[str, int] = {}  # conversation → where its log changed since then
         self._read_pending: dict[str, int] = {}  # conversation → the seq to mark read
         self._read_next: dict[str, float] = {}  # conversation → when its next marker may go
         self._read_timers: dict[str, Timer] = {}
@@ -205,6 +224,7 @@ class ChatApp(App[int]):
         yield BidiText(id="banner")
         with Horizontal(id="main"):
             with Vertical():
+                yield BidiText(id="header", max_lines=HEADER_LINES)
                 yield ChatLog(tz=self._tz, timestamps=self.config.timestamps, id="log")
                 yield Static(id="unseen")
                 yield BidiText(id="typing")
@@ -266,6 +286,7 @@ class ChatApp(App[int]):
         self.set_keymap(dict(self.config.keys))
         self._draw_with(self.bidi)
         self.query_one(ChatLog).calendar = self.config.effective_calendar()
+        self.state.calendar = self.config.effective_calendar()
         status = self.query_one(StatusBar)
         status.server = self._server_label
         status.user = self._user_name
@@ -301,6 +322,7 @@ class ChatApp(App[int]):
         self.query_one(ChatInput).bidi = bidi
         self.query_one("#banner", BidiText).bidi = bidi
         self.query_one("#typing", BidiText).bidi = bidi
+        self.query_one("#header", BidiText).bidi = bidi
         self._show_connection()
         self._show_typing()
 
@@ -456,7 +478,12 @@ class ChatApp(App[int]):
         try:
             client = await self._connector(name)
         except RequestFailed as exc:
-            self.post_message(NameRefused(name, untrusted.line(exc.message)))
+            said = untrusted.line(exc.message)
+            if exc.code == "banned":  # (no other name helps)
+                why = _("the server refused us: {reason}").format(reason=said)
+                self.post_message(ConnectFailed(why))
+            else:
+                self.post_message(NameRefused(name, said))
             return
         except (OSError, TimeoutError, ClientError) as exc:
             self.post_message(ConnectFailed(untrusted.line(_why_not(exc))))
@@ -528,7 +555,9 @@ class ChatApp(App[int]):
                 timer.stop()
         if changes.switch_to is not None:
             self.switch_room(changes.switch_to)
-        if changes.grown:
+        for key, index in changes.relayout.items():
+            self._relayout[key] = min(self._relayout.get(key, index), index)
+        if changes.grown or changes.relayout:
             self._grown |= changes.grown
             if not self._log_flush_pending:
                 self._log_flush_pending = True  # trim and lay out once after the whole batch
@@ -547,13 +576,25 @@ class ChatApp(App[int]):
         if changes.typing:
             self._show_typing()
         self._show_connection()
+        self._show_header()
         self._refresh_sidebar()
+
+    def _show_header(self) -> None:
+        """The line above the log: the room on screen, whether it is private, its topic
+        (shown only when it has a topic or is private)."""
+        text = self.state.header()
+        header = self.query_one("#header", BidiText)
+        header.update(text)
+        header.set_class(bool(text), "-visible")
 
     def _show_typing(self) -> None:
         """The line under the log: who is typing in the conversation on screen (until the next
         notice runs out, when it is looked at again)."""
         text = self.state.typing_line() if self.config.typing else ""
-        line = self.query_one("#typing", BidiText)
+        try:
+            line = self.query_one("#typing", BidiText)
+        except NoMatches:
+            return  # (the app is closing: its widgets are gone)
         line.update(text)
         line.set_class(bool(text), "-visible")
         if self._typing_timer is not None:
@@ -609,13 +650,18 @@ class ChatApp(App[int]):
         except NoMatches:
             return  # the app is closing
         trimmed = 0
-        for room in self._grown:
+        changed: int | None = None
+        relayout, self._relayout = self._relayout, {}
+        for room in self._grown | relayout.keys():
             view = self.conversation(room)
             entries = view.entries if view is not None else self.state.system_log
             removed = view.trim() if view is not None else len(trim_log(entries))
             if entries is log.entries:
-                trimmed = removed
+                trimmed, changed = removed, relayout.get(room)
         self._grown.clear()
+        if changed is not None:  # (a line moved: laid out from there, or all of it if trimmed)
+            log.entries_changed(0 if trimmed else changed)
+            trimmed = 0
         log.entries_added(trimmed)
         self._read_shown()
 
@@ -661,6 +707,7 @@ class ChatApp(App[int]):
             if entering:
                 self._scroll_to_new_line(view)
         self.query_one(StatusBar).room = view.name
+        self._show_header()
         self._refresh_sidebar()
         self._read_shown()
 
@@ -685,6 +732,8 @@ class ChatApp(App[int]):
         shown = lobby if view is not None and view.private else view
         sidebar.me = self.my_name
         sidebar.users = shown.sorted_members() if shown else ()
+        sidebar.owner = fold(shown.owner) if shown else ""
+        sidebar.ops = frozenset(fold(op) for op in shown.ops) if shown else frozenset()
         items = []
         for views in (self.rooms, self.privates):
             for key, each in views.items():
@@ -772,7 +821,8 @@ class ChatApp(App[int]):
                 peer = view.peer
                 self._request(lambda c: c.private(peer, text, action=action))
             else:
-                self._request(lambda c: c.send(room, text, action=action))
+                where = view.name if view is not None else room
+                self._request(lambda c: c.send(room, text, action=action), room=where)
         elif isinstance(command, cmd.PrivateText):
             to = command.to
             self.switch_room(self._open_private(to).name)
@@ -809,12 +859,140 @@ class ChatApp(App[int]):
         elif isinstance(command, cmd.SetAway):
             self._auto_away = False  # (chosen: a key does not undo it)
             self.set_away(command.reason)
+        elif isinstance(command, cmd.Ignore):
+            self._ignore(command)
+        elif isinstance(command, cmd.ShowModLog):
+            self._show_mod_log(command, view)
+        elif isinstance(command, cmd.SetTopic | cmd.SetPrivate | cmd.Moderate):
+            self._moderate(command, view)
         elif isinstance(command, cmd.ShowHelp):
             if command.problem:
                 self._error(command.problem)
             self._system(room, _(cmd.HELP))
+            self._system(room, _(cmd.MODERATION_HELP))
         elif isinstance(command, cmd.Exit):
             self.action_exit_chat()
+
+    # --- moderation -----------------------------------------------------------
+
+    def _moderate(
+        self, command: cmd.SetTopic | cmd.SetPrivate | cmd.Moderate, view: RoomView | None
+    ) -> None:
+        """`/topic`, `/private`, `/kick`, `/ban`, `/op`... in the room on screen."""
+        if isinstance(command, cmd.Moderate):
+            used = command.action
+        else:
+            used = "topic" if isinstance(command, cmd.SetTopic) else "private"
+        if view is None or view.private:
+            said = _("/{command} works in a room, not in a private conversation")
+            self._error(said.format(command=used))
+            return
+        room, state = view.name, self.state
+        if isinstance(command, cmd.SetTopic):
+            topic = command.topic
+            if topic is None:
+                state.show_topic(view)
+                self._carry_out()
+                return
+
+            async def set_topic(client: ChatClient) -> None:
+                details = await client.set_topic(room, topic)
+                state.room_details(untrusted.clean(details), asked="topic")
+
+            self._ask(set_topic, room=room, action="topic")
+        elif isinstance(command, cmd.SetPrivate):
+            private = command.private
+            if private is None:
+                state.show_private(view)
+                self._carry_out()
+                return
+
+            async def set_private(client: ChatClient) -> None:
+                details = await client.set_private(room, private)
+                state.room_details(untrusted.clean(details), asked="private")
+
+            self._ask(set_private, room=room, action="private")
+        else:
+            action, name, reason, duration = (
+                command.action,
+                command.name,
+                command.reason,
+                command.duration,
+            )
+
+            async def moderate(client: ChatClient) -> None:
+                done = await client.moderate(room, action, name, reason, duration)
+                state.moderated(untrusted.clean(done))
+
+            self._ask(moderate, room=room, name=name, action=action)
+
+    def _ignore(self, command: cmd.Ignore) -> None:
+        """`/ignore NAME`, `/unignore NAME`, or (no name) say who is ignored."""
+        name, ignore, state = command.name, command.ignore, self.state
+        if not name:
+            state.show_ignored()
+            self._carry_out()
+            return
+
+        async def ignoring(client: ChatClient) -> None:
+            names = await client.ignore(name, ignore)
+            state.ignored_now(tuple(untrusted.name(each) for each in names), name, ignore)
+
+        self._ask(ignoring, name=name, action="ignore")
+
+    def _show_mod_log(self, command: cmd.ShowModLog, view: RoomView | None) -> None:
+        """`/modlog [#ROOM|all]`: the moderation log, newest last, in the log on screen."""
+        where = self.current_room
+        if command.everything:
+            room = ""
+        elif command.room:
+            room = command.room
+        elif view is not None and not view.private:
+            room = view.name
+        elif self.state.admin:
+            room = ""  # (an admin in a private conversation: the whole server's)
+        else:
+            self._error(_("/modlog works in a room, or name one: /modlog #ROOM"))
+            return
+        state = self.state
+
+        async def reading(client: ChatClient) -> None:
+            page = await client.mod_log(room)
+            state.mod_log(where, room, untrusted.clean(page))
+
+        self._ask(reading, room=room, action="modlog")
+
+    def _ask(
+        self,
+        call: Callable[[ChatClient], Awaitable[None]],
+        *,
+        room: str = "",
+        name: str = "",
+        action: str = "",
+    ) -> None:
+        """Send a request (`call` sends it and hands its answer to the state); a refusal is
+        said as `moderation.refusal` says it, for `action` on `room` and `name`."""
+        client = self.client
+        if client is None:
+            self._error(_("not connected"))
+            return
+        self._asking(client, call, room, name, action)
+
+    @work(group="requests", exit_on_error=False)
+    async def _asking(
+        self,
+        client: ChatClient,
+        call: Callable[[ChatClient], Awaitable[None]],
+        room: str,
+        name: str,
+        action: str,
+    ) -> None:
+        try:
+            await call(client)
+        except RequestFailed as exc:
+            message = untrusted.line(exc.message)
+            self.state.refused(exc.code, message, room=room, name=name, action=action)
+        self._carry_out()
 
     def _with_away(self, name: str) -> str:
         """`name`, with "(away: reason)" if they are away."""
@@ -880,19 +1058,29 @@ class ChatApp(App[int]):
         if text.strip() and not text.startswith("/"):
             client.typing(view.name)
 
-    def _request(self, call: Callable[[ChatClient], Coroutine[Any, Any, object]]) -> None:
+    def _request(
+        self, call: Callable[[ChatClient], Coroutine[Any, Any, object]], *, room: str = ""
+    ) -> None:
+        """Send a request (`call`) about `room` (a refusal names it: `moderation.refusal`)."""
         client = self.client  # while reconnecting, sends wait in the client and go out after
         if client is None:
             self._error(_("not connected"))
             return
 
-        self._requesting(client, call)
+        self._requesting(client, call, room)
 
     @work(group="requests", exit_on_error=False)
     async def _requesting(
-        self, client: ChatClient, call: Callable[[ChatClient], Coroutine[Any, Any, object]]
+        self,
+        client: ChatClient,
+        call: Callable[[ChatClient], Coroutine[Any, Any, object]],
+        room: str = "",
     ) -> None:
-        await call(client)
+        try:
+            await call(client)
+        except RequestFailed as exc:
+            self.state.refused(exc.code, untrusted.line(exc.message), room=room)
+            self._carry_out()
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
@@ -936,7 +1124,12 @@ class ChatApp(App[int]):
 
     @work(group="requests", exit_on_error=False)
     async def _joining(self, client: ChatClient, room: str, switch: bool) -> None:
-        state = untrusted.clean(await client.join(room))
+        try:
+            state = untrusted.clean(await client.join(room))
+        except RequestFailed as exc:  # (banned from it, or it is private)
+            self.state.refused(exc.code, untrusted.line(exc.message), room=room)
+            self._carry_out()
+            return
         self._room_state(state)
         if switch:
             self.switch_room(state.room)
@@ -1037,6 +1230,29 @@ class ChatApp(App[int]):
     def action_leave_room(self) -> None:
         """Leave the current room (or close the current private conversation)."""
         self.run_command(cmd.PartRoom())
+
+    def action_moderation(self, command: str) -> None:
+        """Ask what moderation command `command` (`kick`, `ban`, `topic`...) takes, and run
+        it in the room on screen (as `/COMMAND` would)."""
+        view = self.conversation(self.current_room)
+        room = view.name if view is not None else ""
+        title, placeholder = PROMPTS.get(command, PROMPTS["kick"])
+        value = view.topic if command == "topic" and view is not None else ""
+
+        def run(answer: str | None) -> None:
+            if answer:
+                self.run_moderation(f"/{command} {answer}")
+
+        dialog = PromptDialog(
+            _(title).format(room=room), placeholder=_(placeholder), value=value, bidi=self.bidi
+        )
+        self.push_screen(dialog, run)
+
+    def run_moderation(self, line: str) -> None:
+        """Run a moderation command line (from the palette) as if typed."""
+        command = cmd.parse_input(line)
+        if command is not None:
+            self.run_command(command)
 
     def action_clear_log(self) -> None:
         """Clear the current conversation's log on this screen."""

@@ -6,6 +6,7 @@ language; what is said about them is translated.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from tuichat.app.i18n import N_, _
@@ -19,6 +20,28 @@ HELP = N_(
     "keys: alt+a next unread · alt+1…9, ctrl+n / ctrl+p switch · ctrl+k command palette"
 )
 """What `/help` says in the log, in English (marked for translation: shown through `_`)."""
+MODERATION_HELP = N_(
+    "in a room: /topic [TEXT|-] · /private [on|off] · /invite NAME · /kick NAME [REASON] · "
+    "/ban NAME [REASON] [DURATION] · /unban NAME · /mute NAME [REASON] [DURATION] · "
+    "/unmute NAME · /op NAME · /deop NAME · /modlog [#ROOM|all] · "
+    "everywhere: /ignore [NAME] · /unignore NAME · "
+    "a duration is minutes, hours, days or weeks: 10m, 2h, 7d, 1w"
+)
+"""What `/help` says of moderation, after `HELP`."""
+
+CLEAR_TOPIC = "-"
+"""What `/topic` takes to clear the topic."""
+MODERATE = ("invite", "uninvite", "kick", "ban", "unban", "mute", "unmute", "op", "deop")
+"""The commands that act on someone in the current room (each a `moderate` request)."""
+WITH_REASON = frozenset({"kick", "ban", "mute"})
+"""Those that take a reason after the name."""
+WITH_DURATION = frozenset({"ban", "mute"})
+"""Those that take a duration at the end."""
+UNITS = {"m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+"""The units of a duration (`10m`, `2h`, `7d`, `1w`), in seconds."""
+MAX_DURATION = 3_650 * 86_400
+"""The longest duration taken (ten years); longer is as good as until undone."""
+_DURATION = re.compile(r"(\d{1,7})([mhdw])", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +122,51 @@ class SetBidi:
 
 
 @dataclass(frozen=True, slots=True)
+class SetTopic:
+    """`/topic [TEXT]`: set the current room's topic ("" clears it: `/topic -`); None (no
+    text): show it."""
+
+    topic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetPrivate:
+    """`/private [on|off]`: make the current room invite-only, or open again; None (no
+    word): say which it is."""
+
+    private: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Moderate:
+    """`/kick NAME [REASON]`, `/ban NAME [REASON] [DURATION]`, `/op NAME`... (see `MODERATE`):
+    act on NAME in the current room. `duration` in seconds, 0: until undone."""
+
+    action: str
+    name: str
+    reason: str = ""
+    duration: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Ignore:
+    """`/ignore NAME` or `/unignore NAME` (`ignore` false); `/ignore` alone (no name): say who
+    is ignored."""
+
+    name: str = ""
+    ignore: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ShowModLog:
+    """`/modlog [#ROOM|all]`: the moderation log of ROOM ("": the current room's), or of the
+    whole server (`everything`, for an admin)."""
+
+    room: str = ""
+    everything: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ShowHelp:
     """`/help`, or what a mistyped command gets (with `problem` saying why)."""
 
@@ -122,6 +190,11 @@ Command = (
     | SetNotify
     | SetAway
     | SetBidi
+    | SetTopic
+    | SetPrivate
+    | Moderate
+    | Ignore
+    | ShowModLog
     | ShowHelp
     | Exit
 )
@@ -131,6 +204,37 @@ def _word(text: str) -> tuple[str, str]:
     """The first word of `text` and what follows it (a message may start on the next line)."""
     parts = text.split(maxsplit=1)
     return (parts[0], parts[1]) if len(parts) == 2 else (parts[0] if parts else "", "")
+
+
+def parse_duration(word: str) -> int | None:
+    """The seconds a duration such as `10m`, `2h`, `7d` or `1w` stands for (None: `word` is
+    not one, or is nothing or more than `MAX_DURATION`)."""
+    match = _DURATION.fullmatch(word)
+    if match is None:
+        return None
+    seconds = int(match.group(1)) * UNITS[match.group(2).lower()]
+    return seconds if 0 < seconds <= MAX_DURATION else None
+
+
+def _moderation(action: str, rest: str) -> Command:
+    """`/ACTION NAME [REASON] [DURATION]` (what follows the name as `MODERATE` allows)."""
+    name, more = _word(rest)
+    name, more = name.removeprefix("@"), " ".join(more.split())
+    duration = 0
+    if action in WITH_DURATION and more:
+        words = more.rsplit(" ", 1)
+        seconds = parse_duration(words[-1])
+        if seconds is not None:
+            duration, more = seconds, words[0] if len(words) == 2 else ""
+    if not name or name.startswith("#") or (more and action not in WITH_REASON):
+        if action in WITH_DURATION:
+            usage = _("usage: /{command} NAME [REASON] [DURATION: 10m, 2h, 7d, 1w]")
+        elif action in WITH_REASON:
+            usage = _("usage: /{command} NAME [REASON]")
+        else:
+            usage = _("usage: /{command} NAME")
+        return ShowHelp(usage.format(command=action))
+    return Moderate(action, name, more, duration)
 
 
 def parse_input(line: str) -> Command | None:
@@ -186,6 +290,30 @@ def parse_input(line: str) -> Command | None:
         if mode and mode not in ("app", "terminal", "off", "check"):
             return ShowHelp(_("usage: /bidi [app|terminal|off|check]"))
         return SetBidi(mode)
+    if name == "topic":
+        if not rest:
+            return SetTopic()
+        return SetTopic("" if rest == CLEAR_TOPIC else " ".join(rest.split()))
+    if name == "private":
+        choice = rest.lower()
+        if choice and choice not in ("on", "off"):
+            return ShowHelp(_("usage: /private [on|off]"))
+        return SetPrivate(None if not choice else choice == "on")
+    if name in MODERATE:
+        return _moderation(name, rest)
+    if name in ("ignore", "unignore"):
+        who, more = _word(rest)
+        who = who.removeprefix("@")
+        if more or who.startswith("#") or (name == "unignore" and not who):
+            usage = _("usage: /ignore [NAME]") if name == "ignore" else _("usage: /unignore NAME")
+            return ShowHelp(usage)
+        return Ignore(who, name == "ignore")
+    if name == "modlog":
+        if rest.lower() == "all":
+            return ShowModLog(everything=True)
+        if " " in rest:
+            return ShowHelp(_("usage: /modlog [#ROOM|all]"))
+        return ShowModLog(rest if not rest or rest.startswith("#") else f"#{rest}")
     if name in ("exit", "quit", "q"):
         return Exit()
     return ShowHelp(_("unknown command /{name}").format(name=name))

@@ -56,8 +56,28 @@ def day_label(day: date | None, *, calendar: str) -> str:
 
     `calendar` is one of `CALENDARS`; a language without names of its own uses English.
     """
-    if day is None:
+    parts = _parts(day, calendar)
+    if parts is None:
         return _("a day unknown")
+    weekday, number, month, year = parts
+    return local_digits(f"{weekday} {number} {month} {year}")
+
+
+def date_label(day: date | None, *, calendar: str) -> str:
+    """A day in a sentence, without its weekday: `8 January 2026` (Gregorian) or `18 Dey
+    1404` (Jalali), in the language in use."""
+    parts = _parts(day, calendar)
+    if parts is None:
+        return _("a day unknown")
+    _weekday, number, month, year = parts
+    return local_digits(f"{number} {month} {year}")
+
+
+def _parts(day: date | None, calendar: str) -> tuple[str, int, str, int] | None:
+    """The weekday, day of the month, month and year of `day` in `calendar`, named in the
+    language in use (None: a day no calendar can show)."""
+    if day is None:
+        return None
     if calendar not in CALENDARS:
         raise ValueError(f"unknown calendar {calendar!r} (known: {', '.join(CALENDARS)})")
     lang = i18n.language() if i18n.language() in WEEKDAYS else "en"
@@ -65,9 +85,8 @@ def day_label(day: date | None, *, calendar: str) -> str:
         try:
             shown = jdatetime.date.fromgregorian(date=day)
         except (ValueError, OverflowError):  # past the Jalali years it knows (9999 and on)
-            return _("a day unknown")
+            return None
         year, month, number = shown.year, shown.month, shown.day
     else:
         year, month, number = day.year, day.month, day.day
-    weekday = WEEKDAYS[lang][day.weekday()]
-    return local_digits(f"{weekday} {number} {MONTHS[lang, calendar][month - 1]} {year}")
+    return WEEKDAYS[lang][day.weekday()], number, MONTHS[lang, calendar][month - 1], year

@@ -9,6 +9,7 @@ from enum import Enum
 from tuichat.app.i18n import N_, _
 from tuichat.app.untrusted import MAX_USERS
 from tuichat.chat.names import sort_key
+from tuichat.client.unread import fold
 
 MAX_LOG_LINES = 5_000
 """Entries each room's log keeps. Past it the oldest go, a tenth at a time, and scrolling to the
@@ -45,6 +46,7 @@ class LogEntry:
     mention: bool = False
     seq: int = 0  # the room message's sequence number, the private message's pid (0: neither)
     history: bool = False  # loaded from the room's history, not received live
+    hidden: bool = False  # a message from someone the user ignores: kept, not shown
 
 
 @dataclass
@@ -64,6 +66,19 @@ class RoomView:
     new_after: int | None = None
     """While the user is in the conversation: the marker it had when they came (the "new
     messages" line goes above the first message after it); None: no line."""
+    topic: str = ""
+    topic_by: str = ""
+    topic_ts: int = 0
+    invite_only: bool = False
+    """A private room: only those invited may join it."""
+    owner: str = ""
+    """Who owns the room ("": nobody)."""
+    ops: tuple[str, ...] = ()
+    """The room's ops (besides its owner)."""
+    hidden: int = 0
+    """Entries of `entries` that are hidden (messages from people the user ignores)."""
+    hidden_line: LogEntry | None = None
+    """The line of `entries` that counts them (None while none is hidden)."""
     _sorted_members: tuple[str, ...] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -88,11 +103,19 @@ class RoomView:
         """Whether the log holds as many entries as it may keep."""
         return len(self.entries) >= MAX_LOG_LINES
 
+    def role(self, name: str) -> str:
+        """What `name` is in the room: "owner", "op" or "" (names compared folded)."""
+        folded = fold(name)
+        if self.owner and fold(self.owner) == folded:
+            return "owner"
+        return "op" if any(fold(op) == folded for op in self.ops) else ""
+
     def clear(self) -> None:
         """Forget the log (members stay)."""
         self.entries.clear()
         self.seqs.clear()
         self.history_complete = False
+        self.hidden, self.hidden_line = 0, None
 
     def trim(self) -> int:
         """Drop the oldest entries past `MAX_LOG_LINES` or `MAX_LOG_CHARS`; return how many."""
@@ -100,7 +123,18 @@ class RoomView:
         if removed:
             self.seqs.difference_update(entry.seq for entry in removed)
             self.history_complete = False
+            self.hidden -= sum(entry.hidden for entry in removed)
+            if any(entry is self.hidden_line for entry in removed):
+                self.hidden_line = None
         return len(removed)
+
+    def index_of(self, entry: LogEntry) -> int:
+        """Where `entry` itself is in `entries` (-1: not there), looked for from the end."""
+        entries = self.entries
+        for index in range(len(entries) - 1, -1, -1):
+            if entries[index] is entry:
+                return index
+        return -1
 
     def place_new_line(self, me: str) -> None:
         """Put the "new messages" line just above the first message by someone else than `me`
@@ -114,7 +148,7 @@ class RoomView:
         if after is None:
             return
         for index, entry in enumerate(entries):
-            if entry.seq > after and not _own(entry, me):
+            if entry.seq > after and not entry.hidden and not _own(entry, me):
                 entries.insert(index, LogEntry(Kind.NEW, entry.ts, "", _(NEW_MESSAGES)))
                 return
 

@@ -16,11 +16,36 @@ from textual.fuzzy import Matcher
 
 from tuichat.app.i18n import N_, _
 from tuichat.app.notify import MEANINGS
+from tuichat.app.state import LOBBY
 
 if TYPE_CHECKING:
     from tuichat.app.app import ChatApp
 
 PaletteEntry = tuple[str, Callable[[], object], str]
+
+IN_A_ROOM = (
+    ("topic", N_("Topic …"), N_("Set the topic of {room} (- clears it)")),
+    ("invite", N_("Invite …"), N_("Let someone join {room}, even while it is private")),
+    ("uninvite", N_("Uninvite …"), N_("Withdraw someone's invitation to {room}")),
+    ("kick", N_("Kick …"), N_("Remove someone from {room} (they may join again)")),
+    ("ban", N_("Ban …"), N_("Keep someone out of {room}, for a while or until unbanned")),
+    ("unban", N_("Unban …"), N_("Let someone banned from {room} join it again")),
+    (
+        "mute",
+        N_("Mute …"),
+        N_("Let someone read {room} but not post, for a while or for good"),
+    ),
+    ("unmute", N_("Unmute …"), N_("Let someone muted in {room} post again")),
+    ("op", N_("Op …"), N_("Make someone an op of {room}: they may moderate it")),
+    ("deop", N_("Deop …"), N_("Take op from someone in {room}")),
+)
+"""The palette's moderation commands that ask for what they act on (each as `/COMMAND`
+takes it), for the room on screen: the command, the entry, what it does."""
+EVERYWHERE = (
+    ("ignore", N_("Ignore …"), N_("Hide someone's messages, on all your devices")),
+    ("unignore", N_("Unignore …"), N_("Show someone's messages again")),
+)
+"""The same, wherever the user is."""
 
 TEXTUAL_COMMANDS = (
     N_("Theme"),
@@ -98,6 +123,15 @@ class ChatCommands(Provider):
                 app.action_leave_room,
                 _("Leave {name}").format(name=current.name),
             )
+        if current is not None and not current.private:
+            yield from self._room_entries(current.name)
+        for command, text, what in EVERYWHERE:
+            yield (_(text), partial(app.action_moderation, command), _(what))
+        yield (
+            _("Ignored people"),
+            partial(app.run_moderation, "/ignore"),
+            _("Whom you ignore"),
+        )
         if current is not None:
             for level, what in MEANINGS.items():
                 yield (
@@ -122,6 +156,28 @@ class ChatCommands(Provider):
             _("Ask which line reads correctly here, and draw Persian that way"),
         )
         yield (_("Exit"), app.action_exit_chat, _("Say goodbye and quit"))
+
+    def _room_entries(self, room: str) -> Iterator[PaletteEntry]:
+        """The moderation commands for `room` (the room on screen)."""
+        app: ChatApp = self.app  # type: ignore[assignment]
+        for command, text, what in IN_A_ROOM:
+            yield (_(text), partial(app.action_moderation, command), _(what).format(room=room))
+        if room.casefold() != LOBBY:  # (the lobby is everyone's: never private)
+            yield (
+                _("Private room: on"),
+                partial(app.run_moderation, "/private on"),
+                _("Only those invited may join {room}").format(room=room),
+            )
+            yield (
+                _("Private room: off"),
+                partial(app.run_moderation, "/private off"),
+                _("Anyone may join {room}").format(room=room),
+            )
+        yield (
+            _("Moderation log"),
+            partial(app.run_moderation, "/modlog"),
+            _("What was done in {room}, and by whom").format(room=room),
+        )
 
     async def discover(self) -> Hits:
         draw = self._draw

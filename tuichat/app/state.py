@@ -4,9 +4,16 @@
 on screen, the unread counts and the log of the app's own lines before a connection. The
 server's events (already cleaned of anything a terminal would act on) change it through
 `apply`; a welcome through `connected` / `reconnected`; pages of history through
-`history_entries` and `prepend_history`. What the screen must do about a change (lay out
-grown logs, fetch history, show a banner, notify) is gathered in `changes`, which the app
-takes and carries out: the state never touches a widget or the network.
+`history_entries` and `prepend_history`; the answers to the user's moderation requests
+through `moderated`, `room_details`, `ignored_now` and `mod_log` (or `refused`). What the
+screen must do about a change (lay out grown logs, fetch history, show a banner, notify) is
+gathered in `changes`, which the app takes and carries out: the state never touches a widget
+or the network.
+
+Moderation: each room knows its topic, whether it is private, its owner and ops; what a
+moderator did is one line however often it is told (and the `left` after a kick or a ban
+none), the person acted on is told what happened to them; room messages of people the user
+ignores stay in the log hidden, counted on one line that moves to the end as more come.
 
 The app's own lines are made in the language in use; what the server says is shown as it is.
 """
@@ -16,9 +23,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import tzinfo
 
+from tuichat.app.dates import local_digits
 from tuichat.app.i18n import N_, _, ngettext
 from tuichat.app.model import MAX_LOG_LINES, Kind, LogEntry, RoomView
+from tuichat.app.moderation import moderation_line, refusal, when
 from tuichat.app.notify import NotifyRules
 from tuichat.client import ClientEvent, Disconnected, Reconnected, Reconnecting
 from tuichat.client.status import Status, away_pairs
@@ -28,15 +38,19 @@ from tuichat.protocol import (
     Bye,
     Error,
     HistoryPage,
+    Ignored,
     IsTyping,
     Joined,
     Left,
     Message,
+    Moderated,
+    ModLogPage,
     Notice,
     Parted,
     PrivateMessage,
     PrivatePage,
     ReadMarker,
+    RoomDetails,
     RoomReset,
     RoomState,
     UserList,
@@ -55,6 +69,24 @@ LEAVE_WORDS = {
 }
 """What the log says when someone leaves a room, by the `left` frame's reason (in English:
 shown through `_`)."""
+REMOVED = frozenset({"kick", "ban"})
+"""`left` reasons the `moderated` line before it has told already (no line of their own)."""
+HIDEABLE = frozenset({Kind.MESSAGE, Kind.ACTION})
+"""The kinds of room entries hidden when their sender is ignored."""
+SEEN_MODERATIONS = 512
+"""`moderated` frames remembered, so that one told twice (the answer to our request, and the
+room's copy) makes one line."""
+GONE_WORDS = {
+    "kick": N_("{name} was disconnected from the server"),
+    "ban": N_("{name} was banned from the server"),
+}
+"""What a room says when someone in it is taken off the whole server (its `left`)."""
+FINAL_BYES = {
+    "kicked": (N_("Removed from the server: {reason}"), N_("an admin disconnected you")),
+    "banned": (N_("Banned from the server: {reason}"), N_("you are banned from this server")),
+}
+"""What the banner says when an admin ends our session, and the reason if the server gave
+none."""
 CONNECTION_STATES = (
     N_("connecting"),
     N_("connected"),
@@ -88,6 +120,9 @@ class Changes:
     """Back after a drop: read markers waiting for the connection may go."""
     typing: bool = False
     """Who is typing somewhere changed."""
+    relayout: dict[str, int] = field(default_factory=dict)
+    """Conversations whose logs changed from an index on (a line moved or was said anew):
+    laid out again from there."""
 
 
 class ChatState:
@@ -101,7 +136,9 @@ class ChatState:
         keywords: Iterable[str] = (),
         notify_rules: NotifyRules | None = None,
         monotonic: Monotonic = time.monotonic,
+        tz: tzinfo | None = None,
     ) -> None:
+        """`tz`: the time zone the app's own sentences say times in (None: the local one)."""
         self.me = me
         """Our name as the server spells it (as asked for, before a welcome)."""
         self.clock = clock
@@ -122,6 +159,19 @@ class ChatState:
         """The connection's state, as the status line says it."""
         self.banner: str | None = None
         """What the banner across the screen says (None: no banner)."""
+        self.tz = tz
+        self.calendar = "gregorian"
+        """The calendar of the dates the app's sentences say (the log's)."""
+        self.ignored: tuple[str, ...] = ()
+        """The names the user ignores (on all their devices), as the server last said."""
+        self._ignored: frozenset[str] = frozenset()
+        """The same, `fold`ed."""
+        self.admin = False
+        """Whether the user is one of the server's admins."""
+        self._moderations: dict[tuple[str, str, str, str, int, int], None] = {}
+        """The last `SEEN_MODERATIONS` moderation steps shown."""
+        self._gone: dict[str, str] = {}
+        """Who was last taken off the whole server (`fold`ed), and how (`kick`, `ban`)."""
         self.changes = Changes()
 
     def take_changes(self) -> Changes:
@@ -170,6 +220,24 @@ class ChatState:
         lobby = self.rooms.get(LOBBY)
         return list(lobby.sorted_members()) if lobby else []
 
+    def header(self) -> str:
+        """What the line above the log says of the room on screen: its name, whether it is
+        private, its topic ("" for a room with neither, or a private conversation)."""
+        view = self.conversation(self.current)
+        if view is None or view.private or not (view.topic or view.invite_only):
+            return ""
+        if view.topic and view.invite_only:
+            # TRANSLATORS: the line above a private room's log: its name, "private", its topic
+            return _("{room} · private · {topic}").format(room=view.name, topic=view.topic)
+        if view.topic:
+            return _("{room} · {topic}").format(room=view.name, topic=view.topic)
+        return _("{room} · private: only those invited can join").format(room=view.name)
+
+    def ignores(self, name: str) -> bool:
+        """Whether the user ignores `name` (never themselves)."""
+        folded = fold(name)
+        return folded in self._ignored and folded != fold(self.me)
+
     # --- the log ------------------------------------------------------------
 
     def add(self, key: str, entry: LogEntry) -> None:
@@ -202,6 +270,8 @@ class ChatState:
         )
         self._track_welcome(welcome)
         self.status.reset(away_pairs(welcome.away, welcome.away_reasons))
+        self.admin = welcome.admin
+        self.set_ignored(welcome.ignored)
         lobby = self.rooms[LOBBY]
         lobby.add_members(welcome.users)
         lobby.entries.extend(self.system_log)
@@ -233,6 +303,8 @@ class ChatState:
                 self.changes.history.append(key)
         self._track_welcome(welcome)
         self.status.reset(away_pairs(welcome.away, welcome.away_reasons))
+        self.admin = welcome.admin
+        self.set_ignored(welcome.ignored)
         self.changes.reconnected = True
 
     def _track_welcome(self, welcome: Welcome) -> None:
@@ -263,8 +335,14 @@ class ChatState:
             room = self.view(event.room)
             if room is not None:
                 room.remove_member(event.name)
-                words = _(LEAVE_WORDS.get(event.reason, LEAVE_WORDS["part"]))
-                self.system(event.room, words.format(name=event.name, room=event.room), event.ts)
+                if event.reason not in REMOVED:  # (a kick or a ban: its `moderated` told it)
+                    words = _(LEAVE_WORDS.get(event.reason, LEAVE_WORDS["part"]))
+                    said = words.format(name=event.name, room=event.room)
+                    self.system(event.room, said, event.ts)
+                elif conversation_key(event.room) != LOBBY and fold(event.name) in self._gone:
+                    # (told in the lobby only: the other rooms say where they went)
+                    words = _(GONE_WORDS[self._gone[fold(event.name)]])
+                    self.system(event.room, words.format(name=event.name), event.ts)
         elif isinstance(event, RoomState):  # another device of ours joined a room
             if self.view(event.room) is None:
                 self.system(
@@ -286,6 +364,12 @@ class ChatState:
             self.status.listed(event.users, away_pairs(event.away, event.away_reasons))
         elif isinstance(event, ReadMarker):  # another device of ours read a conversation
             self.unread.marker(event.room, event.seq, event.epoch)
+        elif isinstance(event, Moderated):
+            self.moderated(event)
+        elif isinstance(event, RoomDetails):
+            self.room_details(event)
+        elif isinstance(event, Ignored):  # another device of ours changed the list
+            self.set_ignored(event.names)
         elif isinstance(event, Notice):
             where = conversation_key(event.room) if event.room else self.current
             self.system(where, event.text, self.clock())
@@ -312,6 +396,11 @@ class ChatState:
                         "{reason}; this device will not reconnect (start tuichat again to sign in)"
                     ).format(reason=event.message or _("signed out"))
                 )
+            elif event.reason in FINAL_BYES:
+                banner, said = FINAL_BYES[event.reason]
+                why = event.message or _(said)
+                self.banner = _(banner).format(reason=why)
+                self.error(_("{reason}; this device will not reconnect").format(reason=why))
             else:
                 why = event.message or event.reason
                 self.banner = _("The server is going away: {reason}").format(reason=why)
@@ -342,6 +431,13 @@ class ChatState:
         if self.status.anyone_typing:  # (most messages end nobody's typing: no work for them)
             self.status.stopped(event.sender, event.room)
             self.changes.typing = True
+        if view is not None and not own and self.ignores(event.sender):
+            self.unread.message(key, event.seq, self.me, "")  # never unread: as if ours
+            entry = LogEntry(kind, event.ts, event.sender, event.text, seq=event.seq, hidden=True)
+            self.add(key, entry)
+            view.hidden += 1
+            self._count_hidden(key, view)
+            return
         mentioned = self.unread.message(key, event.seq, event.sender, event.text)
         self.add(key, LogEntry(kind, event.ts, event.sender, event.text, mentioned, event.seq))
         rules = self.notify_rules
@@ -379,6 +475,8 @@ class ChatState:
             view = self.rooms[key] = RoomView(state.room)
             self.changes.history.append(key)
         view.add_members(state.users)
+        view.topic, view.topic_by, view.topic_ts = state.topic, state.topic_by, state.topic_ts
+        view.invite_only, view.owner, view.ops = state.private, state.owner, state.ops
         self.status.listed(state.users, away_pairs(state.away, state.away_reasons))
         if state.read:
             self.unread.marker(state.room, state.read, state.epoch)
@@ -433,9 +531,15 @@ class ChatState:
         for m in page.messages:
             if m.seq in view.seqs:
                 continue
-            kind = Kind.ACTION if m.action else Kind.OWN if m.sender == self.me else Kind.MESSAGE
-            older.append(LogEntry(kind, m.ts, m.sender, m.text, seq=m.seq, history=True))
-            self.unread.message(view.name, m.seq, m.sender, m.text)
+            own = m.sender == self.me
+            kind = Kind.ACTION if m.action else Kind.OWN if own else Kind.MESSAGE
+            hidden = not own and self.ignores(m.sender)
+            entry = LogEntry(kind, m.ts, m.sender, m.text, seq=m.seq, history=True, hidden=hidden)
+            older.append(entry)
+            if hidden:
+                self.unread.message(view.name, m.seq, self.me, "")  # never unread: as if ours
+            else:
+                self.unread.message(view.name, m.seq, m.sender, m.text)
         return older, page.complete, page.messages[0].ts if page.messages else None
 
     def prepend_history(
@@ -460,6 +564,222 @@ class ChatState:
         if not older:
             return 0
         view.entries[:0] = older
+        hidden = sum(entry.hidden for entry in older)
+        if hidden:  # (the caller lays the whole log out again: the count may change in place)
+            view.hidden += hidden
+            line = view.hidden_line
+            index = view.index_of(line) if line is not None else -1
+            if line is not None and index >= 0:
+                view.entries[index] = view.hidden_line = self._hidden_line(view, line.ts)
+            else:  # (at the end, as when one comes live)
+                view.hidden_line = self._hidden_line(view, view.entries[-1].ts)
+                view.entries.append(view.hidden_line)
         if view.new_after is not None:
             view.place_new_line(self.me)
         return len(older)
+
+    # --- moderation -----------------------------------------------------------
+
+    def set_ignored(self, names: Iterable[str]) -> None:
+        """The user ignores `names` now (on all their devices): the room messages of those
+        names are hidden (and those of the others shown again), counted in each room."""
+        self.ignored = tuple(names)
+        folded = frozenset(fold(name) for name in self.ignored)
+        if folded == self._ignored:
+            return
+        self._ignored = folded
+        for key, view in self.rooms.items():
+            changed = False
+            for entry in view.entries:
+                if entry.kind in HIDEABLE:
+                    hidden = self.ignores(entry.sender)
+                    if hidden != entry.hidden:
+                        entry.hidden, changed = hidden, True
+            if changed:
+                view.hidden = sum(entry.hidden for entry in view.entries)
+                self._count_hidden(key, view)
+                self.changes.shown_again.add(key)
+
+    def _count_hidden(self, key: str, view: RoomView) -> None:
+        """Say how many messages of `view` are hidden on the last line of its log (taken
+        from where it was; none hidden: no line)."""
+        line = view.hidden_line
+        if line is not None:
+            index = view.index_of(line)
+            if index >= 0:
+                del view.entries[index]
+                changes = self.changes.relayout
+                changes[key] = min(changes.get(key, index), index)
+            view.hidden_line = None
+        if view.hidden <= 0:
+            return
+        ts = view.entries[-1].ts if view.entries else self.clock()
+        view.hidden_line = self._hidden_line(view, ts)
+        self.add(key, view.hidden_line)
+
+    @staticmethod
+    def _hidden_line(view: RoomView, ts: int) -> LogEntry:
+        count = view.hidden
+        said = ngettext(
+            "{count} message from ignored people hidden",
+            "{count} messages from ignored people hidden",
+            count,
+        ).format(count=local_digits(str(count)))
+        return LogEntry(Kind.SYSTEM, ts, "", said)
+
+    def ignored_now(self, names: Iterable[str], name: str, ignore: bool) -> None:
+        """The answer to our `ignore` of `name` (or of its end): the names ignored now."""
+        self.set_ignored(names)
+        if ignore:
+            said = _("you ignore {name} now: their messages are hidden on all your devices")
+        else:
+            said = _("you no longer ignore {name}")
+        self.system(self.current, said.format(name=name))
+
+    def show_ignored(self) -> None:
+        """Say whom the user ignores."""
+        if self.ignored:
+            # TRANSLATORS: between the items of a list, as in: ali, bob and carol
+            names = _(", ").join(self.ignored)
+            self.system(self.current, _("you ignore: {names}").format(names=names))
+        else:
+            self.system(self.current, _("you ignore nobody"))
+
+    def show_topic(self, view: RoomView) -> None:
+        """Say what the topic of room `view` is, who set it and when."""
+        if not view.topic:
+            self.system(view.name, _("{room} has no topic").format(room=view.name))
+            return
+        said = _("topic of {room}: {topic}").format(room=view.name, topic=view.topic)
+        if view.topic_by:
+            shown = when(view.topic_ts, self.clock(), self.tz, self.calendar)
+            said = _("{topic} (set by {name}, {time})").format(
+                topic=said, name=view.topic_by, time=shown
+            )
+        self.system(view.name, said)
+
+    def show_private(self, view: RoomView) -> None:
+        """Say whether room `view` is private."""
+        if view.invite_only:
+            said = _("{room} is private: only those invited can join it")
+        else:
+            said = _("{room} is open: anyone can join it")
+        self.system(view.name, said.format(room=view.name))
+
+    def moderated(self, event: Moderated) -> None:
+        """Someone acted on someone (told to the room's members and to the person acted on,
+        or the answer to our request): one line, however often it comes; the person acted on
+        is told what happened to them, and a room they are removed from is closed."""
+        seen = (
+            conversation_key(event.room),
+            event.action,
+            fold(event.name),
+            fold(event.by),
+            event.until,
+            event.ts,
+        )
+        if seen in self._moderations:
+            return
+        self._moderations[seen] = None
+        if len(self._moderations) > SEEN_MODERATIONS:
+            del self._moderations[next(iter(self._moderations))]
+        you = fold(event.name) == fold(self.me)
+        key = conversation_key(event.room) if event.room else ""
+        view = self.rooms.get(key) if key else None
+        said = moderation_line(
+            event.action,
+            event.name,
+            event.by,
+            event.room,
+            reason=event.reason,
+            until=event.until,
+            ts=event.ts,
+            you=you,
+            now=self.clock(),
+            tz=self.tz,
+            calendar=self.calendar,
+        )
+        where = self.current
+        if view is not None:
+            where = key
+            if event.action == "op" and not view.role(event.name):
+                view.ops = (*view.ops, event.name)
+            elif event.action == "deop":
+                view.ops = tuple(op for op in view.ops if fold(op) != fold(event.name))
+            elif event.action in REMOVED:
+                if you:  # (the `parted` that follows finds the room closed: no more lines)
+                    self.close(key)
+                    where = LOBBY if key == self.current else self.current
+                else:
+                    view.remove_member(event.name)  # (its `left` follows, without a line)
+        elif not event.room and not you:
+            where = LOBBY  # the whole server's: where everyone is
+            if event.action in REMOVED:
+                self._gone[fold(event.name)] = event.action
+                if len(self._gone) > SEEN_MODERATIONS:
+                    del self._gone[next(iter(self._gone))]
+        self.system(where, said, event.ts or None)
+
+    def room_details(self, event: RoomDetails, *, asked: str = "") -> None:
+        """What a room is now (its topic, whether it is private, its owner and ops); a change
+        told (`change`, or `asked`: the answer to our own request for it) makes a line."""
+        view = self.view(event.room)
+        if view is None or view.private:
+            return
+        change, by = event.change or asked, event.by or (self.me if asked else "")
+        new_topic = event.topic != view.topic
+        new_private = event.private != view.invite_only
+        view.topic, view.topic_by, view.topic_ts = event.topic, event.topic_by, event.topic_ts
+        view.invite_only, view.owner, view.ops = event.private, event.owner, event.ops
+        by = by or event.topic_by or _("the server")
+        if change == "topic" and new_topic:
+            if event.topic:
+                said = _("{by} set the topic of {room}: {topic}")
+            else:
+                said = _("{by} cleared the topic of {room}")
+            self.system(event.room, said.format(by=by, room=view.name, topic=event.topic))
+        elif change == "private" and new_private:
+            if event.private:
+                said = _("{room} is private now: only those invited can join it ({by})")
+            else:
+                said = _("{room} is open to everyone now ({by})")
+            self.system(event.room, said.format(by=by, room=view.name))
+
+    def mod_log(self, where: str, room: str, page: ModLogPage) -> None:
+        """A page of the moderation log (of `room`, "" for the whole server's), newest last,
+        as lines of conversation `where`."""
+        if room:
+            title = _("moderation log of {room}:").format(room=room)
+            empty = _("nothing in the moderation log of {room}").format(room=room)
+        else:
+            title, empty = _("moderation log of the server:"), _("nothing in the moderation log")
+        if not page.entries:
+            self.system(where, empty)
+            return
+        self.system(where, title)
+        if page.more:
+            self.system(where, _("(older entries are not shown)"))
+        now = self.clock()
+        for entry in reversed(page.entries):  # (newest first on the wire)
+            said = moderation_line(
+                entry.action,
+                entry.name,
+                entry.by,
+                entry.room,
+                reason=entry.reason,
+                until=entry.until,
+                ts=entry.ts,
+                now=now,
+                tz=self.tz,
+                calendar=self.calendar,
+            )
+            shown = when(entry.ts, now, self.tz, self.calendar)
+            # TRANSLATORS: a line of the moderation log: when, then what was done
+            self.system(where, _("{time} — {what}").format(time=shown, what=said))
+
+    def refused(
+        self, code: str, message: str, *, room: str = "", name: str = "", action: str = ""
+    ) -> None:
+        """The server refused a request (`action`) about `room` and `name`: say why (see
+        `refusal`)."""
+        self.error(refusal(code, message, room=room, name=name, action=action))

@@ -60,8 +60,10 @@ _UNSAFE_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI_CONTROLS}\u2028\u
 _UNSAFE_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI_CONTROLS}\u2028\u2029\ud800-\udfff]")
 _SPACES = {"\t", "\n", "\x0b", "\x0c", "\r", "\u2028", "\u2029"}
 
-NAME_FIELDS = frozenset({"sender", "name", "to", "room", "server"})
+NAME_FIELDS = frozenset({"sender", "name", "to", "room", "server", "by", "owner", "topic_by"})
 """Fields that hold a user, room or server name."""
+TIME_FIELDS = frozenset({"ts", "until", "topic_ts"})
+"""Fields that hold a time (ms since the Unix epoch)."""
 TEXT_FIELDS = frozenset({"text", "motd"})
 """Fields that hold multi-line text."""
 LIST_LIMITS = {
@@ -70,9 +72,13 @@ LIST_LIMITS = {
     "positions": MAX_ROOMS,
     "read": MAX_MARKERS,
     "messages": MAX_PAGE,
+    "entries": MAX_PAGE,
 }
 """How many items of each list field are kept (any other list: `MAX_USERS`)."""
-ITEM_FIELDS = {"users": "name", "rooms": "room", "away": "name"}
+ITEM_FIELDS = {
+    "users": "name", "rooms": "room", "away": "name", "ops": "name", "names": "name",
+    "ignored": "name",
+}  # fmt: skip
 """What the strings of a list field hold."""
 
 
@@ -134,8 +140,9 @@ def timestamp(value: int) -> int:
 def clean(value: T) -> T:
     """Return a copy of a server event or reply whose every field is safe (see the module).
 
-    Strings are cleaned by what their field holds (names, text, or one line), `ts` is clamped
-    to `timestamp`, other integers to `number`, and lists and maps are cut to a length.
+    Strings are cleaned by what their field holds (names, text, or one line), times (`ts`,
+    `until`, `topic_ts`) are clamped to `timestamp`, other integers to `number`, and lists
+    and maps are cut to a length.
     """
     cleaned: T = _clean(value, "")
     return cleaned
@@ -152,7 +159,7 @@ def _clean(value: Any, field: str) -> Any:
     if kind is bool or value is None or kind is float:
         return value
     if kind is int:
-        return timestamp(value) if field == "ts" else number(value)
+        return timestamp(value) if field in TIME_FIELDS else number(value)
     if kind is tuple:
         limit = LIST_LIMITS.get(field, MAX_USERS)
         items = value[-limit:] if field == "messages" else value[:limit]

@@ -4,7 +4,7 @@ so that a wrapped Persian sentence starts on its first line, at the right."""
 
 from __future__ import annotations
 
-from rich.cells import cell_len
+from rich.cells import cell_len, chop_cells
 from rich.text import Text
 from textual.geometry import Size
 from textual.widget import Widget
@@ -28,12 +28,15 @@ class BidiText(Widget):
         text: str = "",
         *,
         bidi: Bidi | None = None,
+        max_lines: int = 0,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
+        """`max_lines`: the lines shown at most (0: all), the last cut with `…` if need be."""
         super().__init__(id=id, classes=classes)
         self._text = text
         self._bidi = bidi or Bidi()
+        self._max_lines = max_lines
 
     @property
     def bidi(self) -> Bidi:
@@ -60,14 +63,21 @@ class BidiText(Widget):
         """The text's lines at `width` cells, each as drawn (padded to be right-aligned when
         the paragraph reads right to left)."""
         bidi = self.bidi
-        shown: list[str] = []
+        logical: list[tuple[str, bool]] = []
         for paragraph in self._text.split("\n"):
             rtl = bidi.is_rtl(paragraph)
-            for line in wrap(paragraph, max(width, 1)):
-                drawn = bidi.display(line, rtl)
-                if rtl:
-                    drawn = " " * max(width - cell_len(drawn), 0) + drawn
-                shown.append(drawn)
+            logical += ((line, rtl) for line in wrap(paragraph, max(width, 1)))
+        most = self._max_lines
+        if most and len(logical) > most:  # cut in logical order: the ellipsis at its end
+            line, rtl = logical[most - 1]
+            logical[most - 1] = (chop_cells(line, max(width - 1, 1))[0].rstrip() + "…", rtl)
+            del logical[most:]
+        shown: list[str] = []
+        for line, rtl in logical:
+            drawn = bidi.display(line, rtl)
+            if rtl:
+                drawn = " " * max(width - cell_len(drawn), 0) + drawn
+            shown.append(drawn)
         return shown
 
     def get_content_width(self, container: Size, viewport: Size) -> int:

@@ -38,9 +38,9 @@ NARROW_INDENT = 2
 
 
 class ChatLog(ScrollView, can_focus=False):
-    """Shows a list of `LogEntry`, following the end unless the user scrolled up. It never
-    takes the focus (a click on it leaves the composer where keys go; the app's keys and the
-    mouse wheel scroll it)."""
+    """Shows a list of `LogEntry` (but the hidden ones, which take no line), following the end
+    unless the user scrolled up. It never takes the focus (a click on it leaves the composer
+    where keys go; the app's keys and the mouse wheel scroll it)."""
 
     DEFAULT_CSS = """
     ChatLog {
@@ -191,6 +191,26 @@ class ChatLog(ScrollView, can_focus=False):
         else:
             self.scroll_to(y=self.scroll_y + self._total - before, animate=False, force=True)
 
+    def entries_changed(self, index: int) -> None:
+        """Lay out again the entries from `index` on (one moved, or was said anew); the view
+        stays where it was, unless it followed the end."""
+        at_end = self._at_end or self.is_vertical_scroll_end or self.max_scroll_y == 0
+        starts = self._starts
+        index = max(min(index, len(starts)), 0)
+        if index < len(starts):
+            self._total = starts[index]
+            del starts[index:]
+            del self._dated[index:]
+        self._cache.clear()
+        for changed in [key for key in self._wraps if key >= index]:
+            del self._wraps[changed]
+            self._directions.pop(changed, None)
+        self._layout_from(index)
+        self.virtual_size = Size(self._width, self._total)
+        if at_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+        self.refresh()
+
     def last_shown(self) -> int:
         """The index of the last entry on screen, in part at least (-1: none)."""
         if not self._entries:
@@ -235,9 +255,14 @@ class ChatLog(ScrollView, can_focus=False):
         width = self._width or self._text_width()
         total = self._total
         entries = self._entries
-        day = self._day(entries[index - 1].ts) if index else None
+        shown = (e for e in reversed(entries[max(index - 64, 0) : index]) if not e.hidden)
+        before = next(shown, None)  # (the day of the last entry shown before it)
+        day = self._day(before.ts) if before is not None else None
         for position, entry in enumerate(entries[index:], index):
             starts.append(total)
+            if entry.hidden:  # (no line, no date line: as if it were not there)
+                dated.append(0)
+                continue
             if entry.kind is not Kind.NEW:
                 today = self._day(entry.ts)
                 new_day = today != day

@@ -24,6 +24,8 @@ MAX_SHOWN = 200
 """Members listed at most (more than any screen is tall); the rest are counted."""
 MAX_COUNT = 999
 """Counts above it are shown as `999+`."""
+ROLE_MARKS = {"owner": "~", "op": "@"}
+"""What goes before the name of the room's owner and of its ops in the member list."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,10 @@ class Sidebar(Vertical):
     me: reactive[str] = reactive("")
     away: reactive[frozenset[str]] = reactive(frozenset())
     """The members who are away (their names `fold`ed)."""
+    owner: reactive[str] = reactive("")
+    """The owner of the room shown (`fold`ed; "": none)."""
+    ops: reactive[frozenset[str]] = reactive(frozenset())
+    """Its ops (`fold`ed)."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -108,6 +114,7 @@ class Sidebar(Vertical):
             part.refresh(layout=True)
 
     watch_users = watch_conversations = watch_current = watch_me = watch_away = _changed
+    watch_owner = watch_ops = _changed
 
     def refresh_parts(self) -> None:
         """Draw every part again (how text is drawn changed)."""
@@ -200,7 +207,7 @@ class Conversations(Widget):
 
 
 class Members(Widget):
-    """Who is online in the current room."""
+    """Who is online in the current room, its owner marked `~` and its ops `@`."""
 
     def __init__(self, sidebar: Sidebar) -> None:
         super().__init__()
@@ -216,27 +223,34 @@ class Members(Widget):
         text.append(f"\n{sidebar.bidi.display(heading)}\n", style="bold")
         width = self.content_size.width or 22
         away_word = sidebar.bidi.display(_("away"))
+        owner, ops = sidebar.owner, sidebar.ops
         for user in users[:MAX_SHOWN]:
-            is_away = fold(user) in away
-            room = width - 2 - (cell_len(away_word) + 1 if is_away else 0)
+            folded = fold(user)
+            is_away = folded in away
+            role = ""
+            if owner and folded == owner:
+                role = ROLE_MARKS["owner"]
+            elif folded in ops:
+                role = ROLE_MARKS["op"]
+            room = width - 2 - len(role) - (cell_len(away_word) + 1 if is_away else 0)
             shown = sidebar.shown(_truncated(user, room))  # (cut in logical order: its start stays)
-            if is_away:  # a hollow mark, the name dimmed
-                parts = [
-                    ("○", name_color(user, dark)),
-                    (shown, "dim bold" if user == me else "dim"),
-                    (away_word, "dim italic"),
-                ]
-            else:
-                marker = "●" if user != me else "◉"
-                parts = [(marker, name_color(user, dark)), (shown, "bold" if user == me else "")]
-            if rtl:  # from the right: the mark, the name, "away"
-                for index, (part, style) in enumerate(reversed(parts)):
-                    text.append(f"{part} " if index < len(parts) - 1 else part, style=style)
-            else:
-                for index, (part, style) in enumerate(parts):
-                    text.append(
-                        f" {part}" if index == 2 else f"{part} " if not index else part, style=style
-                    )
+            # away: a hollow mark, the name dimmed
+            dot = ("○" if is_away else "●" if user != me else "◉", name_color(user, dark))
+            style = ("dim " if is_away else "") + ("bold" if user == me else "")
+            if not rtl:  # the mark, the role, the name, "away"
+                pieces = [(f"{dot[0]} ", dot[1]), (role, "bold"), (shown, style)]
+                if is_away:
+                    pieces.append((f" {away_word}", "dim italic"))
+            else:  # the same from the right
+                pieces = [(f"{away_word} ", "dim italic")] if is_away else []
+                if role:
+                    pieces += [(shown, style), (f"{role} ", "bold")]
+                else:
+                    pieces.append((f"{shown} ", style))
+                pieces.append(dot)
+            for part, part_style in pieces:
+                if part:
+                    text.append(part, style=part_style.strip())
             text.append("\n")
         if len(users) > MAX_SHOWN:
             more = _("… and {count} more").format(count=local_digits(str(len(users) - MAX_SHOWN)))
