@@ -21,6 +21,7 @@ from tuichat.app.app import ChatApp
 from tuichat.app.bidi import Bidi, Mode
 from tuichat.app.config import Config
 from tuichat.app.i18n import plain
+from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import Sidebar
 from tuichat.client import Backoff, ChatClient, SigningKey
@@ -101,6 +102,13 @@ async def until(
         while not condition():
             await pilot.pause()
             await asyncio.sleep(0)
+
+
+async def send_line(pilot: Pilot[Any], line: str) -> None:
+    """Send `line` from the composer, as if typed and sent with Enter (set at once: for tests
+    that are not about typing)."""
+    pilot.app.query_one(ChatInput).value = line
+    await pilot.press("enter")
 
 
 def log_texts(app: ChatApp) -> list[str]:

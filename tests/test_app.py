@@ -7,7 +7,7 @@ from datetime import UTC
 
 import pytest
 
-from tests.app_support import connected, log_texts, make_app, sidebar_users, until
+from tests.app_support import connected, log_texts, make_app, send_line, sidebar_users, until
 from tests.conftest import Connect
 from tests.helpers import events_until, expect
 from tuichat.app.app import ChatApp
@@ -48,7 +48,7 @@ async def test_own_messages_and_mentions_look_different(
         await until(pilot, lambda: connected(app))
         app.bell = lambda: bells.append(None)  # type: ignore[method-assign]
         bob = await connect("bob")
-        await pilot.press(*"my own words", "enter")
+        await send_line(pilot, "my own words")
         await bob.send("#lobby", "hey @ALI look")
         await bob.send("#lobby", "alibaba is not a mention")
         await until(pilot, lambda: "alibaba is not a mention" in log_texts(app))
@@ -65,20 +65,20 @@ async def test_slash_msg_reaches_only_its_target(server: ChatServer, connect: Co
     carol = await connect("carol")
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: connected(app))
-        await pilot.press(*"/msg bob meet me at 5", "enter")
+        await send_line(pilot, "/msg bob meet me at 5")
         received = await expect(bob, PrivateMessage)
         assert (received.sender, received.text) == ("ali", "meet me at 5")
         await until(pilot, lambda: "meet me at 5" in log_texts(app))
         assert app.current_room == "@bob"  # /msg opened the conversation with bob
         entry = next(e for e in app.query_one(ChatLog).entries if e.text == "meet me at 5")
         assert (entry.kind, entry.sender) == (Kind.PRIVATE_OUT, "bob")
-        await pilot.press(*"still just for you", "enter")  # typed in @bob: private too
+        await send_line(pilot, "still just for you")  # typed in @bob: private too
         received = await expect(bob, PrivateMessage)
         assert (received.sender, received.text) == ("ali", "still just for you")
         await pilot.press("alt+1")
         assert app.current_room == "#lobby"
         assert "meet me at 5" not in log_texts(app)  # private messages stay in their own log
-        await pilot.press(*"public", "enter")
+        await send_line(pilot, "public")
         seen = await events_until(carol, Message, text="public")
         assert not [e for e in seen if isinstance(e, PrivateMessage)]
 
@@ -108,7 +108,7 @@ async def test_palette_private_message_reaches_only_its_target(
         await until(pilot, lambda: app.current_room == "@bob")
         await pilot.press("ctrl+p")  # back to the previous conversation: the lobby
         assert app.current_room == "#lobby"
-        await pilot.press(*"public", "enter")
+        await send_line(pilot, "public")
         seen = await events_until(carol, Message, text="public")
         assert not [e for e in seen if isinstance(e, PrivateMessage)]
 
@@ -136,7 +136,7 @@ async def test_up_and_down_walk_the_input_history(server: ChatServer) -> None:
         await until(pilot, lambda: connected(app))
         chat_input = app.query_one(ChatInput)
         for line in ("first", "second"):
-            await pilot.press(*line, "enter")
+            await send_line(pilot, line)
         await pilot.press(*"draft")
         await pilot.press("up")
         assert chat_input.value == "second"
@@ -153,10 +153,10 @@ async def test_an_unknown_slash_command_shows_help_and_is_not_sent(
     bob = await connect("bob")
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: connected(app))
-        await pilot.press(*"/shrug oops", "enter")
+        await send_line(pilot, "/shrug oops")
         await until(pilot, lambda: "unknown command /shrug" in log_texts(app))
         assert any(text.startswith("commands:") for text in log_texts(app))
-        await pilot.press(*"real", "enter")
+        await send_line(pilot, "real")
         seen = await events_until(bob, Message, text="real")
         assert [e.text for e in seen if isinstance(e, Message)] == ["real"]
 
@@ -167,12 +167,12 @@ async def test_join_switch_and_part_rooms(server: ChatServer, connect: Connect) 
     await bob.join("#dev")
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: connected(app))
-        await pilot.press(*"/join #dev", "enter")
+        await send_line(pilot, "/join #dev")
         await until(pilot, lambda: app.current_room == "#dev")
         await until(pilot, lambda: sidebar_users(app) == ("ali", "bob"))
         await bob.send("#dev", "welcome to dev")
         await until(pilot, lambda: "welcome to dev" in log_texts(app))
-        await pilot.press(*"/part", "enter")
+        await send_line(pilot, "/part")
         await until(pilot, lambda: app.current_room == "#lobby")
         assert "welcome to dev" not in log_texts(app)
 
@@ -267,7 +267,7 @@ async def test_a_flood_shows_slow_down_and_nothing_is_dropped_silently() -> None
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: connected(app))
         for i in range(5):
-            await pilot.press(*f"line {i}", "enter")
+            await send_line(pilot, f"line {i}")
 
         def outcomes() -> tuple[list[str], list[str]]:
             texts = log_texts(app)

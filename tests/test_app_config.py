@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app_support import connected, log_texts, make_app, until
+from tests.app_support import connected, log_texts, make_app, send_line, until
 from tests.conftest import Connect
 from tuichat.app.config import Config, ConfigError, NotifySettings, load_config
 from tuichat.app.model import Kind
@@ -63,7 +63,7 @@ async def test_keys_of_the_settings_file_replace_the_defaults(
     await bob.join("#other")
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: connected(app))
-        await pilot.press(*"/join #other", "enter")
+        await send_line(pilot, "/join #other")
         await until(pilot, lambda: app.current_room == "#other")
         await pilot.press("alt+1")
         await until(pilot, lambda: app.current_room == "#lobby")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app_support import connected, log_texts, make_app, until
+from tests.app_support import connected, log_texts, make_app, send_line, until
 from tests.proxy import Proxy
 from tuichat.app.app import ChatApp
 from tuichat.app.widgets.chat_log import ChatLog
@@ -86,7 +86,7 @@ async def test_a_lost_connection_shows_a_banner_and_the_app_carries_on_with_its_
         banner = app.query_one("#banner")
         await until(pilot, lambda: banner.has_class("-visible"))
         assert "reconnecting" in str(banner.render())
-        await pilot.press(*"typed while away", "enter")
+        await send_line(pilot, "typed while away")
         await bob.send("#lobby", "said while ali was away")
         await proxy.accept()
         await until(pilot, lambda: not banner.has_class("-visible"))

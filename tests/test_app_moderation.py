@@ -41,6 +41,7 @@ from tuichat.app.moderation import duration_words, moderation_line, refusal, whe
 from tuichat.app.state import ChatState
 from tuichat.app.untrusted import clean
 from tuichat.app.widgets.bidi_text import BidiText
+from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import Sidebar
 from tuichat.client import ChatClient, SigningKey
@@ -494,13 +495,16 @@ async def owner_in(pilot: Pilot[Any], room: str) -> None:
     app = pilot.app
     assert isinstance(app, ChatApp)
     await until(pilot, lambda: connected(app))
-    await pilot.press(*f"/join {room}", "enter")
+    await typed(pilot, f"/join {room}")
     await until(pilot, lambda: app.current_room == room and connected(app))
     await until(pilot, lambda: app.conversation(room).owner == app.my_name)
 
 
 async def typed(pilot: Pilot[Any], line: str) -> None:
-    await pilot.press(*line, "enter")
+    """Send `line` from the composer as if typed (set at once: these tests are not about
+    typing)."""
+    pilot.app.query_one(ChatInput).value = line
+    await pilot.press("enter")
 
 
 async def test_topic_and_private_from_the_owners_app(server: ChatServer, keyed: Keyed) -> None:

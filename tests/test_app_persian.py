@@ -12,7 +12,7 @@ import pytest
 from textual.command import CommandInput, CommandPalette
 from textual.pilot import Pilot
 
-from tests.app_support import connected, log_texts, make_app, sidebar_users, until
+from tests.app_support import connected, log_texts, make_app, send_line, sidebar_users, until
 from tests.conftest import Connect
 from tests.test_app_snapshots import ServerThread
 from tuichat.app.app import ChatApp
@@ -125,17 +125,17 @@ async def test_the_answer_of_the_check_is_drawn_with_and_remembered(
         assert answers == ["terminal"]
         assert not isinstance(app.screen, BidiCheck)
         await until(pilot, lambda: connected(app))
-        await pilot.press(*"/bidi", "enter")
+        await send_line(pilot, "/bidi")
         await until(pilot, lambda: "right-to-left text: terminal" in log_texts(app))
-        await pilot.press(*"/bidi app", "enter")
+        await send_line(pilot, "/bidi app")
         await until(pilot, lambda: app.query_one(ChatLog).bidi.mode == "app")
         assert app.query_one(ChatInput).bidi.mode == "app"
-        await pilot.press(*"/bidi check", "enter")
+        await send_line(pilot, "/bidi check")
         await until(pilot, lambda: isinstance(app.screen, BidiCheck))
         await pilot.press("escape")  # no answer: nothing changes, nothing remembered
         await until(pilot, lambda: not isinstance(app.screen, BidiCheck))
         assert answers == ["terminal"] and app.bidi.mode == "app"
-        await pilot.press(*"/bidi sideways", "enter")
+        await send_line(pilot, "/bidi sideways")
         await until(pilot, lambda: "usage: /bidi [app|terminal|off|check]" in log_texts(app))
 
 

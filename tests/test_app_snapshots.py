@@ -22,6 +22,7 @@ from tests.app_support import (
     fixed_clock,
     log_texts,
     make_app,
+    send_line,
     sidebar_counts,
     sidebar_users,
     until,
@@ -97,7 +98,7 @@ async def three_users_talking(pilot: Pilot[Any], chat: ServerThread) -> None:
     await until(pilot, lambda: sidebar_users(app) == ("ali", "bob", "carol"))
     chat.run(bob.send("#lobby", "morning all! who broke the build?"))
     chat.run(carol.send("#lobby", "not me — ali, was it the new linter?"))
-    await pilot.press(*"guilty. fixing it now", "enter")
+    await send_line(pilot, "guilty. fixing it now")
     await until(pilot, lambda: "guilty. fixing it now" in log_texts(app))
     chat.run(bob.send("#lobby", "hands ali a coffee", action=True))
     chat.run(
@@ -155,7 +156,7 @@ def test_private_messages_in_the_log(snap_compare: Any, chat: ServerThread) -> N
         await until(pilot, lambda: "bob" in sidebar_users(app))
         chat.run(bob.private("ali", "psst — lunch at noon?"))
         await until(pilot, lambda: "@bob" in app.privates and connected(app))
-        await pilot.press(*"/msg bob yes, the usual place", "enter")  # opens @bob
+        await send_line(pilot, "/msg bob yes, the usual place")  # opens @bob
         await until(pilot, lambda: "yes, the usual place" in log_texts(app))
 
     assert snap_compare(ali_app(chat), terminal_size=SIZE, run_before=run_before)
@@ -234,7 +235,7 @@ def test_sidebar_with_unread_and_mention_counts(snap_compare: Any, chat: ServerT
         assert isinstance(app, ChatApp)
         await until(pilot, lambda: connected(app))
         for room in ("#dev", "#ops"):
-            await pilot.press(*f"/join {room}", "enter")
+            await send_line(pilot, f"/join {room}")
             await until(pilot, lambda room=room: app.current_room == room)  # type: ignore[misc]
         await pilot.press("alt+1")
         await until(pilot, lambda: connected(app))

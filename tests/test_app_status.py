@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.app_support import connected, log_texts, make_app, until
+from tests.app_support import connected, log_texts, make_app, send_line, until
 from tests.conftest import Connect
 from tests.helpers import expect
 from tuichat.app.app import ChatApp
@@ -31,7 +31,7 @@ async def test_someone_away_and_typing_shows_in_the_sidebar_the_users_and_the_ty
         await until(pilot, lambda: "bob" in app.query_one(Sidebar).text())
         await bob.set_away("lunch")
         await until(pilot, lambda: "bob away" in app.query_one(Sidebar).text())
-        await pilot.press(*"/users", "enter")
+        await send_line(pilot, "/users")
         await until(pilot, lambda: any("bob (away: lunch)" in t for t in log_texts(app)))
         bob.typing("#lobby")
         await until(pilot, lambda: typing_line(app) == "bob is typing…")
@@ -54,7 +54,7 @@ async def test_typing_is_told_to_the_others_and_away_is_ours_to_set(
         await pilot.press(*"/away", "space", *"in a meeting", "enter")
         await expect(bob, Away, name="ali", away=True, reason="in a meeting")
         await until(pilot, lambda: any(t == "you are away: in a meeting" for t in log_texts(app)))
-        await pilot.press(*"/back", "enter")
+        await send_line(pilot, "/back")
         await expect(bob, Away, name="ali", away=False)
 
 

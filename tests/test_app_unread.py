@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from textual import events
 
-from tests.app_support import connected, log_texts, make_app, sidebar_counts, until
+from tests.app_support import connected, log_texts, make_app, send_line, sidebar_counts, until
 from tests.conftest import Connect
 from tests.helpers import collect, expect
 from tuichat.app.app import ChatApp
@@ -46,9 +46,9 @@ async def test_counts_follow_what_arrives_and_going_there_shows_the_line_and_cle
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: connected(app))
         app.bell = lambda: bells.append(None)  # type: ignore[method-assign]
-        await pilot.press(*"/join #dev", "enter")
+        await send_line(pilot, "/join #dev")
         await until(pilot, lambda: app.current_room == "#dev")
-        await pilot.press(*"hello dev", "enter")
+        await send_line(pilot, "hello dev")
         await until(pilot, lambda: "hello dev" in log_texts(app))
         await pilot.press("alt+1")
         await bob.send("#dev", "the build is green")
@@ -86,7 +86,7 @@ async def test_more_unread_than_a_screen_opens_at_the_line_and_reads_what_is_sho
     app = make_app(server.address, "ali")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: connected(app))
-        await pilot.press(*"/join #dev", "enter")
+        await send_line(pilot, "/join #dev")
         await until(pilot, lambda: app.current_room == "#dev" and connected(app))
         await pilot.press("alt+1")
         for i in range(40):
@@ -112,7 +112,7 @@ async def test_alt_a_goes_to_mentions_then_private_then_the_rest(
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await until(pilot, lambda: connected(app))
         for room in ("#dev", "#ops"):
-            await pilot.press(*f"/join {room}", "enter")
+            await send_line(pilot, f"/join {room}")
             await until(pilot, lambda room=room: app.current_room == room)  # type: ignore[misc]
         await pilot.press("alt+1")
         await bob.send("#dev", "plain news")  # earlier in the sidebar, but nothing for ali
@@ -138,9 +138,9 @@ async def test_alt_digits_and_ctrl_n_ctrl_p_walk_the_sidebar(
     app = make_app(server.address, "ali")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: connected(app))
-        await pilot.press(*"/join #dev", "enter")
+        await send_line(pilot, "/join #dev")
         await until(pilot, lambda: app.current_room == "#dev")
-        await pilot.press(*"/query bob", "enter")  # opens the conversation, sends nothing
+        await send_line(pilot, "/query bob")  # opens the conversation, sends nothing
         assert app.current_room == "@bob"
         await until(pilot, lambda: connected(app))
         assert list(sidebar_counts(app)) == ["#lobby", "#dev", "@bob"]
@@ -261,12 +261,12 @@ async def test_join_of_a_room_we_are_in_switches_to_it(
     app = make_app(server.address, "ali")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: connected(app))
-        await pilot.press(*"/join #dev", "enter")
+        await send_line(pilot, "/join #dev")
         await until(pilot, lambda: app.current_room == "#dev")
         await pilot.press("alt+1")
-        await pilot.press(*"/join #DEV", "enter")
+        await send_line(pilot, "/join #DEV")
         assert app.current_room == "#dev"
-        await pilot.press(*"/join #lobby", "enter")
+        await send_line(pilot, "/join #lobby")
         assert app.current_room == "#lobby"
         assert not [e for e in app.query_one(ChatLog).entries if e.kind is Kind.ERROR]
 
@@ -277,7 +277,7 @@ async def test_slash_signout_signs_out_the_other_device(server: ChatServer) -> N
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: connected(app))
         laptop = await ChatClient.connect("ali", *server.address, key=key, reconnect=True)
-        await pilot.press(*"/signout", "enter")
+        await send_line(pilot, "/signout")
         bye = await expect(laptop, Bye)
         assert bye.reason == "signed_out"
         await expect(laptop, Disconnected)  # and it does not come back by itself

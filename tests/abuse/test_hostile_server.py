@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.app_support import FakeServer, log_texts, make_fake_app, rendered, until
+from tests.app_support import FakeServer, log_texts, make_fake_app, rendered, send_line, until
 from tuichat.app.app import ChatApp
 from tuichat.app.model import MAX_LOG_CHARS, MAX_LOG_LINES
 from tuichat.app.screens.prompt import PromptDialog
@@ -168,7 +168,7 @@ async def test_a_hostile_server_reaches_neither_the_terminal_nor_the_markup_pars
         # the composer still works
         await pilot.press("ctrl+end")
         app.query_one(ChatInput).focus()
-        await pilot.press(*"still here", "enter")
+        await send_line(pilot, "still here")
         await until(pilot, lambda: "still here" in log_texts(app))
         assert any(isinstance(e, Send) and e.text == "still here" for e in fake.received)
 
