@@ -21,11 +21,11 @@ HELP = N_(
 )
 """What `/help` says in the log, in English (marked for translation: shown through `_`)."""
 MODERATION_HELP = N_(
-    "in a room: /topic [TEXT|-] · /private [on|off] · /invite NAME · /kick NAME [REASON] · "
-    "/ban NAME [REASON] [DURATION] · /unban NAME · /mute NAME [REASON] [DURATION] · "
-    "/unmute NAME · /op NAME · /deop NAME · /modlog [#ROOM|all] · "
-    "everywhere: /ignore [NAME] · /unignore NAME · "
-    "a duration is minutes, hours, days or weeks: 10m, 2h, 7d, 1w"
+    "in a room: /topic [TEXT|-] · /private [on|off] · /invite NAME · /uninvite NAME · "
+    "/kick NAME [REASON] · /ban NAME [REASON] [DURATION] · /unban NAME · "
+    "/mute NAME [REASON] [DURATION] · /unmute NAME · /op NAME · /deop NAME · "
+    "/modlog [#ROOM|all] · everywhere: /ignore [NAME] · /unignore NAME · "
+    "a duration is seconds, minutes, hours, days or weeks: 90s, 10m, 2h, 7d, 1w, 1h30m"
 )
 """What `/help` says of moderation, after `HELP`."""
 
@@ -37,11 +37,14 @@ WITH_REASON = frozenset({"kick", "ban", "mute"})
 """Those that take a reason after the name."""
 WITH_DURATION = frozenset({"ban", "mute"})
 """Those that take a duration at the end."""
-UNITS = {"m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
-"""The units of a duration (`10m`, `2h`, `7d`, `1w`), in seconds."""
+UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}
+"""The units of a duration (`90s`, `10m`, `2h`, `7d`, `1w`, or several: `1h30m`), in seconds."""
 MAX_DURATION = 3_650 * 86_400
 """The longest duration taken (ten years); longer is as good as until undone."""
-_DURATION = re.compile(r"(\d{1,7})([mhdw])", re.IGNORECASE)
+_DURATION = re.compile(r"(?:\d{1,7}[smhdw])+", re.IGNORECASE)
+_DURATION_PART = re.compile(r"(\d{1,7})([smhdw])", re.IGNORECASE)
+_NUMBER_FIRST = re.compile(r"\d+\w*")
+"""A word that meant to be a duration (`90x`, `30`, `0m`), whether it is one or not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +212,9 @@ def _word(text: str) -> tuple[str, str]:
 def parse_duration(word: str) -> int | None:
     """The seconds a duration such as `10m`, `2h`, `7d` or `1w` stands for (None: `word` is
     not one, or is nothing or more than `MAX_DURATION`)."""
-    match = _DURATION.fullmatch(word)
-    if match is None:
+    if _DURATION.fullmatch(word) is None:
         return None
-    seconds = int(match.group(1)) * UNITS[match.group(2).lower()]
+    seconds = sum(int(n) * UNITS[unit.lower()] for n, unit in _DURATION_PART.findall(word))
     return seconds if 0 < seconds <= MAX_DURATION else None
 
 
@@ -226,6 +228,10 @@ def _moderation(action: str, rest: str) -> Command:
         seconds = parse_duration(words[-1])
         if seconds is not None:
             duration, more = seconds, words[0] if len(words) == 2 else ""
+        elif _NUMBER_FIRST.fullmatch(words[-1]):  # meant as one: never a ban for ever by a typo
+            said = _("{word} is not a duration: say 90s, 10m, 2h, 7d, 1w or 1h30m (at most ten "
+                     "years), or none for until undone")  # fmt: skip
+            return ShowHelp(said.format(word=words[-1]))
     if not name or name.startswith("#") or (more and action not in WITH_REASON):
         if action in WITH_DURATION:
             usage = _("usage: /{command} NAME [REASON] [DURATION: 10m, 2h, 7d, 1w]")

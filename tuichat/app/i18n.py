@@ -59,11 +59,18 @@ class Translated(str):
         return str.format(self, *map(isolated, args), **{k: isolated(v) for k, v in kwargs.items()})
 
 
+class Piece(str):
+    """A piece of a sentence in the language in use, its own values isolated already (`: spam`
+    after "ali kicked bob"): a `Translated` message fills it in as it is, as part of itself."""
+
+    __slots__ = ()
+
+
 def isolated(value: object) -> object:
     """`value` as a `Translated` message fills it in: a string in an isolate of its own if
     it holds a right-to-left letter, or (in a right-to-left language) any letter at all;
-    anything else as it is."""
-    if not isinstance(value, str) or not value:
+    a `Piece`, and anything else, as it is."""
+    if not isinstance(value, str) or not value or isinstance(value, Piece):
         return value
     if (not value.isascii() and has_rtl(value)) or (
         _language in RIGHT_TO_LEFT and any(c.isalpha() for c in value)

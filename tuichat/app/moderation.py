@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 
 from tuichat.app.dates import date_label, local_digits
-from tuichat.app.i18n import N_, _, ngettext
+from tuichat.app.i18n import N_, Piece, _, language, ngettext
 
 ROOM_WORDS = {
     # TRANSLATORS: {until} is empty or " until 14:05 (2 hours)"; {reason} is empty or ": spam"
@@ -152,15 +152,17 @@ def until_words(
         return ""
     shown = when(until, now, tz, calendar)
     # TRANSLATORS: put after a sentence such as "ali banned bob from #dev", its space first
-    return _(" until {time} ({duration})").format(
-        time=shown, duration=duration_words((until - (ts or now)) // 1000)
+    return Piece(
+        _(" until {time} ({duration})").format(
+            time=shown, duration=duration_words((until - (ts or now)) // 1000)
+        )
     )
 
 
 def reason_words(reason: str) -> str:
     """ ": spam" for a reason given, "" for none."""
     # TRANSLATORS: put after a sentence such as "ali kicked bob from #dev": why
-    return _(": {reason}").format(reason=reason) if reason else ""
+    return Piece(_(": {reason}").format(reason=reason)) if reason else ""
 
 
 def moderation_line(
@@ -218,6 +220,8 @@ def refusal(code: str, message: str, *, room: str = "", name: str = "", action: 
             words = SOMEWHERE.get(code, words)
     said = _(words).format(room=room, name=name)
     if code in DETAILED and message:
+        if language() == "en" and code in ("banned", "muted"):
+            return message  # (the server's words say it all: by whom, how long, why)
         # TRANSLATORS: a refusal, then what the server said of it (in its own language)
         return _("{refusal} (the server says: {message})").format(refusal=said, message=message)
     return said

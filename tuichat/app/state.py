@@ -322,6 +322,8 @@ class ChatState:
         elif isinstance(event, PrivateMessage):
             self._private(event)
         elif isinstance(event, Joined):
+            if conversation_key(event.room) == LOBBY:  # back online: a server-wide step is over
+                self._gone.pop(fold(event.name), None)
             room = self.view(event.room)
             if room is not None:
                 room.add_members((event.name,))
@@ -706,7 +708,7 @@ class ChatState:
                 view.ops = (*view.ops, event.name)
             elif event.action == "deop":
                 view.ops = tuple(op for op in view.ops if fold(op) != fold(event.name))
-            elif event.action in REMOVED:
+            elif event.action in REMOVED or (event.action == "uninvite" and view.invite_only):
                 if you:  # (the `parted` that follows finds the room closed: no more lines)
                     self.close(key)
                     where = LOBBY if key == self.current else self.current

@@ -1685,7 +1685,7 @@ class ChatServer:
             ))  # fmt: skip
             return
         target, registered = self._someone(request.name)
-        undoing = action in ("unban", "unmute", "uninvite", "deop")
+        undoing = action in ("unban", "unmute", "deop")  # (an uninvitation takes people out)
         plan.check_target(self.rules, room, actor, target, undoing=undoing)
         if action in ("op", "invite") and not registered:
             made = "an op" if action == "op" else "invited"

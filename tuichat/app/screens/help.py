@@ -36,6 +36,7 @@ COMMANDS = (
     (N_("/topic [TEXT|-]"), N_("the room's topic: show it, set it, or clear it (-)")),
     ("/private [on|off]", N_("only those invited may join the room, or anyone again")),
     (N_("/invite NAME"), N_("let NAME join the room, even while it is private")),
+    (N_("/uninvite NAME"), N_("NAME may no longer join the private room (out of it if in)")),
     (N_("/kick NAME [REASON]"), N_("remove NAME from the room (they may join again)")),
     (
         N_("/ban NAME [REASON] [DURATION]"),
