@@ -34,8 +34,9 @@ from tests.helpers import expect
 from tests.test_app_snapshots import ServerThread
 from tuichat.app import commands as cmd
 from tuichat.app.app import ChatApp
+from tuichat.app.bidi import Bidi
 from tuichat.app.config import Config
-from tuichat.app.i18n import plain, set_language
+from tuichat.app.i18n import _, plain, set_language
 from tuichat.app.model import Kind
 from tuichat.app.moderation import duration_words, moderation_line, refusal, when
 from tuichat.app.state import ChatState
@@ -967,3 +968,17 @@ def test_a_reason_reads_after_its_verb_in_persian() -> None:
     finally:
         set_language("en")
     assert "کرد: \u2068اسپم نفرست\u2069 —" in line  # noqa: RUF001
+
+
+def test_the_header_reads_right_to_left_in_the_persian_ui_whatever_its_topic() -> None:
+    set_language("fa")
+    try:
+        text = _("{room} · {topic}").format(room="#dev", topic="Sprint planning")
+        header = BidiText(max_lines=2)
+        header.bidi = Bidi("app")
+        header.update(f"\u200f{text}")  # as the app puts it up in a right-to-left UI
+        (row,) = header.lines(40)
+    finally:
+        set_language("en")
+    assert row.rstrip().endswith("Sprint planning · #dev")  # the room at the right: read first
+    assert row.startswith(" ")  # right-aligned

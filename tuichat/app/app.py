@@ -29,7 +29,15 @@ from tuichat.app import terminal, untrusted
 from tuichat.app.bidi import MODES, Bidi, Mode
 from tuichat.app.config import Config
 from tuichat.app.events import Connected, ConnectFailed, NameRefused, ServerEvents
-from tuichat.app.i18n import N_, _, is_rtl, ngettext, set_language, translate_bindings
+from tuichat.app.i18n import (
+    N_,
+    _,
+    is_rtl,
+    ngettext,
+    plain,
+    set_language,
+    translate_bindings,
+)
 from tuichat.app.keys import read_alt_digits
 from tuichat.app.model import Kind, LogEntry, RoomView, trim_log
 from tuichat.app.notify import MEANINGS, Level, NotifyRules, desktop_escape, summary
@@ -480,7 +488,7 @@ class ChatApp(App[int]):
         except RequestFailed as exc:
             said = untrusted.line(exc.message)
             if exc.code == "banned":  # (no other name helps)
-                why = _("the server refused us: {reason}").format(reason=said)
+                why = plain(_("the server refused us: {reason}").format(reason=said))  # (printed)
                 self.post_message(ConnectFailed(why))
             else:
                 self.post_message(NameRefused(name, said))
@@ -584,7 +592,7 @@ class ChatApp(App[int]):
         (shown only when it has a topic or is private)."""
         text = self.state.header()
         header = self.query_one("#header", BidiText)
-        header.update(text)
+        header.update(f"\u200f{text}" if text and is_rtl() else text)  # (RLM: the UI's way)
         header.set_class(bool(text), "-visible")
 
     def _show_typing(self) -> None:
