@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.deployments import SHARED_CLUSTER
 from tests.helpers import TIMEOUT, collect, expect, until
 from tests.proxy import Proxy
 from tests.raw import open_raw
 from tests.redis_kinds import ConnectTo as Connect
 from tests.redis_kinds import RedisStore, redis_config
-from tests.redis_server import RedisServer
 from tuichat.client import Backoff, ChatClient, Disconnected, Reconnected, RequestFailed
 from tuichat.protocol import Ack, Hello, Joined, Left, Message, PrivateMessage, Send
 from tuichat.server import ChatServer
 
 FAST = Backoff(first=0.05, cap=0.2)
 """Reconnect at once (the tests cut connections on purpose)."""
-
-
-@pytest.fixture(params=["redis", "redis-cluster"])
-async def redis(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
-    """A real redis-server, or the session's three-node Redis Cluster, emptied: these tests
-    never break the store, so they need not wait seconds for a cluster of their own."""
-    if request.param == "redis-cluster":
-        yield await SHARED_CLUSTER.get(request.config)
-        return
-    store = RedisServer()
-    await store.start()
-    yield store
-    await store.stop()
 
 
 @pytest.fixture

@@ -6,28 +6,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
+from tests.test_history_reads import store_fixture
 from tuichat.chat.rules import BAN, TOPIC, ModEvent, Rule
 from tuichat.protocol import PrivateMessage
-from tuichat.server.history import HistoryStore, MemoryHistory, SQLiteHistory, StoredPrivate
+from tuichat.server.history import HistoryStore, SQLiteHistory, StoredPrivate
 from tuichat.server.history.sqlite import MIGRATIONS
 
 NOW = 1_700_000_000_000
 
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HistoryStore]:
-    history: HistoryStore
-    if request.param == "memory":
-        history = MemoryHistory()
-    else:
-        history = SQLiteHistory(tmp_path / "h.sqlite3", synchronous="OFF")
-    yield history
-    await history.close()
+__all__ = ["store_fixture"]  # the `store` fixture: an empty store of each kind
 
 
 async def moderate(store: HistoryStore, event: ModEvent) -> None:

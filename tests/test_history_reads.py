@@ -37,8 +37,10 @@ from tuichat.server.history.sqlite import MIGRATIONS, SCHEMA_VERSION
 NOW = 1_700_000_000_000
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[HistoryStore]:
+@pytest.fixture(name="store", params=["memory", "sqlite"])
+async def store_fixture(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[HistoryStore]:
     """An empty store of each kind."""
     history: HistoryStore
     if request.param == "memory":

@@ -14,18 +14,17 @@ import dataclasses
 import itertools
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
 
-from tests.deployments import SHARED_CLUSTER, Deployment, deployment_fixture
+from tests.deployments import Deployment, deployment_fixture
 from tests.helpers import TIMEOUT, expect, until
 from tests.raw import Raw
 from tests.redis_kinds import RedisStore, redis_client, redis_config
-from tests.redis_server import RedisServer
 from tuichat.chat.errors import ChatError
 from tuichat.chat.names import check_room, room_key
 from tuichat.client import ChatClient, RequestFailed, SigningKey
@@ -312,16 +311,10 @@ async def test_an_older_sqlite_database_is_migrated_and_the_earliest_owner_keeps
         await again.stop()
 
 
-@pytest.fixture(params=["redis", "redis-cluster"])
-async def old_redis(request: pytest.FixtureRequest) -> AsyncIterator[RedisStore]:
+@pytest.fixture
+def old_redis(redis: RedisStore) -> RedisStore:
     """An empty Redis (or the session's Redis Cluster, emptied) for old data."""
-    if request.param == "redis-cluster":
-        yield await SHARED_CLUSTER.get(request.config)
-        return
-    store = RedisServer()
-    await store.start()
-    yield store
-    await store.stop()
+    return redis
 
 
 async def write_old_redis(store: RedisStore, owners: Owners) -> None:

@@ -43,6 +43,7 @@ from tuichat.protocol import (
     Joined,
     Left,
     Message,
+    ModEntry,
     Moderated,
     ModLogPage,
     Notice,
@@ -688,19 +689,7 @@ class ChatState:
         you = fold(event.name) == fold(self.me)
         key = conversation_key(event.room) if event.room else ""
         view = self.rooms.get(key) if key else None
-        said = moderation_line(
-            event.action,
-            event.name,
-            event.by,
-            event.room,
-            reason=event.reason,
-            until=event.until,
-            ts=event.ts,
-            you=you,
-            now=self.clock(),
-            tz=self.tz,
-            calendar=self.calendar,
-        )
+        said = self._moderation_line(event, self.clock(), you=you)
         where = self.current
         if view is not None:
             where = key
@@ -763,21 +752,17 @@ class ChatState:
             self.system(where, _("(older entries are not shown)"))
         now = self.clock()
         for entry in reversed(page.entries):  # (newest first on the wire)
-            said = moderation_line(
-                entry.action,
-                entry.name,
-                entry.by,
-                entry.room,
-                reason=entry.reason,
-                until=entry.until,
-                ts=entry.ts,
-                now=now,
-                tz=self.tz,
-                calendar=self.calendar,
-            )
+            said = self._moderation_line(entry, now)
             shown = when(entry.ts, now, self.tz, self.calendar)
             # TRANSLATORS: a line of the moderation log: when, then what was done
             self.system(where, _("{time} — {what}").format(time=shown, what=said))
+
+    def _moderation_line(self, step: Moderated | ModEntry, now: int, *, you: bool = False) -> str:
+        """The sentence of a moderation step, told live or read from the log."""
+        return moderation_line(
+            step.action, step.name, step.by, step.room, reason=step.reason, until=step.until,
+            ts=step.ts, you=you, now=now, tz=self.tz, calendar=self.calendar,
+        )  # fmt: skip
 
     def refused(
         self, code: str, message: str, *, room: str = "", name: str = "", action: str = ""

@@ -841,31 +841,31 @@ class ChatServer:
         return self._person(session, user).admin
 
     def _check_entry(self, session: Session, user: User[Session], room: str) -> None:
-        """Raise `ChatError` if the user may not join `room`: banned from it, or it is private
-        and they are not invited."""
-        held = self.rules.rooms.get(room)
-        if held is None:
-            return
-        person = self._person(session, user)
-        if person.admin:
-            return
+        """Raise `ChatError` if the user may not join `room` (see `_entry_refusal`)."""
+        refusal = self._entry_refusal(user.key, session.identity, room)
+        if refusal is not None:
+            raise refusal
+
+    def _may_enter(self, session: Session, user: User[Session], room: str) -> bool:
+        return self._entry_refusal(user.key, session.identity, room) is None
+
+    def _entry_refusal(self, key: str, owner: str, room: str) -> ChatError | None:
+        """Why the user of `key` (whose proved key is `owner`, "" for none) may not be in
+        `room`: banned from it, or it is private and they are not invited (None: they may;
+        an admin always may)."""
+        if room not in self.rules.rooms or self.admins.holds(key, owner):
+            return None
         now = self.clock()
-        ban = self.rules.banned(room, user.key, person.owner, now)
+        ban = self.rules.banned(room, key, owner, now)
         if ban is not None:
-            raise ChatError(ErrorCode.BANNED, plan.sanction_sentence("banned", f"from {room}",
-                                                                     ban, now))  # fmt: skip
-        if not self.rules.member(room, user.key):
-            raise ChatError(
+            sentence = plan.sanction_sentence("banned", f"from {room}", ban, now)
+            return ChatError(ErrorCode.BANNED, sentence)
+        if not self.rules.member(room, key):
+            return ChatError(
                 ErrorCode.PRIVATE_ROOM,
                 f"{room} is private: only the people invited can join it; ask one of its ops",
             )
-
-    def _may_enter(self, session: Session, user: User[Session], room: str) -> bool:
-        try:
-            self._check_entry(session, user, room)
-        except ChatError:
-            return False
-        return True
+        return None
 
     def _server_ban(self, key: str, owner: str, address: str) -> Sanction | None:
         """The server-wide ban that keeps a `hello` out, if any."""
@@ -931,7 +931,7 @@ class ChatServer:
                     if (
                         room not in rooms
                         and len(rooms) < room_limit
-                        and self._resumable(keys[0], proved, room)
+                        and self._entry_refusal(keys[0], proved, room) is None
                         and self._opens_room(session, room)
                     ):
                         rooms.append(room)
@@ -994,15 +994,6 @@ class ChatServer:
         self.peers.claim(
             dict.fromkeys(keys), name, owner, self.clock(), claimed, replacing=verdict.replacing
         )
-
-    def _resumable(self, key: str, owner: str, room: str) -> bool:
-        """Whether a `hello` (of user key `key`, key owner `owner`) may be put back in `room`:
-        it is not banned from it, and a private room has it among its members."""
-        if owner and self.admins.holds(key, owner):
-            return True
-        if self.rules.banned(room, key, owner, self.clock()) is not None:
-            return False
-        return self.rules.member(room, key)
 
     def _line(
         self, keys: tuple[str, str], hello: Hello, verdict: Verdict

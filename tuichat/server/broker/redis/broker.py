@@ -350,41 +350,44 @@ class RedisBroker(Broker):
 
     async def unread_privates(self, user_key: str, limit: int) -> list[PrivateMessage]:
         read = {m.conversation: m.seq for m in await self.read_markers(user_key)}
-        found: list[PrivateMessage] = []
-        top, scanned = "+", 0
-        while len(found) < limit and scanned < UNREAD_SCAN:  # the newest first
-            count = min(SCAN_CHUNK, UNREAD_SCAN - scanned)
-            entries = await self.link.redis.xrevrange(
-                keys.private_log(user_key), top, "-", count=count
+
+        def unread(entry_id: bytes, fields: dict[bytes, bytes]) -> bool:
+            sender_key, target_key = private_parties(fields)
+            return (
+                target_key == user_key
+                and sender_key != user_key
+                and number(entry_id) > read.get("@" + sender_key, 0)
             )
-            for entry_id, fields in entries:
-                sender_key, target_key = private_parties(fields)
-                if (
-                    target_key == user_key
-                    and sender_key != user_key
-                    and number(entry_id) > read.get("@" + sender_key, 0)
-                ):
-                    found.append(private_from_entry(entry_id, fields))
-                    if len(found) >= limit:
-                        break
-            scanned += len(entries)
-            if len(entries) < count:
-                break
-            top = f"({number(entries[-1][0])}-0"
-        return found[::-1]
+
+        return await self._newest(keys.private_log(user_key), 0, limit, unread, SCAN_CHUNK)
 
     async def conversation(
         self, user_key: str, other_key: str, before: int, limit: int
     ) -> list[PrivateMessage]:
+        def shown(entry_id: bytes, fields: dict[bytes, bytes]) -> bool:
+            return not hidden_from(fields, user_key)  # (their target never sees those)
+
+        key = keys.conversation_log(user_key, other_key)
+        return await self._newest(key, before, limit, shown, limit)
+
+    async def _newest(
+        self,
+        key: str,
+        before: int,
+        limit: int,
+        keep: Callable[[bytes, dict[bytes, bytes]], bool],
+        first: int,
+    ) -> list[PrivateMessage]:
+        """The newest `limit` private messages of the stream `key` with pid < `before` (0: no
+        bound) that `keep`, oldest first: read back `first` entries, then `SCAN_CHUNK` at a
+        time, through at most `UNREAD_SCAN`."""
         found: list[PrivateMessage] = []
         top, scanned = f"({before}-0" if before else "+", 0
         while len(found) < limit and scanned < UNREAD_SCAN:  # the newest first
-            count = min(SCAN_CHUNK if scanned else limit, UNREAD_SCAN - scanned)
-            entries = await self.link.redis.xrevrange(
-                keys.conversation_log(user_key, other_key), top, "-", count=count
-            )
+            count = min(SCAN_CHUNK if scanned else first, UNREAD_SCAN - scanned)
+            entries = await self.link.redis.xrevrange(key, top, "-", count=count)
             for entry_id, fields in entries:
-                if not hidden_from(fields, user_key):  # (their target never sees those)
+                if keep(entry_id, fields):
                     found.append(private_from_entry(entry_id, fields))
                     if len(found) >= limit:
                         break
