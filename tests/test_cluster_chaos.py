@@ -92,7 +92,11 @@ async def redis_restarts_and_a_dies(redis: RedisStore, a: ServerProcess, b: Serv
             await two_thirds.wait()
             balancer.target = (b.host, b.port)  # the balancer sends a's clients to b from now on
             a.process.kill()  # and a dies mid-stream
-            await sending  # every send acknowledged, some after a retry through b
+            try:
+                await sending  # every send acknowledged, some after a retry through b
+            except Exception as exc:  # what the servers said is the only way to tell why
+                logs = b"".join(a.log + b.log).decode(errors="replace")
+                raise AssertionError(f"a send failed: {exc}\n{logs}") from exc
         total = 2 * EACH
         orders = []
         for client in clients:

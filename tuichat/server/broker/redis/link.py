@@ -206,26 +206,7 @@ class RedisLink:
 
     async def _write(self) -> None:
         """Send queued commands in order, pipelined; hand each its result."""
-        from redis.exceptions import (
-            BusyLoadingError,
-            ClusterError,
-            NoScriptError,
-            SlotNotCoveredError,
-            TryAgainError,
-        )
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-
-        passing = (  # a restart of Redis, or of a Cluster's nodes, waited out
-            NoScriptError,
-            BusyLoadingError,
-            RedisConnectionError,
-            RedisTimeoutError,
-            OSError,
-            ClusterError,  # the cluster is down (ClusterDownError, MasterDownError)
-            SlotNotCoveredError,
-            TryAgainError,
-        )
+        _passing = _restart_waiter()
         loop = asyncio.get_running_loop()
         delay = 0.05
         while not self.closing:
@@ -250,7 +231,7 @@ class RedisLink:
                     result = results[start] if end > start else None
                     start = end
                     if (
-                        isinstance(result, passing)
+                        _passing(result)
                         and command.retry
                         and loop.time() - command.since < RETRY_FOR
                     ):
@@ -374,3 +355,33 @@ class RedisLink:
             except Exception as exc:
                 log.warning("redis: catching up after a reconnect failed: %s", exc)
         log.info("redis: subscribed again and caught up")
+
+
+def _restart_waiter() -> Callable[[Any], bool]:
+    """What tells a command worth sending again (for `RETRY_FOR`) from a final answer.
+
+    Redis restarting (or a Cluster's nodes) shows as many things: refused or reset
+    connections, scripts forgotten, data still loading, the cluster down or its slots not
+    covered yet, and, when a connection closes under a write, errors redis-py passes on as
+    they are (under uvloop a `RuntimeError`, "the handler is closed"; or an
+    `AttributeError` from a connection torn down mid-command). So everything is waited out
+    but what Redis itself answered (a `ResponseError` that is not about a restart) and a
+    command redis-py refused to send (`DataError`).
+    """
+    from redis.exceptions import (
+        BusyLoadingError,
+        ClusterDownError,
+        DataError,
+        NoScriptError,
+        ResponseError,
+        TryAgainError,
+    )
+
+    restart_answers = (NoScriptError, BusyLoadingError, ClusterDownError, TryAgainError)
+
+    def passing(result: Any) -> bool:
+        if not isinstance(result, Exception) or isinstance(result, DataError):
+            return False
+        return not isinstance(result, ResponseError) or isinstance(result, restart_answers)
+
+    return passing
