@@ -106,7 +106,7 @@ left-to-right and right-to-left marks that the look-alike data puts around some 
 FOLD = str.maketrans({**_IGNORED, **_LETTERS, **_DIGITS})
 """Persian and Arabic folding for comparison (`str.translate`): what is ignored goes, look-alike
 letters become one, Arabic-Indic and Persian digits become ASCII digits. Mentions fold text with
-it too (`tuichat.client.unread.fold`)."""
+it too (`tuichat.chat.search.fold`)."""
 _FOLD_LETTERS = str.maketrans({**_IGNORED, **_LETTERS})
 """`FOLD` without the digits: the look-alike key keeps what the digits look like (the Persian
 zero is a dot)."""

@@ -37,6 +37,8 @@ from tuichat.protocol import (
     Away,
     Bye,
     Challenge,
+    Delete,
+    Edit,
     Error,
     ErrorCode,
     Event,
@@ -64,12 +66,15 @@ from tuichat.protocol import (
     PrivateHistory,
     PrivateMessage,
     PrivatePage,
+    React,
     ReadMarker,
     RoomDetails,
     RoomInfo,
     RoomList,
     RoomReset,
     RoomState,
+    Search,
+    SearchResults,
     Send,
     ServerMessage,
     SetAway,
@@ -78,6 +83,7 @@ from tuichat.protocol import (
     SignedOut,
     SignOut,
     Typing,
+    Update,
     UserList,
     Welcome,
     Who,
@@ -188,7 +194,7 @@ class Backoff:
 
 @dataclass
 class _Unacked:
-    message: Send | Private
+    message: Send | Private | React | Edit | Delete
     future: asyncio.Future[Any]
 
 
@@ -415,14 +421,44 @@ class ChatClient:
 
     # --- requests --------------------------------------------------------
 
-    async def send(self, room: str, text: str, *, action: bool = False, id: str = "") -> Ack:
-        """Post to a room; return the acknowledgement (the message is stored).
+    async def send(
+        self, room: str, text: str, *, action: bool = False, id: str = "", reply: int = 0
+    ) -> Ack:
+        """Post to a room (`reply`: the seq of the message it answers); return the
+        acknowledgement (the message is stored).
 
         The send survives reconnections: it is retried until acknowledged.
         """
-        message = Send(room=room, text=text, action=action, id=id or new_message_id())
+        message = Send(
+            room=room, text=text, action=action, id=id or new_message_id(), reply=reply or None
+        )
         self._typing.message_sent(room)
         return await self._send_until_acknowledged(message, Ack)
+
+    async def react(self, room: str, seq: int, text: str) -> Ack:
+        """Give the reaction `text` to message `seq` of `room`, or take it back if we gave it;
+        return the acknowledgement of the `update` (retried like `send`)."""
+        message = React(room=room, seq=seq, text=text, id=new_message_id())
+        return await self._send_until_acknowledged(message, Ack)
+
+    async def edit(self, room: str, seq: int, text: str) -> Ack:
+        """Replace the text of our message `seq` of `room` (retried like `send`)."""
+        message = Edit(room=room, seq=seq, text=text, id=new_message_id())
+        return await self._send_until_acknowledged(message, Ack)
+
+    async def delete(self, room: str, seq: int) -> Ack:
+        """Delete message `seq` of `room` (ours; anyone's for the room's ops and admins)."""
+        message = Delete(room=room, seq=seq, id=new_message_id())
+        return await self._send_until_acknowledged(message, Ack)
+
+    async def search(
+        self, words: str, *, room: str = "", sender: str = "", before: str = "", limit: int = 20
+    ) -> SearchResults:
+        """Find stored messages we may read that hold every word (each as a prefix), newest
+        first: in `room` ("#room", "@name", or "" for all), from `sender` ("" for anyone);
+        `before` is the `next` of the previous page."""
+        request = Search(words=words, room=room, sender=sender, before=before, limit=limit)
+        return await self._request(request, SearchResults)
 
     async def private(self, to: str, text: str, *, action: bool = False) -> PrivateMessage:
         """Send a private message; return the server's copy of it (retried like `send`)."""
@@ -627,7 +663,9 @@ class ChatClient:
             self._pending.pop(ref, None)
         return _expect(reply, reply_type)
 
-    async def _send_until_acknowledged(self, message: Send | Private, reply_type: type[T]) -> T:
+    async def _send_until_acknowledged(
+        self, message: Send | Private | React | Edit | Delete, reply_type: type[T]
+    ) -> T:
         if self._finished:
             raise ConnectionClosed("the session is over")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -639,7 +677,7 @@ class ChatClient:
         finally:
             self._unacked.pop(message.id, None)
 
-    def _transmit(self, message: Send | Private) -> None:
+    def _transmit(self, message: Send | Private | React | Edit | Delete) -> None:
         assert self._link is not None
         ref = self._new_ref()
         self._pending[ref] = self._unacked[message.id].future
@@ -685,7 +723,7 @@ class ChatClient:
         elif isinstance(event, Ignored):
             self.ignored = event.names
         self._track_status(event)
-        if isinstance(event, Message):
+        if isinstance(event, Message | Update):
             if not self._resume.message(event):
                 return
         elif isinstance(event, PrivateMessage):

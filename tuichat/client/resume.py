@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from tuichat.protocol import Message, Position, Welcome
+from tuichat.protocol import Position, RoomEvent, Welcome
 
 SEEN_PRIVATES = 4096
 """Private message ids remembered, to deliver each once across reconnections."""
@@ -70,7 +70,7 @@ class Resume:
         """We are not in `room` any more."""
         self.positions.pop(room, None)
 
-    def message(self, message: Message) -> bool:
+    def message(self, message: RoomEvent) -> bool:
         """Whether `message` is new in its room (not one delivered already); if so, the room's
         position moves to it."""
         position = self.positions.get(message.room)

@@ -14,17 +14,10 @@ from __future__ import annotations
 
 import random
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tuichat.chat.names import FOLD, ZWNJ
-
-_FOLDED = {
-    chr(code): "" if to is None else str(to) for code, to in FOLD.items() if chr(code) != ZWNJ
-}
-"""What `FOLD` does to each character it changes (but the ZWNJ, which goes first)."""
-_FOLDABLE = re.compile("[" + "".join(_FOLDED) + "]")
+from tuichat.chat.search import fold as fold
 
 MAX_TRACKED = 10_000
 """Messages remembered per conversation above its marker (own ones, mentions, private
@@ -42,25 +35,6 @@ would all send their markers in the same millisecond, every second."""
 def read_pause(interval: float = READ_INTERVAL, spread: float = READ_SPREAD) -> float:
     """Seconds to wait after sending a read marker before sending the next (see `READ_SPREAD`)."""
     return interval * random.uniform(1 - spread, 1 + spread)
-
-
-def fold(text: str) -> str:
-    """Return `text` NFKC-normalised and case-folded, with the Persian and Arabic folding of
-    names (`tuichat.chat.names.FOLD`: the ZWNJ, tatweel and harakat go, Arabic yeh and alef
-    maksura become Farsi yeh, Arabic kaf keheh, the Arabic-Indic and Persian digits ASCII
-    ones): how names are compared (without their look-alikes)."""
-    if text.isascii():
-        return text.lower()
-    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
-    if ZWNJ in text:  # (the one most Persian text has: by far the cheapest to take out alone)
-        text = text.replace(ZWNJ, "")
-    if _FOLDABLE.search(text) is None:  # (`str.translate` looks up every character)
-        return text
-    return _FOLDABLE.sub(_fold_one, text)
-
-
-def _fold_one(match: re.Match[str]) -> str:
-    return _FOLDED[match.group()]
 
 
 def mentions(text: str, name: str) -> bool:

@@ -229,6 +229,8 @@ def _fields(value: Any, result: dict[str, Any] | None = None) -> dict[str, Any]:
             continue
         if type(item) is tuple and item and dataclasses.is_dataclass(item[0]):
             item = [_fields(row) for row in item]
+        elif dataclasses.is_dataclass(item):
+            item = _fields(item)
         result[name] = item
     return result
 

@@ -47,6 +47,10 @@ class ErrorCode(StrEnum):
     MUTED = "muted"
     PRIVATE_ROOM = "private_room"
     LIMIT_REACHED = "limit_reached"
+    NO_SUCH_MESSAGE = "no_such_message"
+    NOT_AUTHOR = "not_author"
+    INVALID_REACTION = "invalid_reaction"
+    INVALID_SEARCH = "invalid_search"
 
 
 FATAL_CODES = frozenset(

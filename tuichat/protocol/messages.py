@@ -31,6 +31,38 @@ class Position:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """The reactions of one text under a message: how many gave it and who (the first
+    `MAX_REACTION_NAMES`, in the order they reacted)."""
+
+    text: str
+    count: int
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A one-line preview of the message a reply answers (its text "" once deleted)."""
+
+    sender: str
+    text: str
+    deleted: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One message found by `search`: in a room (`room` "#name", `seq`), or in a private
+    conversation (`room` "@name" of the other party, `seq` the message's pid)."""
+
+    room: str
+    seq: int
+    sender: str
+    text: str
+    ts: int
+    action: bool = False
+
+
 # --- client to server -------------------------------------------------------
 
 
@@ -60,6 +92,59 @@ class Send:
     text: str
     action: bool = False
     id: str = ""
+    reply: int | None = None  # the seq of the message this one answers
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class React:
+    """Give the reaction `text` to message `seq` of `room`, or take it back if given."""
+
+    TYPE: ClassVar[str] = "react"
+    room: str
+    seq: int
+    text: str
+    id: str = ""
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """Replace the text of one's own message `seq` of `room`."""
+
+    TYPE: ClassVar[str] = "edit"
+    room: str
+    seq: int
+    text: str
+    id: str = ""
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete message `seq` of `room` (one's own; a room's owner or ops and the server's
+    admins, anyone's)."""
+
+    TYPE: ClassVar[str] = "delete"
+    room: str
+    seq: int
+    id: str = ""
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """Find stored messages holding every word of `words` (each word as a prefix), newest
+    first: in one room (`room` "#name") or private conversation (`room` "@name") or all
+    the user may read (`room` ""), from one sender (`sender`) or anyone; `before` is the
+    `next` of the page before."""
+
+    TYPE: ClassVar[str] = "search"
+    words: str
+    room: str = ""
+    sender: str = ""
+    before: str = ""
+    limit: int = 20
     ref: int | None = None
 
 
@@ -314,6 +399,32 @@ class Message:
     text: str
     ts: int
     action: bool = False
+    reply: int | None = None  # the seq of the message this one answers
+    quote: Quote | None = None  # (history pages and replays) a preview of that message
+    edited: bool | None = None  # (history pages and replays) its text was edited
+    deleted: bool | None = None  # (history pages and replays) deleted: its text is ""
+    reactions: tuple[Reaction, ...] | None = None  # (history pages and replays) under it
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """A verb on message `target` of `room`, in the room's order (it has a `seq` of its
+    own): `react` (the reaction `text` given by `sender`, or with `on` false taken back),
+    `edit` (its new `text`), `delete` (its text is gone)."""
+
+    TYPE: ClassVar[str] = "update"
+    room: str
+    seq: int
+    sender: str
+    ts: int
+    verb: str
+    target: int
+    text: str = ""
+    on: bool | None = None
+
+
+RoomEvent = Message | Update
+"""What takes a seq in a room: a message, or a verb on one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,6 +687,16 @@ class ModLogPage:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchResults:
+    """The reply to `search`: hits newest first; `next` (if not "") asks for older ones."""
+
+    TYPE: ClassVar[str] = "search_results"
+    hits: tuple[SearchHit, ...]
+    next: str = ""
+    ref: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     """A request failed, or (with `fatal`) the server is about to close the connection."""
 
@@ -589,6 +710,10 @@ class Error:
 ClientMessage = (
     Hello
     | Send
+    | React
+    | Edit
+    | Delete
+    | Search
     | Private
     | Join
     | Part
@@ -613,6 +738,8 @@ ServerMessage = (
     Challenge
     | Welcome
     | Message
+    | Update
+    | SearchResults
     | Ack
     | PrivateMessage
     | Joined
@@ -642,27 +769,37 @@ AnyMessage = ClientMessage | ServerMessage
 
 CLIENT_MESSAGE_TYPES: tuple[type[ClientMessage], ...] = (
     Hello, Send, Private, Join, Part, ListRooms, Who, History, PrivateHistory, MarkRead, SignOut,
-    SetAway, Typing, Moderate, SetTopic, SetPrivate, Ignore, ModLog, Ping, Pong, Bye,
+    SetAway, Typing, Moderate, SetTopic, SetPrivate, Ignore, ModLog, React, Edit, Delete, Search,
+    Ping, Pong, Bye,
 )  # fmt: skip
 SERVER_MESSAGE_TYPES: tuple[type[ServerMessage], ...] = (
     Challenge, Welcome, Message, Ack, PrivateMessage, Joined, Left, RoomState, HistoryPage,
     PrivatePage, ReadMarker, SignedOut, RoomReset, Parted, RoomList, UserList, Away, IsTyping,
-    Notice, Moderated, RoomDetails, Ignored, ModLogPage, Error, Ping, Pong, Bye,
+    Notice, Moderated, RoomDetails, Ignored, ModLogPage, Update, SearchResults, Error, Ping, Pong,
+    Bye,
 )  # fmt: skip
 MODERATE_ACTIONS = ("op", "deop", "invite", "uninvite", "kick", "ban", "unban", "mute", "unmute")
 """What a `moderate` may ask for."""
+VERBS = ("react", "edit", "delete")
+"""The verbs of an `update`."""
+MAX_REACTION_NAMES = 20
+"""Names a `Reaction` carries at most (its `count` says how many gave it)."""
 
 __all__ = [
     "CLIENT_MESSAGE_TYPES",
+    "MAX_REACTION_NAMES",
     "MODERATE_ACTIONS",
     "PROTOCOL_VERSION",
     "SERVER_MESSAGE_TYPES",
+    "VERBS",
     "Ack",
     "AnyMessage",
     "Away",
     "Bye",
     "Challenge",
     "ClientMessage",
+    "Delete",
+    "Edit",
     "Error",
     "Hello",
     "History",
@@ -691,12 +828,19 @@ __all__ = [
     "PrivateHistory",
     "PrivateMessage",
     "PrivatePage",
+    "Quote",
+    "React",
+    "Reaction",
     "ReadMarker",
     "RoomDetails",
+    "RoomEvent",
     "RoomInfo",
     "RoomList",
     "RoomReset",
     "RoomState",
+    "Search",
+    "SearchHit",
+    "SearchResults",
     "Send",
     "ServerMessage",
     "SetAway",
@@ -705,6 +849,7 @@ __all__ = [
     "SignOut",
     "SignedOut",
     "Typing",
+    "Update",
     "UserList",
     "Welcome",
     "Who",
