@@ -102,12 +102,8 @@ def applied(message: Message, update: Update) -> Message:
     if update.verb == "edit":
         return dataclasses.replace(message, text=update.text, edited=True)
     if update.verb == "react":
-        return dataclasses.replace(
-            message,
-            reactions=reacted(
-                message.reactions or (), update.text, update.sender, bool(update.on)
-            ),  # fmt: skip
-        )
+        reactions = reacted(message.reactions or (), update.text, update.sender, bool(update.on))
+        return dataclasses.replace(message, reactions=reactions)
     return message
 
 
