@@ -16,6 +16,7 @@ NO_FLOOD_CONTROL = (
     "--private-messages-per-second", "1e12", "--private-message-burst", "1000000000",
     "--registrations-per-hour", "1000000000", "--new-rooms-per-hour", "1000000000",
     "--moderation-per-second", "1e12", "--moderation-burst", "1000000000",
+    "--searches-per-second", "1e12", "--search-burst", "1000000000",
 )  # fmt: skip
 """Flags that lift the flood limits (new connections per network included), for tests that
 send and connect as fast as they can."""

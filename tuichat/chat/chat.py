@@ -31,7 +31,7 @@ from tuichat.protocol.errors import ErrorCode
 from tuichat.protocol.messages import (
     Joined,
     Left,
-    Message,
+    RoomEvent,
     RoomInfo,
     ServerMessage,
 )
@@ -368,7 +368,7 @@ class Chat(Generic[H]):
         """Return `text` as it will be stored; raise `ChatError` if it is too long."""
         return check_text(text, self.limits.max_text_bytes, self.limits.max_text_lines)
 
-    def delivered(self, message: Message) -> Delivery[H] | None:
+    def delivered(self, message: RoomEvent) -> Delivery[H] | None:
         """Note that `message` is stored; return its delivery to the room's members here."""
         room = self.rooms.get(message.room)
         if room is None:

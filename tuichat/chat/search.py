@@ -10,13 +10,14 @@ unicode61 tokenizer keeps), so the index and a query split text the same way.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
 
 from tuichat.chat.errors import ChatError
 from tuichat.chat.names import FOLD, ZWNJ
-from tuichat.protocol import ErrorCode
+from tuichat.protocol import ErrorCode, SearchHit
 
 MAX_WORDS = 8
 """Words a query may hold."""
@@ -141,3 +142,24 @@ class SearchQuery:
     before: str = ""
     """Where the page before ended (a store's own cursor); "" from the newest."""
     limit: int = 20
+
+
+def newest_first(hit: SearchHit) -> tuple[int, str, int]:
+    """How hits are ordered where there is no index (newest first: sort with `reverse`)."""
+    return (hit.ts, hit.room, hit.seq)
+
+
+def cursor_after(hit: SearchHit) -> str:
+    """The `next` of a page that ended with `hit` (see `newest_first`)."""
+    return json.dumps([hit.ts, hit.room, hit.seq], ensure_ascii=False)
+
+
+def older_than(cursor: str) -> tuple[int, str, int] | None:
+    """What `cursor_after` said (None: from the newest, or a cursor not of this kind)."""
+    try:
+        ts, room, seq = json.loads(cursor)
+    except (ValueError, TypeError):
+        return None
+    if type(ts) is not int or type(room) is not str or type(seq) is not int:
+        return None
+    return (ts, room, seq)

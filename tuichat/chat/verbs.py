@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import unicodedata
+from collections.abc import Iterable
 
 from tuichat.chat.errors import ChatError
 from tuichat.protocol import MAX_REACTION_NAMES, ErrorCode, Message, Quote, Reaction, Update
@@ -137,3 +138,15 @@ def reacted(
     if on and not found:
         result.append(Reaction(text, 1, (name,)))
     return tuple(result) or None
+
+
+def gathered(given: Iterable[tuple[str, str]]) -> tuple[Reaction, ...] | None:
+    """The reactions of a message from who gave what, `(text, name)` in the order given."""
+    names: dict[str, list[str]] = {}
+    for text, name in given:
+        names.setdefault(text, []).append(name)
+    if not names:
+        return None
+    return tuple(
+        Reaction(text, len(who), tuple(who[:MAX_REACTION_NAMES])) for text, who in names.items()
+    )

@@ -99,10 +99,15 @@ class RateLimits:
     reading the moderation log included)..."""
     moderation_burst: int = 10
     """...with this many at once."""
+    searches_per_second: float = 1.0
+    """Searches per second from one user, on all devices (a search reads the index)..."""
+    search_burst: int = 10
+    """...with this many at once."""
 
     @classmethod
     def unlimited(cls) -> RateLimits:
         """No flood control (for benchmarks and tests that send as fast as they can)."""
         return cls(
-            1e12, 10**12, 1e12, 10**12, 10**12, 1.0, 1e12, 10**12, 10**12, 10**12, 1e12, 10**12
-        )
+            1e12, 10**12, 1e12, 10**12, 10**12, 1.0, 1e12, 10**12, 10**12, 10**12, 1e12, 10**12,
+            1e12, 10**12,
+        )  # fmt: skip

@@ -25,7 +25,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
-from tuichat.chat import LOBBY, Chat, ChatError, Delivery, Room, User
+from tuichat.chat import LOBBY, Chat, ChatError, Delivery, Room, User, verbs
 from tuichat.chat import moderation as plan
 from tuichat.chat.chat import no_such_room
 from tuichat.chat.moderation import Person
@@ -39,6 +39,7 @@ from tuichat.chat.names import (
     sort_key,
 )
 from tuichat.chat.rules import SERVER, ModEvent, Rule, Rules, Sanction
+from tuichat.chat.search import MAX_RESULTS, SearchQuery, query_words
 from tuichat.protocol import (
     PROTOCOL_VERSION,
     Ack,
@@ -46,6 +47,8 @@ from tuichat.protocol import (
     Away,
     Bye,
     Codec,
+    Delete,
+    Edit,
     Error,
     ErrorCode,
     Event,
@@ -76,11 +79,16 @@ from tuichat.protocol import (
     PrivateMessage,
     PrivatePage,
     ProtocolError,
+    React,
     RoomDetails,
+    RoomEvent,
     RoomInfo,
     RoomList,
     RoomReset,
     RoomState,
+    Search,
+    SearchHit,
+    SearchResults,
     Send,
     SetAway,
     SetPrivate,
@@ -135,7 +143,7 @@ from tuichat.server.session import Session
 
 log = logging.getLogger("tuichat.server")
 
-M = TypeVar("M", Message, PrivateMessage)
+M = TypeVar("M", Message, PrivateMessage, SearchHit)
 
 MAX_REPLAY = 10_000
 """Most missed messages of one room replayed on resume; beyond it the client reloads."""
@@ -221,7 +229,9 @@ class ChatServer:
         )
         self._server: asyncio.Server | ProxyListener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._waiting_acks: dict[tuple[str, int], list[tuple[Session, Send]]] = {}
+        self._waiting_acks: dict[
+            tuple[str, int], list[tuple[Session, Send | React | Edit | Delete]]
+        ] = {}
         self._private_origin: dict[int, Session] = {}
         """The session a new private message came from, till its other copies are delivered."""
         self._markers: dict[str, dict[str, ReadMarker]] = {}
@@ -245,6 +255,8 @@ class ChatServer:
         rate = self.config.rate
         self._moderating = KeyedBuckets(rate.moderation_per_second, rate.moderation_burst)
         """Moderation requests per user (on every device)."""
+        self._searching = KeyedBuckets(rate.searches_per_second, rate.search_burst)
+        """Searches per user (on every device)."""
         self._moderation_origin: dict[str, Session] = {}
         """The session a moderation step came from, till it is carried out here."""
         self._handlers: dict[type[Any], Callable[[Session, Any], None]] = {
@@ -266,6 +278,10 @@ class ChatServer:
             SetPrivate: self._set_private,
             Ignore: self._ignore,
             ModLog: self._mod_log,
+            React: self._verb,
+            Edit: self._verb,
+            Delete: self._verb,
+            Search: self._search,
             Ping: self._ping,
             Pong: _ignore,
             Bye: self._bye,
@@ -542,7 +558,7 @@ class ChatServer:
 
     # --- what the broker and the peers hand back (BrokerHandler) -----------
 
-    def on_message(self, message: Message, epoch: int) -> None:
+    def on_message(self, message: RoomEvent, epoch: int) -> None:
         """A room message is stored: acknowledge retries waiting for it, deliver it here."""
         for waiting, retried in self._waiting_acks.pop((message.room, message.seq), ()):
             waiting.send(_ack(message, retried))
@@ -1338,8 +1354,99 @@ class ChatServer:
         if held is not None and held.mutes:
             self._check_voice(session, user, room.name)
         self._typing.refill((user.key, room.name))  # the message ends the typing: afresh
-        post = Post(room.name, user.name, user.key, text, send.action, send.id, self.clock())
+        reply = send.reply
+        if reply is not None and not 0 < reply <= room.delivered:
+            raise ChatError(
+                ErrorCode.NO_SUCH_MESSAGE, f"there is no message {reply} in {room.name}"
+            )
+        post = Post(
+            room.name, user.name, user.key, text, send.action, send.id, self.clock(), "", reply or 0
+        )
         self.broker.publish(post, lambda result: self._published(session, send, result))
+
+    def _verb(self, session: Session, request: React | Edit | Delete) -> None:
+        """A reaction, an edit or a delete: checked against the message as stored, then
+        numbered and stored in the room's order like a message (and acknowledged like one)."""
+        user = self._user(session)
+        _check_id(request.id)
+        room = self.chat.membership(user, request.room)
+        if room is None:
+            raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in {request.room}; join it first")
+        text = ""
+        if isinstance(request, React):
+            text = verbs.check_reaction(request.text)
+        elif isinstance(request, Edit):
+            text = self.chat.clean_text(request.text)
+        if not isinstance(request, Delete):
+            held = self.rules.rooms.get(room.name)
+            if held is not None and held.mutes:
+                self._check_voice(session, user, room.name)
+        seq = request.seq
+        if not 0 < seq <= room.delivered:
+            raise ChatError(ErrorCode.NO_SUCH_MESSAGE, f"there is no message {seq} in {room.name}")
+
+        async def check_and_publish() -> None:
+            try:
+                held = await self.broker.held(room.name, seq, user.key)
+            except Exception as exc:
+                session.send(_unavailable(exc, request.ref))
+                return
+            original = held.message if held is not None else None
+            on = None
+            try:
+                if isinstance(request, React):
+                    given = held is not None and text in held.reacted
+                    verbs.refuse_reaction(original, seq, text, given)
+                    on = not given
+                elif isinstance(request, Edit):
+                    verbs.refuse_edit(
+                        original, seq, held is not None and held.sender_key == user.key
+                    )
+                else:
+                    allowed = held is not None and (
+                        held.sender_key == user.key or self._moderates(session, user, room.name)
+                    )
+                    verbs.refuse_delete(original, seq, allowed)
+            except ChatError as exc:
+                session.send(_refused(exc, request.ref))
+                return
+            post = Post(room.name, user.name, user.key, text, False, request.id, self.clock(),
+                        request.TYPE, seq, on)  # fmt: skip
+            self.broker.publish(post, lambda result: self._published(session, request, result))
+
+        self._spawn(check_and_publish())
+
+    def _moderates(self, session: Session, user: User[Session], room: str) -> bool:
+        """Whether the user is an owner or op of `room`, or an admin."""
+        try:
+            plan.check_role(self.rules, room, self._person(session, user), "delete")
+        except ChatError:
+            return False
+        return True
+
+    def _search(self, session: Session, request: Search) -> None:
+        user = self._user(session)
+        if not self._searching.take(user.key, 1, _now()):
+            raise ChatError(ErrorCode.RATE_LIMITED, "slow down: too many searches")
+        words = query_words(request.words)
+        room = with_key = ""
+        if request.room.startswith("@"):
+            with_key = name_key(check_name(request.room[1:]))
+        elif request.room:
+            room = self._room_of(user, request.room)
+            self._check_sees(session, room)
+        sender_key = name_key(check_name(request.sender)) if request.sender else ""
+        limit = max(1, min(request.limit, MAX_RESULTS))
+        query = SearchQuery(words, user.key, room, with_key, sender_key, request.before, limit)
+
+        async def reply() -> None:
+            hits, more = await self.broker.search(query, lambda r: self._sees(session, user, r))
+            kept = _within(hits[::-1], MAX_PAGE_BYTES)[::-1]
+            if len(kept) < len(hits):  # (a page cut short goes on after its last hit)
+                more = ""
+            session.send(SearchResults(hits=tuple(kept), next=more, ref=request.ref))
+
+        self._spawn(self._answering(session, request.ref, reply()))
 
     def _muted(self, session: Session, user: User[Session], room: str) -> Sanction | None:
         """The mute that keeps the user from posting in `room` now, if any."""
@@ -1357,7 +1464,9 @@ class ChatServer:
                 plan.sanction_sentence("muted", f"in {room}", mute, now) + " (you can still read)",
             )
 
-    def _published(self, session: Session, send: Send, result: Published | Exception) -> None:
+    def _published(
+        self, session: Session, send: Send | React | Edit | Delete, result: Published | Exception
+    ) -> None:
         """Acknowledge a stored message; a retry of one not delivered here yet waits for it."""
         if isinstance(result, Exception):
             session.send(_unavailable(result, send.ref))
@@ -2110,6 +2219,9 @@ def _within(messages: list[M], budget: int) -> list[M]:
     size = 0
     for message in reversed(messages):
         size += len(message.text.encode("utf-8", "surrogatepass")) + 64
+        if isinstance(message, Message) and (message.reactions or message.quote):
+            size += sum(len(r.text) * 4 + 8 + 100 * len(r.names) for r in message.reactions or ())
+            size += 400 if message.quote else 0
         if size > budget and kept:
             break
         kept += 1
@@ -2133,7 +2245,7 @@ def _unavailable(exc: Exception, ref: int | None) -> Error:
     )
 
 
-def _ack(message: Message, send: Send) -> Ack:
+def _ack(message: RoomEvent, send: Send | React | Edit | Delete) -> Ack:
     return Ack(room=message.room, seq=message.seq, ts=message.ts, id=send.id, ref=send.ref)
 
 

@@ -23,7 +23,8 @@ from typing import Protocol
 
 from tuichat.chat import ChatError
 from tuichat.chat.rules import ModEvent, Rule
-from tuichat.protocol import Message, ModEntry, PrivateMessage
+from tuichat.chat.search import SearchQuery
+from tuichat.protocol import Message, ModEntry, PrivateMessage, RoomEvent, SearchHit, Update
 
 
 class BrokerUnavailable(Exception):
@@ -45,7 +46,12 @@ class RoomPosition:
 
 @dataclass(slots=True)  # not frozen: made for every message, and a frozen init costs more
 class Post:
-    """A room message to number and store."""
+    """A room message to number and store, or (`verb`) a verb on message `target`.
+
+    A message with a `target` is a reply to it. A verb takes a seq of its own like a
+    message: `react` (`text` the reaction, `on` whether it is given or taken back), `edit`
+    (`text` the new text), `delete` (`text` "").
+    """
 
     room: str
     sender: str
@@ -54,6 +60,32 @@ class Post:
     action: bool
     client_id: str
     ts: int
+    verb: str = ""
+    target: int = 0
+    on: bool | None = None
+
+
+def room_event(post: Post, seq: int, ts: int) -> RoomEvent:
+    """What `post` is once numbered `seq` (at `ts`): a `Message`, or an `Update` (a verb)."""
+    if post.verb:
+        return Update(post.room, seq, post.sender, ts, post.verb, post.target, post.text, post.on)
+    return Message(post.room, seq, post.sender, post.text, ts, post.action, post.target or None)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A stored message as a verb on it needs it (`Broker.held`)."""
+
+    message: Message
+    """As it is now: its text edited or gone, its reactions."""
+    sender_key: str
+    """Its author's user key."""
+    reacted: frozenset[str] = frozenset()
+    """The reactions the asking user has given it."""
+
+
+Sees = Callable[[str], bool]
+"""Whether the searching user may read a room (`#room`)."""
 
 
 @dataclass(slots=True)  # not frozen: made for every message, and a frozen init costs more
@@ -86,7 +118,7 @@ class Published:
     carries the original message's seq and ts.
     """
 
-    message: Message
+    message: RoomEvent
     epoch: int
     new: bool
 
@@ -235,9 +267,9 @@ class LocalUser:
 class BrokerHandler(Protocol):
     """What the server does with what brokers and peers hand back."""
 
-    def on_message(self, message: Message, epoch: int) -> None:
-        """A room message is stored: deliver it to this server's members (calls come in seq
-        order per room, without gaps)."""
+    def on_message(self, message: RoomEvent, epoch: int) -> None:
+        """A room message (or a verb on one) is stored: deliver it to this server's members
+        (calls come in seq order per room, without gaps)."""
 
     def on_private(self, message: PrivateMessage, sender_key: str, target_key: str) -> None:
         """A new private message is stored: deliver it to the target's sessions here and to
@@ -338,15 +370,29 @@ class Broker(ABC):
     @abstractmethod
     async def page(self, room: str, before: int, limit: int) -> tuple[RoomPosition, list[Message]]:
         """The room's position (seq 0: no history) and up to `limit` stored messages with
-        seq < `before` (0: the newest), oldest first."""
+        seq < `before` (0: the newest), oldest first, each as it is now (edited, deleted, its
+        reactions, a reply's `quote`); the verbs' seqs are left out."""
 
     @abstractmethod
     async def stored_position(self, room: str) -> RoomPosition:
         """The room's position as stored (seq 0: it has no history), wherever it is followed."""
 
     @abstractmethod
-    async def replay(self, room: str, after: int, upto: int) -> list[Message]:
-        """The stored messages of `room` with `after` < seq <= `upto`, oldest first."""
+    async def replay(self, room: str, after: int, upto: int) -> list[RoomEvent]:
+        """The stored messages and verbs of `room` with `after` < seq <= `upto`, oldest first
+        (every seq once; messages as in `page`, verbs as they were made but for the text of
+        an edit of a message deleted since, which is "")."""
+
+    @abstractmethod
+    async def held(self, room: str, seq: int, user_key: str) -> Held | None:
+        """Message `seq` of `room` as stored now, for a verb by user `user_key` on it (None:
+        there is no such message; a verb's seq is none)."""
+
+    @abstractmethod
+    async def search(self, query: SearchQuery, sees: Sees) -> tuple[list[SearchHit], str]:
+        """Up to `query.limit` stored messages holding every word of the query, newest first,
+        of the rooms the user `sees` and of their own private conversations (none they could
+        not read), and where to go on from ("": nothing older)."""
 
     @abstractmethod
     async def privates(self, user_key: str, after: int, limit: int) -> list[PrivateMessage]:

@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuichat.chat.rules import ModEvent
-from tuichat.protocol import Message, ModEntry, PrivateMessage
+from tuichat.chat.search import SearchQuery
+from tuichat.protocol import Message, ModEntry, PrivateMessage, RoomEvent, SearchHit
 from tuichat.protocol.auth import new_server_id
 from tuichat.server.broker.base import (
     Broker,
     BrokerHandler,
     BrokerUnavailable,
     ClaimDone,
+    Held,
     LocalUser,
     ModerationDone,
     Peers,
@@ -46,7 +48,9 @@ from tuichat.server.broker.base import (
     RemoteUser,
     RoomClaim,
     RoomPosition,
+    Sees,
     TypingEvent,
+    room_event,
 )
 from tuichat.server.broker.retries import RetryWindows, Window
 from tuichat.server.history import (
@@ -293,8 +297,7 @@ class LocalBroker(Broker):
         if waiting is not None:
             waiting.append(done)
         else:
-            message = Message(post.room, seq, post.sender, post.text, ts, post.action)
-            done(Published(message, log.epoch, new=False))
+            done(Published(room_event(post, seq, ts), log.epoch, new=False))
 
     def _number(
         self,
@@ -305,7 +308,7 @@ class LocalBroker(Broker):
     ) -> None:
         log.seq += 1
         seq, epoch = log.seq, log.epoch
-        message = Message(post.room, seq, post.sender, post.text, post.ts, post.action)
+        message = room_event(post, seq, post.ts)
         if post.client_id:
             assert window is not None
             window.storing += 1
@@ -438,8 +441,14 @@ class LocalBroker(Broker):
         record = await self.store.room(room)  # nobody here follows it: the store knows
         return RoomPosition(0, 0) if record is None else RoomPosition(record.epoch, record.seq)
 
-    async def replay(self, room: str, after: int, upto: int) -> list[Message]:
+    async def replay(self, room: str, after: int, upto: int) -> list[RoomEvent]:
         return await self.store.after(room, after, upto)
+
+    async def held(self, room: str, seq: int, user_key: str) -> Held | None:
+        return await self.store.held(room, seq, user_key)
+
+    async def search(self, query: SearchQuery, sees: Sees) -> tuple[list[SearchHit], str]:
+        return await self.store.search(query, sees)
 
     async def privates(self, user_key: str, after: int, limit: int) -> list[PrivateMessage]:
         return await self.store.privates(user_key, after, limit)

@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tuichat.chat.rules import ModEvent, Rule
-from tuichat.protocol import Message, ModEntry, PrivateMessage
-from tuichat.server.broker.base import ReadMarker
+from tuichat.chat.search import SearchQuery
+from tuichat.protocol import Message, ModEntry, PrivateMessage, RoomEvent, SearchHit
+from tuichat.server.broker.base import Held, ReadMarker, Sees
 
 
 class HistoryRefused(Exception):
@@ -38,9 +39,12 @@ class RoomRecord:
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
-    """A room message to store, with who sent it and the id their client gave it."""
+    """A room message (or a verb on one: an `Update`) to store, with who sent it and the id
+    their client gave it. A verb changes the message it is about as it is stored: an edit
+    replaces its text, a delete takes its text (and its edits' texts) out of storage, a
+    reaction is given or taken back."""
 
-    message: Message
+    message: RoomEvent
     epoch: int
     sender_key: str
     client_id: str
@@ -233,11 +237,21 @@ class HistoryStore(ABC):
 
     @abstractmethod
     async def page(self, room: str, before: int, limit: int) -> list[Message]:
-        """Return up to `limit` messages of `room` with seq < `before`, oldest first."""
+        """Return up to `limit` messages of `room` with seq < `before` (0: no bound), oldest
+        first, as `Broker.page` gives them (verbs left out)."""
 
     @abstractmethod
-    async def after(self, room: str, after: int, upto: int) -> list[Message]:
-        """Return the messages of `room` with `after` < seq <= `upto`, oldest first."""
+    async def after(self, room: str, after: int, upto: int) -> list[RoomEvent]:
+        """Return the messages and verbs of `room` with `after` < seq <= `upto`, oldest first,
+        as `Broker.replay` gives them."""
+
+    @abstractmethod
+    async def held(self, room: str, seq: int, user_key: str) -> Held | None:
+        """Return message `seq` of `room` as `Broker.held` gives it."""
+
+    @abstractmethod
+    async def search(self, query: SearchQuery, sees: Sees) -> tuple[list[SearchHit], str]:
+        """Search the stored messages as `Broker.search` does."""
 
     @abstractmethod
     async def privates(self, user_key: str, after: int, limit: int) -> list[PrivateMessage]:

@@ -4,13 +4,16 @@ claims of their comparison keys included."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from tuichat.chat import verbs
 from tuichat.chat.rules import ModEvent
-from tuichat.protocol import Message, ModEntry, PrivateMessage
-from tuichat.server.broker.base import MAX_MARKERS, ReadMarker
+from tuichat.chat.search import SearchQuery, cursor_after, holds, newest_first, older_than
+from tuichat.protocol import Message, ModEntry, PrivateMessage, RoomEvent, SearchHit, Update
+from tuichat.server.broker.base import MAX_MARKERS, Held, ReadMarker, Sees
 from tuichat.server.history.base import (
     HistoryStore,
     LoadedState,
@@ -26,6 +29,62 @@ from tuichat.server.history.base import (
 class _Room:
     epoch: int
     kept: deque[StoredMessage] = field(default_factory=deque)
+    """Messages and verbs in seq order, without gaps (messages as they are now)."""
+    given: dict[int, dict[str, dict[str, str]]] = field(default_factory=dict)
+    """Reactions by message seq: reaction → user key → name, in the order given."""
+
+    def record(self, seq: int) -> StoredMessage | None:
+        if not self.kept or not 0 <= seq - self.kept[0].message.seq < len(self.kept):
+            return None
+        return self.kept[seq - self.kept[0].message.seq]
+
+    def now(self, record: StoredMessage) -> RoomEvent:
+        """A kept message as it is now (its reactions, a reply's quote)."""
+        message = record.message
+        if isinstance(message, Update):
+            return message
+        quote = None
+        if message.reply:
+            original = self.record(message.reply)
+            if original is not None and isinstance(original.message, Message):
+                quote = verbs.quote_of(original.message)
+        given = self.given.get(message.seq)
+        reactions = verbs.gathered(
+            (text, name) for text, who in (given or {}).items() for name in who.values()
+        )
+        if quote is None and reactions is None:
+            return message
+        return dataclasses.replace(message, quote=quote, reactions=reactions)
+
+    def apply(self, record: StoredMessage) -> None:
+        """Carry out a verb on the message it is about (if it is still kept)."""
+        update = record.message
+        assert isinstance(update, Update)
+        target = self.record(update.target)
+        if target is None or not isinstance(target.message, Message) or target.message.deleted:
+            return
+        index = update.target - self.kept[0].message.seq
+        if update.verb == "react":
+            given = self.given.setdefault(update.target, {}).setdefault(update.text, {})
+            if update.on:
+                given.setdefault(record.sender_key, update.sender)
+            else:
+                given.pop(record.sender_key, None)
+            return
+        self.kept[index] = dataclasses.replace(
+            target, message=verbs.applied(target.message, update)
+        )
+        if update.verb == "delete":
+            self.given.pop(update.target, None)
+            for i in range(index + 1, len(self.kept)):  # its edits' texts go too
+                edit = self.kept[i].message
+                if (
+                    isinstance(edit, Update)
+                    and edit.verb == "edit"
+                    and edit.target == update.target
+                ):
+                    edit = dataclasses.replace(edit, text="")
+                    self.kept[i] = dataclasses.replace(self.kept[i], message=edit)
 
 
 HIDDEN = "\0"
@@ -72,7 +131,11 @@ class MemoryHistory(HistoryStore):
                 room = self._rooms.get(name)
                 if room is None:
                     room = self._rooms[name] = _Room(record.epoch, deque(maxlen=self._keep))
+                if len(room.kept) == room.kept.maxlen:
+                    room.given.pop(room.kept[0].message.seq, None)
                 room.kept.append(record)
+                if isinstance(record.message, Update):
+                    room.apply(record)
             else:
                 target = HIDDEN + record.target_key if record.hidden else record.target_key
                 kept = (record.sender_key, target, record.message, record.client_id)
@@ -217,14 +280,66 @@ class MemoryHistory(HistoryStore):
 
     async def page(self, room: str, before: int, limit: int) -> list[Message]:
         kept = self._rooms.get(room)
-        found = (
-            [r.message for r in kept.kept if not before or r.message.seq < before] if kept else []
-        )
-        return found[-limit:] if limit else []
+        if kept is None or not limit:
+            return []
+        found: list[Message] = []
+        for record in reversed(kept.kept):
+            message = record.message
+            if isinstance(message, Message) and (not before or message.seq < before):
+                now = kept.now(record)
+                assert isinstance(now, Message)
+                found.append(now)
+                if len(found) >= limit:
+                    break
+        return found[::-1]
 
-    async def after(self, room: str, after: int, upto: int) -> list[Message]:
+    async def after(self, room: str, after: int, upto: int) -> list[RoomEvent]:
         kept = self._rooms.get(room)
-        return [r.message for r in kept.kept if after < r.message.seq <= upto] if kept else []
+        if kept is None:
+            return []
+        return [kept.now(r) for r in kept.kept if after < r.message.seq <= upto]
+
+    async def held(self, room: str, seq: int, user_key: str) -> Held | None:
+        kept = self._rooms.get(room)
+        record = kept.record(seq) if kept is not None else None
+        if kept is None or record is None or not isinstance(record.message, Message):
+            return None
+        now = kept.now(record)
+        assert isinstance(now, Message)
+        given = kept.given.get(seq, {})
+        reacted = frozenset(text for text, who in given.items() if user_key in who)
+        return Held(now, record.sender_key, reacted)
+
+    async def search(self, query: SearchQuery, sees: Sees) -> tuple[list[SearchHit], str]:
+        bound = older_than(query.before)
+        hits: list[SearchHit] = []
+        rooms = [query.room] if query.room else [] if query.with_key else list(self._rooms)
+        for name in rooms:
+            kept = self._rooms.get(name)
+            if kept is None or not sees(name):
+                continue
+            for record in kept.kept:
+                m = record.message
+                if (
+                    isinstance(m, Message)
+                    and not m.deleted
+                    and (not query.sender_key or record.sender_key == query.sender_key)
+                    and holds(m.text, query.words)
+                ):
+                    hits.append(SearchHit(name, m.seq, m.sender, m.text, m.ts, m.action))
+        if not query.room:
+            for sender, target, p, _ in self._privates:
+                other = target if sender == query.user_key else sender
+                if query.user_key not in (sender, target) or query.with_key not in ("", other):
+                    continue
+                if query.sender_key not in ("", sender) or not holds(p.text, query.words):
+                    continue
+                name = p.to if sender == query.user_key else p.sender
+                hits.append(SearchHit("@" + name, p.pid, p.sender, p.text, p.ts, p.action))
+        hits = [h for h in hits if bound is None or newest_first(h) < bound]
+        hits.sort(key=newest_first, reverse=True)
+        page = hits[: query.limit]
+        return page, cursor_after(page[-1]) if len(hits) > query.limit else ""
 
     async def privates(self, user_key: str, after: int, limit: int) -> list[PrivateMessage]:
         found = [m for s, t, m, _ in self._privates if user_key in (s, t) and m.pid > after]

@@ -32,11 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuichat.chat import verbs
 from tuichat.chat.names import name_key, name_keys, rekey, room_key
 from tuichat.chat.rules import ModEvent, Rule
-from tuichat.protocol import Message, ModEntry, PrivateMessage
+from tuichat.chat.search import SearchQuery
+from tuichat.protocol import Message, ModEntry, PrivateMessage, RoomEvent, SearchHit, Update
 from tuichat.protocol.auth import new_server_id
-from tuichat.server.broker.base import MAX_MARKERS, ReadMarker
+from tuichat.server.broker.base import MAX_MARKERS, Held, ReadMarker, Sees
+from tuichat.server.history import search_index
 from tuichat.server.history.base import (
     HistoryFailing,
     HistoryRefused,
@@ -48,11 +51,16 @@ from tuichat.server.history.base import (
     StoredRead,
     merged,
 )
+from tuichat.server.history.search_index import SearchIndex
 from tuichat.server.ownership import MAX_TOKENS
 from tuichat.server.rekey import STRANDED, Registration, plan, split_user_key
 
 log = logging.getLogger("tuichat.server")
 
+EDITED = 1
+"""A message's `state`: its text was edited."""
+DELETED = 2
+"""A message's `state`: deleted (its text is "")."""
 MOD_LOG_KEPT = 100_000
 """Entries of the moderation log kept (the newest)."""
 MAX_BATCH = 10_000
@@ -175,6 +183,32 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX modlog_by_room ON modlog (room, id);
     ALTER TABLE privates ADD COLUMN hidden INTEGER NOT NULL DEFAULT 0;
+    """,
+    # version 8: verbs on messages (a row of their own in the room's order: `verb`, its
+    # `target`; a react's `state` 1 given, 0 taken back), replies (`target` of a message), a
+    # message's `state` (1 edited, 2 deleted), reactions as they are now, and the search index
+    # (`tuichat.server.history.search_index`: every message indexed by `_index_history`)
+    """
+    ALTER TABLE messages ADD COLUMN verb TEXT;
+    ALTER TABLE messages ADD COLUMN target INTEGER;
+    ALTER TABLE messages ADD COLUMN state INTEGER;
+    ALTER TABLE messages ADD COLUMN sid INTEGER;
+    ALTER TABLE privates ADD COLUMN sid INTEGER;
+    CREATE INDEX verbs_by_target ON messages (room, target) WHERE verb IS NOT NULL;
+    CREATE TABLE reactions (
+        room TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (room, seq, text, user_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE found (
+        sid INTEGER PRIMARY KEY,
+        room TEXT NOT NULL,
+        seq INTEGER NOT NULL
+    );
     """,
 )
 """Forward migrations: entry N brings a database from `user_version` N to N + 1 (with the step
@@ -356,7 +390,29 @@ def _move_reads(conn: sqlite3.Connection, moves: dict[str, str]) -> None:
         )
 
 
-STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {5: _fold_persian}
+def _index_history(conn: sqlite3.Connection) -> None:
+    """Index every message stored before there was a search index."""
+    index = SearchIndex(conn)
+    rooms = conn.execute("SELECT room, seq, text, sender_key FROM messages").fetchall()
+    rows = []
+    for sid, (room, seq, text, sender_key) in enumerate(rooms, start=index.next_sid):
+        rows.append((sid, room, seq, text, search_index.room_tags(room, sender_key)))
+    conn.executemany(
+        "UPDATE messages SET sid = ? WHERE room = ? AND seq = ?", [(r[0], r[1], r[2]) for r in rows]
+    )
+    first = index.next_sid + len(rows)
+    privates = conn.execute("SELECT pid, text, sender_key, target_key, hidden FROM privates")
+    private_rows = [
+        (sid, "", pid, text, search_index.private_tags(sender_key, target_key, bool(hidden)))
+        for sid, (pid, text, sender_key, target_key, hidden) in enumerate(privates, start=first)
+    ]
+    conn.executemany(
+        "UPDATE privates SET sid = ? WHERE pid = ?", [(r[0], r[2]) for r in private_rows]
+    )
+    index.add(conn, rows + private_rows)
+
+
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {5: _fold_persian, 7: _index_history}
 """Migration steps in Python, by the index of the migration (in `MIGRATIONS`) they complete."""
 
 
@@ -399,7 +455,9 @@ class SQLiteHistory(HistoryStore):
             raise HistoryRefused(_unwritable(exc)) from None
         try:
             self._write_conn.execute("PRAGMA busy_timeout = 5000")  # the lock is ours now
+            self._write_conn.execute("PRAGMA secure_delete = ON")  # a deleted text is zeroed
             migrate(self._write_conn)
+            self._index = SearchIndex(self._write_conn)
             _try_writing(self._write_conn)
             self._read_conn = None if in_memory else connect(self.path, synchronous)
         except BaseException:
@@ -656,6 +714,9 @@ class SQLiteHistory(HistoryStore):
         tokens: list[tuple[str, str]] = []
         identities: list[tuple[str, str, str, int]] = []
         room_keys: list[tuple[str, str]] = []
+        indexed: list[tuple[int, str, int, str, str]] = []
+        updates: list[tuple[Update, str]] = []
+        sid = self._index.next_sid
         for append in appends:
             tokens.extend(append.tokens)
             identities.extend(append.identities)
@@ -665,29 +726,53 @@ class SQLiteHistory(HistoryStore):
                     m = record.message
                     if m.seq == 1:
                         rooms.append((m.room, record.epoch))
+                    if isinstance(m, Update):
+                        messages.append(
+                            (m.room, m.seq, m.sender, record.sender_key, m.text, m.ts, False,
+                             record.client_id or None, m.verb, m.target,
+                             None if m.on is None else int(m.on), None)
+                        )  # fmt: skip
+                        updates.append((m, record.sender_key))
+                        continue
                     messages.append(
                         (m.room, m.seq, m.sender, record.sender_key, m.text, m.ts, m.action,
-                         record.client_id or None)
+                         record.client_id or None, None, m.reply, None, sid)
                     )  # fmt: skip
+                    tags = search_index.room_tags(m.room, record.sender_key)
+                    indexed.append((sid, m.room, m.seq, m.text, tags))
                 else:
                     p = record.message
                     privates.append(
                         (p.pid, p.sender, record.sender_key, p.to, record.target_key, p.text,
-                         p.ts, p.action, record.client_id or None, record.hidden)
+                         p.ts, p.action, record.client_id or None, record.hidden, sid)
                     )  # fmt: skip
+                    tags = search_index.private_tags(
+                        record.sender_key, record.target_key, record.hidden
+                    )
+                    indexed.append((sid, "", p.pid, p.text, tags))
+                sid += 1
         conn = self._write_conn
+        shards = set(self._index.shards)
+        deleted: set[int] = set()
         try:
             conn.execute("BEGIN")
             for statement, rows in (
                 ("INSERT OR IGNORE INTO rooms VALUES (?, ?)", rooms),
-                (f"INSERT INTO messages VALUES ({_marks(8)})", messages),
-                (f"INSERT INTO privates VALUES ({_marks(10)})", privates),
+                (f"INSERT INTO messages VALUES ({_marks(12)})", messages),
+                (f"INSERT INTO privates VALUES ({_marks(11)})", privates),
                 ("INSERT OR REPLACE INTO tokens VALUES (?, ?)", tokens),
                 ("INSERT OR REPLACE INTO identities VALUES (?, ?, ?, ?)", identities),
                 ("INSERT OR IGNORE INTO room_keys VALUES (?, ?)", room_keys),
             ):
                 if rows:  # each call hands the interpreter lock back and forth: skip empties
                     conn.executemany(statement, rows)
+            if indexed:
+                self._index.add(conn, indexed)
+            for update, sender_key in updates:
+                shard = self._apply(conn, update, sender_key)
+                if shard is not None:
+                    deleted.add(shard)
+            self._index.purge(conn, deleted)
             for append in appends:
                 if append.reads:
                     append.kept = [_store_read(conn, read) for read in append.reads]
@@ -698,9 +783,56 @@ class SQLiteHistory(HistoryStore):
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
+            self._index.shards = shards
             raise
+        self._index.next_sid = sid
+        if deleted:  # the pages that held the text, still in the WAL, go too
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.commits += 1
         self.appends += len(appends)
+
+    def _apply(self, conn: sqlite3.Connection, update: Update, sender_key: str) -> int | None:
+        """Carry out a verb on its message; return the index shard a delete changed."""
+        row = conn.execute(
+            "SELECT text, sender_key, state, sid FROM messages"
+            " WHERE room = ? AND seq = ? AND verb IS NULL",
+            (update.room, update.target),
+        ).fetchone()
+        if row is None or row[2] == DELETED:
+            return None
+        text, author_key, _, sid = row
+        where = (update.room, update.target)
+        tags = search_index.room_tags(update.room, author_key)
+        if update.verb == "react":
+            if update.on:
+                conn.execute(
+                    "INSERT OR IGNORE INTO reactions VALUES (?, ?, ?, ?, ?, ?)",
+                    (*where, update.text, sender_key, update.sender, update.seq),
+                )
+            else:
+                conn.execute(
+                    "DELETE FROM reactions"
+                    " WHERE room = ? AND seq = ? AND text = ? AND user_key = ?",
+                    (*where, update.text, sender_key),
+                )
+            return None
+        if update.verb == "edit":
+            conn.execute(
+                "UPDATE messages SET text = ?, state = ? WHERE room = ? AND seq = ?",
+                (update.text, EDITED, *where),
+            )
+            if sid is not None:
+                self._index.replace(conn, sid, text, update.text, tags)
+            return None
+        conn.execute(
+            "UPDATE messages SET text = '', state = ?, action = 0 WHERE room = ? AND seq = ?",
+            (DELETED, *where),
+        )
+        conn.execute(
+            "UPDATE messages SET text = '' WHERE room = ? AND target = ? AND verb = 'edit'", where
+        )
+        conn.execute("DELETE FROM reactions WHERE room = ? AND seq = ?", where)
+        return None if sid is None else self._index.remove(conn, sid, text, tags)
 
     def _report(self, appends: list[_Append]) -> None:
         callbacks = [a.durable for a in appends if a.durable is not None]
@@ -815,19 +947,76 @@ class SQLiteHistory(HistoryStore):
 
     async def page(self, room: str, before: int, limit: int) -> list[Message]:
         rows = await self._read(
-            "SELECT room, seq, sender, text, ts, action FROM messages"
-            " WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            f"SELECT {_STATE} WHERE m.room = ? AND m.seq < ? AND m.verb IS NULL"
+            " ORDER BY m.seq DESC LIMIT ?",
             (room, before if before > 0 else 2**62, limit),
         )
-        return [_message(row) for row in reversed(rows)]
+        rows.reverse()
+        messages = await self._with_reactions(room, rows)
+        return [m for m in messages if isinstance(m, Message)]
 
-    async def after(self, room: str, after: int, upto: int) -> list[Message]:
+    async def after(self, room: str, after: int, upto: int) -> list[RoomEvent]:
         rows = await self._read(
-            "SELECT room, seq, sender, text, ts, action FROM messages"
-            " WHERE room = ? AND seq > ? AND seq <= ? ORDER BY seq",
+            f"SELECT {_STATE} WHERE m.room = ? AND m.seq > ? AND m.seq <= ? ORDER BY m.seq",
             (room, after, upto),
         )
-        return [_message(row) for row in rows]
+        return await self._with_reactions(room, rows)
+
+    async def _with_reactions(self, room: str, rows: list[tuple[Any, ...]]) -> list[RoomEvent]:
+        """The messages and verbs of `rows` (`_STATE`), the messages with their reactions."""
+        seqs = [row[1] for row in rows if row[8] is None]
+        given: dict[int, list[tuple[str, str]]] = {}
+        if seqs:
+            found = await self._read(
+                "SELECT seq, text, name FROM reactions WHERE room = ? AND seq >= ? AND seq <= ?"
+                " ORDER BY seq, at",
+                (room, seqs[0], seqs[-1]),
+            )
+            for seq, text, name in found:
+                given.setdefault(seq, []).append((text, name))
+        return [_event(row, given.get(row[1], ())) for row in rows]
+
+    async def held(self, room: str, seq: int, user_key: str) -> Held | None:
+        rows = await self._read(f"SELECT {_STATE} WHERE m.room = ? AND m.seq = ?",
+                                (room, seq))  # fmt: skip
+        if not rows or rows[0][8] is not None:
+            return None
+        given = await self._read(
+            "SELECT text, name, user_key FROM reactions WHERE room = ? AND seq = ? ORDER BY at",
+            (room, seq),
+        )
+        message = _event(rows[0], [(text, name) for text, name, _ in given])
+        assert isinstance(message, Message)
+        reacted = frozenset(text for text, _, key in given if key == user_key)
+        return Held(message, rows[0][-1], reacted)
+
+    async def search(self, query: SearchQuery, sees: Sees) -> tuple[list[SearchHit], str]:
+        expression = search_index.match(query)
+        before = int(query.before) if query.before.isdigit() else 0
+        conn = self._read_conn or self._write_conn
+        loop = asyncio.get_running_loop()
+        hits: list[tuple[int, SearchHit]] = []
+        while True:
+            shards = list(self._index.shards)
+
+            def read(
+                before: int = before, shards: list[int] = shards
+            ) -> list[tuple[int, SearchHit | None]]:
+                found = search_index.candidates(
+                    conn, shards, expression, before, search_index.BATCH
+                )
+                return [(sid, _hit(conn, room, seq, query.user_key)) for sid, room, seq in found]
+
+            batch = await loop.run_in_executor(self._reader, read)
+            for sid, hit in batch:
+                if hit is not None and (hit.room.startswith("@") or sees(hit.room)):
+                    hits.append((sid, hit))
+            if len(hits) > query.limit or len(batch) < search_index.BATCH:
+                break
+            before = batch[-1][0]
+        page = hits[: query.limit]
+        more = len(hits) > query.limit
+        return [hit for _, hit in page], str(page[-1][0]) if more and page else ""
 
     async def privates(self, user_key: str, after: int, limit: int) -> list[PrivateMessage]:
         rows = await self._read(
@@ -922,9 +1111,48 @@ def _call_all(callbacks: list[Callable[[], None]]) -> None:
             log.exception("acknowledging stored history failed")
 
 
-def _message(row: tuple[Any, ...]) -> Message:
-    room, seq, sender, text, ts, action = row
-    return Message(room=room, seq=seq, sender=sender, text=text, ts=ts, action=bool(action))
+_STATE = (
+    "m.room, m.seq, m.sender, m.text, m.ts, m.action, m.target, m.state, m.verb, o.sender,"
+    " o.text, o.state, m.sender_key FROM messages m LEFT JOIN messages o"
+    " ON m.verb IS NULL AND m.target IS NOT NULL AND o.room = m.room AND o.seq = m.target"
+    " AND o.verb IS NULL"
+)
+"""A message or verb as it is now, with the message a reply answers (`_event`)."""
+
+
+def _event(row: tuple[Any, ...], given: Iterable[tuple[str, str]]) -> RoomEvent:
+    room, seq, sender, text, ts, action, target, state, verb, q_sender, q_text, q_state = row[:12]
+    if verb is not None:
+        on = None if state is None else bool(state)
+        return Update(room, seq, sender, ts, verb, target, text, on)
+    quote = None
+    if q_sender is not None:
+        quote = verbs.quote_of(
+            Message(room, target, q_sender, q_text, 0, deleted=q_state == DELETED or None)
+        )
+    return Message(
+        room, seq, sender, text, ts, bool(action), target, quote,
+        edited=state == EDITED or None, deleted=state == DELETED or None,
+        reactions=verbs.gathered(given),
+    )  # fmt: skip
+
+
+def _hit(conn: sqlite3.Connection, room: str, seq: int, user_key: str) -> SearchHit | None:
+    """The search hit of indexed message `seq` of `room` ("": private message `seq`)."""
+    if room:
+        row = conn.execute(
+            "SELECT sender, text, ts, action FROM messages WHERE room = ? AND seq = ?",
+            (room, seq),
+        ).fetchone()
+        return None if row is None else SearchHit(room, seq, row[0], row[1], row[2], bool(row[3]))
+    row = conn.execute(
+        "SELECT sender, sender_key, target, text, ts, action FROM privates WHERE pid = ?", (seq,)
+    ).fetchone()
+    if row is None:
+        return None
+    sender, sender_key, target, text, ts, action = row
+    other = target if sender_key == user_key else sender
+    return SearchHit("@" + other, seq, sender, text, ts, bool(action))
 
 
 def _privates(rows: Iterable[tuple[Any, ...]]) -> list[PrivateMessage]:

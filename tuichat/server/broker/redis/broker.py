@@ -32,7 +32,8 @@ from typing import Any
 import msgpack
 
 from tuichat.chat.rules import ModEvent
-from tuichat.protocol import Message, ModEntry, PrivateMessage
+from tuichat.chat.search import SearchQuery
+from tuichat.protocol import Message, ModEntry, PrivateMessage, RoomEvent, SearchHit
 from tuichat.server.broker.base import (
     MAX_MARKERS,
     Broker,
@@ -40,6 +41,7 @@ from tuichat.server.broker.base import (
     BrokerRefused,
     BrokerUnavailable,
     ClaimDone,
+    Held,
     ModerationDone,
     Post,
     PrivateDone,
@@ -50,14 +52,17 @@ from tuichat.server.broker.base import (
     ReadMarker,
     RoomClaim,
     RoomPosition,
+    Sees,
     TypingEvent,
+    room_event,
 )
 from tuichat.server.broker.local import random_epoch
 from tuichat.server.broker.redis import keys
 from tuichat.server.broker.redis.entries import (
+    author_of,
     event_payload,
     hidden_from,
-    message_from_entry,
+    is_verb,
     mod_entry_from_entry,
     number,
     private_from_entry,
@@ -66,8 +71,10 @@ from tuichat.server.broker.redis.entries import (
     rule_value,
 )
 from tuichat.server.broker.redis.feeds import (
+    Entry,
     ModerationFeed,
     RoomFeeds,
+    events_of,
     positions,
     typing_event,
     typing_payload,
@@ -75,6 +82,7 @@ from tuichat.server.broker.redis.feeds import (
 from tuichat.server.broker.redis.link import RedisLink
 from tuichat.server.broker.redis.migrate import migrate, unkeyed
 from tuichat.server.broker.redis.scripts import CLAIM_ROOM, MODERATE, POST, PRIVATE, READ
+from tuichat.server.broker.redis.search import search_redis
 
 log = logging.getLogger("tuichat.server")
 
@@ -197,10 +205,13 @@ class RedisBroker(Broker):
                 pipe, POST,
                 [keys.room_key(room, "seq"), keys.room_key(room, "log"),
                  keys.retry_key(room, post.sender_key, post.client_id),
-                 keys.room_key(room, "epoch"), keys.room_key(room, "messages")],
+                 keys.room_key(room, "epoch"), keys.room_key(room, "messages"),
+                 keys.room_key(room, "texts"), keys.room_key(room, "state"),
+                 keys.room_key(room, "reacts")],
                 [room, post.sender, post.sender_key, post.text, post.ts,
                  "1" if post.action else "0", post.client_id, token, self.history_per_room,
-                 DEDUP_TTL, random_epoch(room)],
+                 DEDUP_TTL, random_epoch(room), post.verb, post.target,
+                 "" if post.on is None else "1" if post.on else "0"],
             )  # fmt: skip
 
         def stored(result: Any) -> None:
@@ -213,8 +224,7 @@ class RedisBroker(Broker):
                 answer(BrokerUnavailable(str(result)))
                 return
             new, seq, ts, epoch = (int(x) for x in result)
-            answer(Published(Message(room, seq, post.sender, post.text, ts, post.action), epoch,
-                             new=bool(new)))  # fmt: skip
+            answer(Published(room_event(post, seq, ts), epoch, new=bool(new)))
 
         self.link.enqueue(add, stored)
 
@@ -327,20 +337,50 @@ class RedisBroker(Broker):
     async def page(self, room: str, before: int, limit: int) -> tuple[RoomPosition, list[Message]]:
         top = f"({before}-0" if before else "+"
         position = await self.stored_position(room)
-        entries = await self.link.redis.xrevrange(keys.room_key(room, "log"), top, "-", count=limit)
-        return position, [message_from_entry(room, i, f) for i, f in reversed(entries)]
+        kept: list[Entry] = []
+        scanned = 0
+        while len(kept) < limit and scanned < UNREAD_SCAN:  # past the verbs' entries
+            want = limit - len(kept)
+            entries = await self.link.redis.xrevrange(
+                keys.room_key(room, "log"), top, "-", count=want
+            )
+            kept += [(i, f) for i, f in entries if not is_verb(f)]
+            scanned += len(entries)
+            if len(entries) < want:
+                break
+            top = f"({number(entries[-1][0])}-0"
+        kept.reverse()
+        events = await events_of(self.link, room, kept[-limit:])
+        return position, [m for m in events if isinstance(m, Message)]
 
     async def stored_position(self, room: str) -> RoomPosition:
         ((epoch, seq),) = await positions(self.link, [room])
         return RoomPosition(epoch, seq)
 
-    async def replay(self, room: str, after: int, upto: int) -> list[Message]:
+    async def replay(self, room: str, after: int, upto: int) -> list[RoomEvent]:
         if upto <= after:
             return []
         entries = await self.link.redis.xrange(
             keys.room_key(room, "log"), f"{after + 1}-0", f"{upto}-0"
         )
-        return [message_from_entry(room, i, f) for i, f in entries]
+        return await events_of(self.link, room, entries)
+
+    async def held(self, room: str, seq: int, user_key: str) -> Held | None:
+        entries = await self.link.redis.xrange(keys.room_key(room, "log"), f"{seq}-0", f"{seq}-0")
+        if not entries or is_verb(entries[0][1]):
+            return None
+        (message,) = await events_of(self.link, room, entries)
+        assert isinstance(message, Message)
+        given = await self.link.redis.hget(keys.room_key(room, "reacts"), seq)
+        reacted = (
+            frozenset(r[0] for r in msgpack.unpackb(given) if r[1] == user_key)
+            if given
+            else frozenset()
+        )
+        return Held(message, author_of(entries[0][1]), reacted)
+
+    async def search(self, query: SearchQuery, sees: Sees) -> tuple[list[SearchHit], str]:
+        return await search_redis(self.link, query, sees)
 
     async def privates(self, user_key: str, after: int, limit: int) -> list[PrivateMessage]:
         entries = await self.link.redis.xrange(

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
+from tuichat.chat import verbs
 from tuichat.chat.rules import ModEvent, Rule
-from tuichat.protocol import Message, ModEntry, PrivateMessage
+from tuichat.protocol import Message, ModEntry, PrivateMessage, Quote, RoomEvent, Update
 
 log = logging.getLogger("tuichat.server")
 
@@ -21,16 +23,51 @@ def number(entry_id: bytes | str) -> int:
     return int(text.split("-")[0])
 
 
-def message_from_entry(room: str, entry_id: bytes | str, fields: dict[bytes, bytes]) -> Message:
-    """A room message as read back from its stream."""
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """What the room's hashes hold of one entry (see `scripts.POST`)."""
+
+    text: bytes | None
+    state: bytes | None = None
+    reactions: bytes | None = None
+
+
+def event_from_entry(
+    room: str,
+    entry_id: bytes | str,
+    fields: dict[bytes, bytes],
+    kept: Kept,
+    quote: Quote | None = None,
+) -> RoomEvent:
+    """A room message (as it is now) or verb as read back from its stream and the room's
+    hashes (an entry stored before texts moved to the hash keeps its own)."""
+    seq = number(entry_id)
+    raw = kept.text if kept.text is not None else fields.get(b"t", b"")
+    text = raw.decode()
+    sender, ts = fields[b"s"].decode(), int(fields[b"ts"])
+    target = int(fields.get(b"g", b"0"))
+    verb = fields.get(b"v")
+    if verb is not None:
+        on = fields.get(b"n", b"")
+        return Update(room, seq, sender, ts, verb.decode(), target, text,
+                      None if not on else on == b"1")  # fmt: skip
+    state = kept.state
+    given = msgpack.unpackb(kept.reactions) if kept.reactions else ()
     return Message(
-        room,
-        number(entry_id),
-        fields[b"s"].decode(),
-        fields[b"t"].decode(),
-        int(fields[b"ts"]),
-        fields[b"a"] == b"1",
-    )
+        room, seq, sender, "" if state == b"d" else text, ts,
+        fields[b"a"] == b"1" and state != b"d", target or None, quote,
+        edited=state == b"e" or None, deleted=state == b"d" or None,
+        reactions=verbs.gathered((r[0], r[2]) for r in given),
+    )  # fmt: skip
+
+
+def author_of(fields: dict[bytes, bytes]) -> str:
+    """The user key of an entry's sender."""
+    return fields[b"k"].decode()
+
+
+def is_verb(fields: dict[bytes, bytes]) -> bool:
+    return b"v" in fields
 
 
 def private_from_entry(entry_id: bytes | str, fields: dict[bytes, bytes]) -> PrivateMessage:

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 
 import msgpack
 
+from tuichat.chat import verbs
 from tuichat.chat.rules import ModEvent, Rule
-from tuichat.protocol import Message
+from tuichat.protocol import Message, RoomEvent, Update
 from tuichat.server.broker.base import (
     BrokerHandler,
     BrokerUnavailable,
@@ -40,7 +41,10 @@ from tuichat.server.broker.base import (
 from tuichat.server.broker.local import random_epoch
 from tuichat.server.broker.redis import keys
 from tuichat.server.broker.redis.entries import (
-    message_from_entry,
+    Kept,
+    event_from_entry,
+    is_verb,
+    number,
     published_event,
     rule_field,
     stored_rule,
@@ -160,7 +164,13 @@ class RoomFeeds:
 
     async def on_message(self, data: bytes) -> None:
         """A room message published on a room's channel: deliver it in order."""
-        room, seq, sender, text, ts, action, token, epoch = msgpack.unpackb(data)
+        room, seq, sender, text, ts, action, token, epoch, *more = msgpack.unpackb(data)
+        event: RoomEvent
+        if more and more[0]:  # a verb: its target and whether a reaction is on
+            verb, target, on = more
+            event = Update(room, seq, sender, ts, verb, target, text, None if not on else on == "1")
+        else:
+            event = Message(room, seq, sender, text, ts, action == "1", more[1] if more else None)
         feed = self.following(room)
         if feed is None:
             return  # not followed (yet): the position read after subscribing counts it
@@ -177,7 +187,7 @@ class RoomFeeds:
             if seq > feed.delivered + 1:
                 await self._fill(room, feed, seq - 1)
             if seq == feed.delivered + 1:
-                self._delivered(Message(room, seq, sender, text, ts, action == "1"), feed, token)
+                self._delivered(event, feed, token)
 
     async def on_typing(self, data: bytes) -> None:
         """Someone typing in a room this server follows: its members here hear it."""
@@ -195,7 +205,7 @@ class RoomFeeds:
         assert self.handler is not None
         self.handler.on_room_reset(room, RoomPosition(epoch, 0))
 
-    def _delivered(self, message: Message, feed: _Feed, token: str) -> None:
+    def _delivered(self, message: RoomEvent, feed: _Feed, token: str) -> None:
         feed.delivered = message.seq
         done = feed.pending.pop(token, None)
         if done is not None:
@@ -208,8 +218,8 @@ class RoomFeeds:
         entries = await self.link.redis.xrange(
             keys.room_key(room, "log"), f"{feed.delivered + 1}-0", f"{upto}-0"
         )
-        for entry_id, fields in entries:
-            message = message_from_entry(room, entry_id, fields)
+        events = await events_of(self.link, room, entries, quotes=False)
+        for (_, fields), message in zip(entries, events, strict=True):
             if message.seq == feed.delivered + 1:
                 self._delivered(message, feed, fields.get(b"o", b"").decode())
         if feed.delivered < upto:  # trimmed away: jump, clients get a room_reset on resume
@@ -470,3 +480,45 @@ async def positions(link: RedisLink, rooms: list[str]) -> list[tuple[int, int]]:
             pipe.get(keys.room_key(room, "seq"))
         answers = await pipe.execute()
     return [(int(answers[i] or 0), int(answers[i + 1] or 0)) for i in range(0, len(answers), 2)]
+
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+async def events_of(
+    link: RedisLink, room: str, entries: list[Entry], *, quotes: bool = True
+) -> list[RoomEvent]:
+    """The messages (as they are now, with a reply's quote unless not `quotes`) and verbs of
+    a room's stream entries, read with what the room's hashes hold of them."""
+    if not entries:
+        return []
+    seqs = [number(entry_id) for entry_id, _ in entries]
+    targets = sorted(
+        {int(f[b"g"]) for _, f in entries if b"g" in f and not is_verb(f)} if quotes else set()
+    )
+    texts, state, reactions = (keys.room_key(room, part) for part in ("texts", "state", "reacts"))
+    async with link.redis.pipeline(transaction=False) as pipe:
+        pipe.hmget(texts, seqs)
+        pipe.hmget(state, seqs)
+        pipe.hmget(reactions, seqs)
+        if targets:
+            pipe.hmget(texts, targets)
+            pipe.hmget(state, targets)
+            for target in targets:
+                pipe.xrange(keys.room_key(room, "log"), f"{target}-0", f"{target}-0")
+        results = await pipe.execute()
+    quoted = {}
+    if targets:
+        for index, target in enumerate(targets):
+            original = results[5 + index]
+            if original and not is_verb(original[0][1]):
+                kept = Kept(results[3][index], results[4][index])
+                message = event_from_entry(room, original[0][0], original[0][1], kept)
+                assert isinstance(message, Message)
+                quoted[target] = verbs.quote_of(message)
+    events = []
+    for i, (entry_id, fields) in enumerate(entries):
+        kept = Kept(results[0][i], results[1][i], results[2][i])
+        quote = None if is_verb(fields) else quoted.get(int(fields.get(b"g", b"0")))
+        events.append(event_from_entry(room, entry_id, fields, kept, quote))
+    return events

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 POST = """
 local seq_key, log_key, id_key, epoch_key, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local texts, state, reactions = KEYS[6], KEYS[7], KEYS[8]
 local room, sender, sender_key, text = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ts, action, client_id, token = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local maxlen, ttl, new_epoch = ARGV[9], ARGV[10], ARGV[11]
+local verb, target, on = ARGV[12], ARGV[13], ARGV[14]
 local epoch = redis.call('GET', epoch_key)
 if not epoch then
   epoch = new_epoch
@@ -21,16 +23,69 @@ if client_id ~= '' then
   end
 end
 local seq = redis.call('INCR', seq_key)
-redis.call('XADD', log_key, 'MAXLEN', '~', maxlen, seq .. '-0',
-  's', sender, 'k', sender_key, 't', text, 'ts', ts, 'a', action, 'i', client_id, 'o', token)
+local fields = {'s', sender, 'k', sender_key, 'ts', ts, 'a', action, 'i', client_id, 'o', token}
+if verb ~= '' then
+  table.insert(fields, 'v'); table.insert(fields, verb)
+  table.insert(fields, 'n'); table.insert(fields, on)
+end
+if target ~= '0' then
+  table.insert(fields, 'g'); table.insert(fields, target)
+end
+redis.call('XADD', log_key, 'MAXLEN', '~', maxlen, seq .. '-0', unpack(fields))
+redis.call('HSET', texts, seq, text)
+local gone = seq - tonumber(maxlen) - TRIM_SLACK
+if gone > 0 then  -- trimmed from the stream by now: its text and state go too
+  redis.call('HDEL', texts, gone)
+  redis.call('HDEL', state, gone, 'e' .. gone)
+  redis.call('HDEL', reactions, gone)
+end
+if verb ~= '' and redis.call('HGET', state, target) ~= 'd' then
+  if verb == 'react' then
+    local given = redis.call('HGET', reactions, target)
+    local list = given and cmsgpack.unpack(given) or {}
+    local kept = {}
+    for _, r in ipairs(list) do
+      if not (r[1] == text and r[2] == sender_key) then table.insert(kept, r) end
+    end
+    if on == '1' then table.insert(kept, {text, sender_key, sender}) end
+    if #kept == 0 then
+      redis.call('HDEL', reactions, target)
+    else
+      redis.call('HSET', reactions, target, cmsgpack.pack(kept))
+    end
+  elseif verb == 'edit' then
+    redis.call('HSET', texts, target, text)
+    redis.call('HSET', state, target, 'e')
+    local edits = redis.call('HGET', state, 'e' .. target)
+    redis.call('HSET', state, 'e' .. target, (edits and (edits .. ',') or '') .. seq)
+  elseif verb == 'delete' then  -- its text and its edits' texts are gone from Redis
+    redis.call('HSET', texts, target, '')
+    redis.call('HSET', state, target, 'd')
+    redis.call('HDEL', reactions, target)
+    local edits = redis.call('HGET', state, 'e' .. target)
+    if edits then
+      for edit in string.gmatch(edits, '[^,]+') do redis.call('HSET', texts, edit, '') end
+      redis.call('HDEL', state, 'e' .. target)
+    end
+  end
+end
 if client_id ~= '' then
   redis.call('SET', id_key, seq .. ':' .. ts, 'EX', ttl)
 end
-redis.call('SPUBLISH', channel,
-  cmsgpack.pack({room, seq, sender, text, tonumber(ts), action, token, tonumber(epoch)}))
+local event = {room, seq, sender, text, tonumber(ts), action, token, tonumber(epoch)}
+if verb ~= '' or target ~= '0' then
+  table.insert(event, verb); table.insert(event, tonumber(target)); table.insert(event, on)
+end
+redis.call('SPUBLISH', channel, cmsgpack.pack(event))
 return {1, seq, tonumber(ts), tonumber(epoch)}
-"""
-"""Number, de-duplicate, store and publish one room message (a lost epoch is made anew)."""
+""".replace("TRIM_SLACK", "1000")
+"""Number, de-duplicate, store and publish one room message or verb (a lost epoch is made anew).
+
+The text goes to the room's `texts` hash (by seq), not the stream, so that a delete can take
+it out of Redis (a stream entry cannot be changed); the message a verb is about changes there
+too: its `state` (`e` edited, `d` deleted, and `e<seq>` its edits' seqs), its reactions
+(`[text, key, name]` in the order given, msgpack). A text is dropped with its entry, about
+`TRIM_SLACK` entries after the stream's length passes `maxlen` (trimmed in whole blocks)."""
 
 EPOCH = """
 local epoch = redis.call('GET', KEYS[1])
