@@ -136,6 +136,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="keep only the last 1,000 messages of each room, in memory",
     )
+    parser.add_argument(
+        "--no-search-index",
+        action="store_true",
+        help="do not index new messages for search (a smaller history file; search then "
+        "finds only what was indexed before)",
+    )
     config = ServerConfig()
     rate = config.rate
     limits: list[tuple[str, Any, Any, str]] = [
@@ -255,6 +261,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             max_devices=args.max_devices,
         ),
         db=None if args.no_history or args.redis else args.db,
+        search_index=not args.no_search_index,
         redis_url=args.redis,
         redis_cluster=args.redis_cluster,
         redis_history=args.redis_history,

@@ -24,6 +24,9 @@ class ServerConfig:
     chat: ChatLimits = field(default_factory=ChatLimits)
     db: str | None = None
     """The SQLite history file; None keeps history in memory only."""
+    search_index: bool = True
+    """Index new messages of the SQLite history for search (off: a smaller file, and search
+    finds only what was indexed before)."""
     heartbeat_interval: float = 10.0
     """Seconds of silence from a client after which the server pings it."""
     heartbeat_timeout: float = 30.0

@@ -15,7 +15,11 @@ def make_broker(config: ServerConfig) -> tuple[Broker, Peers]:
         from tuichat.server.broker.redis import make_redis_broker
 
         return make_redis_broker(config)
-    store: HistoryStore = MemoryHistory() if config.db is None else SQLiteHistory(config.db)
+    store: HistoryStore = (
+        MemoryHistory()
+        if config.db is None
+        else SQLiteHistory(config.db, search_index=config.search_index)
+    )
     loaded = store.load()
     broker = LocalBroker(
         store, loaded, config.chat.recent_ids_per_sender, where=config.db or "memory only"

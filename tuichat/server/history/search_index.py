@@ -54,7 +54,8 @@ class SearchIndex:
         rows = conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'search_[0-9]*'"
         ).fetchall()
-        self.shards = {int(name.removeprefix("search_")) for (name,) in rows}
+        numbers = (name.removeprefix("search_") for (name,) in rows)
+        self.shards = {int(n) for n in numbers if n.isdigit()}  # (not FTS5's own tables)
         (last,) = conn.execute("SELECT COALESCE(MAX(sid), 0) FROM found").fetchone()
         self.next_sid = last + 1
 

@@ -439,8 +439,13 @@ _MARK = object()
 class SQLiteHistory(HistoryStore):
     """History in one SQLite file; see the module docstring."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "FULL", search_index: bool = True
+    ) -> None:
+        """`search_index` False stores no message in the search index (for measuring what
+        the index costs: a search then finds only what was indexed before)."""
         self.path = str(path)
+        self._indexing = search_index
         in_memory = self.path == ":memory:"
         if not in_memory:
             try:
@@ -766,7 +771,7 @@ class SQLiteHistory(HistoryStore):
             ):
                 if rows:  # each call hands the interpreter lock back and forth: skip empties
                     conn.executemany(statement, rows)
-            if indexed:
+            if indexed and self._indexing:
                 self._index.add(conn, indexed)
             for update, sender_key in updates:
                 shard = self._apply(conn, update, sender_key)
