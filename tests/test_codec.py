@@ -36,8 +36,11 @@ from tuichat.protocol.messages import (
     Ping,
     Position,
     PrivateMessage,
+    Quote,
+    Reaction,
     RoomInfo,
     RoomList,
+    SearchHit,
     Send,
     SetAway,
     Typing,
@@ -246,6 +249,10 @@ SAMPLE_VALUES: dict[Any, Any] = {
     tuple[PrivateMessage, ...]: (PrivateMessage("ann", "bob", "hi", 1000, pid=3),),
     dict[str, int] | None: {"max_text": 10},
     tuple[ModEntry, ...]: (ModEntry(3, 1000, "#dev", "kick", "eve", "ali", "spam"),),
+    tuple[SearchHit, ...]: (SearchHit("#dev", 3, "ann", "release", 1000),),
+    Quote | None: Quote("ann", "the original"),
+    tuple[Reaction, ...] | None: (Reaction("👍", 2, ("ann", "bob")),),
+    bool | None: True,
 }
 
 # Values of the wrong type for each field type (as they would arrive in msgpack).
@@ -298,6 +305,21 @@ WRONG_VALUES: dict[Any, tuple[Any, ...]] = {
         None,
     ),
     dict[str, int] | None: ([], ["a", 1], {"a": "b"}, {"a": True}, {b"a": 1}, "x"),
+    tuple[SearchHit, ...]: (
+        [{"room": "#a", "seq": 1, "sender": "b", "text": "c"}],
+        [{"room": "#a", "seq": "1", "sender": "b", "text": "c", "ts": 1}],
+        ["hit"],
+        None,
+    ),
+    Quote | None: ({"sender": "a"}, {"sender": "a", "text": 1}, "quote", ["a", "b"]),
+    tuple[Reaction, ...] | None: (
+        [{"text": "x"}],
+        [{"text": "x", "count": "2"}],
+        [{"text": "x", "count": 1, "names": "ann"}],
+        ["x"],
+        {"text": "x", "count": 1},
+    ),
+    bool | None: (1, 0, "true", 1.0),
 }
 
 

@@ -29,6 +29,8 @@ from tuichat.protocol.messages import (
     Away,
     Bye,
     Challenge,
+    Delete,
+    Edit,
     Error,
     Hello,
     History,
@@ -56,12 +58,16 @@ from tuichat.protocol.messages import (
     PrivateHistory,
     PrivateMessage,
     PrivatePage,
+    React,
     ReadMarker,
     RoomDetails,
     RoomInfo,
     RoomList,
     RoomReset,
     RoomState,
+    Search,
+    SearchHit,
+    SearchResults,
     Send,
     SetAway,
     SetPrivate,
@@ -69,6 +75,7 @@ from tuichat.protocol.messages import (
     SignedOut,
     SignOut,
     Typing,
+    Update,
     UserList,
     Welcome,
     Who,
@@ -131,6 +138,16 @@ EXAMPLES: dict[type[Any], Any] = {
     Ignored: Ignored(names=("eve",), ref=19),
     ModLog: ModLog(room="#dev", ref=20),
     ModLogPage: ModLogPage(entries=(ModEntry(1, 2, "#dev", "kick", "eve", "ali"),), ref=20),
+    React: React(room="#dev", seq=9, text="👍", id="r1", ref=21),
+    Edit: Edit(room="#dev", seq=9, text="fixed", id="e1", ref=22),
+    Delete: Delete(room="#dev", seq=9, id="d1", ref=23),
+    Update: Update(
+        room="#dev", seq=10, sender="bob", ts=5, verb="react", target=9, text="👍", on=True
+    ),
+    Search: Search(words="release", room="#dev", ref=24),
+    SearchResults: SearchResults(
+        hits=(SearchHit("#dev", 9, "bob", "release day", 999),), next="x", ref=24
+    ),
 }
 
 CLIENT_HANDSHAKE = (Hello, Ping, Pong, Bye)

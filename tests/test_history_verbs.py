@@ -2,7 +2,6 @@
 search index across shards and migrations, and the plain rules of `tuichat.chat.verbs` and
 `tuichat.chat.search`."""
 
-
 from __future__ import annotations
 
 import asyncio

@@ -46,7 +46,8 @@ def dead_rooms(path: Path, count: int) -> None:
     )
     ali = name_key("ali")
     conn.executemany(
-        "INSERT INTO messages VALUES (?, 1, 'ali', ?, ?, ?, 0, ?)",
+        "INSERT INTO messages (room, seq, sender, sender_key, text, ts, action, client_id)"
+        " VALUES (?, 1, 'ali', ?, ?, ?, 0, ?)",
         ((f"#dead{n}", ali, f"hello {n}", TS, f"id{n}") for n in range(count)),
     )
     conn.commit()

@@ -193,3 +193,44 @@ async def test_moderation_requests_are_limited_per_user_on_all_devices(server: C
     assert await ping_from_elsewhere(server) < MAX_PING_S
     await ali.close()
     await other_device.close()
+
+
+async def test_searches_are_limited_per_user_on_all_devices(server: ChatServer) -> None:
+    key = SigningKey.generate()
+    ali = await ChatClient.connect("ali", *server.address, key=key)
+    other_device = await ChatClient.connect("ali", *server.address, key=key)
+    await ali.send("#lobby", "something to find")
+    start = now()
+    done = 0
+    refused: list[str] = []
+    for number in range(3 * LIMITS.search_burst):  # from both devices, in turn
+        device = ali if number % 2 else other_device
+        try:
+            await device.search("something")
+            done += 1
+        except RequestFailed as exc:
+            refused.append(exc.code)
+    allowed = LIMITS.search_burst + LIMITS.searches_per_second * (now() - start)
+    assert LIMITS.search_burst <= done <= allowed + 1, (done, allowed)
+    assert set(refused) == {"rate_limited"}
+    assert await ping_from_elsewhere(server) < MAX_PING_S
+    await ali.close()
+    await other_device.close()
+
+
+async def test_reactions_on_one_message_are_bounded(server: ChatServer) -> None:
+    ali = await ChatClient.connect("ali", *server.address, key=SigningKey.generate())
+    sent = await ali.send("#lobby", "react to me")
+    given, refused = 0, []
+    for number in range(25):
+        try:
+            await ali.react("#lobby", sent.seq, f"r{number}")
+            given += 1
+        except RequestFailed as exc:
+            refused.append(exc.code)
+    assert (given, set(refused)) == (20, {"limit_reached"})
+    await ali.react("#lobby", sent.seq, "r3")  # one given may still be taken back
+    page = await ali.history("#lobby")
+    (message,) = [m for m in page.messages if m.seq == sent.seq]
+    assert message.reactions is not None and len(message.reactions) == 19
+    await ali.close()

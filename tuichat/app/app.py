@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import tzinfo
 from functools import partial
 from typing import Any
@@ -40,12 +41,15 @@ from tuichat.app.i18n import (
 )
 from tuichat.app.keys import read_alt_digits
 from tuichat.app.model import Kind, LogEntry, RoomView, trim_log
+from tuichat.app.moderation import refusal
 from tuichat.app.notify import MEANINGS, Level, NotifyRules, desktop_escape, summary
 from tuichat.app.palette import ChatCommands
 from tuichat.app.screens.bidi_check import BidiCheck
 from tuichat.app.screens.help import HelpScreen
 from tuichat.app.screens.prompt import PromptDialog
+from tuichat.app.screens.search import SearchScreen
 from tuichat.app.state import LOBBY, ChatState
+from tuichat.app.verbs import find, latest, own, reactions_line, substituted, targetable
 from tuichat.app.widgets.bidi_input import BidiCommandPalette
 from tuichat.app.widgets.bidi_text import BidiText
 from tuichat.app.widgets.chat_input import ChatInput
@@ -53,6 +57,10 @@ from tuichat.app.widgets.chat_log import ChatLog
 from tuichat.app.widgets.sidebar import ConversationItem, Sidebar
 from tuichat.app.widgets.status_bar import StatusBar
 from tuichat.app.wrap import wrap
+from tuichat.chat import ChatError
+from tuichat.chat.search import fold as search_fold
+from tuichat.chat.search import query_words, words_of
+from tuichat.chat.verbs import check_reaction, preview
 from tuichat.client import (
     ChatClient,
     ClientError,
@@ -63,7 +71,7 @@ from tuichat.client import (
     UntrustedServer,
 )
 from tuichat.client.unread import Unread, conversation_key, fold, read_pause
-from tuichat.protocol import HistoryPage, PrivatePage, RoomState
+from tuichat.protocol import HistoryPage, PrivatePage, RoomState, SearchHit
 
 read_alt_digits()  # alt+1 … alt+9 switch conversations, whatever Textual makes of ESC and 1
 
@@ -77,8 +85,12 @@ IDLE_CHECK = 15.0
 """Seconds between two looks at how long the user has been idle (`config.away_after`)."""
 NARROW = 70
 """Columns below which the sidebar folds away."""
-SWITCHING = frozenset({"next_unread", "switch_to", "cycle"})
-"""Actions that change the conversation on screen (not while a dialog is open)."""
+SWITCHING = frozenset({"next_unread", "switch_to", "cycle", "select_message", "search"})
+"""Actions that change the conversation on screen, or what has the keys (not while a dialog
+is open)."""
+SEEK_PAGE = 200
+"""Messages fetched at a time while looking back for one (the message a reply answers, a
+search hit)."""
 HEADER_LINES = 2
 """Rows the room's header (its name and topic) takes at most."""
 PROMPTS = {
@@ -96,6 +108,30 @@ PROMPTS = {
     "unignore": (N_("Stop ignoring"), N_("name")),
 }
 """What the palette's moderation dialogs ask, by command: their title and placeholder."""
+SELECTION_KEYS = (
+    ("r, e, d d, +", N_("reply to it, edit it (yours), delete it, react to it")),
+    ("Enter, Escape", N_("the message it answers; back to the composer")),
+)
+"""The keys of the selection in the log, for the help."""
+IN_ROOMS = N_("replies, reactions, edits and deletes are for room messages, not private ones")
+"""What a verb in a private conversation says."""
+REACTION_RULE = N_("a reaction is an emoji or a short word: one line, 16 characters at most")
+REACTION_HINT = N_("an emoji or a short word: 👍, +1, thanks (the same again takes it back)")
+SEARCH_RULE = N_("a search has at most 8 words and 200 characters")
+
+
+@dataclass
+class Composing:
+    """A reply or an edit being written in the composer."""
+
+    verb: str
+    """`reply` or `edit`."""
+    key: str
+    """The conversation it is in."""
+    entry: LogEntry
+    """The message it answers, or edits."""
+    draft: str = ""
+    """What the composer held before the edit (put back after it)."""
 
 
 def wall_clock_ms() -> int:
@@ -145,6 +181,11 @@ class ChatApp(App[int]):
             "ctrl+p", "cycle(-1)", N_("Previous conversation"), show=False, priority=True,
             id="previous_conversation",
         ),
+        Binding(
+            "alt+up", "select_message", N_("Select a message (then ↑ ↓, PgUp PgDn, Home End)"),
+            show=False, id="select_message",
+        ),
+        Binding("ctrl+f", "search", N_("Search messages"), show=False, id="search"),
         *(
             Binding(
                 f"alt+{n}", f"switch_to({n})", f"Conversation {n}", show=False, priority=True,
@@ -224,6 +265,12 @@ class ChatApp(App[int]):
         self._autojoined = False
         self._sidebar_choice: dict[bool, bool] = {}
         """Whether the user wants the sidebar shown, narrow (True) or wide (F2 sets it)."""
+        self.composing: Composing | None = None
+        """The reply or edit being written (None: a message of its own)."""
+        self._seeking: tuple[str, int] | None = None
+        """The conversation and seq of the message the log is paged back to find."""
+        self._deleting: LogEntry | None = None
+        """The selected message `d` was pressed on once (again deletes it)."""
 
     # --- layout ------------------------------------------------------------
 
@@ -234,9 +281,11 @@ class ChatApp(App[int]):
             with Vertical():
                 yield BidiText(id="header", max_lines=HEADER_LINES)
                 yield ChatLog(tz=self._tz, timestamps=self.config.timestamps, id="log")
+                yield BidiText(id="selecting", max_lines=3)
                 yield Static(id="unseen")
                 yield BidiText(id="typing")
             yield Sidebar(id="sidebar")
+        yield BidiText(id="composing", max_lines=1)
         yield ChatInput(
             self._completion_candidates,
             id="input",
@@ -287,6 +336,7 @@ class ChatApp(App[int]):
                 continue
             keys = self.config.keys.get(binding.id or "", binding.key)
             shown.append((_either_key(keys), describe(binding)))
+        shown.extend((keys, _(what)) for keys, what in SELECTION_KEYS)
         return shown
 
     def on_mount(self) -> None:
@@ -331,6 +381,8 @@ class ChatApp(App[int]):
         self.query_one("#banner", BidiText).bidi = bidi
         self.query_one("#typing", BidiText).bidi = bidi
         self.query_one("#header", BidiText).bidi = bidi
+        self.query_one("#selecting", BidiText).bidi = bidi
+        self.query_one("#composing", BidiText).bidi = bidi
         self._show_connection()
         self._show_typing()
 
@@ -512,6 +564,7 @@ class ChatApp(App[int]):
         status.user = welcome.name
         status.server = welcome.server
         client.send_typing = self.config.typing
+        self.query_one(ChatLog).me = welcome.name
         self.state.connected(welcome)
         if welcome.limits and "max_text_bytes" in welcome.limits:  # this server's, if others
             self.query_one(ChatInput).max_bytes = welcome.limits["max_text_bytes"]
@@ -706,6 +759,11 @@ class ChatApp(App[int]):
         log = self.query_one(ChatLog)
         entering = key != self.current_room or log.entries is not view.entries
         if entering:
+            self._end_selection(focus=False)
+            if self.composing is not None and self.composing.key != key:
+                self._stop_composing()
+            if self._seeking is not None and self._seeking[0] != key:
+                self._seeking = None
             self._leave(self.current_room)
             view.new_after = self.unread.read_up_to(key) if self.unread.counts(key).unread else None
             view.place_new_line(self.my_name)
@@ -815,7 +873,17 @@ class ChatApp(App[int]):
     def _entered(self, event: ChatInput.Entered) -> None:
         self._active()
         command = cmd.parse_input(event.line)
-        if command is not None:
+        composing = self.composing
+        if (
+            composing is not None
+            and composing.key == self.current_room
+            and (
+                isinstance(command, cmd.SayText | cmd.Action)
+                or (composing.verb == "edit" and isinstance(command, cmd.Substitute))
+            )
+        ):
+            self._send_composed(composing, command)
+        elif command is not None:
             self.run_command(command)
 
     def run_command(self, command: cmd.Command) -> None:
@@ -873,11 +941,16 @@ class ChatApp(App[int]):
             self._show_mod_log(command, view)
         elif isinstance(command, cmd.SetTopic | cmd.SetPrivate | cmd.Moderate):
             self._moderate(command, view)
+        elif isinstance(command, cmd.Reply | cmd.React | cmd.Edit | cmd.Substitute | cmd.Delete):
+            self._verb(command, view)
+        elif isinstance(command, cmd.SearchFor):
+            self.action_search(_search_line(command))
         elif isinstance(command, cmd.ShowHelp):
             if command.problem:
                 self._error(command.problem)
             self._system(room, _(cmd.HELP))
             self._system(room, _(cmd.MODERATION_HELP))
+            self._system(room, _(cmd.VERBS_HELP))
         elif isinstance(command, cmd.Exit):
             self.action_exit_chat()
 
@@ -1152,34 +1225,34 @@ class ChatApp(App[int]):
         await client.part(room)
         self._close(conversation_key(room))
 
-    def _load_history(self, room: str) -> None:
-        """Fetch the page of history before the oldest message shown in conversation `room`
-        (unless its log holds all it may keep)."""
+    def _load_history(self, room: str, limit: int = HISTORY_PAGE) -> None:
+        """Fetch the page of history (`limit` messages) before the oldest message shown in
+        conversation `room` (unless its log holds all it may keep)."""
         client = self.client
         view = self.conversation(room)
         if client is None or view is None or view.loading or view.history_complete or view.full:
             return
         view.loading = True
-        self._fetching_history(client, view)
+        self._fetching_history(client, view, limit)
 
     @work(group="history", exit_on_error=False)
-    async def _fetching_history(self, client: ChatClient, view: RoomView) -> None:
+    async def _fetching_history(self, client: ChatClient, view: RoomView, limit: int) -> None:
         try:
-            older, complete, start = await self._history_page(client, view)
+            older, complete, start = await self._history_page(client, view, limit)
         finally:
             view.loading = False
         self._prepend_history(view, older, complete, start)
 
     async def _history_page(
-        self, client: ChatClient, view: RoomView
+        self, client: ChatClient, view: RoomView, limit: int = HISTORY_PAGE
     ) -> tuple[list[LogEntry], bool, int | None]:
         """The page before the oldest message of `view`, as `ChatState.history_entries`."""
         before = view.oldest_seq
         page: HistoryPage | PrivatePage
         if view.private:
-            page = await client.private_history(view.peer, before=before, limit=HISTORY_PAGE)
+            page = await client.private_history(view.peer, before=before, limit=limit)
         else:
-            page = await client.history(view.name, before=before, limit=HISTORY_PAGE)
+            page = await client.history(view.name, before=before, limit=limit)
         return self.state.history_entries(view, untrusted.clean(page))
 
     def _prepend_history(
@@ -1195,6 +1268,9 @@ class ChatApp(App[int]):
                     self._scroll_to_new_line(view)
             self._read_shown()
         self._refresh_sidebar()
+        seeking = self._seeking
+        if seeking is not None and seeking[0] == conversation_key(view.name):
+            self._seek(*seeking)
 
     @on(ChatLog.ReachedTop)
     def _reached_top(self) -> None:
@@ -1209,6 +1285,394 @@ class ChatApp(App[int]):
     async def _pinging(self, client: ChatClient) -> None:
         with contextlib.suppress(ClientError):  # (a missed ping is no news: the next one tells)
             self.query_one(StatusBar).rtt_ms = await client.ping() * 1000
+
+    # --- replies, reactions, edits and deletes -------------------------------
+
+    def _verb(
+        self,
+        command: cmd.Reply | cmd.React | cmd.Edit | cmd.Substitute | cmd.Delete,
+        view: RoomView | None,
+    ) -> None:
+        """`/reply`, `/react`, `/edit`, `s/old/new/`, `/delete`: on the latest message (of
+        someone else for a reply, the user's own for an edit or a delete) of the room on
+        screen."""
+        if view is None or view.private:
+            self._error(_(IN_ROOMS))
+            return
+        me = self.my_name
+        if isinstance(command, cmd.Reply):
+            target = latest(view.entries, me, mine=False)
+        elif isinstance(command, cmd.React):
+            target = latest(view.entries, me)
+        else:
+            target = latest(view.entries, me, mine=True)
+        if target is None:
+            if isinstance(command, cmd.Reply):
+                said = _("nothing to reply to in {room}: no message of someone else here")
+            elif isinstance(command, cmd.React):
+                said = _("nothing to react to in {room}")
+            else:
+                said = _("you have no message in {room} to change")
+            self._error(said.format(room=view.name))
+            return
+        if isinstance(command, cmd.Reply):
+            if command.text:
+                self._send_reply(view, target, command.text)
+            else:
+                self._start_composing("reply", view, target)
+        elif isinstance(command, cmd.React):
+            self._react(view, target, command.text)
+        elif isinstance(command, cmd.Edit):
+            if command.text:
+                self._edit(view, target, command.text)
+            else:
+                self._start_composing("edit", view, target)
+        elif isinstance(command, cmd.Substitute):
+            self._substitute(view, target, command)
+        else:
+            self._delete(view, target)
+
+    def _send_reply(
+        self, view: RoomView, target: LogEntry, text: str, *, action: bool = False
+    ) -> None:
+        room, seq = view.name, target.seq
+
+        async def replying(client: ChatClient) -> None:
+            await client.send(room, text, action=action, reply=seq)
+
+        self._ask(replying, room=room)  # (refused as a message is: `rate_limited` says how fast)
+
+    def _react(self, view: RoomView, target: LogEntry, text: str) -> None:
+        try:
+            reaction = check_reaction(text)
+        except ChatError:
+            self._error(_(REACTION_RULE))
+            return
+        room, seq = view.name, target.seq
+
+        async def reacting(client: ChatClient) -> None:
+            await client.react(room, seq, reaction)
+
+        self._ask(reacting, room=room, action="react")
+
+    def _edit(self, view: RoomView, target: LogEntry, text: str) -> None:
+        if text == target.text:
+            return  # (nothing changes)
+        room, seq = view.name, target.seq
+
+        async def editing(client: ChatClient) -> None:
+            await client.edit(room, seq, text)
+
+        self._ask(editing, room=room, action="edit")
+
+    def _substitute(self, view: RoomView, target: LogEntry, command: cmd.Substitute) -> None:
+        """`s/old/new/`: the user's latest message with `old` replaced by `new`."""
+        text = substituted(target.text, command.old, command.new, command.everywhere)
+        if text is None:
+            said = _("“{old}” is not in your latest message: {text}")
+            self._error(said.format(old=command.old, text=preview(target.text)))
+        elif not text.strip():
+            self._error(_("that would leave your message empty: /delete deletes it"))
+        else:
+            self._edit(view, target, text)
+
+    def _delete(self, view: RoomView, target: LogEntry) -> None:
+        room, seq = view.name, target.seq
+
+        async def deleting(client: ChatClient) -> None:
+            await client.delete(room, seq)
+
+        self._ask(deleting, room=room, action="delete")
+
+    # --- writing a reply or an edit ---------------------------------------
+
+    def _start_composing(self, verb: str, view: RoomView, target: LogEntry) -> None:
+        """Write a reply to `target` (or an edit of it) in the composer: a line above it says
+        what is being written, Enter sends it, Escape gives it up."""
+        composer = self.query_one(ChatInput)
+        previous = self.composing
+        draft = previous.draft if previous is not None and previous.verb == "edit" else None
+        if draft is None:
+            draft = composer.value
+        key = conversation_key(view.name)
+        if verb == "edit":
+            self.composing = Composing(verb, key, target, draft)
+            composer.value = target.text
+        else:
+            if previous is not None and previous.verb == "edit":
+                composer.value = previous.draft
+            self.composing = Composing(verb, key, target)
+        self._show_composing()
+        composer.focus()
+
+    def _send_composed(self, composing: Composing, command: cmd.Command) -> None:
+        """Enter on a reply or an edit being written: send it."""
+        view = self.conversation(composing.key)
+        self.composing = None
+        self._show_composing()
+        if view is None:
+            return
+        entry = composing.entry
+        if composing.verb == "reply" and isinstance(command, cmd.SayText | cmd.Action):
+            self._send_reply(view, entry, command.text, action=isinstance(command, cmd.Action))
+        elif composing.verb == "edit":
+            if isinstance(command, cmd.Substitute):
+                self._substitute(view, entry, command)
+            elif isinstance(command, cmd.SayText | cmd.Action):
+                self._edit(view, entry, command.text)
+            composer = self.query_one(ChatInput)
+            if composing.draft and not composer.value:
+                composer.value = composing.draft
+
+    def _stop_composing(self) -> None:
+        """Give up the reply or edit being written (an edit puts back what was there)."""
+        composing = self.composing
+        if composing is None:
+            return
+        self.composing = None
+        if composing.verb == "edit":
+            self.query_one(ChatInput).value = composing.draft
+        self._show_composing()
+
+    @on(ChatInput.Escaped)
+    def _escaped(self) -> None:
+        self._stop_composing()
+
+    def _show_composing(self) -> None:
+        """The line above the composer: what is being written."""
+        line = self.query_one("#composing", BidiText)
+        composing = self.composing
+        self.query_one(ChatInput).escape_gives_up = composing is not None
+        if composing is None:
+            text = ""
+        elif composing.verb == "reply":
+            entry = composing.entry
+            # TRANSLATORS: above the composer while a reply is written; ↳ points to it
+            said = _("↳ reply to {name}: {text} — Enter sends it, Escape gives it up")
+            text = said.format(name=entry.sender, text=preview(entry.text))
+        else:
+            text = _("✎ editing your message — Enter saves it, Escape gives it up")
+        line.update(f"\u200f{text}" if text and is_rtl() else text)
+        line.set_class(bool(text), "-visible")
+
+    # --- the selection in the log ---------------------------------------------
+
+    def action_select_message(self) -> None:
+        """Select the newest message on screen: its keys act on it (see `SELECTION_KEYS`)."""
+        log = self.query_one(ChatLog)
+        if log.selected is not None:
+            return
+        if not log.select_last():
+            self.notify(_("Nothing to select here"), timeout=2)
+            return
+        self._selecting(log)
+
+    def _select(self, entry: LogEntry) -> None:
+        """Select `entry` in the log on screen."""
+        log = self.query_one(ChatLog)
+        log.select(entry)
+        self._selecting(log)
+
+    def _selecting(self, log: ChatLog) -> None:
+        log.can_focus = True
+        log.focus()
+
+    def _end_selection(self, *, focus: bool = True) -> None:
+        """Nothing selected any more; the keys go to the composer again."""
+        log = self.query_one(ChatLog)
+        self._deleting = None
+        if log.selected is not None:
+            log.select(None)
+        log.can_focus = False
+        if focus or log.has_focus:
+            self.query_one(ChatInput).focus()
+
+    @on(ChatLog.Selected)
+    def _selected(self, event: ChatLog.Selected) -> None:
+        self._deleting = None
+        self._show_selection(event.entry)
+        log = self.query_one(ChatLog)
+        if event.entry is None and log.can_focus:  # (what was selected went)
+            log.can_focus = False
+            if log.has_focus:
+                self.query_one(ChatInput).focus()
+
+    def _show_selection(self, entry: LogEntry | None) -> None:
+        """The lines under the log while a message is selected: what its keys do, and who
+        gave its reactions."""
+        line = self.query_one("#selecting", BidiText)
+        view = self.conversation(self.current_room)
+        if entry is None or view is None:
+            text = ""
+        elif self._deleting is entry:
+            if own(entry, self.my_name):
+                text = _("Delete your message? d again deletes it; any other key keeps it")
+            else:
+                said = _("Delete the message of {name}? d again deletes it; any other key keeps it")
+                text = said.format(name=entry.sender)
+        elif view.private:
+            text = _("↑ ↓ select · Esc: back (replies and reactions are for rooms)")
+        else:
+            text = _("r reply · e edit · d delete · + react · Enter: what it answers · Esc: back")
+            if entry.reactions:
+                text = f"{text}\n{reactions_line(entry.reactions)}"
+        if is_rtl() and text:  # (RLM: each line reads right to left, the UI's way)
+            text = "\n".join(f"\u200f{each}" for each in text.split("\n"))
+        line.update(text)
+        line.set_class(bool(text), "-visible")
+
+    @on(ChatLog.Chosen)
+    def _chosen(self, event: ChatLog.Chosen) -> None:
+        """A key of the selection: the verb it asks for on the selected message."""
+        verb, entry = event.verb, event.entry
+        deleting, self._deleting = self._deleting, None
+        view = self.conversation(self.current_room)
+        if verb == "leave" or view is None:
+            self._end_selection()
+            return
+        if verb == "original":
+            self._show_selection(entry)
+            if entry.reply and not view.private:
+                self._seek(self.current_room, entry.reply)
+            return
+        if view.private or not targetable(entry):
+            self._show_selection(entry)
+            self._error(_(IN_ROOMS) if view.private else _("that message cannot be changed"))
+            return
+        if verb == "reply":
+            self._end_selection(focus=False)
+            self._start_composing("reply", view, entry)
+        elif verb == "edit":
+            if not own(entry, self.my_name):
+                self._show_selection(entry)
+                self._error(_("only its author can edit a message"))
+                return
+            self._end_selection(focus=False)
+            self._start_composing("edit", view, entry)
+        elif verb == "delete":
+            if deleting is entry:
+                self._delete(view, entry)
+                self._show_selection(entry)
+            else:
+                self._deleting = entry
+                self._show_selection(entry)
+        elif verb == "react":
+            self._show_selection(entry)
+            self._ask_reaction(view, entry)
+
+    def _ask_reaction(self, view: RoomView, entry: LogEntry) -> None:
+        """Ask for a reaction to `entry`, and give it."""
+
+        def react(text: str | None) -> None:
+            if text:
+                self._react(view, entry, text)
+
+        title = _("React to the message of {name}").format(name=entry.sender)
+        dialog = PromptDialog(title, placeholder=_(REACTION_HINT), bidi=self.bidi)
+        self.push_screen(dialog, react)
+
+    def _seek(self, key: str, seq: int) -> None:
+        """Select message `seq` of the conversation on screen (`key`), paging its history
+        back to it if it is older than the log holds."""
+        view = self.conversation(key)
+        if view is None or key != self.current_room:
+            self._seeking = None if view is not None else self._seeking
+            return
+        index = find(view.entries, seq)
+        if index >= 0:
+            self._seeking = None
+            entry = view.entries[index]
+            if entry.hidden:
+                self._error(_("that message is from someone you ignore"))
+            else:
+                self._select(entry)
+            return
+        newest = max(view.seqs, default=0)
+        if view.history_complete or view.full or (view.seqs and seq > newest):
+            self._seeking = None
+            said = _("that message is not in the log of {room} any more")
+            self._error(said.format(room=view.name))
+            return
+        self._seeking = (key, seq)
+        self._load_history(key, SEEK_PAGE)
+
+    # --- search ----------------------------------------------------------------
+
+    def action_search(self, query: str = "") -> None:
+        """The search panel (ctrl+f), looking for `query` at once if it is not ""."""
+        if isinstance(self.screen, SearchScreen):
+            if query:
+                self.screen.ask(query)
+            return
+        screen = SearchScreen(
+            query,
+            bidi=self.bidi,
+            rtl_layout=is_rtl() and self.bidi.active,
+            clock=self._clock,
+            tz=self._tz,
+            calendar=self.config.effective_calendar(),
+        )
+        self.push_screen(screen, self._open_hit)
+
+    @on(SearchScreen.Wanted)
+    def _search_wanted(self, event: SearchScreen.Wanted) -> None:
+        screen, text, before = event.screen, event.query, event.before
+        search = cmd.parse_search(text)
+        try:
+            words = query_words(search.words)
+        except ChatError:
+            if words_of(search_fold(search.words)):
+                screen.failed(text, _(SEARCH_RULE))
+            else:
+                screen.failed(text, _("say what to look for: a word at least"))
+            return
+        client = self.client
+        if client is None:
+            screen.failed(text, _("not connected"))
+            return
+        self._searching(client, screen, text, search, words, before)
+
+    @work(group="search", exclusive=True, exit_on_error=False)
+    async def _searching(
+        self,
+        client: ChatClient,
+        screen: SearchScreen,
+        text: str,
+        search: cmd.SearchFor,
+        words: tuple[str, ...],
+        before: str,
+    ) -> None:
+        try:
+            results = await client.search(
+                search.words, room=search.room, sender=search.sender, before=before
+            )
+        except RequestFailed as exc:
+            said = refusal(exc.code, untrusted.line(exc.message), room=search.room, action="search")
+            screen.failed(text, said)
+            return
+        except ClientError as exc:
+            screen.failed(text, untrusted.line(str(exc)))
+            return
+        screen.shown(text, words, untrusted.clean(results), bool(before))
+
+    def _open_hit(self, hit: SearchHit | None) -> None:
+        """Show the message a search found, in its conversation (joined, or opened, if need
+        be), selected."""
+        if hit is None:
+            return
+        if hit.room.startswith("@"):
+            view = self._open_private(hit.room[1:])
+            key = conversation_key(view.name)
+            self.switch_room(key)
+            self._seek(key, hit.seq)
+            return
+        key = conversation_key(hit.room)
+        if key in self.rooms:
+            self.switch_room(key)
+            self._seek(key, hit.seq)
+        else:
+            self._seeking = (key, hit.seq)  # (when its history comes in)
+            self._join(hit.room)
 
     # --- actions (keys and palette) --------------------------------------
 
@@ -1255,6 +1719,33 @@ class ChatApp(App[int]):
             _(title).format(room=room), placeholder=_(placeholder), value=value, bidi=self.bidi
         )
         self.push_screen(dialog, run)
+
+    def action_on_message(self, command: str) -> None:
+        """`command` (`reply`, `react`, `edit`, `delete`) on the latest message it may act on
+        in the room on screen, from the palette: a reply or a reaction asked for in a dialog,
+        an edit written in the composer."""
+        view = self.conversation(self.current_room)
+        if view is None or view.private:
+            self._error(_(IN_ROOMS))
+            return
+        me = self.my_name
+        if command in ("edit", "delete"):
+            self.run_command(cmd.Edit() if command == "edit" else cmd.Delete())
+            return
+        target = latest(view.entries, me, mine=False if command == "reply" else None)
+        if target is None:
+            self.run_command(cmd.Reply() if command == "reply" else cmd.React("?"))
+            return
+        if command == "react":
+            self._ask_reaction(view, target)
+            return
+
+        def reply(text: str | None) -> None:
+            if text:
+                self._send_reply(view, target, text)
+
+        title = _("Reply to {name}: {text}").format(name=target.sender, text=preview(target.text))
+        self.push_screen(PromptDialog(title, placeholder=_("message"), bidi=self.bidi), reply)
 
     def run_moderation(self, line: str) -> None:
         """Run a moderation command line (from the palette) as if typed."""
@@ -1345,6 +1836,16 @@ class ChatApp(App[int]):
                 await client.close()
         finally:
             self.exit(0)
+
+
+def _search_line(command: cmd.SearchFor) -> str:
+    """A search as typed in the panel: its words, `from:NAME`, `in:#ROOM`."""
+    words = [command.words] if command.words else []
+    if command.sender:
+        words.append(f"from:{command.sender}")
+    if command.room:
+        words.append(f"in:{command.room}")
+    return " ".join(words)
 
 
 def _why_not(exc: BaseException) -> str:

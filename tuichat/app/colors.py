@@ -38,6 +38,15 @@ class LogStyles:
     history: Style
     new: Style
     date: Style
+    quote: Style
+    """A reply's preview of the message it answers."""
+    mark: Style
+    """What the log says of a message besides its text: "(edited)", "message deleted"."""
+    reaction: Style
+    reaction_mine: Style
+    """A reaction the user gave too."""
+    selected: Style
+    """The message selected in the log (its background)."""
     dark: bool
     text: Color
     """The theme's text colour (what names are made readable toward)."""
@@ -107,6 +116,7 @@ def log_styles(variables: Mapping[str, str], dark: bool) -> LogStyles:
 
     muted = fg.blend(bg, 0.45)
     warning = theme_color(variables, "text-warning", "warning")
+    selected = theme_color(variables, "primary-muted", "boost")
     return LogStyles(
         time=style(muted, 3.0),
         system=style(fg.blend(bg, 0.35), italic=True),
@@ -117,6 +127,11 @@ def log_styles(variables: Mapping[str, str], dark: bool) -> LogStyles:
         history=style(fg.blend(bg, 0.3)),
         new=style(warning, 3.0, bold=True),
         date=style(muted, 3.0, bold=True),
+        quote=style(fg.blend(bg, 0.4), 3.0),
+        mark=style(fg.blend(bg, 0.4), 3.0, italic=True),
+        reaction=style(fg.blend(bg, 0.2)),
+        reaction_mine=style(theme_color(variables, "text-accent", "accent"), bold=True),
+        selected=Style(bgcolor=(selected or bg).rich_color),
         dark=dark,
         text=fg,
         background=bg,

@@ -28,6 +28,13 @@ MODERATION_HELP = N_(
     "a duration is seconds, minutes, hours, days or weeks: 90s, 10m, 2h, 7d, 1w, 1h30m"
 )
 """What `/help` says of moderation, after `HELP`."""
+VERBS_HELP = N_(
+    "messages of a room: /reply [TEXT] (to the latest of someone else) · /react EMOJI (to the "
+    "latest; again takes it back) · /edit [TEXT] · s/old/new/ (your latest; s/old/new/g: "
+    "every one) · /delete · /search WORDS [from:NAME] [in:#ROOM] · "
+    "keys: alt+up select a message (r reply, e edit, d delete, + react) · ctrl+f search"
+)
+"""What `/help` says of replies, reactions, edits, deletes and search, after the others."""
 
 CLEAR_TOPIC = "-"
 """What `/topic` takes to clear the topic."""
@@ -45,6 +52,9 @@ _DURATION = re.compile(r"(?:\d{1,7}[smhdw])+", re.IGNORECASE)
 _DURATION_PART = re.compile(r"(\d{1,7})([smhdw])", re.IGNORECASE)
 _NUMBER_FIRST = re.compile(r"\d+\w*")
 """A word that meant to be a duration (`90x`, `30`, `0m`), whether it is one or not."""
+_SUBSTITUTE = re.compile(r"s/((?:[^/\\]|\\.)+)/((?:[^/\\]|\\.)*)/(g?)", re.DOTALL)
+"""`s/old/new/` or `s/old/new/g` (a slash in either as `\\/`, a backslash as `\\`)."""
+_UNESCAPE = re.compile(r"\\([/\\])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +180,56 @@ class ShowModLog:
 
 
 @dataclass(frozen=True, slots=True)
+class Reply:
+    """`/reply [TEXT]`: answer the latest message of someone else in the current room ("":
+    start the answer in the composer)."""
+
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class React:
+    """`/react TEXT`: give the reaction TEXT to the latest message of the current room (or
+    take it back)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """`/edit [TEXT]`: replace the text of the user's latest message in the current room
+    ("": edit it in the composer)."""
+
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Substitute:
+    """`s/old/new/` (`everywhere`: `s/old/new/g`): edit the user's latest message in the
+    current room, `old` replaced by `new`."""
+
+    old: str
+    new: str
+    everywhere: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """`/delete`: delete the user's latest message in the current room."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFor:
+    """`/search WORDS [from:NAME] [in:#ROOM]`: find messages holding every word (each the
+    start of a word), from NAME, in ROOM (or a private conversation, `@NAME`); no words:
+    open the search."""
+
+    words: str = ""
+    sender: str = ""
+    room: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ShowHelp:
     """`/help`, or what a mistyped command gets (with `problem` saying why)."""
 
@@ -198,6 +258,12 @@ Command = (
     | Moderate
     | Ignore
     | ShowModLog
+    | Reply
+    | React
+    | Edit
+    | Substitute
+    | Delete
+    | SearchFor
     | ShowHelp
     | Exit
 )
@@ -243,6 +309,31 @@ def _moderation(action: str, rest: str) -> Command:
     return Moderate(action, name, more, duration)
 
 
+def parse_search(text: str) -> SearchFor:
+    """What a search says: its words, and `from:NAME` and `in:#ROOM` (or `in:@NAME`) among
+    them."""
+    words: list[str] = []
+    sender = room = ""
+    for word in text.split():
+        lowered = word.lower()
+        if lowered.startswith("from:") and len(word) > 5:
+            sender = word[5:].removeprefix("@")
+        elif lowered.startswith("in:") and len(word) > 3:
+            room = word[3:] if word[3] in "#@" else f"#{word[3:]}"
+        else:
+            words.append(word)
+    return SearchFor(" ".join(words), sender, room)
+
+
+def parse_substitution(line: str) -> Substitute | None:
+    """`s/old/new/` or `s/old/new/g` as a `Substitute` (None: `line` is not one)."""
+    match = _SUBSTITUTE.fullmatch(line)
+    if match is None:
+        return None
+    old, new, flags = match.groups()
+    return Substitute(_UNESCAPE.sub(r"\1", old), _UNESCAPE.sub(r"\1", new), flags == "g")
+
+
 def parse_input(line: str) -> Command | None:
     """Return what a line typed by the user asks for (None for a blank line).
 
@@ -252,7 +343,8 @@ def parse_input(line: str) -> Command | None:
     if not line.strip():
         return None
     if not line.startswith("/"):
-        return SayText(line)
+        substitution = parse_substitution(line) if line.startswith("s/") else None
+        return substitution or SayText(line)
     if line.startswith("//"):
         return SayText(line[1:])
     name, rest = _word(line[1:])
@@ -320,6 +412,16 @@ def parse_input(line: str) -> Command | None:
         if " " in rest:
             return ShowHelp(_("usage: /modlog [#ROOM|all]"))
         return ShowModLog(rest if not rest or rest.startswith("#") else f"#{rest}")
+    if name == "reply":
+        return Reply(rest)
+    if name == "react":
+        return React(" ".join(rest.split())) if rest else ShowHelp(_("usage: /react EMOJI"))
+    if name == "edit":
+        return Edit(rest)
+    if name == "delete":
+        return ShowHelp(_("usage: /delete (your latest message)")) if rest else Delete()
+    if name == "search":
+        return parse_search(rest)
     if name in ("exit", "quit", "q"):
         return Exit()
     return ShowHelp(_("unknown command /{name}").format(name=name))

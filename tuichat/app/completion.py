@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from tuichat.client.unread import fold
 
 COMMANDS = (
-    "/away", "/back", "/ban", "/deop", "/exit", "/help", "/ignore", "/invite", "/join", "/kick",
-    "/me", "/modlog", "/msg", "/mute", "/notify", "/op", "/part", "/private", "/query", "/quit",
-    "/signout", "/topic", "/unban", "/unignore", "/uninvite", "/unmute", "/users",
+    "/away", "/back", "/ban", "/delete", "/deop", "/edit", "/exit", "/help", "/ignore", "/invite",
+    "/join", "/kick", "/me", "/modlog", "/msg", "/mute", "/notify", "/op", "/part", "/private",
+    "/query", "/quit", "/react", "/reply", "/search", "/signout", "/topic", "/unban", "/unignore",
+    "/uninvite", "/unmute", "/users",
 )  # fmt: skip
 """The commands Tab completes (those `commands.parse_input` knows, by their main names)."""
 

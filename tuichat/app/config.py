@@ -98,6 +98,13 @@ def _actions() -> Iterator[tuple[str, KeyAction]]:
         "previous_conversation",
         KeyAction("ctrl+p", "cycle(-1)", N_("Go to the previous conversation"), app),
     )
+    yield (
+        "select_message",
+        KeyAction(
+            "alt+up", "select_message", N_("Select a message to reply, react, edit or delete"), app
+        ),
+    )
+    yield "search", KeyAction("ctrl+f", "search", N_("Search messages"), app)
     for n in range(1, 10):
         yield (
             f"conversation_{n}",

@@ -10,6 +10,7 @@ from tuichat.app.i18n import N_, _
 from tuichat.app.untrusted import MAX_USERS
 from tuichat.chat.names import sort_key
 from tuichat.client.unread import fold
+from tuichat.protocol import Quote, Reaction
 
 MAX_LOG_LINES = 5_000
 """Entries each room's log keeps. Past it the oldest go, a tenth at a time, and scrolling to the
@@ -47,6 +48,17 @@ class LogEntry:
     seq: int = 0  # the room message's sequence number, the private message's pid (0: neither)
     history: bool = False  # loaded from the room's history, not received live
     hidden: bool = False  # a message from someone the user ignores: kept, not shown
+    reply: int = 0  # the seq of the message it answers (0: not a reply)
+    quote: Quote | None = None  # what a reply shows of that message (None: not known yet)
+    edited: bool = False
+    deleted: bool = False  # its text is gone ("": the log says it was deleted)
+    reactions: tuple[Reaction, ...] = ()
+
+    @property
+    def extras(self) -> bool:
+        """Whether it shows more than its text: a quote, reactions, a mark (edited,
+        deleted)."""
+        return bool(self.reply or self.reactions or self.edited or self.deleted)
 
 
 @dataclass

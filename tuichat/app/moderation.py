@@ -75,6 +75,12 @@ REFUSALS = {
     "private_room": N_("{room} is private: you need an invitation to join it"),
     "rate_limited": N_("too many requests at once: wait a moment and try again"),
     "limit_reached": N_("that list is full: undo some of it first"),
+    "no_such_message": N_("that message is not in {room} any more"),
+    "not_author": N_("only its author can do that to a message"),
+    "invalid_reaction": N_(
+        "a reaction is an emoji or a short word: one line, 16 characters at most"
+    ),
+    "invalid_search": N_("a search has at most 8 words and 200 characters"),
 }
 """Why the server refused a request, by the `error` frame's code (the room and the person are
 the request's)."""
@@ -84,6 +90,7 @@ SOMEWHERE = {
     "banned": N_("you are banned"),
     "muted": N_("you are muted here: you can read but not post"),
     "private_room": N_("that room is private: you need an invitation"),
+    "no_such_message": N_("that message is not there any more"),
 }
 """The refusals of `REFUSALS` that name a room or a person, when the request named none."""
 FOR_ACTION = {
@@ -92,6 +99,13 @@ FOR_ACTION = {
     ("not_op", "modlog"): N_("only the owner or an op of {room} can read its moderation log"),
     ("cannot_moderate", "ignore"): N_("you cannot ignore yourself"),
     ("no_such_user", "kick"): N_("{name} is not in {room}"),
+    ("not_author", "edit"): N_("only its author can edit a message"),
+    ("not_author", "delete"): N_(
+        "only its author, the owner and ops of {room} and the server's admins can delete a message"
+    ),
+    ("limit_reached", "react"): N_(
+        "that message carries as many different reactions as it can: give one of those"
+    ),
     ("not_registered", "ignore"): N_(
         "only a registered name (one signed in with its key) can keep an ignore list"
     ),
@@ -206,7 +220,8 @@ def moderation_line(
 
 def refusal(code: str, message: str, *, room: str = "", name: str = "", action: str = "") -> str:
     """The sentence that says why the server refused a request (`action`: a moderation
-    action, `ignore`, `modlog`, `topic` or `private`; "" for another) about `room` and `name`
+    action, `ignore`, `modlog`, `topic`, `private`, `react`, `edit`, `delete` or `search`; ""
+    for another) about `room` and `name`
     (as the request named them, or ""): its own for each code it knows, else the server's
     words (`message`, already made one safe line)."""
     words = FOR_ACTION.get((code, action)) or REFUSALS.get(code)

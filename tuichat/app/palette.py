@@ -47,6 +47,15 @@ EVERYWHERE = (
 )
 """The same, wherever the user is."""
 
+ON_MESSAGES = (
+    ("reply", N_("Reply …"), N_("Answer the latest message of someone else in {room}")),
+    ("react", N_("React …"), N_("Give a reaction to the latest message in {room}")),
+    ("edit", N_("Edit your last message"), N_("Change the text of your latest message in {room}")),
+    ("delete", N_("Delete your last message"), N_("Take your latest message in {room} away")),
+)
+"""The palette's commands on a message of the room on screen (each as `/COMMAND` takes it):
+the command, the entry, what it does."""
+
 TEXTUAL_COMMANDS = (
     N_("Theme"),
     N_("Change the current theme"),
@@ -123,7 +132,20 @@ class ChatCommands(Provider):
                 app.action_leave_room,
                 _("Leave {name}").format(name=current.name),
             )
+        yield (
+            _("Select a message"),
+            app.action_select_message,
+            _("Reply to it, react to it, edit or delete it, with one key (alt+up)"),
+        )
+        yield (
+            _("Search messages …"),
+            app.action_search,
+            _("Find messages by their words (ctrl+f)"),
+        )
         if current is not None and not current.private:
+            for command, text, what in ON_MESSAGES:
+                said = _(what).format(room=current.name)
+                yield (_(text), partial(app.action_on_message, command), said)
             yield from self._room_entries(current.name)
         for command, text, what in EVERYWHERE:
             yield (_(text), partial(app.action_moderation, command), _(what))

@@ -30,6 +30,8 @@ from tuichat.app.i18n import N_, _, ngettext
 from tuichat.app.model import MAX_LOG_LINES, Kind, LogEntry, RoomView
 from tuichat.app.moderation import moderation_line, refusal, when
 from tuichat.app.notify import NotifyRules
+from tuichat.app.verbs import TARGETS, find, quote
+from tuichat.app.verbs import apply as apply_update
 from tuichat.client import ClientEvent, Disconnected, Reconnected, Reconnecting
 from tuichat.client.status import Status, away_pairs
 from tuichat.client.unread import Unread, conversation_key, fold
@@ -54,6 +56,7 @@ from tuichat.protocol import (
     RoomDetails,
     RoomReset,
     RoomState,
+    Update,
     UserList,
     Welcome,
 )
@@ -88,6 +91,8 @@ FINAL_BYES = {
 }
 """What the banner says when an admin ends our session, and the reason if the server gave
 none."""
+PENDING_UPDATES = 256
+"""Verbs kept per room for messages older than its log holds (see the module docstring)."""
 CONNECTION_STATES = (
     N_("connecting"),
     N_("connected"),
@@ -173,6 +178,8 @@ class ChatState:
         """The last `SEEN_MODERATIONS` moderation steps shown."""
         self._gone: dict[str, str] = {}
         """Who was last taken off the whole server (`fold`ed), and how (`kick`, `ban`)."""
+        self._pending: dict[str, list[Update]] = {}
+        """By room: verbs on messages older than its log holds, in the order told."""
         self.changes = Changes()
 
     def take_changes(self) -> Changes:
@@ -320,6 +327,8 @@ class ChatState:
         changes = self.changes
         if isinstance(event, Message):
             self._message(event)
+        elif isinstance(event, Update):
+            self._update(event)
         elif isinstance(event, PrivateMessage):
             self._private(event)
         elif isinstance(event, Joined):
@@ -381,6 +390,7 @@ class ChatState:
         elif isinstance(event, RoomReset):
             self.unread.room(event.room, event.epoch, event.seq)
             view = self.view(event.room)
+            self._pending.pop(conversation_key(event.room), None)
             if view is not None:
                 key = conversation_key(event.room)
                 view.clear()
@@ -436,16 +446,81 @@ class ChatState:
             self.changes.typing = True
         if view is not None and not own and self.ignores(event.sender):
             self.unread.message(key, event.seq, self.me, "")  # never unread: as if ours
-            entry = LogEntry(kind, event.ts, event.sender, event.text, seq=event.seq, hidden=True)
-            self.add(key, entry)
+            self.add(key, self._room_entry(view, kind, event, hidden=True))
             view.hidden += 1
             self._count_hidden(key, view)
             return
-        mentioned = self.unread.message(key, event.seq, event.sender, event.text)
-        self.add(key, LogEntry(kind, event.ts, event.sender, event.text, mentioned, event.seq))
+        entry = self._room_entry(view, kind, event)
+        mentioned = self.unread.message(
+            key, event.seq, event.sender, event.text, to_me=self._to_me(entry)
+        )
+        entry.mention = mentioned and not entry.deleted
+        self.add(key, entry)
         rules = self.notify_rules
-        if not own and (mentioned or rules.some_all) and rules.wants(event.room, mention=mentioned):
+        if entry.deleted or own or not (mentioned or rules.some_all):
+            return
+        if rules.wants(event.room, mention=mentioned):
             self.changes.notify.append((event.room, event.sender, event.text))
+
+    def _to_me(self, entry: LogEntry) -> bool:
+        """Whether `entry` is a reply to a message of the user's (a mention of them)."""
+        quote = entry.quote
+        return quote is not None and not quote.deleted and fold(quote.sender) == fold(self.me)
+
+    def _room_entry(
+        self,
+        view: RoomView | None,
+        kind: Kind,
+        message: Message,
+        *,
+        history: bool = False,
+        hidden: bool = False,
+    ) -> LogEntry:
+        """The log entry of a room message as it is now (edited, deleted, its reactions); a
+        reply quotes what it answers, from the server or from the log of `view` (not what
+        someone the user ignores said: the quote waits, as for a message not loaded)."""
+        quoted = message.quote
+        if quoted is not None and self.ignores(quoted.sender):
+            quoted = None
+        entry = LogEntry(
+            kind, message.ts, message.sender, message.text, False, message.seq,
+            history=history, hidden=hidden, reply=message.reply or 0, quote=quoted,
+            edited=bool(message.edited), deleted=bool(message.deleted),
+            reactions=message.reactions or (),
+        )  # fmt: skip
+        if entry.reply and entry.quote is None and view is not None:
+            index = find(view.entries, entry.reply)
+            if index >= 0 and not view.entries[index].hidden:
+                entry.quote = quote(view.entries[index])
+        return entry
+
+    def _update(self, event: Update) -> None:
+        """A verb on a room message (a reaction, an edit, a delete): its entry shows it, and
+        so do the quotes of the replies to it; it is never unread."""
+        key = conversation_key(event.room)
+        self.unread.verb(event.room, event.seq)
+        view = self.rooms.get(key)
+        if view is None:
+            return
+        index = find(view.entries, event.target)
+        if index >= 0:
+            self._apply_update(key, view, index, event)
+        elif not view.seqs or event.target < view.oldest_seq:  # (one a page may bring)
+            pending = self._pending.setdefault(key, [])
+            pending.append(event)
+            del pending[:-PENDING_UPDATES]
+
+    def _apply_update(self, key: str, view: RoomView, index: int, event: Update) -> None:
+        entry = view.entries[index]
+        if not apply_update(view.name, entry, event):
+            return
+        if event.verb != "react" and not entry.hidden:
+            quoted = quote(entry)
+            for reply in view.entries[index + 1 :]:
+                if reply.reply == entry.seq:
+                    reply.quote = quoted
+        relayout = self.changes.relayout
+        relayout[key] = min(relayout.get(key, index), index)
 
     def _private(self, event: PrivateMessage) -> None:
         """A private message, ours (from this device or another) or to us: into its
@@ -505,6 +580,7 @@ class ChatState:
     def close(self, key: str) -> None:
         """Forget a conversation (a room we left, a private one closed)."""
         view = (self.privates if key.startswith("@") else self.rooms).pop(key, None)
+        self._pending.pop(key, None)
         if view is None:
             return
         self.unread.forget(key)
@@ -537,13 +613,38 @@ class ChatState:
             own = m.sender == self.me
             kind = Kind.ACTION if m.action else Kind.OWN if own else Kind.MESSAGE
             hidden = not own and self.ignores(m.sender)
-            entry = LogEntry(kind, m.ts, m.sender, m.text, seq=m.seq, history=True, hidden=hidden)
+            entry = self._room_entry(view, kind, m, history=True, hidden=hidden)
             older.append(entry)
             if hidden:
                 self.unread.message(view.name, m.seq, self.me, "")  # never unread: as if ours
             else:
-                self.unread.message(view.name, m.seq, m.sender, m.text)
+                self.unread.message(view.name, m.seq, m.sender, m.text, to_me=self._to_me(entry))
+        self._page_read(view, page, older)
         return older, page.complete, page.messages[0].ts if page.messages else None
+
+    def _page_read(self, view: RoomView, page: HistoryPage, older: list[LogEntry]) -> None:
+        """What a page of a room's history tells besides its messages: the verbs waiting for
+        them, and which seqs of its span are verbs (for `unread`)."""
+        key = conversation_key(view.name)
+        pending = self._pending.get(key)
+        if pending and older:
+            held = {entry.seq: entry for entry in older}
+            waiting = []
+            for update in pending:
+                entry = held.get(update.target)
+                if entry is None:
+                    waiting.append(update)
+                else:
+                    apply_update(view.name, entry, update)
+            self._pending[key] = waiting
+        seqs = {m.seq for m in page.messages}
+        if not seqs:
+            return
+        newest = max(seqs)
+        after = [seq for seq in view.seqs if seq > newest]
+        high = min(after) - 1 if after else 2**63 - 1  # (up to what is held, or the newest)
+        low = 1 if page.complete else min(seqs)
+        self.unread.page(view.name, page.epoch, low, high, seqs)
 
     def prepend_history(
         self, view: RoomView, older: list[LogEntry], complete: bool, start: int | None
@@ -567,6 +668,10 @@ class ChatState:
         if not older:
             return 0
         view.entries[:0] = older
+        originals = {e.seq: e for e in older if e.seq and e.kind in TARGETS and not e.hidden}
+        for entry in view.entries:  # (the replies waiting for what they answer)
+            if entry.reply and entry.quote is None and entry.reply in originals:
+                entry.quote = quote(originals[entry.reply])
         hidden = sum(entry.hidden for entry in older)
         if hidden:  # (the caller lays the whole log out again: the count may change in place)
             view.hidden += hidden

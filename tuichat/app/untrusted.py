@@ -29,6 +29,8 @@ import re
 from itertools import islice
 from typing import Any, TypeVar
 
+from tuichat.protocol import Quote, Reaction
+
 T = TypeVar("T")
 
 MAX_NAME = 64
@@ -73,8 +75,13 @@ LIST_LIMITS = {
     "read": MAX_MARKERS,
     "messages": MAX_PAGE,
     "entries": MAX_PAGE,
+    "hits": MAX_PAGE,
+    "reactions": MAX_MAP,
 }
 """How many items of each list field are kept (any other list: `MAX_USERS`)."""
+ONE_LINE_TEXT = {Reaction: MAX_NAME, Quote: MAX_LINE}
+"""Values whose `text` is one line (a reaction, a reply's preview of what it answers), and the
+code points kept of it."""
 ITEM_FIELDS = {
     "users": "name", "rooms": "room", "away": "name", "ops": "name", "names": "name",
     "ignored": "name",
@@ -169,9 +176,13 @@ def _clean(value: Any, field: str) -> Any:
         return {line(str(k)): _clean(v, "") for k, v in islice(value.items(), MAX_MAP)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         changes = {}
+        one_line = ONE_LINE_TEXT.get(kind, 0)
         for f in dataclasses.fields(value):
             old = getattr(value, f.name)
-            new = _clean(old, f.name)
+            if one_line and f.name == "text" and type(old) is str:
+                new = line(old, one_line)
+            else:
+                new = _clean(old, f.name)
             if new is not old:
                 changes[f.name] = new
         return dataclasses.replace(value, **changes) if changes else value

@@ -3,25 +3,31 @@
 A conversation is a room (`#room`) or a private one (`@name`). `Unread` is told what
 arrives: messages (a room's `seq`, a private message's `pid`), read markers (ours, and
 those the user's other devices moved) and where a room is (its last `seq`, known before
-its messages are). Room seqs are dense, so a room's unread count is its last seq minus
-its marker, less the user's own messages among them; pids are not, so a private
-conversation counts the messages it saw. The user's own messages are never unread, a
-marker moving to `seq` clears everything at or below it, and a room the user has no marker
-in counts as read where it was first seen.
+its messages are). A room's seqs have no gaps, but not every seq is a message: a verb on a
+message (a reaction, an edit, a delete: an `update`) takes a seq of its own. So a room's
+unread count is its last seq minus its marker, less what among them is known not to be
+unread: the user's own messages and the verbs. A verb is known by its `update` (live or
+replayed: `verb`), or by the gap it leaves in a page of history, which holds every message
+of its span but no verb (`page`); until then it counts, so a count can be high for a
+moment (after a start, until the newest page of history is in), never low. Pids have gaps
+anyway, so a private conversation counts the messages it saw. The user's own messages are
+never unread, a marker moving to `seq` clears everything at or below it, and a room the
+user has no marker in counts as read where it was first seen.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from tuichat.chat.search import fold as fold
 
 MAX_TRACKED = 10_000
-"""Messages remembered per conversation above its marker (own ones, mentions, private
-ones); past it the oldest are forgotten, and the counts may come out a little low."""
+"""Seqs remembered per conversation above its marker (own messages and verbs, mentions,
+private messages); past it the oldest are forgotten, and the counts may come out a little
+off."""
 MAX_CONVERSATIONS = 4_096
 """Conversations kept; past it the one least recently told anything is forgotten."""
 READ_INTERVAL = 1.0
@@ -80,7 +86,8 @@ class _Conversation:
     read: int = 0  # the marker's seq (or pid) in `marker_epoch`
     marker_epoch: int = 0
     placed: bool = False  # a room's position in `epoch` was told (see `Unread.room`)
-    own: dict[int, None] = field(default_factory=dict)  # a room's own messages above `read`
+    uncounted: dict[int, None] = field(default_factory=dict)
+    """A room's seqs above `read` that are not unread: own messages, verbs."""
     others: dict[int, None] = field(default_factory=dict)  # a private one's unread messages
     mentioned: dict[int, None] = field(default_factory=dict)  # mentions above `read`
 
@@ -96,12 +103,12 @@ class _Conversation:
         """What waits to be read."""
         if self.private:
             return Counts(len(self.others), len(self.mentioned))
-        unread = max(self.last - self.marker - len(self.own), len(self.mentioned), 0)
+        unread = max(self.last - self.marker - len(self.uncounted), len(self.mentioned), 0)
         return Counts(unread, len(self.mentioned))
 
     def clear_to(self, seq: int) -> None:
         """Forget the messages at or below `seq`: they are read."""
-        for seqs in (self.own, self.others, self.mentioned):
+        for seqs in (self.uncounted, self.others, self.mentioned):
             if seqs:
                 for old in [s for s in seqs if s <= seq]:
                     del seqs[old]
@@ -170,7 +177,7 @@ class Unread:
             return
         if state.epoch and epoch != state.epoch:
             state.last = 0
-            state.own.clear()
+            state.uncounted.clear()
             state.mentioned.clear()
             state.placed = False
         state.epoch = epoch
@@ -181,13 +188,18 @@ class Unread:
                 state.read, state.marker_epoch = seq, epoch
                 state.clear_to(seq)
 
-    def message(self, conversation: str, seq: int, sender: str, text: str) -> bool:
+    def message(
+        self, conversation: str, seq: int, sender: str, text: str, *, to_me: bool = False
+    ) -> bool:
         """A message was seen (live, replayed or from the history; again is no matter).
-        Return whether it mentions the user (and is not theirs), read or not."""
+        Return whether it mentions the user (and is not theirs), read or not; `to_me`: it is
+        a reply to the user's message, which counts as a mention."""
         state = self._get(conversation)
         own = fold(sender) == self._folded_me
         if own:
             mention = False
+        elif to_me:
+            mention = True
         else:  # the text folded once, for the name and every keyword
             folded = fold(text)
             mention = _mentions(folded, self._folded_me) or any(
@@ -198,13 +210,38 @@ class Unread:
             return mention
         if own:
             if not state.private:
-                _remember(state.own, seq)
+                _remember(state.uncounted, seq)
             return False
         if state.private:
             _remember(state.others, seq)
         if mention:
             _remember(state.mentioned, seq)
         return mention
+
+    def verb(self, conversation: str, seq: int) -> None:
+        """Seq `seq` of room `conversation` is a verb on a message (an `update`), not a
+        message: never unread (seen live, replayed, again: no matter)."""
+        state = self._get(conversation)
+        if state.private:
+            return
+        state.last = max(state.last, seq)
+        if seq > state.marker:
+            _remember(state.uncounted, seq)
+
+    def page(
+        self, conversation: str, epoch: int, low: int, high: int, messages: Collection[int]
+    ) -> None:
+        """The messages of room `conversation` (in `epoch`) from seq `low` to `high` are
+        those of `messages` (a page of its history, and what is held after it): every other
+        seq between is a verb's (`high` past the room's last seq: up to it)."""
+        state = self._get(conversation)
+        if state.private or (epoch and state.epoch and epoch != state.epoch):
+            return
+        high = min(high, state.last)
+        start = max(low, state.marker + 1, high - MAX_TRACKED + 1)
+        for seq in range(start, high + 1):
+            if seq not in messages:
+                _remember(state.uncounted, seq)
 
     def marker(self, conversation: str, seq: int, epoch: int | None = None) -> bool:
         """The user read `conversation` up to `seq` (on this device or another); a room's

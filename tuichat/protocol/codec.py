@@ -218,6 +218,10 @@ def to_wire(message: Any) -> dict[str, Any]:
     return _fields(message, {TYPE_KEY: message.TYPE})
 
 
+_PLAIN = frozenset({str, int, bool, bytes, float, dict})
+"""Field values that are never a nested map (checked first: most fields are these)."""
+
+
 def _fields(value: Any, result: dict[str, Any] | None = None) -> dict[str, Any]:
     """The fields of a dataclass added to `result` (a new map by default), nested
     dataclasses as maps, None left out."""
@@ -227,9 +231,11 @@ def _fields(value: Any, result: dict[str, Any] | None = None) -> dict[str, Any]:
         item = getattr(value, name)
         if item is None:
             continue
-        if type(item) is tuple and item and dataclasses.is_dataclass(item[0]):
-            item = [_fields(row) for row in item]
-        elif dataclasses.is_dataclass(item):
+        kind = type(item)
+        if kind is tuple:
+            if item and dataclasses.is_dataclass(item[0]):
+                item = [_fields(row) for row in item]
+        elif kind not in _PLAIN and dataclasses.is_dataclass(item):
             item = _fields(item)
         result[name] = item
     return result

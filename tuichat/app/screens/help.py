@@ -50,6 +50,18 @@ COMMANDS = (
     (N_("/ignore [NAME]"), N_("hide NAME's messages on all your devices (no name: who is)")),
     (N_("/unignore NAME"), N_("show NAME's messages again")),
     (N_("/modlog [#ROOM|all]"), N_("what the room's moderators did (all: an admin's view)")),
+    (
+        N_("/reply [TEXT]"),
+        N_("answer the latest message of someone else (no text: write it in the composer)"),
+    ),
+    (N_("/react EMOJI"), N_("react to the latest message (the same again takes it back)")),
+    (N_("/edit [TEXT]"), N_("change your latest message (no text: edit it in the composer)")),
+    ("s/old/new/", N_("your latest message with old replaced by new (s/old/new/g: each one)")),
+    ("/delete", N_("delete your latest message")),
+    (
+        N_("/search WORDS [from:NAME] [in:#ROOM]"),
+        N_("find messages by the start of their words, newest first (also ctrl+f)"),
+    ),
     ("/help", N_("the commands, in the log")),
     ("/exit", N_("say goodbye and quit (also /quit, ctrl+q)")),
     (N_("//text"), N_("send text that starts with /")),

@@ -157,6 +157,9 @@ class ChatInput(TextArea, inherit_bindings=False):
             super().__init__()
             self.line = line
 
+    class Escaped(Message):
+        """The user pressed Escape to give up what is written (`escape_gives_up`)."""
+
     def __init__(
         self,
         candidates: Candidates,
@@ -193,6 +196,9 @@ class ChatInput(TextArea, inherit_bindings=False):
         self._bidi = Bidi()
         self._placeholder_text: str | None = None
         """The placeholder in logical order (it is shown as `bidi` draws it)."""
+        self.escape_gives_up = False
+        """Escape gives up what is written (a reply, an edit: `Escaped`), rather than start
+        an Escape-then-Enter new line."""
         translate_bindings(self)
 
     def on_mount(self) -> None:
@@ -371,7 +377,11 @@ class ChatInput(TextArea, inherit_bindings=False):
             return
         self._cycle = None  # any other key accepts the completion shown
         if key == "escape":
-            self._escaped_at = time.monotonic()
+            if self.escape_gives_up:  # (then not the first half of an Alt+Enter)
+                self.escape_gives_up = False
+                self.post_message(self.Escaped())
+            else:
+                self._escaped_at = time.monotonic()
         elif key == "enter" and not (
             escaped_at is not None and time.monotonic() - escaped_at < META_WINDOW
         ):

@@ -6,6 +6,16 @@ only when it becomes visible, and kept in a small cache, as are the wrapped line
 of the entries on screen. So 100,000 entries cost their text and an offset each,
 and re-wrap when the terminal is resized; one huge entry is wrapped once, in time
 linear in its length. Text is drawn as plain `Segment`s: nothing in it is markup.
+
+A message shows what it is now: a reply has a row above it quoting what it answers (`╭ bob:
+its first line`), an edited one says so after its text, a deleted one says only that, and
+reactions have rows of their own under it (`👍 2  🎉 1`, those the user gave too in the
+accent colour). Each piece of such a row (a name, a preview, a reaction) is isolated from the
+others and reordered with the row's direction, the layout's, so that a Persian preview or
+reaction reads right in either layout.
+
+The log may have one message selected (`select`, with the focus while it does: its keys move
+the selection and ask for a verb on it, `Chosen`), drawn on another background.
 """
 
 from __future__ import annotations
@@ -13,11 +23,15 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
+from typing import ClassVar
 
-from rich.cells import cell_len
+from rich.cells import cell_len, chop_cells
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
+from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.message import Message
@@ -25,16 +39,49 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tuichat.app.bidi import Bidi
+from tuichat.app.bidi import FSI, PDI, Bidi
 from tuichat.app.colors import LogStyles, log_styles
 from tuichat.app.dates import day_label, local_digits
+from tuichat.app.i18n import N_, _, translate_bindings
 from tuichat.app.model import Kind, LogEntry
-from tuichat.app.wrap import fits, wrap
+from tuichat.app.verbs import mine_first, selectable
+from tuichat.app.wrap import cells, fits, wrap
 
 MIN_HANGING_WIDTH = 24
 WRAPS = 256
 """Entries whose wrapped lines are kept (those on screen, and the newest)."""
 NARROW_INDENT = 2
+QUOTE_MARKS = ("╭ ", " ╮")
+"""Before a reply's quote in a left-to-right layout, and after it in a right-to-left one."""
+REACTION_GAP = "  "
+"""Between two reactions of a row."""
+EDITED = N_("(edited)")
+"""After the text of an edited message (in English: shown through `_`)."""
+DELETED = N_("message deleted")
+"""What a deleted message shows instead of its text."""
+EARLIER = N_("an earlier message")
+"""What a reply quotes until the message it answers is loaded."""
+
+
+@dataclass(slots=True)
+class _Rows:
+    """How an entry is laid out at a width: its text's lines, and the rows around them."""
+
+    lines: list[str]
+    """The text's lines (in a narrow log, the first is "": the label stands alone)."""
+    rtl: bytes
+    """For each line, 1 if its paragraph reads right to left."""
+    quote: int = 0
+    """Rows above the text: a reply's quote (0 or 1)."""
+    mark_row: bool = False
+    """The "(edited)" mark has a row of its own, after the text's (it does not fit after)."""
+    reactions: tuple[tuple[int, int], ...] = ()
+    """Each row of reactions under it: the range of the entry's reactions it shows."""
+
+    @property
+    def count(self) -> int:
+        """The rows in all."""
+        return self.quote + len(self.lines) + self.mark_row + len(self.reactions)
 
 
 class ChatLog(ScrollView, can_focus=False):
@@ -50,6 +97,23 @@ class ChatLog(ScrollView, can_focus=False):
     }
     """
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "move(-1)", N_("Select the message before"), show=False),
+        Binding("down", "move(1)", N_("Select the message after"), show=False),
+        Binding("pageup", "move_page(-1)", N_("Select a page up"), show=False),
+        Binding("pagedown", "move_page(1)", N_("Select a page down"), show=False),
+        Binding("home", "move_to(0)", N_("Select the first message"), show=False),
+        Binding("end", "move_to(-1)", N_("Select the newest message"), show=False),
+        # (the keys' Persian letters too: where a Persian layout types them)
+        Binding("r,ق", "choose('reply')", N_("Reply"), show=False),
+        Binding("e,ث", "choose('edit')", N_("Edit"), show=False),
+        Binding("d,ی", "choose('delete')", N_("Delete"), show=False),
+        Binding("plus", "choose('react')", N_("React"), show=False),
+        Binding("enter", "choose('original')", N_("The message it answers"), show=False),
+        Binding("escape", "choose('leave')", N_("Done"), show=False),
+    ]
+    """The keys of the selection (the log has the focus only while a message is selected)."""
+
     unseen: reactive[int] = reactive(0)
     """Entries added while the user was scrolled up."""
 
@@ -59,6 +123,22 @@ class ChatLog(ScrollView, can_focus=False):
         def __init__(self, log: ChatLog) -> None:
             super().__init__()
             self.log = log
+
+    class Selected(Message):
+        """The selection moved to `entry` (None: the log has no selection any more)."""
+
+        def __init__(self, entry: LogEntry | None) -> None:
+            super().__init__()
+            self.entry = entry
+
+    class Chosen(Message):
+        """A key of the selection asked for `verb` on `entry`: `reply`, `edit`, `delete`,
+        `react`, `original` (go to the message it answers) or `leave` (the selection)."""
+
+        def __init__(self, verb: str, entry: LogEntry) -> None:
+            super().__init__()
+            self.verb = verb
+            self.entry = entry
 
     def __init__(
         self,
@@ -81,8 +161,7 @@ class ChatLog(ScrollView, can_focus=False):
         self._at_end = True  # following the end (the last scroll left us there)
         self._width = 0  # the width the layout was made for
         self._cache: LRUCache[tuple[int, int], Strip] = LRUCache(1024)
-        self._wraps: dict[int, list[str]] = {}  # entry index → its lines, the last WRAPS
-        self._directions: dict[int, bytes] = {}  # entry index → 1 for each line that is RTL
+        self._wraps: dict[int, _Rows] = {}  # entry index → its rows, the last WRAPS
         self._time_cache: dict[int, str] = {}
         self._day_cache: dict[int, date] = {}
         self._time_cells = _cells(self._format_time(0)) + 1 if timestamps else 0
@@ -97,6 +176,10 @@ class ChatLog(ScrollView, can_focus=False):
         """How right-to-left text is drawn (the app sets its `--bidi` mode)."""
         self.rtl_layout = False
         """Rows mirrored, the time at the right edge (a right-to-left UI)."""
+        self.me = ""
+        """The user's name (their reactions stand out)."""
+        self._selected: LogEntry | None = None
+        translate_bindings(self)
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
@@ -105,7 +188,6 @@ class ChatLog(ScrollView, can_focus=False):
         """Draw every line again (how text is drawn changed)."""
         self._cache.clear()
         self._wraps.clear()
-        self._directions.clear()
         self._time_cache.clear()
         self.refresh()
 
@@ -131,8 +213,12 @@ class ChatLog(ScrollView, can_focus=False):
         return self._entries
 
     def show(self, entries: list[LogEntry]) -> None:
-        """Show another list of entries (another room), scrolled to its end."""
+        """Show another list of entries (another room), scrolled to its end (and nothing
+        selected any more, unless the selection is in it)."""
         self._entries = entries
+        if self._selected is not None and not any(e is self._selected for e in entries):
+            self._selected = None
+            self.post_message(self.Selected(None))
         self._relayout()
         self.unseen = 0
         self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
@@ -171,7 +257,6 @@ class ChatLog(ScrollView, can_focus=False):
         self._total += added - removed_lines
         self._cache.clear()  # both are keyed by entry index, and every index moved
         self._wraps.clear()
-        self._directions.clear()
         self._layout_from(kept)
         self.virtual_size = Size(self._width, self._total)
         if at_end:
@@ -204,7 +289,6 @@ class ChatLog(ScrollView, can_focus=False):
         self._cache.clear()
         for changed in [key for key in self._wraps if key >= index]:
             del self._wraps[changed]
-            self._directions.pop(changed, None)
         self._layout_from(index)
         self.virtual_size = Size(self._width, self._total)
         if at_end:
@@ -244,7 +328,6 @@ class ChatLog(ScrollView, can_focus=False):
         self._total = 0
         self._cache.clear()
         self._wraps.clear()
-        self._directions.clear()
         self._width = self._text_width()
         self._layout_from(0)
         self.virtual_size = Size(self._width, self._total)
@@ -275,11 +358,13 @@ class ChatLog(ScrollView, can_focus=False):
             total += new_day
             prefix = self._prefix_cells(entry)
             if entry.kind is Kind.NEW or (
-                width - prefix >= MIN_HANGING_WIDTH and fits(entry.text, width - prefix)
+                not entry.extras
+                and width - prefix >= MIN_HANGING_WIDTH
+                and fits(entry.text, width - prefix)
             ):
                 total += 1
             else:
-                total += len(self._wrapped(position, entry, width))
+                total += self._rows(position, entry, width).count
         self._total = total
 
     def on_resize(self) -> None:
@@ -330,14 +415,34 @@ class ChatLog(ScrollView, can_focus=False):
         base = self.rich_style
         if entry.kind is Kind.NEW:  # ──── new messages ────
             return self._rule(entry.text, width, styles.new)
-        if entry.mention:
+        if entry is self._selected:
+            base += styles.selected
+        elif entry.mention:
             base += styles.mention
-        lines = self._wrapped(index, entry, self._width)
-        text = lines[row] if row < len(lines) else ""
+        layout = self._rows(index, entry, self._width)
+        if row < layout.quote:
+            return self._quote_row(entry, width, base)
+        row -= layout.quote
+        if row >= len(layout.lines):
+            row -= len(layout.lines)
+            if layout.mark_row and row == 0:
+                edited = Segment(self.bidi.display(_(EDITED)), base + styles.mark)
+                return self._extra_row(entry, [edited], width, base)
+            first, last = layout.reactions[row - layout.mark_row]
+            return self._reaction_row(entry, first, last, width, base)
+        lines = layout.lines
+        text = lines[row]
         bidi = self.bidi
-        rtl = bool(self._directions[index][row]) if text and bidi.active else False
+        rtl = bool(layout.rtl[row]) if text and bidi.active else False
         drawn = bidi.display(text, rtl) if text else text
         body = Segment(drawn, base + self._text_style(entry, styles))
+        if entry.edited and not entry.deleted and row == len(lines) - 1 and not layout.mark_row:
+            mark = Segment(self.bidi.display(_(EDITED)), base + styles.mark)
+            gap = Segment(" ", base)
+            drawn += " " + mark.text
+            bodies = [mark, gap, body] if rtl else [body, gap, mark]
+        else:
+            bodies = [body]
         if row == 0:
             pieces = self._label(entry, base)
             if self._timestamps:
@@ -346,27 +451,97 @@ class ChatLog(ScrollView, can_focus=False):
             pieces = [Segment(" " * (self._indent(entry, self._width) - 1), base)]
         column = self._width - self._indent(entry, self._width)  # the text column's width
         if not self.rtl_layout:  # time, name, then the text (right-aligned if it reads RTL)
-            segments = [Segment(f"{text} ", style) for text, style, _ in pieces]
+            segments = [Segment(f"{piece.text} ", piece.style) for piece in pieces]
             if rtl and drawn:
                 segments.append(Segment(" " * max(column - _cells(drawn), 0), base))
-            segments.append(body)
+            segments.extend(bodies)
             return Strip(segments).adjust_cell_length(width, base)
         # a right-to-left layout: the row mirrored, its time at the right edge
         head = [_mirrored(piece) for piece in reversed(pieces)]
         head_cells = sum(_cells(piece.text) for piece in head)
         gap = Segment(" " * max(width - _cells(drawn) - head_cells, 0), base)
-        segments = [body, gap, *head] if not rtl else [gap, body, *head]
+        segments = [*bodies, gap, *head] if not rtl else [gap, *bodies, *head]
         return Strip(segments).adjust_cell_length(width, base)
 
-    def _label(self, entry: LogEntry, base: Style) -> list[Segment]:
-        """The pieces before an entry's text (each is followed by a space)."""
+    def _extra_row(
+        self, entry: LogEntry, pieces: list[Segment], width: int, base: Style, *, indent: int = -1
+    ) -> Strip:
+        """A row of an entry besides its text (pieces already in visual order): in its text
+        column (or `indent` cells in), at the column's start in the layout's direction."""
+        if indent < 0:
+            indent = self._indent(entry, self._width)
+        margin = Segment(" " * indent, base)
+        if not self.rtl_layout:
+            return Strip([margin, *pieces]).adjust_cell_length(width, base)
+        drawn = sum(_cells(piece.text) for piece in pieces)
+        gap = Segment(" " * max(width - indent - drawn, 0), base)
+        return Strip([gap, *pieces, margin]).adjust_cell_length(width, base)
+
+    def _quote_row(self, entry: LogEntry, width: int, base: Style) -> Strip:
+        """The row above a reply: `╭ bob: the first line of what it answers`, from the name
+        column (dim), cut to fit."""
         styles = self.styles_now
-        key = (entry.sender, entry.history)
+        hanging = self._width - self._prefix_cells(entry) >= MIN_HANGING_WIDTH
+        indent = self._time_cells if hanging else NARROW_INDENT
+        room = max(self._width - indent - 3, 1)
+        quote = entry.quote
+        style = base + styles.quote
+        if quote is None:
+            pieces = [(_(EARLIER), style + styles.mark)]
+        else:
+            name_style = self._name_style(quote.sender, True)
+            said = (_(DELETED), style + styles.mark) if quote.deleted else (quote.text, style)
+            pieces = [(quote.sender, base + name_style), (": ", style), said]
+        drawn = self._isolated_row(pieces, room)
+        if not self.rtl_layout:
+            drawn.insert(0, Segment(QUOTE_MARKS[0], style))
+        else:
+            drawn.append(Segment(QUOTE_MARKS[1], style))
+        return self._extra_row(entry, drawn, width, base, indent=indent)
+
+    def _reaction_row(
+        self, entry: LogEntry, first: int, last: int, width: int, base: Style
+    ) -> Strip:
+        """A row of reactions under a message (its `first` to `last`): `👍 2  🎉 1`, those
+        the user gave too in the accent colour."""
+        styles = self.styles_now
+        pieces: list[tuple[str, Style]] = []
+        for reaction, mine in mine_first(entry.reactions[first:last], self.me):
+            if pieces:
+                pieces.append((REACTION_GAP, base))
+            style = base + (styles.reaction_mine if mine else styles.reaction)
+            pieces.append((_reaction_text(reaction.text, reaction.count), style))
+        column = max(self._width - self._indent(entry, self._width), 1)
+        return self._extra_row(entry, self._isolated_row(pieces, column), width, base)
+
+    def _isolated_row(self, pieces: list[tuple[str, Style]], room: int) -> list[Segment]:
+        """Pieces of a row in logical order, each isolated from the others, cut to `room`
+        cells and reordered in the layout's direction: its segments, from the left."""
+        text, styles = _fitted(pieces, room)
+        drawn = self.bidi.line(text, self.rtl_layout)
+        segments: list[Segment] = []
+        for char, index in zip(drawn.text, drawn.order, strict=True):
+            style = styles[index]
+            if segments and segments[-1].style == style:
+                segments[-1] = Segment(segments[-1].text + char, style)
+            else:
+                segments.append(Segment(char, style))
+        return segments
+
+    def _name_style(self, name: str, history: bool) -> Style:
+        """The colour of `name` (fainter in history)."""
+        key = (name, history)
         color = self._name_styles.get(key)
         if color is None:
             if len(self._name_styles) > 4096:
                 self._name_styles.clear()
-            color = self._name_styles[key] = styles.name(entry.sender, history=entry.history)
+            color = self._name_styles[key] = self.styles_now.name(name, history=history)
+        return color
+
+    def _label(self, entry: LogEntry, base: Style) -> list[Segment]:
+        """The pieces before an entry's text (each is followed by a space)."""
+        styles = self.styles_now
+        color = self._name_style(entry.sender, entry.history)
         sender = self.bidi.display(entry.sender)  # drawn on its own: isolated from the text
         kind = entry.kind
         if kind is Kind.PRIVATE_OUT:
@@ -383,6 +558,8 @@ class ChatLog(ScrollView, can_focus=False):
 
     @staticmethod
     def _text_style(entry: LogEntry, styles: LogStyles) -> Style:
+        if entry.deleted:
+            return styles.mark
         if entry.history:
             return styles.history
         kind = entry.kind
@@ -412,31 +589,173 @@ class ChatLog(ScrollView, can_focus=False):
         prefix = self._prefix_cells(entry)
         return prefix if width - prefix >= MIN_HANGING_WIDTH else NARROW_INDENT
 
-    def _wrapped(self, index: int, entry: LogEntry, width: int) -> list[str]:
-        """The lines of entry `index` at the layout width (wrapped once, then cached, with the
-        direction of the paragraph each line belongs to in `_directions`)."""
-        lines = self._wraps.get(index)
-        if lines is None:
-            prefix = self._prefix_cells(entry)
-            paragraphs: list[int] = []
-            if width - prefix >= MIN_HANGING_WIDTH:
-                lines = wrap(entry.text, width - prefix, paragraphs)
-            else:  # a narrow log: the label stands alone, the text follows below it
-                lines = ["", *wrap(entry.text, max(width - NARROW_INDENT, 1), paragraphs)]
-                paragraphs.insert(0, 0)
-            wraps = self._wraps
-            if len(wraps) >= WRAPS:
-                first = next(iter(wraps))
-                del wraps[first]
-                self._directions.pop(first, None)
-            wraps[index] = lines
-            bidi = self.bidi
-            if bidi.active and (bidi.upper_is_rtl or not entry.text.isascii()):  # (rule P1:)
-                rtl = [bidi.is_rtl(p) for p in entry.text.split("\n")]  # each paragraph's own
-                self._directions[index] = bytes(rtl[p] for p in paragraphs)
-            else:
-                self._directions[index] = bytes(len(lines))
-        return lines
+    def _rows(self, index: int, entry: LogEntry, width: int) -> _Rows:
+        """How entry `index` is laid out at the layout width: its text's lines with the
+        direction of the paragraph each belongs to, and the rows around them (laid out once,
+        then cached)."""
+        rows = self._wraps.get(index)
+        if rows is not None:
+            return rows
+        prefix = self._prefix_cells(entry)
+        text = _(DELETED) if entry.deleted else entry.text
+        paragraphs: list[int] = []
+        if width - prefix >= MIN_HANGING_WIDTH:
+            column = width - prefix
+            lines = wrap(text, column, paragraphs)
+        else:  # a narrow log: the label stands alone, the text follows below it
+            column = max(width - NARROW_INDENT, 1)
+            lines = ["", *wrap(text, column, paragraphs)]
+            paragraphs.insert(0, 0)
+        bidi = self.bidi
+        if bidi.active and (bidi.upper_is_rtl or not text.isascii()):  # (rule P1:)
+            rtl = [bidi.is_rtl(p) for p in text.split("\n")]  # each paragraph's own
+            directions = bytes(rtl[p] for p in paragraphs)
+        else:
+            directions = bytes(len(lines))
+        rows = _Rows(lines, directions, quote=1 if entry.reply else 0)
+        if entry.edited and not entry.deleted:
+            rows.mark_row = cells(lines[-1]) + 1 + cells(_(EDITED)) > column
+        if entry.reactions and not entry.deleted:
+            rows.reactions = _reaction_rows(entry, column)
+        wraps = self._wraps
+        if len(wraps) >= WRAPS:
+            del wraps[next(iter(wraps))]
+        wraps[index] = rows
+        return rows
+
+    # --- the selection -------------------------------------------------------
+
+    @property
+    def selected(self) -> LogEntry | None:
+        """The message selected (None: none)."""
+        return self._selected
+
+    def select(self, entry: LogEntry | None) -> None:
+        """Select `entry` (None: nothing), scrolled into view, and say so (`Selected`)."""
+        if entry is self._selected:
+            if entry is not None:
+                self._show_selected()
+            return
+        self._selected = entry
+        self._cache.clear()
+        self.refresh()
+        if entry is not None:
+            self._show_selected()
+        self.post_message(self.Selected(entry))
+
+    def _index_of_selected(self) -> int:
+        entry = self._selected
+        if entry is None:
+            return -1
+        entries = self._entries
+        for index in range(len(entries) - 1, -1, -1):
+            if entries[index] is entry:
+                return index
+        return -1
+
+    def _show_selected(self) -> None:
+        """Scroll so that the selected message is on screen, all of it if it fits."""
+        index = self._index_of_selected()
+        if index < 0 or index >= len(self._starts):
+            return
+        top = self._starts[index]
+        bottom = self._starts[index + 1] if index + 1 < len(self._starts) else self._total
+        height = max(self.scrollable_content_region.height, 1)
+        y = self.scroll_offset.y
+        if bottom - top >= height or top < y:
+            y = top
+        elif bottom > y + height:
+            y = bottom - height
+        else:
+            return
+        self.scroll_to(y=y, animate=False, immediate=True, force=True)
+
+    def select_last(self) -> bool:
+        """Select the newest message on screen (or the newest of all); whether there is one."""
+        entries = self._entries
+        last = self.last_shown()
+        for index in range(min(last, len(entries) - 1), -1, -1):
+            if selectable(entries[index]):
+                self.select(entries[index])
+                return True
+        return False
+
+    def action_move(self, step: int) -> None:
+        """Select the message `step` messages after the selected one (before: < 0); past the
+        first, older history is asked for."""
+        index = self._index_of_selected()
+        if index < 0:
+            self.select_last()
+            return
+        entries = self._entries
+        count = abs(step)
+        at = index
+        found = index
+        while count and 0 <= at + (1 if step > 0 else -1) < len(entries):
+            at += 1 if step > 0 else -1
+            if selectable(entries[at]):
+                found, count = at, count - 1
+        if found != index:
+            self.select(entries[found])
+        if step < 0 and found == self._first_selectable():  # (older ones may be wanted)
+            self.post_message(self.ReachedTop(self))
+
+    def _first_selectable(self) -> int:
+        for index, entry in enumerate(self._entries):
+            if selectable(entry):
+                return index
+        return -1
+
+    def action_move_page(self, direction: int) -> None:
+        """Select the message a page before (-1) or after (1) the selected one."""
+        index = self._index_of_selected()
+        if index < 0 or index >= len(self._starts):
+            self.select_last()
+            return
+        height = max(self.scrollable_content_region.height - 1, 1)
+        line = self._starts[index] + direction * height
+        target = max(min(bisect_right(self._starts, line) - 1, len(self._entries) - 1), 0)
+        entries = self._entries
+        step = 1 if direction > 0 else -1
+        at = target
+        while 0 <= at < len(entries) and not selectable(entries[at]):
+            at -= step  # (back towards the selection)
+        if 0 <= at < len(entries) and at != index:
+            self.select(entries[at])
+        elif direction < 0:
+            self.post_message(self.ReachedTop(self))
+
+    def action_move_to(self, where: int) -> None:
+        """Select the first message of the log (0) or the newest (-1)."""
+        entries = self._entries
+        order = range(len(entries)) if where == 0 else range(len(entries) - 1, -1, -1)
+        for index in order:
+            if selectable(entries[index]):
+                self.select(entries[index])
+                break
+        if where == 0:
+            self.post_message(self.ReachedTop(self))
+
+    def action_choose(self, verb: str) -> None:
+        """Ask for `verb` on the selected message (see `Chosen`)."""
+        entry = self._selected
+        if entry is not None:
+            self.post_message(self.Chosen(verb, entry))
+
+    def on_key(self, event: events.Key) -> None:
+        """While a message is selected, any key but `d` keeps it from a delete asked for:
+        the selection is told again (`Selected`) before the key does what it does."""
+        if self._selected is not None and event.key not in ("d", "ی"):
+            self.post_message(self.Selected(self._selected))
+
+    def on_click(self, event: events.Click) -> None:
+        """While a message is selected, a click selects the one clicked."""
+        if self._selected is None:
+            return
+        line = self.scroll_offset.y + event.y
+        index = bisect_right(self._starts, line) - 1
+        if 0 <= index < len(self._entries) and selectable(self._entries[index]):
+            self.select(self._entries[index])
 
     def _day(self, ts: int) -> date | None:
         """The day of `ts` in the log's time zone (None: a time no calendar can show)."""
@@ -470,6 +789,51 @@ class ChatLog(ScrollView, can_focus=False):
                 self._time_cache.clear()
             self._time_cache[minute] = text
         return text
+
+
+def _reaction_text(text: str, count: int) -> str:
+    """A reaction as a row shows it: `👍 2`."""
+    return f"{text} {local_digits(str(count))}"
+
+
+def _reaction_rows(entry: LogEntry, column: int) -> tuple[tuple[int, int], ...]:
+    """The rows the reactions of `entry` take in a column of `column` cells: the range of
+    reactions each shows (at least one a row)."""
+    rows: list[tuple[int, int]] = []
+    start, used = 0, 0
+    for index, reaction in enumerate(entry.reactions):
+        width = cells(_reaction_text(reaction.text, reaction.count))
+        if index > start and used + len(REACTION_GAP) + width > column:
+            rows.append((start, index))
+            start, used = index, width
+        else:
+            used += width if index == start else len(REACTION_GAP) + width
+    rows.append((start, len(entry.reactions)))
+    return tuple(rows)
+
+
+def _fitted(pieces: list[tuple[str, Style]], room: int) -> tuple[str, list[Style]]:
+    """The pieces of a row as one logical text, each piece that holds a letter or a digit
+    in an isolate of its own (FSI … PDI), cut to `room` cells (the last piece ending in `…`);
+    and the style of each of its characters."""
+    chars: list[str] = []
+    styles: list[Style] = []
+    used = 0
+    for text, style in pieces:
+        text = text.replace("\n", " ")
+        width = cells(text)
+        cut = used + width > room
+        if cut:
+            left = room - used
+            text = chop_cells(text, max(left - 1, 0))[0] + "…" if left > 0 else ""
+        if any(char.isalnum() for char in text):
+            text = f"{FSI}{text}{PDI}"
+        chars.append(text)
+        styles.extend([style] * len(text))
+        used += cells(text)
+        if cut:
+            break
+    return "".join(chars), styles
 
 
 _ARROWS = str.maketrans("→←", "←→")

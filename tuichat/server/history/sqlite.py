@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tuichat.chat import verbs
 from tuichat.chat.names import name_key, name_keys, rekey, room_key
@@ -56,6 +56,8 @@ from tuichat.server.ownership import MAX_TOKENS
 from tuichat.server.rekey import STRANDED, Registration, plan, split_user_key
 
 log = logging.getLogger("tuichat.server")
+
+T = TypeVar("T")
 
 EDITED = 1
 """A message's `state`: its text was edited."""
@@ -951,49 +953,49 @@ class SQLiteHistory(HistoryStore):
         )
 
     async def page(self, room: str, before: int, limit: int) -> list[Message]:
-        rows = await self._read(
-            f"SELECT {_STATE} WHERE m.room = ? AND m.seq < ? AND m.verb IS NULL"
-            " ORDER BY m.seq DESC LIMIT ?",
-            (room, before if before > 0 else 2**62, limit),
-        )
-        rows.reverse()
-        messages = await self._with_reactions(room, rows)
-        return [m for m in messages if isinstance(m, Message)]
+        def read(conn: sqlite3.Connection) -> list[RoomEvent]:
+            rows = conn.execute(
+                f"SELECT {_STATE} WHERE m.room = ? AND m.seq < ? AND m.verb IS NULL"
+                " ORDER BY m.seq DESC LIMIT ?",
+                (room, before if before > 0 else 2**62, limit),
+            ).fetchall()
+            rows.reverse()
+            return _with_reactions(conn, room, rows)
+
+        return [m for m in await self._read_with(read) if isinstance(m, Message)]
 
     async def after(self, room: str, after: int, upto: int) -> list[RoomEvent]:
-        rows = await self._read(
-            f"SELECT {_STATE} WHERE m.room = ? AND m.seq > ? AND m.seq <= ? ORDER BY m.seq",
-            (room, after, upto),
-        )
-        return await self._with_reactions(room, rows)
+        def read(conn: sqlite3.Connection) -> list[RoomEvent]:
+            rows = conn.execute(
+                f"SELECT {_STATE} WHERE m.room = ? AND m.seq > ? AND m.seq <= ? ORDER BY m.seq",
+                (room, after, upto),
+            ).fetchall()
+            return _with_reactions(conn, room, rows)
 
-    async def _with_reactions(self, room: str, rows: list[tuple[Any, ...]]) -> list[RoomEvent]:
-        """The messages and verbs of `rows` (`_STATE`), the messages with their reactions."""
-        seqs = [row[1] for row in rows if row[8] is None]
-        given: dict[int, list[tuple[str, str]]] = {}
-        if seqs:
-            found = await self._read(
-                "SELECT seq, text, name FROM reactions WHERE room = ? AND seq >= ? AND seq <= ?"
-                " ORDER BY seq, at",
-                (room, seqs[0], seqs[-1]),
-            )
-            for seq, text, name in found:
-                given.setdefault(seq, []).append((text, name))
-        return [_event(row, given.get(row[1], ())) for row in rows]
+        return await self._read_with(read)
+
+    async def _read_with(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `read` on the reader's thread and connection (one hop for several queries)."""
+        conn = self._read_conn or self._write_conn
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read, conn)
 
     async def held(self, room: str, seq: int, user_key: str) -> Held | None:
-        rows = await self._read(f"SELECT {_STATE} WHERE m.room = ? AND m.seq = ?",
-                                (room, seq))  # fmt: skip
-        if not rows or rows[0][8] is not None:
-            return None
-        given = await self._read(
-            "SELECT text, name, user_key FROM reactions WHERE room = ? AND seq = ? ORDER BY at",
-            (room, seq),
-        )
-        message = _event(rows[0], [(text, name) for text, name, _ in given])
-        assert isinstance(message, Message)
-        reacted = frozenset(text for text, _, key in given if key == user_key)
-        return Held(message, rows[0][-1], reacted)
+        def read(conn: sqlite3.Connection) -> Held | None:
+            rows = conn.execute(
+                f"SELECT {_STATE} WHERE m.room = ? AND m.seq = ?", (room, seq)
+            ).fetchall()
+            if not rows or rows[0][8] is not None:
+                return None
+            given = conn.execute(
+                "SELECT text, name, user_key FROM reactions WHERE room = ? AND seq = ? ORDER BY at",
+                (room, seq),
+            ).fetchall()
+            message = _event(rows[0], [(text, name) for text, name, _ in given])
+            assert isinstance(message, Message)
+            reacted = frozenset(text for text, _, key in given if key == user_key)
+            return Held(message, rows[0][-1], reacted)
+
+        return await self._read_with(read)
 
     async def search(self, query: SearchQuery, sees: Sees) -> tuple[list[SearchHit], str]:
         expression = search_index.match(query)
@@ -1125,8 +1127,27 @@ _STATE = (
 """A message or verb as it is now, with the message a reply answers (`_event`)."""
 
 
+def _with_reactions(
+    conn: sqlite3.Connection, room: str, rows: list[tuple[Any, ...]]
+) -> list[RoomEvent]:
+    """The messages and verbs of `rows` (`_STATE`), the messages with their reactions."""
+    seqs = [row[1] for row in rows if row[8] is None]
+    given: dict[int, list[tuple[str, str]]] = {}
+    if seqs:
+        found = conn.execute(
+            "SELECT seq, text, name FROM reactions WHERE room = ? AND seq >= ? AND seq <= ?"
+            " ORDER BY seq, at",
+            (room, seqs[0], seqs[-1]),
+        )
+        for seq, text, name in found:
+            given.setdefault(seq, []).append((text, name))
+    return [_event(row, given.get(row[1], ())) for row in rows]
+
+
 def _event(row: tuple[Any, ...], given: Iterable[tuple[str, str]]) -> RoomEvent:
     room, seq, sender, text, ts, action, target, state, verb, q_sender, q_text, q_state = row[:12]
+    if verb is None and target is None and state is None and not given:  # (most messages)
+        return Message(room, seq, sender, text, ts, bool(action))
     if verb is not None:
         on = None if state is None else bool(state)
         return Update(room, seq, sender, ts, verb, target, text, on)
