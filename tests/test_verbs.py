@@ -15,6 +15,7 @@ import pytest
 from tests.deployments import Deployment, deployment_fixture
 from tests.helpers import expect
 from tests.test_contract import ask_for, frames_until
+from tests.test_devices import two_devices
 from tuichat.client import ChatClient, RequestFailed, SigningKey
 from tuichat.protocol import (
     Hello,
@@ -184,9 +185,7 @@ async def test_verbs_made_while_away_come_on_resume_in_the_rooms_order(
 
 
 async def test_a_users_other_device_sees_the_verbs_of_the_first(deployment: Deployment) -> None:
-    key = SigningKey.generate()
-    phone = await deployment.connect("ali", on=0, key=key)
-    laptop = await deployment.connect("ali", on=1, key=key)
+    _, phone, laptop = await two_devices(deployment, "ali")
     await phone.join("#dev")
     sent = await phone.send("#dev", "from the phone")
     edit = await phone.edit("#dev", sent.seq, "from the phone, fixed on the phone")
@@ -194,6 +193,17 @@ async def test_a_users_other_device_sees_the_verbs_of_the_first(deployment: Depl
     assert heard.text == "from the phone, fixed on the phone"
     fixed = await laptop.edit("#dev", sent.seq, "fixed on the laptop")  # the same author
     await expect(phone, Update, room="#dev", seq=fixed.seq)
+    liked = await phone.react("#dev", sent.seq, "👍")
+    heard = await expect(laptop, Update, room="#dev", seq=liked.seq)
+    assert (heard.verb, heard.on) == ("react", True)
+    unliked = await laptop.react("#dev", sent.seq, "👍")  # one person: the laptop takes it back
+    heard = await expect(phone, Update, room="#dev", seq=unliked.seq)
+    assert (heard.verb, heard.on) == ("react", False)
+    gone = await laptop.delete("#dev", sent.seq)
+    heard = await expect(phone, Update, room="#dev", seq=gone.seq)
+    assert heard.verb == "delete"
+    page = {m.seq: m for m in (await phone.history("#dev")).messages}
+    assert (page[sent.seq].deleted, page[sent.seq].reactions) == (True, None)
 
 
 # --- search ---------------------------------------------------------------------
