@@ -26,7 +26,8 @@ SHARD_BITS = 15
 SHARD_ROWS = 1 << SHARD_BITS
 """Messages per shard of the index: what a delete merges anew."""
 BATCH = 256
-"""Candidates read from the index at a time."""
+"""Candidates read from the index at a time, at most (a search reads as many as it needs
+first, and more only when some of them were not the user's to read)."""
 
 
 def shard_of(sid: int) -> int:

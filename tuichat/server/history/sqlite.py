@@ -1001,26 +1001,25 @@ class SQLiteHistory(HistoryStore):
         expression = search_index.match(query)
         before = int(query.before) if query.before.isdigit() else 0
         conn = self._read_conn or self._write_conn
-        loop = asyncio.get_running_loop()
         hits: list[tuple[int, SearchHit]] = []
+        size = query.limit + 1  # enough unless some are not the user's to read: then more
         while True:
             shards = list(self._index.shards)
 
             def read(
-                before: int = before, shards: list[int] = shards
+                before: int = before, shards: list[int] = shards, size: int = size
             ) -> list[tuple[int, SearchHit | None]]:
-                found = search_index.candidates(
-                    conn, shards, expression, before, search_index.BATCH
-                )
+                found = search_index.candidates(conn, shards, expression, before, size)
                 return [(sid, _hit(conn, room, seq, query.user_key)) for sid, room, seq in found]
 
-            batch = await loop.run_in_executor(self._reader, read)
+            batch = await self._read_with(lambda _: read())
             for sid, hit in batch:
                 if hit is not None and (hit.room.startswith("@") or sees(hit.room)):
                     hits.append((sid, hit))
-            if len(hits) > query.limit or len(batch) < search_index.BATCH:
+            if len(hits) > query.limit or len(batch) < size:
                 break
             before = batch[-1][0]
+            size = min(size * 4, search_index.BATCH)
         page = hits[: query.limit]
         more = len(hits) > query.limit
         return [hit for _, hit in page], str(page[-1][0]) if more and page else ""
