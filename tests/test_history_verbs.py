@@ -257,3 +257,50 @@ def test_search_folds_like_names_and_words_are_prefixes() -> None:
         query_words("!!!")
     with pytest.raises(Exception, match="words"):
         query_words(" ".join(f"w{i}" for i in range(9)))
+
+
+async def test_a_search_through_what_one_may_not_read_stops_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index, "MAX_EXAMINED", 10)
+    store = SQLiteHistory(tmp_path / "h.sqlite3", synchronous="OFF")
+    try:
+        await append(store, said(1, "the needle, where all may read it", room="#open"))
+        await append(store, *(said(i, f"needle {i}", room="#secret") for i in range(1, 41)))
+        query = SearchQuery(("needle",), "eve", limit=5)
+        pages = []
+        while True:
+            hits, more = await store.search(query, lambda room: room != "#secret")
+            pages.append(hits)
+            if not more:
+                break
+            query = SearchQuery(("needle",), "eve", limit=5, before=more)
+        assert [h.text for page in pages for h in page] == ["the needle, where all may read it"]
+        assert 3 <= len(pages) <= 6  # each page looked through at most 10 (and 5 + 1)
+    finally:
+        await store.close()
+
+
+async def test_redis_search_goes_room_by_room_and_its_pages_always_get_further(
+    servers: tuple[ChatServer, ChatServer], connect_to: ConnectTo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tuichat.server.broker.redis import search
+
+    ali = await connect_to("ali", servers[0])
+    for room in ("#aaa", "#bbb", "#zzz"):
+        await ali.join(room)
+        for i in range(12):
+            await ali.send(room, f"filler {i} of {room}")
+    await ali.send("#zzz", "findme please")
+    monkeypatch.setattr(search, "SCAN_LIMIT", 10)
+    found, pages, before = [], 0, ""
+    while True:
+        page = await ali.search("findme", before=before)
+        pages += 1
+        found += [h.text for h in page.hits]
+        if not page.next:
+            break
+        before = page.next
+    assert found == ["findme please"] and pages >= 4
+    fillers = await ali.search("filler", limit=100)
+    assert len(fillers.hits) <= 10 and fillers.next  # out of budget: more to come

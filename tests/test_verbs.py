@@ -8,12 +8,13 @@ of one: the other server is the same one).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from tests.deployments import Deployment, deployment_fixture
-from tests.helpers import expect
+from tests.helpers import expect, until
 from tests.test_contract import ask_for, frames_until
 from tests.test_devices import two_devices
 from tuichat.client import ChatClient, RequestFailed, SigningKey
@@ -22,6 +23,7 @@ from tuichat.protocol import (
     HistoryPage,
     Joined,
     Message,
+    PrivateMessage,
     Quote,
     Reaction,
     Update,
@@ -268,3 +270,60 @@ async def test_search_folds_persian_and_arabic_as_names_are(deployment: Deployme
     assert [h.text for h in (await ali.search("علم")).hits] == ["عِلم نور است"]
     assert [h.text for h in (await ali.search("10")).hits] == ["جلسه ساعت ۱۰ است"]
     assert [h.text for h in (await ali.search("ساعت ١٠")).hits] == ["جلسه ساعت ۱۰ است"]
+
+
+async def test_search_finds_no_private_message_of_an_earlier_holder_of_the_name(
+    deployment: Deployment,
+) -> None:
+    bob = await keyed(deployment, "bob", on=0)
+    dan = await deployment.connect("dan", on=1)  # no key: the name is anyone's once he goes
+    await until(dan.who, ("bob", "dan"))  # (dan's server knows bob is online)
+    await dan.private("bob", "my wiretransfer pin is 4711")
+    await expect(bob, PrivateMessage, text="my wiretransfer pin is 4711")
+    assert [h.text for h in (await dan.search("wiretransfer")).hits] == [
+        "my wiretransfer pin is 4711"
+    ]
+    await dan.close()
+    await until(bob.who, ("bob",))
+    newcomer = await deployment.connect("dan", on=1)  # another person, the same name
+    assert (await newcomer.search("wiretransfer")).hits == ()
+    assert (await newcomer.search("wiretransfer", room="@bob")).hits == ()
+    assert [h.text for h in (await bob.search("wiretransfer")).hits] == [
+        "my wiretransfer pin is 4711"
+    ]
+
+
+async def test_verbs_sent_at_once_are_checked_one_after_another(deployment: Deployment) -> None:
+    ali, bob = await room_of(deployment)
+    sent = await ali.send("#dev", "one message")
+    results = await asyncio.gather(
+        *(bob.react("#dev", sent.seq, f"r{i}") for i in range(25)),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, RequestFailed)]
+    assert len(refused) == 5 and {r.code for r in refused} == {"limit_reached"}
+    other = await bob.send("#dev", "another message")
+    await asyncio.gather(*(ali.react("#dev", other.seq, "👍") for _ in range(2)))
+    page = by_seq(await ali.history("#dev"))
+    assert page[other.seq].reactions is None  # given, then taken back: a double tap is both
+    mine = await ali.send("#dev", "the secret draft")
+    edit, delete = await asyncio.gather(
+        ali.edit("#dev", mine.seq, "the secret draft, revised"),
+        ali.delete("#dev", mine.seq),
+        return_exceptions=True,
+    )
+    assert not isinstance(delete, Exception)
+    if not isinstance(edit, Exception):  # stored first: the delete took its text too
+        assert edit.seq < delete.seq
+    again = await refused_code(ali.delete("#dev", mine.seq))
+    assert again == "no_such_message"
+    events = await ali.history("#dev")
+    assert all("secret" not in m.text for m in events.messages)
+
+
+async def refused_code(request: Any) -> str:
+    try:
+        await request
+    except RequestFailed as exc:
+        return exc.code
+    return ""

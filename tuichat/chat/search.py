@@ -142,6 +142,9 @@ class SearchQuery:
     before: str = ""
     """Where the page before ended (a store's own cursor); "" from the newest."""
     limit: int = 20
+    private_since: int = 0
+    """Private messages with a pid up to this are not the user's (an earlier holder of the
+    name had them: see `private_history`)."""
 
 
 def newest_first(hit: SearchHit) -> tuple[int, str, int]:

@@ -20,6 +20,8 @@ MAX_REACTION_BYTES = 64
 """UTF-8 bytes a reaction may have."""
 MAX_REACTIONS = 20
 """Different reactions one message may carry."""
+JOINERS = frozenset("\u200c\u200d")
+"""The invisible characters a reaction may hold: the joiners of emoji sequences and words."""
 PREVIEW_CHARS = 80
 """Characters of a reply's preview of the message it answers."""
 
@@ -36,6 +38,10 @@ def check_reaction(text: str) -> str:
         )
     if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in reaction):
         raise ChatError(ErrorCode.INVALID_REACTION, "a reaction is one line of text")
+    if any(unicodedata.category(c) == "Cf" and c not in JOINERS for c in reaction) or not any(
+        unicodedata.category(c)[0] in "LNPS" for c in reaction
+    ):  # (nothing to see, or marks that turn the text around it)
+        raise ChatError(ErrorCode.INVALID_REACTION, "a reaction must be something one can see")
     return reaction
 
 

@@ -156,6 +156,8 @@ SHUTDOWN_GRACE = 2.0
 BACKLOG_CHECK = 0.05
 """Seconds between two sums of what waits for the clients furthest behind."""
 MAX_PAGE_BYTES = 256 * 1024
+VERB_WAIT = 40.0
+"""Seconds the next verb in a room waits, at most, for the one before to be stored."""
 """A `history_page` holds fewer messages when their texts would pass this size."""
 
 
@@ -255,6 +257,8 @@ class ChatServer:
         rate = self.config.rate
         self._moderating = KeyedBuckets(rate.moderation_per_second, rate.moderation_burst)
         """Moderation requests per user (on every device)."""
+        self._verb_locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        """Per room: the verb checked and stored now (and how many wait for the lock)."""
         self._searching = KeyedBuckets(rate.searches_per_second, rate.search_burst)
         """Searches per user (on every device)."""
         self._moderation_origin: dict[str, Session] = {}
@@ -1372,6 +1376,8 @@ class ChatServer:
         room = self.chat.membership(user, request.room)
         if room is None:
             raise ChatError(ErrorCode.NOT_IN_ROOM, f"you are not in {request.room}; join it first")
+        if isinstance(request, Delete) and not self._moderating.take(user.key, 1, _now()):
+            raise ChatError(ErrorCode.RATE_LIMITED, "slow down: too many deletes")
         text = ""
         if isinstance(request, React):
             text = verbs.check_reaction(request.text)
@@ -1386,6 +1392,19 @@ class ChatServer:
             raise ChatError(ErrorCode.NO_SUCH_MESSAGE, f"there is no message {seq} in {room.name}")
 
         async def check_and_publish() -> None:
+            lock, users = self._verb_locks.get(room.name, (asyncio.Lock(), 0))
+            self._verb_locks[room.name] = (lock, users + 1)
+            try:
+                async with lock:  # a room's verbs one at a time: each checked as the last left it
+                    await checked_and_stored()
+            finally:
+                lock, users = self._verb_locks[room.name]
+                if users > 1:
+                    self._verb_locks[room.name] = (lock, users - 1)
+                else:
+                    del self._verb_locks[room.name]
+
+        async def checked_and_stored() -> None:
             try:
                 held = await self.broker.held(room.name, seq, user.key)
             except Exception as exc:
@@ -1412,7 +1431,17 @@ class ChatServer:
                 return
             post = Post(room.name, user.name, user.key, text, False, request.id, self.clock(),
                         request.TYPE, seq, on)  # fmt: skip
-            self.broker.publish(post, lambda result: self._published(session, request, result))
+            stored = asyncio.get_running_loop().create_future()
+
+            def published(result: Published | Exception) -> None:
+                self._published(session, request, result)
+                if not stored.done():
+                    stored.set_result(None)
+
+            self.broker.publish(post, published)
+            with contextlib.suppress(TimeoutError):  # (a broker answers within its retries)
+                async with asyncio.timeout(VERB_WAIT):
+                    await stored
 
         self._spawn(check_and_publish())
 
@@ -1437,14 +1466,16 @@ class ChatServer:
             self._check_sees(session, room)
         sender_key = name_key(check_name(request.sender)) if request.sender else ""
         limit = max(1, min(request.limit, MAX_RESULTS))
-        query = SearchQuery(words, user.key, room, with_key, sender_key, request.before, limit)
+        query = SearchQuery(
+            words, user.key, room, with_key, sender_key, request.before, limit,
+            session.private_since or 0,
+        )  # fmt: skip
 
         async def reply() -> None:
             hits, more = await self.broker.search(query, lambda r: self._sees(session, user, r))
-            kept = _within(hits[::-1], MAX_PAGE_BYTES)[::-1]
-            if len(kept) < len(hits):  # (a page cut short goes on after its last hit)
-                more = ""
-            session.send(SearchResults(hits=tuple(kept), next=more, ref=request.ref))
+            # (not cut to a byte budget: at most `MAX_RESULTS` texts, far below the 16 MiB a
+            # client takes, and a cut page could not say where to go on from)
+            session.send(SearchResults(hits=tuple(hits), next=more, ref=request.ref))
 
         self._spawn(self._answering(session, request.ref, reply()))
 

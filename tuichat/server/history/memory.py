@@ -62,6 +62,9 @@ class _Room:
         assert isinstance(update, Update)
         target = self.record(update.target)
         if target is None or not isinstance(target.message, Message) or target.message.deleted:
+            if update.verb == "edit":  # (made as its message was deleted: its text goes too)
+                blank = dataclasses.replace(record, message=dataclasses.replace(update, text=""))
+                self.kept[update.seq - self.kept[0].message.seq] = blank
             return
         index = update.target - self.kept[0].message.seq
         if update.verb == "react":
@@ -318,6 +321,7 @@ class MemoryHistory(HistoryStore):
             kept = self._rooms.get(name)
             if kept is None or not sees(name):
                 continue
+            await asyncio.sleep(0)  # (a room at a time: others are served between them)
             for record in kept.kept:
                 m = record.message
                 if (
@@ -331,6 +335,8 @@ class MemoryHistory(HistoryStore):
             for sender, target, p, _ in self._privates:
                 other = target if sender == query.user_key else sender
                 if query.user_key not in (sender, target) or query.with_key not in ("", other):
+                    continue
+                if p.pid <= query.private_since:  # an earlier holder of the name had it
                     continue
                 if query.sender_key not in ("", sender) or not holds(p.text, query.words):
                     continue

@@ -9,7 +9,9 @@ a query is words, never a phrase). `found` maps a sid back to its message.
 A deleted message leaves its index at once (FTS5's `delete`), and its shard is merged anew
 (`optimize`) in the same transaction, which is what takes its words out of the file, not only
 out of the answers; with `secure_delete` on and the WAL truncated after the commit, nothing
-of the text is left on disk. Shards keep that merge to `SHARD_ROWS` rows (about 20 ms).
+of the text is left on disk. Shards keep that merge to `SHARD_ROWS` rows: about 35 ms for
+chat-sized messages, 300 ms for the longest ones (it stalls the writer meanwhile, which is why
+deletes share the moderation requests' bucket).
 
 A search goes from the newest shard to the oldest, newest first within each, a batch of
 candidates at a time; the store checks each against what the user may read.
@@ -22,9 +24,12 @@ from collections.abc import Iterable
 
 from tuichat.chat.search import ROOM_TAG, SearchQuery, fold, tag
 
-SHARD_BITS = 15
+SHARD_BITS = 13
 SHARD_ROWS = 1 << SHARD_BITS
 """Messages per shard of the index: what a delete merges anew."""
+MAX_EXAMINED = 4096
+"""Candidates one search looks through at most (those the user may not read count too);
+past it, the page ends early and its `next` goes on from there."""
 BATCH = 256
 """Candidates read from the index at a time, at most (a search reads as many as it needs
 first, and more only when some of them were not the user's to read)."""

@@ -59,6 +59,8 @@ log = logging.getLogger("tuichat.server")
 
 T = TypeVar("T")
 
+CHECKPOINT_TRIES = 50
+"""Tries (10 ms apart) to truncate the WAL after a delete, while reads hold it."""
 EDITED = 1
 """A message's `state`: its text was edited."""
 DELETED = 2
@@ -794,7 +796,13 @@ class SQLiteHistory(HistoryStore):
             raise
         self._index.next_sid = sid
         if deleted:  # the pages that held the text, still in the WAL, go too
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            for _ in range(CHECKPOINT_TRIES):  # (busy while a read holds an older snapshot)
+                (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy:
+                    break
+                time.sleep(0.01)
+            else:
+                log.warning("the WAL of %s could not be truncated after a delete", self.path)
         self.commits += 1
         self.appends += len(appends)
 
@@ -806,6 +814,11 @@ class SQLiteHistory(HistoryStore):
             (update.room, update.target),
         ).fetchone()
         if row is None or row[2] == DELETED:
+            if update.verb == "edit":  # (made as its message was deleted: its text goes too)
+                conn.execute(
+                    "UPDATE messages SET text = '' WHERE room = ? AND seq = ?",
+                    (update.room, update.seq),
+                )
             return None
         text, author_key, _, sid = row
         where = (update.room, update.target)
@@ -828,7 +841,7 @@ class SQLiteHistory(HistoryStore):
                 "UPDATE messages SET text = ?, state = ? WHERE room = ? AND seq = ?",
                 (update.text, EDITED, *where),
             )
-            if sid is not None:
+            if sid is not None and self._indexing:
                 self._index.replace(conn, sid, text, update.text, tags)
             return None
         conn.execute(
@@ -999,10 +1012,12 @@ class SQLiteHistory(HistoryStore):
 
     async def search(self, query: SearchQuery, sees: Sees) -> tuple[list[SearchHit], str]:
         expression = search_index.match(query)
-        before = int(query.before) if query.before.isdigit() else 0
+        cursor = query.before
+        before = min(int(cursor), 2**62) if cursor.isascii() and cursor.isdigit() else 0
         conn = self._read_conn or self._write_conn
         hits: list[tuple[int, SearchHit]] = []
         size = query.limit + 1  # enough unless some are not the user's to read: then more
+        examined = 0
         while True:
             shards = list(self._index.shards)
 
@@ -1010,16 +1025,21 @@ class SQLiteHistory(HistoryStore):
                 before: int = before, shards: list[int] = shards, size: int = size
             ) -> list[tuple[int, SearchHit | None]]:
                 found = search_index.candidates(conn, shards, expression, before, size)
-                return [(sid, _hit(conn, room, seq, query.user_key)) for sid, room, seq in found]
+                user, since = query.user_key, query.private_since
+                return [(sid, _hit(conn, room, seq, user, since)) for sid, room, seq in found]
 
             batch = await self._read_with(lambda _: read())
             for sid, hit in batch:
                 if hit is not None and (hit.room.startswith("@") or sees(hit.room)):
                     hits.append((sid, hit))
+            examined += len(batch)
             if len(hits) > query.limit or len(batch) < size:
                 break
             before = batch[-1][0]
-            size = min(size * 4, search_index.BATCH)
+            left = search_index.MAX_EXAMINED - examined
+            if left <= 0:  # the rest on the next page
+                return [hit for _, hit in hits], str(before)
+            size = min(size * 4, search_index.BATCH, left)
         page = hits[: query.limit]
         more = len(hits) > query.limit
         return [hit for _, hit in page], str(page[-1][0]) if more and page else ""
@@ -1162,14 +1182,19 @@ def _event(row: tuple[Any, ...], given: Iterable[tuple[str, str]]) -> RoomEvent:
     )  # fmt: skip
 
 
-def _hit(conn: sqlite3.Connection, room: str, seq: int, user_key: str) -> SearchHit | None:
-    """The search hit of indexed message `seq` of `room` ("": private message `seq`)."""
+def _hit(
+    conn: sqlite3.Connection, room: str, seq: int, user_key: str, since: int
+) -> SearchHit | None:
+    """The search hit of indexed message `seq` of `room` ("": private message `seq`, if it
+    is the user's: after `since`)."""
     if room:
         row = conn.execute(
             "SELECT sender, text, ts, action FROM messages WHERE room = ? AND seq = ?",
             (room, seq),
         ).fetchone()
         return None if row is None else SearchHit(room, seq, row[0], row[1], row[2], bool(row[3]))
+    if seq <= since:
+        return None
     row = conn.execute(
         "SELECT sender, sender_key, target, text, ts, action FROM privates WHERE pid = ?", (seq,)
     ).fetchone()

@@ -98,6 +98,10 @@ TYPING_FRESH = 1.0
 """Seconds a typing notice may wait for Redis (an outage) before it is not worth sending."""
 TYPING_BACKLOG = 100
 """Commands waiting for Redis past which typing notices are not queued at all."""
+PAGE_CHUNK = 1000
+"""Entries of a room's stream read at a time for a page of history (past verbs' entries)."""
+READS_AT_ONCE = 16
+"""Reads for verbs and searches made at once (each takes a connection of redis-py's pool)."""
 MOD_LOG_KEPT = 100_000
 """Entries of the whole moderation log kept (about: a stream is trimmed in whole blocks)..."""
 MOD_LOG_KEPT_PER_ROOM = 10_000
@@ -114,6 +118,7 @@ class RedisBroker(Broker):
         self.link = link
         self.id = server_id
         self.history_per_room = history_per_room
+        self._reading = asyncio.Semaphore(READS_AT_ONCE)
         self.feeds = RoomFeeds(link)
         self.moderation = ModerationFeed(link, server_id)
         self._counter = 0
@@ -338,14 +343,12 @@ class RedisBroker(Broker):
         top = f"({before}-0" if before else "+"
         position = await self.stored_position(room)
         kept: list[Entry] = []
-        scanned = 0
-        while len(kept) < limit and scanned < UNREAD_SCAN:  # past the verbs' entries
-            want = limit - len(kept)
+        while len(kept) < limit:  # past the verbs' entries (the stream is `history_per_room`)
+            want = max(limit - len(kept), PAGE_CHUNK)  # (entries hold no text: cheap to read)
             entries = await self.link.redis.xrevrange(
                 keys.room_key(room, "log"), top, "-", count=want
             )
             kept += [(i, f) for i, f in entries if not is_verb(f)]
-            scanned += len(entries)
             if len(entries) < want:
                 break
             top = f"({number(entries[-1][0])}-0"
@@ -366,6 +369,10 @@ class RedisBroker(Broker):
         return await events_of(self.link, room, entries)
 
     async def held(self, room: str, seq: int, user_key: str) -> Held | None:
+        async with self._reading:
+            return await self._held(room, seq, user_key)
+
+    async def _held(self, room: str, seq: int, user_key: str) -> Held | None:
         entries = await self.link.redis.xrange(keys.room_key(room, "log"), f"{seq}-0", f"{seq}-0")
         if not entries or is_verb(entries[0][1]):
             return None
@@ -380,7 +387,8 @@ class RedisBroker(Broker):
         return Held(message, author_of(entries[0][1]), reacted)
 
     async def search(self, query: SearchQuery, sees: Sees) -> tuple[list[SearchHit], str]:
-        return await search_redis(self.link, query, sees)
+        async with self._reading:
+            return await search_redis(self.link, query, sees)
 
     async def privates(self, user_key: str, after: int, limit: int) -> list[PrivateMessage]:
         entries = await self.link.redis.xrange(

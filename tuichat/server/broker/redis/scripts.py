@@ -39,7 +39,11 @@ if gone > 0 then  -- trimmed from the stream by now: its text and state go too
   redis.call('HDEL', state, gone, 'e' .. gone)
   redis.call('HDEL', reactions, gone)
 end
-if verb ~= '' and redis.call('HGET', state, target) ~= 'd' then
+local deleted = verb ~= '' and redis.call('HGET', state, target) == 'd'
+if deleted and verb == 'edit' then  -- made as its message was deleted: its text goes too
+  redis.call('HSET', texts, seq, '')
+end
+if verb ~= '' and not deleted then
   if verb == 'react' then
     local given = redis.call('HGET', reactions, target)
     local list = given and cmsgpack.unpack(given) or {}
