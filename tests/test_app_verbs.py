@@ -10,6 +10,7 @@ its own, its clock frozen)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC
@@ -17,11 +18,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual import events
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import OptionList
 
-from tests.app_support import FIXED_MS, connected, log_texts, make_app, send_line, until
+from tests.app_support import (
+    FIXED_MS,
+    connected,
+    log_texts,
+    make_app,
+    rendered,
+    send_line,
+    until,
+)
 from tests.helpers import expect
 from tests.proxy import Proxy
 from tests.test_app_snapshots import ServerThread
@@ -31,21 +41,32 @@ from tuichat.app.bidi import Bidi
 from tuichat.app.config import Config
 from tuichat.app.i18n import _, plain, set_language
 from tuichat.app.model import Kind, LogEntry
-from tuichat.app.moderation import refusal
+from tuichat.app.moderation import refusal, when
+from tuichat.app.screens.confirm import ConfirmDialog
 from tuichat.app.screens.prompt import PromptDialog
 from tuichat.app.screens.search import FOUND_STYLE, SearchScreen, excerpt, hit_prompt
 from tuichat.app.state import ChatState
 from tuichat.app.untrusted import clean
-from tuichat.app.verbs import latest, reactions_line, substituted
+from tuichat.app.verbs import (
+    drawn,
+    latest,
+    may_delete,
+    mine_first,
+    reactions_line,
+    selection_hint,
+    substituted,
+)
 from tuichat.app.widgets.bidi_input import BidiInput
 from tuichat.app.widgets.bidi_text import BidiText
 from tuichat.app.widgets.chat_input import ChatInput
 from tuichat.app.widgets.chat_log import ChatLog
+from tuichat.app.wrap import cells
 from tuichat.chat.verbs import applied, quote_of
-from tuichat.client import ChatClient
+from tuichat.client import ChatClient, SigningKey
 from tuichat.client.unread import Counts, Unread
 from tuichat.protocol import (
     HistoryPage,
+    Joined,
     Message,
     Quote,
     Reaction,
@@ -315,6 +336,48 @@ def test_reactions_and_who_gave_them() -> None:
     assert plain(line) == "👍 ali and bob · 🎉 carol, dave and 7 more · x e"
 
 
+def test_a_reaction_is_drawn_without_its_emoji_presentation_selector() -> None:
+    heart = "\u2764\ufe0f"  # ❤️: two cells to Rich, one to tmux
+    assert (drawn(heart), cells(drawn(heart))) == ("\u2764", 1)  # ❤: one to every terminal
+    assert drawn("👍") == "👍" and drawn("\ufe0f") == "\ufe0f"  # (nothing else changes)
+    reactions = (Reaction(heart, 2, ("ali", "bob")),)
+    assert plain(reactions_line(reactions)) == "\u2764 ali and bob"
+    assert mine_first(reactions, "ALI") == [(reactions[0], True)]  # (matched as sent)
+
+
+def test_the_selection_bar_says_what_the_message_selected_allows() -> None:
+    said = Reaction("👍", 1, ("carol",))
+    plain_one = LogEntry(Kind.MESSAGE, NOW, "bob", "hi", seq=1, reactions=(said,))
+    reply = LogEntry(Kind.MESSAGE, NOW, "bob", "yes", seq=2, reply=1)
+
+    def hint(entry: LogEntry, *, private: bool = False, confirming: bool = False) -> str:
+        return plain(selection_hint(entry, private=private, confirming=confirming))
+
+    assert hint(plain_one) == "r reply · e edit · d delete · + react · Esc: back\n👍 carol"
+    assert "Enter: what it answers" in hint(reply)  # only a reply answers something
+    assert hint(reply, confirming=True) == (
+        "Delete this message? y deletes it, any other key keeps it"
+    )
+    gone = replace(plain_one, deleted=True)  # (as a page or a replay may bring it)
+    assert hint(gone) == "message deleted · ↑ ↓ select · Esc: back"
+    assert "Esc: back (replies and reactions are for rooms)" in hint(plain_one, private=True)
+
+
+def test_who_may_delete_a_message() -> None:
+    theirs = LogEntry(Kind.MESSAGE, NOW, "bob", "hi", seq=1)
+    mine = LogEntry(Kind.OWN, NOW, "ali", "hello", seq=2)
+
+    def may(
+        entry: LogEntry, owner: str = "", ops: tuple[str, ...] = (), *, admin: bool = False
+    ) -> bool:
+        return may_delete(entry, "ali", owner=owner, ops=ops, admin=admin)
+
+    assert may(mine) and not may(theirs)
+    assert may(theirs, owner="ALI") and may(theirs, ops=("carol", "Ali"))
+    assert may(theirs, admin=True)
+    assert not may(theirs, owner="carol", ops=("dave",))
+
+
 # --- the search panel's rows ----------------------------------------------------------
 
 
@@ -339,6 +402,19 @@ def test_a_persian_hit_reads_right_to_left_its_word_marked() -> None:
         prompt.plain[span.start : span.end] for span in prompt.spans if span.style == FOUND_STYLE
     )
     assert marked == Bidi("app").display("استقرار")  # the word found, as drawn
+
+
+def test_a_hits_date_in_the_persian_ui_is_drawn_and_holds_no_isolate() -> None:
+    set_language("fa")
+    hit = SearchHit("#dev", 3, "sara", "deploy", NOW - 40 * 86_400_000)  # (another day)
+    prompt = hit_prompt(
+        hit, ("deploy",), 60, bidi=Bidi("app"), rtl_layout=True, now=NOW, tz=UTC,
+        calendar="jalali",
+    )  # fmt: skip
+    meta = prompt.plain.split("\n")[0]
+    assert not set(meta) & {"\u2066", "\u2067", "\u2068", "\u2069"}
+    said = when(hit.ts, NOW, UTC, "jalali")
+    assert Bidi("app").display(said, True) in meta  # in visual order, as the log draws it
 
 
 # --- the app against a real server ----------------------------------------------------
@@ -448,15 +524,152 @@ async def test_the_selection_and_its_keys(server: ChatServer, connect: Any) -> N
         app.screen.query_one("#answer", BidiInput).value = "👍"
         await pilot.press("enter")
         assert (await expect(bob, Update, verb="react")).target == answer.seq
-        await pilot.press("d")  # once: asked; again: deleted
-        assert "d again deletes it" in plain(app.query_one("#selecting", BidiText).text)
-        await pilot.press("d")
+        await pilot.press("d")  # asked first: y deletes it
+        assert "y deletes it" in plain(app.query_one("#selecting", BidiText).text)
+        await pilot.press("y")
         assert (await expect(bob, Update, verb="delete")).target == answer.seq
         await until(pilot, lambda: entry_at(app, answer.seq).deleted)
         await pilot.press("up", "e")  # bob's: not ours to edit
         assert errors(app)[-1] == "only its author can edit a message"
         await pilot.press("escape")
         assert log.selected is None and composer.has_focus
+
+
+async def events_until(client: ChatClient, text: str) -> list[Any]:
+    """What `client` hears up to the room message `text` (which it returns last)."""
+    heard: list[Any] = []
+    async with asyncio.timeout(10):
+        while not (isinstance(heard[-1:] and heard[-1], Message) and heard[-1].text == text):
+            heard.append(await client.next_event())
+    return heard
+
+
+def burst(app: ChatApp, text: str) -> None:
+    """Post the keys of `text` as the driver does for keys read in one go (a line break is
+    Enter): all of them, before the app has handled any."""
+    for char in text:
+        key = {"\n": "enter", " ": "space"}.get(char, char)
+        app.post_message(events.Key(key, "\r" if char == "\n" else char))
+
+
+async def selected_again(pilot: Pilot[Any], seq: int) -> None:
+    """Select the newest reply to message `seq`, then go to what it answers: `seq`."""
+    log = pilot.app.query_one(ChatLog)
+    await pilot.press("alt+up")
+    while log.selected is not None and log.selected.reply != seq:
+        await pilot.press("up")
+    await pilot.press("enter")
+    await until(pilot, lambda: log.selected is not None and log.selected.seq == seq)
+
+
+async def test_typing_while_a_message_is_selected_is_writing(
+    server: ChatServer, connect: Any
+) -> None:
+    bob: ChatClient = await connect("bob")
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        await send_line(pilot, "my plan")
+        mine = await expect(bob, Message, text="my plan")
+        await bob.send("#lobby", "about your plan", reply=mine.seq)
+        await until(pilot, lambda: "about your plan" in log_texts(app))
+        log, composer = app.query_one(ChatLog), app.query_one(ChatInput)
+        await selected_again(pilot, mine.seq)  # ours, selected after a jump to it
+        await pilot.press(*"I added it")  # ("dd": no delete; the selection is over at "I")
+        await until(pilot, lambda: composer.value == "I added it")
+        assert composer.has_focus and log.selected is None and not log.has_focus
+        await pilot.press("enter")
+        heard = await events_until(bob, "I added it")
+        assert not [e for e in heard if isinstance(e, Update)]  # nothing deleted
+        assert not entry_at(app, mine.seq).deleted
+        await selected_again(pilot, mine.seq)
+        await pilot.press(*"see")  # (not an edit of ours)
+        await until(pilot, lambda: composer.value == "see")
+        assert app.composing is None
+        composer.value = ""
+        await selected_again(pilot, mine.seq)
+        burst(app, "so dd it\n")  # keys read in one go: all of them the composer's
+        heard = await events_until(bob, "so dd it")
+        assert not [e for e in heard if isinstance(e, Update)]
+        await selected_again(pilot, mine.seq)
+        await pilot.press("d")  # asked first
+        bar = app.query_one("#selecting", BidiText)
+        assert plain(bar.text) == "Delete this message? y deletes it, any other key keeps it"
+        await pilot.press("d")  # any key but y keeps it, and a character is typed
+        await until(pilot, lambda: composer.value == "d")
+        assert log.selected is None and not entry_at(app, mine.seq).deleted
+        composer.value = ""
+        await selected_again(pilot, mine.seq)
+        await pilot.press("d", "escape")  # kept, still selected
+        assert log.selected is not None and log.selected.seq == mine.seq
+        assert plain(bar.text).startswith("r reply")
+        await pilot.press("d", "y")
+        assert (await expect(bob, Update, verb="delete")).target == mine.seq
+        await until(pilot, lambda: entry_at(app, mine.seq).deleted)
+
+
+async def test_the_selection_bar_says_what_the_user_may_do(
+    server: ChatServer, connect: Any
+) -> None:
+    bob: ChatClient = await connect("bob")
+    app = make_app(server.address, "ali", key=SigningKey.generate())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        first = await bob.send("#lobby", "a plain one")
+        await bob.react("#lobby", first.seq, "👍")
+        await bob.send("#lobby", "an answer", reply=first.seq)
+        await until(pilot, lambda: "an answer" in log_texts(app))
+        await until(pilot, lambda: bool(entry_at(app, first.seq).reactions))
+        log, bar = app.query_one(ChatLog), app.query_one("#selecting", BidiText)
+        await pilot.press("alt+up")  # a reply: Enter goes to what it answers
+        assert "Enter: what it answers" in plain(bar.text)
+        await pilot.press("up")  # not a reply; its reactions and who gave them
+        assert log.selected is not None and log.selected.seq == first.seq
+        assert plain(bar.text) == "r reply · e edit · d delete · + react · Esc: back\n👍 bob"
+        await pilot.press("d")  # not ours, nor ours to moderate: said at once, not asked
+        assert errors(app)[-1] == (
+            "only its author, the owner and ops of #lobby and the server's admins can delete a "
+            "message"
+        )
+        assert not plain(bar.text).startswith("Delete")
+        await pilot.press("e")
+        assert errors(app)[-1] == "only its author can edit a message"
+        await pilot.press("escape")
+        await send_line(pilot, "/join #mine")  # ours: its owner may delete any message in it
+        await until(pilot, lambda: app.current_room == "#mine" and connected(app))
+        view = app.conversation("#mine")
+        assert view is not None and view.owner == "ali"
+        await bob.join("#mine")
+        theirs = await bob.send("#mine", "in your room")
+        await bob.react("#mine", theirs.seq, "🎉")
+        await until(pilot, lambda: bool(entry_at(app, theirs.seq).reactions))
+        await pilot.press("alt+up", "d")
+        assert plain(bar.text).startswith("Delete this message?")
+        await pilot.press("y")
+        assert (await expect(bob, Update, verb="delete")).target == theirs.seq
+        await until(pilot, lambda: entry_at(app, theirs.seq).deleted)
+        await until(pilot, lambda: "🎉" not in bar.text)  # its reactions went with it
+        assert plain(bar.text) == "message deleted · ↑ ↓ select · Esc: back"
+
+
+async def test_a_reaction_with_a_variation_selector_takes_one_cell(
+    server: ChatServer, connect: Any
+) -> None:
+    heart = "\u2764\ufe0f"
+    bob: ChatClient = await connect("bob")
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        sent = await bob.send("#lobby", "love it")
+        await bob.react("#lobby", sent.seq, heart)
+        await until(pilot, lambda: bool(entry_at(app, sent.seq).reactions))
+        await send_line(pilot, f"/react {heart}")  # the same, as sent: ours too now
+        await until(pilot, lambda: entry_at(app, sent.seq).reactions[0].count == 2)
+        assert entry_at(app, sent.seq).reactions[0].text == heart  # kept as sent
+        screen = rendered(app)[0]
+        assert "\u2764 2" in screen and "\ufe0f" not in screen
+        await pilot.press("alt+up")
+        assert plain(app.query_one("#selecting", BidiText).text).endswith("\u2764 bob and ali")
 
 
 async def test_a_refusal_is_said_in_persian_in_the_persian_ui(
@@ -476,6 +689,63 @@ async def test_a_refusal_is_said_in_persian_in_the_persian_ui(
         said = plain(_(words).format(room="#lobby"))
         assert said != plain(words.format(room="#lobby"))  # translated
         await until(pilot, lambda: said in errors(app))
+
+
+def reads_from_the_right(widget: BidiText, first: str) -> bool:
+    """Whether each line of `widget` is right-aligned and starts (at the right) with `first`
+    (a key's name, read first in a right-to-left sentence)."""
+    lines = [line.rstrip() for line in widget.lines(widget.content_size.width)]
+    return lines[0].endswith(first) and all(
+        len(line) == len(lines[0]) or not line for line in lines
+    )
+
+
+async def test_the_new_dialogs_and_questions_read_right_to_left_in_persian(
+    server: ChatServer, connect: Any
+) -> None:
+    bob: ChatClient = await connect("bob")
+    await bob.join("#books")
+    await bob.send("#books", "a book about ships")
+    app = make_app(server.address, "ali", config=Config(name="ali", lang="fa"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        await bob.send("#lobby", "thanks")
+        await until(pilot, lambda: "thanks" in log_texts(app))
+        await pilot.press("alt+up", "plus")  # the reaction dialog
+        await until(pilot, lambda: isinstance(app.screen, PromptDialog))
+        answer = app.screen.query_one("#answer", BidiInput)
+        drawn = answer.render_line(0).text
+        assert "+1" in drawn and "1+" not in drawn  # a Latin token, isolated
+        placeholder = plain(answer.placeholder)
+        assert cells(placeholder) < answer.content_size.width  # (not cut)
+        assert reads_from_the_right(app.screen.query_one(".hint", BidiText), "Enter")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, PromptDialog))
+        await pilot.press("escape")  # (the selection too)
+        await send_line(pilot, "از من")
+        mine = await expect(bob, Message, text="از من")
+        await until(pilot, lambda: "از من" in log_texts(app))
+        await pilot.press("alt+up", "ی")  # d, where a Persian layout has it
+        bar = app.query_one("#selecting", BidiText)
+        assert plain(bar.text) == "\u200f" + _(
+            "Delete this message? y deletes it, any other key keeps it"
+        )
+        assert "y (غ)" in bar.text
+        await pilot.press("غ")  # y, where a Persian layout has it
+        assert (await expect(bob, Update, verb="delete")).target == mine.seq
+        await pilot.press("escape", "ctrl+f")
+        await until(pilot, lambda: isinstance(app.screen, SearchScreen))
+        search = app.screen
+        assert isinstance(search, SearchScreen)
+        assert reads_from_the_right(search.query_one(".hint", BidiText), "Enter")
+        await pilot.press(*"ships", "enter")
+        await until(pilot, lambda: len(search.hits) == 1)
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        question = app.screen.query_one(".question", BidiText)
+        assert plain(question.text).startswith("\u200f") and "#books" in question.text
+        assert question.text != "You are not in #books: join it to see the message?"
+        assert reads_from_the_right(app.screen.query_one(".hint", BidiText), "Enter")
 
 
 async def test_the_palette_has_the_verbs(server: ChatServer, connect: Any) -> None:
@@ -519,11 +789,13 @@ async def test_search_finds_pages_on_and_goes_to_the_message(
         first = hits.get_option_at_index(0).prompt
         marked = [first.plain[s.start : s.end] for s in first.spans if s.style == FOUND_STYLE]
         assert marked == ["deploy"]
-        await pilot.press("end")  # the end of the list: older hits, on demand
+        await pilot.press("down", "end")  # the end of the list: older hits, on demand
         await until(pilot, lambda: len(screen.hits) == 25)
         assert screen.hits[-1].room == "#ops"
         hits.highlighted = 24
-        await pilot.press("enter")  # in a room we are not in: joined, paged back, selected
+        await pilot.press("enter")  # in a room we are not in: asked, joined, paged back, selected
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("enter")
         await until(pilot, lambda: app.current_room == "#ops")
         log = app.query_one(ChatLog)
         await until(pilot, lambda: log.selected is not None and log.selected.seq == target.seq)
@@ -534,6 +806,93 @@ async def test_search_finds_pages_on_and_goes_to_the_message(
         )
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, SearchScreen))
+
+
+async def test_the_search_panels_keys_and_its_last_query(server: ChatServer, connect: Any) -> None:
+    bob: ChatClient = await connect("bob")
+    for text in ("deploy one", "deploy two", "deploy three"):
+        await bob.send("#lobby", text)
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: isinstance(app.screen, SearchScreen))
+        screen = app.screen
+        assert isinstance(screen, SearchScreen)
+        query = screen.query_one("#search-query", BidiInput)
+        hits = screen.query_one("#search-hits", OptionList)
+        await pilot.press(*"deploy", "enter")
+        await until(pilot, lambda: len(screen.hits) == 3)
+        assert query.has_focus and hits.highlighted == 0  # the first highlighted, not passed
+        await pilot.press("down")  # "↓ to the results": to the first of them
+        assert hits.has_focus and hits.highlighted == 0
+        await pilot.press("space", "t")  # typed on the hits: the query's, refined
+        assert query.has_focus and query.value == "deploy t"
+        await pilot.press("enter")
+        await until(pilot, lambda: [h.text for h in screen.hits] == ["deploy three", "deploy two"])
+        await pilot.press("down", "down")
+        assert hits.highlighted == 1
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, SearchScreen))
+        await pilot.press("ctrl+f")  # as it was: the query (selected), its hits
+        await until(pilot, lambda: isinstance(app.screen, SearchScreen))
+        again = app.screen
+        assert isinstance(again, SearchScreen) and again is not screen
+        query = again.query_one("#search-query", BidiInput)
+        assert [h.text for h in again.hits] == ["deploy three", "deploy two"]
+        assert again.query_one("#search-hits", OptionList).highlighted == 1
+        assert query.value == "deploy t" and query.selection == (0, len("deploy t"))
+        await pilot.press("x")  # typing replaces it
+        assert query.value == "x"
+
+
+async def test_a_hit_in_a_room_the_user_is_not_in_asks_before_joining(
+    server: ChatServer, connect: Any
+) -> None:
+    bob: ChatClient = await connect("bob")
+    await bob.join("#books")
+    away = await bob.send("#books", "a book about ships")
+    here = await bob.send("#lobby", "the book club is tonight")
+    app = make_app(server.address, "ali")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: connected(app))
+        log = app.query_one(ChatLog)
+
+        async def choose(room: str) -> None:
+            """Search for "book" (the panel as it was, or anew), and choose the hit in `room`."""
+            await pilot.press("ctrl+f")
+            await until(pilot, lambda: isinstance(app.screen, SearchScreen))
+            screen = app.screen
+            assert isinstance(screen, SearchScreen)
+            if not screen.hits:
+                await pilot.press(*"book", "enter")
+                await until(pilot, lambda: len(screen.hits) == 3)
+            hits = screen.query_one("#search-hits", OptionList)
+            hits.highlighted = [h.room for h in screen.hits].index(room)
+            await pilot.press("down", "enter")
+
+        await bob.private("ali", "a book for you")
+        await until(pilot, lambda: "@bob" in app.privates)
+        await choose("#lobby")  # a room the user is in: opened at once
+        await until(pilot, lambda: log.selected is not None and log.selected.seq == here.seq)
+        await pilot.press("escape")
+        await choose("@bob")  # a private conversation: opened at once
+        await until(pilot, lambda: app.current_room == "@bob" and log.selected is not None)
+        await pilot.press("escape")
+        await choose("#books")  # a room the user is not in: asked first
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        question = app.screen.query_one(".question", BidiText)
+        assert plain(question.text) == "You are not in #books: join it to see the message?"
+        assert plain(app.screen.query_one(".hint", BidiText).text) == "Enter joins, Escape stays"
+        await pilot.press("escape")  # stays: back to the hits, not joined
+        await until(pilot, lambda: isinstance(app.screen, SearchScreen))
+        assert "#books" not in app.rooms and app.current_room == "@bob"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+        await pilot.press("enter")  # joins, and goes to the message
+        await until(pilot, lambda: app.current_room == "#books")
+        await until(pilot, lambda: log.selected is not None and log.selected.seq == away.seq)
+        await expect(bob, Joined, room="#books", name="ali")  # (only now: "ali joined")
 
 
 async def test_verbs_are_not_unread(server: ChatServer, connect: Any) -> None:

@@ -35,8 +35,10 @@ from tuichat.app.i18n import (
     _,
     is_rtl,
     ngettext,
+    paragraphs,
     plain,
     set_language,
+    token,
     translate_bindings,
 )
 from tuichat.app.keys import read_alt_digits
@@ -47,9 +49,17 @@ from tuichat.app.palette import ChatCommands
 from tuichat.app.screens.bidi_check import BidiCheck
 from tuichat.app.screens.help import HelpScreen
 from tuichat.app.screens.prompt import PromptDialog
-from tuichat.app.screens.search import SearchScreen
+from tuichat.app.screens.search import Found, SearchScreen
 from tuichat.app.state import LOBBY, ChatState
-from tuichat.app.verbs import find, latest, own, reactions_line, substituted, targetable
+from tuichat.app.verbs import (
+    find,
+    latest,
+    may_delete,
+    own,
+    selection_hint,
+    substituted,
+    targetable,
+)
 from tuichat.app.widgets.bidi_input import BidiCommandPalette
 from tuichat.app.widgets.bidi_text import BidiText
 from tuichat.app.widgets.chat_input import ChatInput
@@ -109,14 +119,17 @@ PROMPTS = {
 }
 """What the palette's moderation dialogs ask, by command: their title and placeholder."""
 SELECTION_KEYS = (
-    ("r, e, d d, +", N_("reply to it, edit it (yours), delete it, react to it")),
+    ("r, e, d y, +", N_("reply to it, edit it (yours), delete it, react to it")),
     ("Enter, Escape", N_("the message it answers; back to the composer")),
 )
 """The keys of the selection in the log, for the help."""
 IN_ROOMS = N_("replies, reactions, edits and deletes are for room messages, not private ones")
 """What a verb in a private conversation says."""
 REACTION_RULE = N_("a reaction is an emoji or a short word: one line, 16 characters at most")
-REACTION_HINT = N_("an emoji or a short word: 👍, +1, thanks (the same again takes it back)")
+REACTION_HINT = N_("an emoji or a short word: 👍, {plus_one}, thanks")
+"""The reaction dialog's placeholder (short enough for its field: `REACTION_KEYS` says the
+rest)."""
+REACTION_KEYS = N_("Enter reacts, Escape cancels (the same reaction again takes yours back)")
 SEARCH_RULE = N_("a search has at most 8 words and 200 characters")
 
 
@@ -269,8 +282,8 @@ class ChatApp(App[int]):
         """The reply or edit being written (None: a message of its own)."""
         self._seeking: tuple[str, int] | None = None
         """The conversation and seq of the message the log is paged back to find."""
-        self._deleting: LogEntry | None = None
-        """The selected message `d` was pressed on once (again deletes it)."""
+        self._last_search: Found | None = None
+        """What the search panel showed when it last closed (shown again when it opens)."""
 
     # --- layout ------------------------------------------------------------
 
@@ -627,6 +640,8 @@ class ChatApp(App[int]):
             view = self.conversation(self.current_room)
             if view is not None:
                 self.query_one(ChatLog).show(view.entries)
+        if self.current_room in changes.relayout:
+            self._refresh_selection()  # (a verb may have changed the message selected)
         for key in changes.history:
             self._load_history(key)
         if changes.notify:
@@ -1480,7 +1495,6 @@ class ChatApp(App[int]):
     def _end_selection(self, *, focus: bool = True) -> None:
         """Nothing selected any more; the keys go to the composer again."""
         log = self.query_one(ChatLog)
-        self._deleting = None
         if log.selected is not None:
             log.select(None)
         log.can_focus = False
@@ -1489,7 +1503,6 @@ class ChatApp(App[int]):
 
     @on(ChatLog.Selected)
     def _selected(self, event: ChatLog.Selected) -> None:
-        self._deleting = None
         self._show_selection(event.entry)
         log = self.query_one(ChatLog)
         if event.entry is None and log.can_focus:  # (what was selected went)
@@ -1499,36 +1512,46 @@ class ChatApp(App[int]):
 
     def _show_selection(self, entry: LogEntry | None) -> None:
         """The lines under the log while a message is selected: what its keys do, and who
-        gave its reactions."""
+        gave its reactions (`selection_hint`)."""
         line = self.query_one("#selecting", BidiText)
         view = self.conversation(self.current_room)
         if entry is None or view is None:
             text = ""
-        elif self._deleting is entry:
-            if own(entry, self.my_name):
-                text = _("Delete your message? d again deletes it; any other key keeps it")
-            else:
-                said = _("Delete the message of {name}? d again deletes it; any other key keeps it")
-                text = said.format(name=entry.sender)
-        elif view.private:
-            text = _("↑ ↓ select · Esc: back (replies and reactions are for rooms)")
         else:
-            text = _("r reply · e edit · d delete · + react · Enter: what it answers · Esc: back")
-            if entry.reactions:
-                text = f"{text}\n{reactions_line(entry.reactions)}"
-        if is_rtl() and text:  # (RLM: each line reads right to left, the UI's way)
-            text = "\n".join(f"\u200f{each}" for each in text.split("\n"))
-        line.update(text)
+            confirming = self.query_one(ChatLog).confirming
+            text = selection_hint(entry, private=view.private, confirming=confirming)
+        line.update(paragraphs(text))  # (each line reads right to left in a RTL UI)
         line.set_class(bool(text), "-visible")
+
+    def _refresh_selection(self) -> None:
+        """Say again what the selected message is now (a verb changed it: its reactions, or
+        it was deleted)."""
+        try:
+            log = self.query_one(ChatLog)
+        except NoMatches:
+            return  # (the app is closing)
+        if log.selected is not None:
+            self._show_selection(log.selected)
+
+    @on(ChatLog.Typed)
+    def _typed_through(self, event: ChatLog.Typed) -> None:
+        """A key typed while a message was selected that is none of the selection's: the
+        user is writing. The selection ends, and the key goes to the composer as typed."""
+        self._end_selection()
+        key = events.Key(event.key, event.character)
+        self.query_one(ChatInput)._forward_event(key)  # (as the app hands a key to the focus)
 
     @on(ChatLog.Chosen)
     def _chosen(self, event: ChatLog.Chosen) -> None:
         """A key of the selection: the verb it asks for on the selected message."""
         verb, entry = event.verb, event.entry
-        deleting, self._deleting = self._deleting, None
+        log = self.query_one(ChatLog)
         view = self.conversation(self.current_room)
         if verb == "leave" or view is None:
             self._end_selection()
+            return
+        if verb == "keep":
+            self._show_selection(entry)
             return
         if verb == "original":
             self._show_selection(entry)
@@ -1550,12 +1573,16 @@ class ChatApp(App[int]):
             self._end_selection(focus=False)
             self._start_composing("edit", view, entry)
         elif verb == "delete":
-            if deleting is entry:
-                self._delete(view, entry)
-                self._show_selection(entry)
+            if not may_delete(
+                entry, self.my_name, owner=view.owner, ops=view.ops, admin=self.state.admin
+            ):  # (said at once: the server would refuse it)
+                self._error(refusal("not_author", "", room=view.name, action="delete"))
             else:
-                self._deleting = entry
-                self._show_selection(entry)
+                log.confirming = True
+            self._show_selection(entry)
+        elif verb == "confirm":
+            self._delete(view, entry)
+            self._show_selection(entry)
         elif verb == "react":
             self._show_selection(entry)
             self._ask_reaction(view, entry)
@@ -1568,7 +1595,8 @@ class ChatApp(App[int]):
                 self._react(view, entry, text)
 
         title = _("React to the message of {name}").format(name=entry.sender)
-        dialog = PromptDialog(title, placeholder=_(REACTION_HINT), bidi=self.bidi)
+        placeholder = _(REACTION_HINT).format(plus_one=token("+1"))
+        dialog = PromptDialog(title, placeholder=placeholder, hint=_(REACTION_KEYS), bidi=self.bidi)
         self.push_screen(dialog, react)
 
     def _seek(self, key: str, seq: int) -> None:
@@ -1606,13 +1634,21 @@ class ChatApp(App[int]):
             return
         screen = SearchScreen(
             query,
+            previous=self._last_search,
+            joined=lambda room: conversation_key(room) in self.rooms,
             bidi=self.bidi,
             rtl_layout=is_rtl() and self.bidi.active,
             clock=self._clock,
             tz=self._tz,
             calendar=self.config.effective_calendar(),
         )
-        self.push_screen(screen, self._open_hit)
+        self.push_screen(screen, partial(self._search_closed, screen))
+
+    def _search_closed(self, screen: SearchScreen, hit: SearchHit | None) -> None:
+        """The search panel closed (on `hit`, or None): what it showed is kept, to show
+        again when it opens next."""
+        self._last_search = screen.found
+        self._open_hit(hit)
 
     @on(SearchScreen.Wanted)
     def _search_wanted(self, event: SearchScreen.Wanted) -> None:
@@ -1657,7 +1693,7 @@ class ChatApp(App[int]):
 
     def _open_hit(self, hit: SearchHit | None) -> None:
         """Show the message a search found, in its conversation (joined, or opened, if need
-        be), selected."""
+        be: the panel asked before choosing a hit in a room the user is not in), selected."""
         if hit is None:
             return
         if hit.room.startswith("@"):

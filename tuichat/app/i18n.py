@@ -23,7 +23,7 @@ from importlib.resources.abc import Traversable
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from tuichat.app.bidi import FSI, PDI, has_rtl, without_isolates
+from tuichat.app.bidi import FSI, LRI, PDI, has_rtl, without_isolates
 
 if TYPE_CHECKING:
     from textual.binding import Binding
@@ -77,6 +77,23 @@ def isolated(value: object) -> object:
     ):
         return f"{FSI}{value}{PDI}"
     return value
+
+
+def paragraphs(text: str) -> str:
+    """The app's own words (lines of them) as the UI reads them: in a right-to-left language
+    each line a paragraph that reads right to left (an RLM first), whatever word it starts
+    with ("Enter …", a key's name, would make it read left to right)."""
+    if not text or not is_rtl():
+        return text
+    return "\n".join(f"\u200f{line}" for line in text.split("\n"))
+
+
+def token(text: str) -> str:
+    """A token that reads left to right (`+1`, `v2`) as a `Translated` message fills it in: in
+    a right-to-left language in an isolate of its own that reads left to right (LRI … PDI),
+    which no letter in it would ask for, so that the sentence around it cannot turn it round
+    (`1+`)."""
+    return Piece(f"{LRI}{text}{PDI}") if is_rtl() else text
 
 
 def plain(text: str) -> str:

@@ -25,6 +25,8 @@ SELECTABLE = TARGETS | {Kind.PRIVATE_IN, Kind.PRIVATE_OUT}
 """The kinds of entries the selection in the log stops at."""
 MAX_NAMES_SHOWN = 5
 """Names said of one reaction, the others counted ("ali, bob, carol and 4 more")."""
+EMOJI_PRESENTATION = "\ufe0f"
+"""The variation selector that asks for an emoji's colour form (❤️ is U+2764 U+FE0F)."""
 
 
 def as_message(room: str, entry: LogEntry) -> Message:
@@ -115,6 +117,22 @@ def substituted(text: str, old: str, new: str, everywhere: bool) -> str | None:
     return text.replace(old, new) if everywhere else text.replace(old, new, 1)
 
 
+def may_delete(entry: LogEntry, me: str, *, owner: str, ops: Iterable[str], admin: bool) -> bool:
+    """Whether the user (`me`) may delete `entry`: their own message, or any in a room they
+    own (`owner`) or are an op of (`ops`), or anywhere as one of the server's admins."""
+    if admin or own(entry, me):
+        return True
+    folded = fold(me)
+    return fold(owner) == folded or any(fold(op) == folded for op in ops)
+
+
+def drawn(reaction: str) -> str:
+    """A reaction as the app draws it: without `EMOJI_PRESENTATION`, whose width terminals
+    disagree on (Rich counts ❤️ as two cells, tmux as one; ❤ is one to both). The text as
+    given stays what is matched, toggled and sent."""
+    return reaction.replace(EMOJI_PRESENTATION, "") or reaction
+
+
 def mine_first(reactions: Iterable[Reaction], me: str) -> list[tuple[Reaction, bool]]:
     """Each reaction, and whether the user (`me`) gave it."""
     folded = fold(me)
@@ -140,6 +158,26 @@ def reactions_line(reactions: Iterable[Reaction]) -> str:
     """The reactions of a message and who gave each: "👍 ali, bob · 🎉 carol"."""
     # TRANSLATORS: a reaction and who gave it, as in: 👍 ali, bob
     said = [
-        _("{reaction} {names}").format(reaction=r.text, names=who_reacted(r)) for r in reactions
+        _("{reaction} {names}").format(reaction=drawn(r.text), names=who_reacted(r))
+        for r in reactions
     ]
     return " · ".join(said)
+
+
+def selection_hint(entry: LogEntry, *, private: bool, confirming: bool) -> str:
+    """What the lines under the log say while `entry` is selected: what its keys do (Enter
+    only for a reply), who gave its reactions; or, `confirming`, the question a delete asks
+    first (in a private conversation, that verbs are for rooms)."""
+    if confirming:
+        return _("Delete this message? y deletes it, any other key keeps it")
+    if private:
+        return _("↑ ↓ select · Esc: back (replies and reactions are for rooms)")
+    if entry.deleted:
+        return _("message deleted · ↑ ↓ select · Esc: back")
+    if entry.reply:
+        text = _("r reply · e edit · d delete · + react · Enter: what it answers · Esc: back")
+    else:
+        text = _("r reply · e edit · d delete · + react · Esc: back")
+    if entry.reactions:
+        text = f"{text}\n{reactions_line(entry.reactions)}"
+    return text

@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input
 
 from tuichat.app.bidi import Bidi
-from tuichat.app.i18n import N_, _, translate_bindings
+from tuichat.app.i18n import N_, _, paragraphs, translate_bindings
 from tuichat.app.widgets.bidi_input import BidiInput
 from tuichat.app.widgets.bidi_text import BidiText
 
@@ -19,7 +19,9 @@ class PromptDialog(ModalScreen[str | None]):
     """Asks a question; dismisses with the text entered, or None on Escape.
 
     `title` and `problem` may hold the server's words: they are shown as plain text (and
-    are given in the language in use, like `placeholder`).
+    are given in the language in use, like `placeholder` and `hint`, the line under the
+    field that says its keys; in a right-to-left language it reads right to left, though it
+    starts with a key's name).
     """
 
     DEFAULT_CSS = """
@@ -79,9 +81,11 @@ class PromptDialog(ModalScreen[str | None]):
         problem: str = "",
         placeholder: str = "",
         value: str = "",
+        hint: str = "",
         bidi: Bidi | None = None,
     ) -> None:
-        """`bidi`: how right-to-left text is drawn (the app's `--bidi` mode)."""
+        """`hint`: what the keys do ("": Enter confirms, Escape cancels); `bidi`: how
+        right-to-left text is drawn (the app's `--bidi` mode)."""
         super().__init__()
         self._bidi = bidi or Bidi()
         translate_bindings(self)
@@ -89,6 +93,7 @@ class PromptDialog(ModalScreen[str | None]):
         self._problem = problem
         self._placeholder = placeholder
         self._value = value
+        self._hint = hint
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -98,8 +103,8 @@ class PromptDialog(ModalScreen[str | None]):
             yield BidiInput(
                 value=self._value, placeholder=self._placeholder, bidi=self._bidi, id="answer"
             )
-            hint = _("Enter to confirm · Escape to cancel")
-            yield BidiText(hint, bidi=self._bidi, classes="hint")
+            hint = self._hint or _("Enter to confirm · Escape to cancel")
+            yield BidiText(paragraphs(hint), bidi=self._bidi, classes="hint")
 
     def on_resize(self) -> None:
         self.set_class(self.size.height < self.COMPACT_BELOW, "-compact")

@@ -1,7 +1,13 @@
 """The search panel (ctrl+f, `/search`): a query, and the messages found, newest first.
 
 The panel is a view: it asks for results with `SearchScreen.Wanted` (the app searches, and
-hands them back with `shown` or `failed`), and dismisses with the hit chosen (None: closed).
+hands them back with `shown` or `failed`), and dismisses with the hit chosen (None: closed);
+a hit in a room the user is not in is chosen only once they said yes to joining it. What it
+showed when it closed (`found`) is what it shows when opened again.
+
+Keys: Enter in the query searches, the first hit highlighted (the focus stays in the query);
+↓ goes to the hits (to the one highlighted), ↑ from the first back to the query; a character
+typed on the hits goes on to the end of the query; Enter on a hit goes to it.
 Each hit is two rows: where and when it was said and by whom, then its text with the words
 found highlighted, cut around the first of them. What comes from the server is drawn as
 plain `Content` (never markup), each row in visual order: a right-to-left text reordered and
@@ -11,11 +17,13 @@ right-aligned, and in a right-to-left UI the first row mirrored.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import tzinfo
 
 from rich.cells import cell_len, chop_cells
 from textual import on
 from textual.app import ComposeResult
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.content import Content
@@ -28,8 +36,9 @@ from textual.widgets.option_list import Option
 from tuichat.app.bidi import Bidi
 from tuichat.app.colors import name_color
 from tuichat.app.dates import local_digits
-from tuichat.app.i18n import N_, _, is_rtl, ngettext, translate_bindings
+from tuichat.app.i18n import N_, _, ngettext, paragraphs, translate_bindings
 from tuichat.app.moderation import when
+from tuichat.app.screens.confirm import ConfirmDialog
 from tuichat.app.widgets.bidi_input import BidiInput
 from tuichat.app.widgets.bidi_text import BidiText
 from tuichat.chat.search import spans
@@ -43,10 +52,23 @@ FOUND_STYLE = "bold reverse"
 """How the words found stand out in a hit's text."""
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What the panel showed when it closed: the query as typed, and the hits of the last
+    search (its query, its folded words, where its next page starts, the hit highlighted)."""
+
+    typed: str
+    query: str
+    words: tuple[str, ...]
+    hits: tuple[SearchHit, ...]
+    next: str
+    highlighted: int | None
+
+
 def said(text: str) -> str:
     """The app's own words as the panel shows them: in a right-to-left language, a paragraph
-    that reads right to left (RLM), whatever word it starts with."""
-    return f"\u200f{text}" if text and is_rtl() else text
+    that reads right to left (RLM), whatever word it starts with (`paragraphs`)."""
+    return paragraphs(text)
 
 
 def excerpt(text: str, words: tuple[str, ...], width: int) -> tuple[str, list[tuple[int, int]]]:
@@ -81,7 +103,7 @@ def hit_prompt(
     """A hit as the panel shows it: `#room · 12:10 · bob`, then its text."""
     pieces = [
         (bidi.name(hit.room, rtl_layout=rtl_layout), "bold"),
-        (when(hit.ts, now, tz, calendar), "dim"),
+        (bidi.display(when(hit.ts, now, tz, calendar), rtl_layout or None), "dim"),
         (bidi.display(hit.sender), f"bold {name_color(hit.sender, dark)}"),
     ]
     if rtl_layout:
@@ -166,14 +188,18 @@ class SearchScreen(ModalScreen["SearchHit | None"]):
         self,
         query: str = "",
         *,
+        previous: Found | None = None,
+        joined: Callable[[str], bool] | None = None,
         bidi: Bidi | None = None,
         rtl_layout: bool = False,
         clock: Callable[[], int],
         tz: tzinfo | None = None,
         calendar: str = "gregorian",
     ) -> None:
-        """`query`: what to look for at once ("": ask); `clock` gives the time (ms since the
-        epoch) the hits' times are said from."""
+        """`query`: what to look for at once ("": ask, or show `previous` again, the panel
+        as it was when it last closed, its query selected); `joined` says whether the user is
+        in a room (a hit in one they are not in asks first; None: never asks); `clock` gives
+        the time (ms since the epoch) the hits' times are said from."""
         super().__init__()
         translate_bindings(self)
         self._bidi = bidi or Bidi()
@@ -187,26 +213,58 @@ class SearchScreen(ModalScreen["SearchHit | None"]):
         self._hits: list[SearchHit] = []
         self._next = ""
         self._loading = False
+        self._joined = joined
+        self._again = previous if not query.strip() else None
+        """What the panel showed when it last closed, shown again."""
+        self._typed = self._again.typed if self._again is not None else query
+        self.found: Found | None = None
+        """What the panel showed when it closed (None: still open), to show again when it
+        opens next."""
 
     def compose(self) -> ComposeResult:
         bidi = self._bidi
         with Vertical():
             yield BidiText(said(_("Search messages")), bidi=bidi, classes="title")
             yield BidiInput(
-                value=self._query,
+                value=self._typed,
                 placeholder=_("words, and from:NAME or in:#ROOM"),
                 bidi=bidi,
+                select_on_focus=False,  # (a character typed on the hits goes on to the end)
                 id="search-query",
             )
             yield BidiText("", bidi=bidi, id="search-status")
             yield OptionList(id="search-hits")
-            hint = _("Enter goes to the message · ↓ to the results · Escape closes")
+            hint = _("Enter searches · ↓ to the results, Enter goes to one · Escape closes")
             yield BidiText(said(hint), bidi=bidi, classes="hint")
 
     def on_mount(self) -> None:
-        self.query_one("#search-query", BidiInput).focus()
-        if self._query.strip():
+        query = self.query_one("#search-query", BidiInput)
+        query.focus()
+        again = self._again
+        if again is not None:
+            query.select_all()  # (typing replaces it)
+            self._query, self._words, self._next = again.query, again.words, again.next
+            self._hits = list(again.hits)
+            if self._hits:
+                self._said_found()
+                self._show_hits()
+                if again.highlighted is not None:
+                    hits = self.query_one("#search-hits", OptionList)
+                    hits.highlighted = min(again.highlighted, hits.option_count - 1)
+        elif self._query.strip():
             self.ask(self._query)
+
+    def _found(self) -> Found:
+        """What the panel shows now."""
+        typed = self.query_one("#search-query", BidiInput).value
+        highlighted = self.query_one("#search-hits", OptionList).highlighted
+        hits = tuple(self._hits)
+        return Found(typed, self._query, self._words, hits, self._next, highlighted)
+
+    def dismiss(self, result: SearchHit | None = None) -> AwaitComplete:
+        """Close on `result`, keeping what the panel showed (`found`)."""
+        self.found = self._found()
+        return super().dismiss(result)
 
     @property
     def hits(self) -> list[SearchHit]:
@@ -226,8 +284,8 @@ class SearchScreen(ModalScreen["SearchHit | None"]):
     def shown(self, query: str, words: tuple[str, ...], results: SearchResults, more: bool) -> None:
         """The hits of `query` (its folded `words`), newest first: a page after those shown
         (`more`), or the first."""
-        if query != self._query:
-            return  # (an answer to a query typed over since)
+        if query != self._query or not self.is_attached:
+            return  # (an answer to a query typed over since, or to a panel closed)
         self._loading = False
         self._words = words
         if more:
@@ -236,6 +294,12 @@ class SearchScreen(ModalScreen["SearchHit | None"]):
             self._hits = list(results.hits)
         self._next = results.next if results.hits else ""  # (an empty page ends it)
         self._show_hits(keep=more)
+        self._said_found()
+        if self._hits and not more:  # (the focus stays where it is: ↓ goes to this one)
+            self.query_one("#search-hits", OptionList).highlighted = 0
+
+    def _said_found(self) -> None:
+        """Say how many hits are shown (and whether more are below)."""
         count = len(self._hits)
         if not count:
             self._status(_("nothing found"))
@@ -245,14 +309,10 @@ class SearchScreen(ModalScreen["SearchHit | None"]):
         if self._next:
             shown = _("{found}; more below").format(found=shown)
         self._status(shown)
-        hits = self.query_one("#search-hits", OptionList)
-        if not more:
-            hits.highlighted = 0
-            hits.focus()
 
     def failed(self, query: str, problem: str) -> None:
         """Searching for `query` failed: say why."""
-        if query == self._query:
+        if query == self._query and self.is_attached:
             self._loading = False
             self._status(problem)
 
@@ -302,7 +362,24 @@ class SearchScreen(ModalScreen["SearchHit | None"]):
         if event.option.id == MORE:
             self._more()
         elif event.option.id is not None:
-            self.dismiss(self._hits[int(event.option.id)])
+            self._go_to(self._hits[int(event.option.id)])
+
+    def _go_to(self, hit: SearchHit) -> None:
+        """Dismiss with `hit`; if it is in a room the user is not in, once they said yes to
+        joining it (Escape: back to the hits)."""
+        joined = self._joined
+        if hit.room.startswith("@") or joined is None or joined(hit.room):
+            self.dismiss(hit)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.dismiss(hit)
+
+        question = _("You are not in {room}: join it to see the message?")
+        hint = _("Enter joins, Escape stays")
+        dialog = ConfirmDialog(question.format(room=hit.room), hint, bidi=self._bidi)
+        self.app.push_screen(dialog, answered)
 
     @on(OptionList.OptionHighlighted, "#search-hits")
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
@@ -314,14 +391,24 @@ class SearchScreen(ModalScreen["SearchHit | None"]):
             self.ask(self._query, self._next)
 
     def on_key(self, event: Key) -> None:
-        """Down goes from the query to the hits, Up from the first hit back to the query."""
+        """Down goes from the query to the hits (to the one highlighted: the first after a
+        search), Up from the first hit back to the query; a character typed on the hits goes
+        on to the end of the query."""
         hits = self.query_one("#search-hits", OptionList)
         query = self.query_one("#search-query", BidiInput)
         if event.key == "down" and query.has_focus and hits.option_count:
             event.stop()
+            if hits.highlighted is None:
+                hits.highlighted = 0
             hits.focus()
         elif event.key == "up" and hits.has_focus and not hits.highlighted:
             event.stop()
+            query.focus()
+        elif hits.has_focus and event.is_printable and not event.key.startswith(("alt+", "ctrl+")):
+            event.stop()
+            assert event.character is not None
+            query.cursor_position = len(query.value)
+            query.insert_text_at_cursor(event.character)
             query.focus()
 
     def action_close(self) -> None:

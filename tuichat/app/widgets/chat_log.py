@@ -15,7 +15,11 @@ others and reordered with the row's direction, the layout's, so that a Persian p
 reaction reads right in either layout.
 
 The log may have one message selected (`select`, with the focus while it does: its keys move
-the selection and ask for a verb on it, `Chosen`), drawn on another background.
+the selection and ask for a verb on it, `Chosen`), drawn on another background. Only the
+selection's keys act on it: any other character typed is the user writing, and goes on to
+the composer (`Typed`), as does every key after it. A delete is asked about first
+(`confirming`): only `y` (or the Persian letter on its key) says yes, so that a word typed
+by mistake while a message is selected ("added") deletes nothing.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from tuichat.app.colors import LogStyles, log_styles
 from tuichat.app.dates import day_label, local_digits
 from tuichat.app.i18n import N_, _, translate_bindings
 from tuichat.app.model import Kind, LogEntry
-from tuichat.app.verbs import mine_first, selectable
+from tuichat.app.verbs import drawn, mine_first, selectable
 from tuichat.app.wrap import cells, fits, wrap
 
 MIN_HANGING_WIDTH = 24
@@ -61,6 +65,8 @@ DELETED = N_("message deleted")
 """What a deleted message shows instead of its text."""
 EARLIER = N_("an earlier message")
 """What a reply quotes until the message it answers is loaded."""
+YES_KEYS = frozenset({"y", "غ"})
+"""The keys that say yes to a delete: `y`, and the letter a Persian layout has on it."""
 
 
 @dataclass(slots=True)
@@ -112,7 +118,8 @@ class ChatLog(ScrollView, can_focus=False):
         Binding("enter", "choose('original')", N_("The message it answers"), show=False),
         Binding("escape", "choose('leave')", N_("Done"), show=False),
     ]
-    """The keys of the selection (the log has the focus only while a message is selected)."""
+    """The keys of the selection (the log has the focus only while a message is selected);
+    any other character typed goes on to the composer (`Typed`)."""
 
     unseen: reactive[int] = reactive(0)
     """Entries added while the user was scrolled up."""
@@ -132,13 +139,25 @@ class ChatLog(ScrollView, can_focus=False):
             self.entry = entry
 
     class Chosen(Message):
-        """A key of the selection asked for `verb` on `entry`: `reply`, `edit`, `delete`,
-        `react`, `original` (go to the message it answers) or `leave` (the selection)."""
+        """A key of the selection asked for `verb` on `entry`: `reply`, `edit`, `delete`
+        (asked about first), `react`, `original` (go to the message it answers), `leave`
+        (the selection); or, while a delete is asked about (`confirming`), `confirm` (y:
+        delete it) or `keep` (any other key)."""
 
         def __init__(self, verb: str, entry: LogEntry) -> None:
             super().__init__()
             self.verb = verb
             self.entry = entry
+
+    class Typed(Message):
+        """A key that is not one of the selection's was typed while a message was selected
+        (a character), or after such a key: the user is writing, the key is the composer's
+        (`key` and `character` as the `Key` event had them)."""
+
+        def __init__(self, key: str, character: str | None) -> None:
+            super().__init__()
+            self.key = key
+            self.character = character
 
     def __init__(
         self,
@@ -179,6 +198,13 @@ class ChatLog(ScrollView, can_focus=False):
         self.me = ""
         """The user's name (their reactions stand out)."""
         self._selected: LogEntry | None = None
+        self.confirming = False
+        """A delete of the selected message is asked about: the next key answers (`y` deletes
+        it); selecting another message forgets the question."""
+        self._passing = False
+        """A key was typed through to the composer: every key after it goes there too, until
+        the log loses the focus (keys read in one burst reach the log before the app moves
+        the focus)."""
         translate_bindings(self)
 
     def on_mount(self) -> None:
@@ -637,6 +663,7 @@ class ChatLog(ScrollView, can_focus=False):
                 self._show_selected()
             return
         self._selected = entry
+        self.confirming = False
         self._cache.clear()
         self.refresh()
         if entry is not None:
@@ -743,10 +770,34 @@ class ChatLog(ScrollView, can_focus=False):
             self.post_message(self.Chosen(verb, entry))
 
     def on_key(self, event: events.Key) -> None:
-        """While a message is selected, any key but `d` keeps it from a delete asked for:
-        the selection is told again (`Selected`) before the key does what it does."""
-        if self._selected is not None and event.key not in ("d", "ی"):
-            self.post_message(self.Selected(self._selected))
+        """While a message is selected, a character that is not a key of the selection goes
+        on to the composer (`Typed`), and so does every key after it; while a delete is asked
+        about, `y` confirms it and any other key keeps the message (a character going on to
+        the composer)."""
+        selected = self._selected
+        if self._passing:
+            self._pass_on(event)
+        elif selected is None:
+            return
+        elif self.confirming:
+            self.confirming = False
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Chosen("confirm" if event.key in YES_KEYS else "keep", selected))
+            if event.key not in YES_KEYS and _typed(event):
+                self._pass_on(event)
+        elif _typed(event) and event.key not in self._bindings.key_to_bindings:
+            self._pass_on(event)
+
+    def _pass_on(self, event: events.Key) -> None:
+        """Hand `event` on to the composer (`Typed`), and every key after it."""
+        event.stop()
+        event.prevent_default()
+        self._passing = True
+        self.post_message(self.Typed(event.key, event.character))
+
+    def on_blur(self) -> None:
+        self._passing = False
 
     def on_click(self, event: events.Click) -> None:
         """While a message is selected, a click selects the one clicked."""
@@ -792,8 +843,8 @@ class ChatLog(ScrollView, can_focus=False):
 
 
 def _reaction_text(text: str, count: int) -> str:
-    """A reaction as a row shows it: `👍 2`."""
-    return f"{text} {local_digits(str(count))}"
+    """A reaction as a row shows it: `👍 2` (drawn as every terminal measures it: `drawn`)."""
+    return f"{drawn(text)} {local_digits(str(count))}"
 
 
 def _reaction_rows(entry: LogEntry, column: int) -> tuple[tuple[int, int], ...]:
@@ -846,6 +897,12 @@ def _mirrored(piece: Segment) -> Segment:
     if text[:1] in "→←" and text[1:2] == " ":
         text = f"{text[2:]} {text[0]}".translate(_ARROWS)
     return Segment(f" {text}", style)
+
+
+def _typed(event: events.Key) -> bool:
+    """Whether `event` types a character (a letter, a digit, a space...), not a key with
+    alt or ctrl."""
+    return event.is_printable and not event.key.startswith(("alt+", "ctrl+"))
 
 
 def _cells(text: str) -> int:
