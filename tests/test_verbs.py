@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from tests.deployments import Deployment, deployment_fixture
 from tests.helpers import expect, until
 from tests.test_contract import ask_for, frames_until
 from tests.test_devices import two_devices
-from tuichat.client import ChatClient, RequestFailed, SigningKey
+from tests.test_moderation import keyed, refused
+from tuichat.client import ChatClient, RequestFailed
 from tuichat.protocol import (
     Hello,
     HistoryPage,
@@ -31,19 +30,6 @@ from tuichat.protocol import (
 )
 
 __all__ = ["deployment_fixture"]
-
-
-async def keyed(deployment: Deployment, name: str, on: int = 0, **kwargs: Any) -> ChatClient:
-    """A client whose name is registered to a key of its own."""
-    return await deployment.connect(name, on=on, key=SigningKey.generate(), **kwargs)
-
-
-async def refused(request: Any, code: str) -> str:
-    """Await a request that must be refused with `code`; return the server's sentence."""
-    with pytest.raises(RequestFailed) as caught:
-        await request
-    assert caught.value.code == code, caught.value
-    return str(caught.value)
 
 
 async def room_of(deployment: Deployment, room: str = "#dev") -> tuple[ChatClient, ChatClient]:

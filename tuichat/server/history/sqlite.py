@@ -862,9 +862,7 @@ class SQLiteHistory(HistoryStore):
     # --- reading -----------------------------------------------------------
 
     async def _read(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        conn = self._read_conn or self._write_conn
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, lambda: conn.execute(sql, args).fetchall())
+        return await self._read_with(lambda conn: conn.execute(sql, args).fetchall())
 
     async def room(self, name: str) -> RoomRecord | None:
         rows = await self._read(
@@ -1014,7 +1012,6 @@ class SQLiteHistory(HistoryStore):
         expression = search_index.match(query)
         cursor = query.before
         before = min(int(cursor), 2**62) if cursor.isascii() and cursor.isdigit() else 0
-        conn = self._read_conn or self._write_conn
         hits: list[tuple[int, SearchHit]] = []
         size = query.limit + 1  # enough unless some are not the user's to read: then more
         examined = 0
@@ -1022,13 +1019,14 @@ class SQLiteHistory(HistoryStore):
             shards = list(self._index.shards)
 
             def read(
-                before: int = before, shards: list[int] = shards, size: int = size
-            ) -> list[tuple[int, SearchHit | None]]:
+                conn: sqlite3.Connection,
+                before: int = before, shards: list[int] = shards, size: int = size,
+            ) -> list[tuple[int, SearchHit | None]]:  # fmt: skip
                 found = search_index.candidates(conn, shards, expression, before, size)
                 user, since = query.user_key, query.private_since
                 return [(sid, _hit(conn, room, seq, user, since)) for sid, room, seq in found]
 
-            batch = await self._read_with(lambda _: read())
+            batch = await self._read_with(read)
             for sid, hit in batch:
                 if hit is not None and (hit.room.startswith("@") or sees(hit.room)):
                     hits.append((sid, hit))
