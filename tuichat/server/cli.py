@@ -234,6 +234,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "logged; repeat for more",
     )
     parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="listen with SO_REUSEPORT: several server processes on one Redis share the port "
+        "and the kernel spreads new connections over them (one process per core)",
+    )
+    parser.add_argument(
         "--event-loop",
         default="auto",
         choices=["auto", "uvloop", "asyncio"],
@@ -279,6 +285,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         connection_burst=args.connection_burst,
         exempt=tuple(args.exempt),
         proxy_from=tuple(args.proxy_from),
+        reuse_port=args.reuse_port,
         rate=RateLimits(
             messages_per_second=args.messages_per_second,
             message_burst=args.message_burst,

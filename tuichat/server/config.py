@@ -75,6 +75,9 @@ class ServerConfig:
     proxy_from: tuple[str, ...] = ()
     """Load balancers (addresses or networks) whose connections must begin with a PROXY header
     (v1 or v2, before TLS); the client address it names is the one limits and logs see."""
+    reuse_port: bool = False
+    """Listen with SO_REUSEPORT, so that several server processes on one broker share the port
+    (the kernel spreads new connections over them)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,7 @@ class ProxyListener:
         tls: ssl.SSLContext | None,
         timeout: float,
         backlog: int,
+        reuse_port: bool = False,
     ) -> ProxyListener:
         """Listen on every address of `host` (all of them for None or ""), and start accepting."""
         loop = asyncio.get_running_loop()
@@ -118,6 +119,8 @@ class ProxyListener:
                 sock = socket.socket(family, kind, proto)
                 sockets.append(sock)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.bind(address)

@@ -335,6 +335,7 @@ class ChatServer:
                 tls=self._tls_context(),
                 timeout=self.config.hello_timeout,
                 backlog=LISTEN_BACKLOG,
+                reuse_port=self.config.reuse_port,
             )
         else:
             self._server = await loop.create_server(
@@ -344,6 +345,7 @@ class ChatServer:
                 ssl=self._tls_context(),
                 ssl_handshake_timeout=self.config.hello_timeout if self.config.tls_cert else None,
                 backlog=LISTEN_BACKLOG,
+                reuse_port=self.config.reuse_port or None,
             )
         self._spawn(self._heartbeats())
         host, port = self.address
