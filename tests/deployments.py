@@ -172,10 +172,15 @@ def _config(name: str, **storage: Any) -> ServerConfig:
 
 @contextlib.asynccontextmanager
 async def opened(
-    kind: str, config: pytest.Config | None, tmp_path: Path, cluster: RedisCluster | None = None
+    kind: str,
+    config: pytest.Config | None,
+    tmp_path: Path,
+    cluster: RedisCluster | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Deployment]:
     """A started deployment of `kind`, torn down when the block ends (`redis-cluster`: on
-    `cluster`, or else on the session's shared one, emptied)."""
+    `cluster`, or else on the session's shared one, emptied); `settings` are the servers'
+    (`ServerConfig` fields)."""
     redis: RedisServer | None = None
     storage: dict[str, Any]
     if kind == "memory":
@@ -193,7 +198,8 @@ async def opened(
         storage = {"redis_url": cluster.url, "redis_cluster": True}
     deployment: Deployment | None = None
     try:
-        deployment = Deployment(kind, (_config("a", **storage), _config("b", **storage)))
+        configs = (_config("a", **storage, **settings), _config("b", **storage, **settings))
+        deployment = Deployment(kind, configs)
         await deployment.start()
         yield deployment
     finally:

@@ -54,6 +54,7 @@ from tuichat.protocol.messages import (
     Parted,
     Ping,
     Pong,
+    Presence,
     Private,
     PrivateHistory,
     PrivateMessage,
@@ -104,6 +105,9 @@ EXAMPLES: dict[type[Any], Any] = {
     Ack: Ack(room="lobby", seq=2, ts=1001, id="m1", ref=2),
     PrivateMessage: PrivateMessage(sender="bob", to="ann", text="psst", ts=1002),
     Joined: Joined(room="dev", name="bob", ts=1003),
+    Presence: Presence(
+        room="#dev", ts=1004, members=3, joined=("ana",), left=("bob",), reasons=("quit",)
+    ),
     Left: Left(room="dev", name="bob", ts=1004),
     RoomState: RoomState(room="dev", users=("ann",), seq=3, ref=4),
     Parted: Parted(room="dev", ref=5),

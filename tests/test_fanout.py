@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from tuichat.chat import Room, User
+from tuichat.protocol import SERVER_MESSAGE_TYPES, Codec, FrameDecoder, Joined, Left, Presence
 from tuichat.server import fanout as fanout_module
 from tuichat.server.fanout import Fanout
 
@@ -148,3 +149,78 @@ async def test_flush_all_writes_presence_that_is_still_waiting() -> None:
     fanout.add(room, b"joined;", presence=True)
     fanout.flush_all()
     assert members["ali"].data == b"joined;"
+
+
+# --- presence of a crowd ------------------------------------------------------
+
+CODEC = Codec(SERVER_MESSAGE_TYPES, 1 << 20)
+
+
+def frames_of(data: bytes) -> list[Any]:
+    """The messages in what a member was written."""
+    decoder = FrameDecoder(1 << 20)
+    return [CODEC.decode(body) for body in decoder.feed(data)]
+
+
+async def test_a_crowd_coming_and_going_at_once_is_one_presence_frame() -> None:
+    room, members = room_with("ali", "bob")
+    fanout = Fanout(list_limit=10)
+    for name in ("carol", "dan", "erin"):
+        fanout.presence(room, Joined("#dev", name, 5))
+    fanout.presence(room, Left("#dev", "dan", 6, "quit"))  # came and went: only its going
+    fanout.presence(room, Left("#dev", "bob", 7, "timeout"))
+    fanout.flush_all()
+    (frame,) = frames_of(members["ali"].data)
+    assert frame == Presence(
+        "#dev", 7, 2, joined=("carol", "erin"), left=("dan", "bob"), reasons=("quit", "timeout")
+    )
+    assert len(members["ali"].writes) == 1
+
+
+async def test_a_single_change_is_still_a_joined_or_a_left() -> None:
+    room, members = room_with("ali")
+    fanout = Fanout(list_limit=10)
+    fanout.presence(room, Joined("#dev", "bob", 5))
+    fanout.flush_all()
+    assert frames_of(members["ali"].data) == [Joined("#dev", "bob", 5)]
+
+
+async def test_presence_in_a_room_past_the_list_limit_names_nobody() -> None:
+    room, members = room_with("ali", "bob", "carol", "dan")
+    fanout = Fanout(list_limit=3)
+    fanout.presence(room, Joined("#dev", "erin", 5))
+    fanout.presence(room, Left("#dev", "bob", 6, "part"))
+    fanout.flush_all()
+    assert frames_of(members["carol"].data) == [Presence("#dev", 6, 4)]
+
+
+async def test_a_member_who_joins_amid_a_crowd_gets_the_changes_after_its_joining() -> None:
+    room, members = room_with("ali")
+    fanout = Fanout(list_limit=10)
+    fanout.presence(room, Joined("#dev", "bob", 5))
+    fanout.presence(room, Joined("#dev", "carol", 5))
+    late = Recorder("dan")
+    room.add(User("dan", [late]))
+    fanout.joined(room, late)
+    fanout.presence(room, Joined("#dev", "dan", 6))
+    fanout.presence(room, Joined("#dev", "erin", 7))
+    fanout.flush_all()
+    assert frames_of(members["ali"].data) == [
+        Presence("#dev", 5, 2, joined=("bob", "carol")),
+        Presence("#dev", 7, 2, joined=("dan", "erin")),
+    ]
+    assert frames_of(late.data) == [Presence("#dev", 7, 2, joined=("dan", "erin"))]
+
+
+async def test_in_a_large_room_a_crowd_of_logins_is_one_count_for_everyone() -> None:
+    room, members = room_with("ali", "bob", "carol")
+    fanout = Fanout(list_limit=2)
+    for name in ("dan", "erin", "finn"):
+        newcomer = Recorder(name)
+        room.add(User(name, [newcomer]))
+        members[name] = newcomer
+        fanout.joined(room, newcomer)
+        fanout.presence(room, Joined("#dev", name, 5))
+    fanout.flush_all()
+    assert frames_of(members["ali"].data) == [Presence("#dev", 5, 6)]
+    assert frames_of(members["finn"].data) == [Presence("#dev", 5, 6)]  # (a count is as true)

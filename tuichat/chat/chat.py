@@ -152,6 +152,11 @@ class Room(Generic[H]):
         """Return the members' names, sorted case-insensitively."""
         return tuple(self._names)
 
+    def page(self, after: str = "", limit: int | None = None) -> list[str]:
+        """The members' names that sort after `after` (all for ""), at most `limit`."""
+        start = bisect.bisect(self._sort_keys, (sort_key(after), after)) if after else 0
+        return self._names[start : None if limit is None else start + limit]
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery(Generic[H]):

@@ -49,6 +49,7 @@ from tuichat.protocol import (
     Ignored,
     IsTyping,
     Join,
+    Joined,
     Left,
     ListRooms,
     MarkRead,
@@ -62,6 +63,7 @@ from tuichat.protocol import (
     Ping,
     Pong,
     Position,
+    Presence,
     Private,
     PrivateHistory,
     PrivateMessage,
@@ -93,6 +95,17 @@ from tuichat.protocol.auth import SigningKey, legacy_proof
 T = TypeVar("T")
 
 LOBBY = "#lobby"
+
+
+def changes(presence: Presence) -> list[Joined | Left]:
+    """The comings and goings a `presence` names, one by one (its names are disjoint)."""
+    joined: list[Joined | Left] = [Joined(presence.room, n, presence.ts) for n in presence.joined]
+    reasons = (*presence.reasons, *("part",) * (len(presence.left) - len(presence.reasons)))
+    left = [
+        Left(presence.room, n, presence.ts, r) for n, r in zip(presence.left, reasons, strict=False)
+    ]
+    return joined + left
+
 
 FATAL_REFUSALS = frozenset(
     {
@@ -257,6 +270,10 @@ class ChatClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.welcome: Welcome | None = None
         self.ignored: tuple[str, ...] = ()
+        self.members: dict[str, int] = {}
+        """How many members each room has, as the server last said (`welcome` for the lobby,
+        `room_state`, `user_list`, `presence`): in a room too large to be named in full, the
+        count to show."""
         """The names we ignore (on every device of ours), as the server last said."""
         self._resume = Resume()
         """Where the session is, to resume it (positions, last private message, token)."""
@@ -546,9 +563,21 @@ class ChatClient:
             if not page.more or not page.rooms or len(rooms) >= most:
                 return tuple(rooms[:most])
 
-    async def who(self, room: str = "") -> tuple[str, ...]:
-        """Return who is online in `room`, or on the whole server."""
-        return (await self._request(Who(room=room), UserList)).users
+    async def who(self, room: str = "", *, most: int = 100_000) -> tuple[str, ...]:
+        """Return who is online in `room`, or on the whole server (page after page, up to
+        `most` names)."""
+        names: list[str] = []
+        while True:
+            page = await self.who_page(room, names[-1] if names else "")
+            names.extend(page.users)
+            if not page.more or not page.users or len(names) >= most:
+                return tuple(names[:most])
+
+    async def who_page(self, room: str = "", after: str = "", limit: int = 0) -> UserList:
+        """Return one page of who is in `room` (the whole server for ""): the names after
+        `after` in the list's order, at most `limit` (0: as many as the server lists at once);
+        its `more` says whether names follow, its `members` (when not 0) how many in all."""
+        return await self._request(Who(room=room, after=after, limit=limit), UserList)
 
     async def moderate(
         self, room: str, action: str, name: str, reason: str = "", duration: int = 0
@@ -694,6 +723,16 @@ class ChatClient:
             return  # InvalidMessage: a newer server's message type we do not know
         if self._overrun:
             return  # dropping this connection: what is left of it comes again on resume
+        if isinstance(event, Presence):
+            self.members[event.room] = event.members
+            if event.joined or event.left:  # a crowd, named: as if one by one
+                for change in changes(event):
+                    self._on_event(link, change)
+                return
+        elif isinstance(event, Welcome):
+            self.members[LOBBY] = event.members or len(event.users)
+        elif isinstance(event, RoomState | UserList) and event.room:
+            self.members[event.room] = event.members or len(event.users)
         if isinstance(event, Bye) and event.reason in FINAL_BYES:
             self._replaced = event.message or FINAL_BYES[event.reason]
         if isinstance(event, Ping):

@@ -6,7 +6,9 @@ bytes they read and write the bytes it returns.
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
+from typing import Any
 
 from tuichat.protocol.codec import Codec, InvalidMessage
 from tuichat.protocol.errors import ErrorCode, LocalProtocolError, ProtocolError
@@ -73,7 +75,7 @@ class Connection:
         self._challenged = False
         self._frames = FrameDecoder(max_frame)
         accepts = CLIENT_MESSAGE_TYPES if role is Role.SERVER else SERVER_MESSAGE_TYPES
-        self._codec = Codec(accepts, max_frame)
+        self._codec = _codec(accepts, max_frame)
 
     @property
     def finished(self) -> bool:
@@ -192,3 +194,9 @@ class Connection:
 
     def _close(self) -> None:
         self.state = State.CLOSED
+
+
+@functools.lru_cache(maxsize=16)
+def _codec(accepts: tuple[type[Any], ...], max_frame: int) -> Codec:
+    """One codec for every connection of a kind (a codec keeps no state between frames)."""
+    return Codec(accepts, max_frame)

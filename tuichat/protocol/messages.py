@@ -258,6 +258,8 @@ class Who:
 
     TYPE: ClassVar[str] = "who"
     room: str = ""
+    after: str = ""  # a page of the names after this one, in the list's order ("": from the start)
+    limit: int = 0  # names at most (0: the server's `member_list` limit)
     ref: int | None = None
 
 
@@ -385,6 +387,7 @@ class Welcome:
     away_reasons: tuple[str, ...] = ()  # ...and why, in the same order ("" for no reason)
     ignored: tuple[str, ...] = ()  # the names the user ignores
     admin: bool = False  # the user is one of the server's admins
+    members: int = 0  # users online (0: as many as `users`); more than `users` names: a first page
     ref: int | None = None
 
 
@@ -465,6 +468,21 @@ class Joined:
 
 
 @dataclass(frozen=True, slots=True)
+class Presence:
+    """Presence changes of `room` written together (a crowd coming or going): who is in it
+    now that was not (`joined`) and who is no longer (`left`, with `reasons`); in a room of
+    more than the `member_list` limit, no names: only how many are in it (`members`)."""
+
+    TYPE: ClassVar[str] = "presence"
+    room: str
+    ts: int
+    members: int
+    joined: tuple[str, ...] = ()
+    left: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()  # why each of `left` left, in the same order
+
+
+@dataclass(frozen=True, slots=True)
 class Left:
     """`name` left `room`; `reason` is `part`, `quit`, `disconnect`, `timeout` or `slow`."""
 
@@ -493,6 +511,7 @@ class RoomState:
     private: bool = False
     owner: str = ""
     ops: tuple[str, ...] = ()
+    members: int = 0  # members (0: as many as `users`); more than `users` names: a first page
     ref: int | None = None
 
 
@@ -580,6 +599,8 @@ class UserList:
     users: tuple[str, ...]
     away: tuple[str, ...] = ()  # those of `users` who are away...
     away_reasons: tuple[str, ...] = ()  # ...and why, in the same order ("" for no reason)
+    members: int = 0  # members in all (0: as many as `users`)
+    more: bool = False  # names follow after the last of `users` (ask with `after`)
     ref: int | None = None
 
 
@@ -744,6 +765,7 @@ ServerMessage = (
     | PrivateMessage
     | Joined
     | Left
+    | Presence
     | RoomState
     | HistoryPage
     | PrivatePage
@@ -775,8 +797,8 @@ CLIENT_MESSAGE_TYPES: tuple[type[ClientMessage], ...] = (
 SERVER_MESSAGE_TYPES: tuple[type[ServerMessage], ...] = (
     Challenge, Welcome, Message, Ack, PrivateMessage, Joined, Left, RoomState, HistoryPage,
     PrivatePage, ReadMarker, SignedOut, RoomReset, Parted, RoomList, UserList, Away, IsTyping,
-    Notice, Moderated, RoomDetails, Ignored, ModLogPage, Update, SearchResults, Error, Ping, Pong,
-    Bye,
+    Notice, Moderated, RoomDetails, Ignored, ModLogPage, Update, SearchResults, Presence, Error,
+    Ping, Pong, Bye,
 )  # fmt: skip
 MODERATE_ACTIONS = ("op", "deop", "invite", "uninvite", "kick", "ban", "unban", "mute", "unmute")
 """What a `moderate` may ask for."""
@@ -824,6 +846,7 @@ __all__ = [
     "Ping",
     "Pong",
     "Position",
+    "Presence",
     "Private",
     "PrivateHistory",
     "PrivateMessage",

@@ -154,6 +154,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
          "rooms one user may be in at once"),
         ("--max-devices", positive_int, defaults.max_devices,
          "sessions (devices) one user with a key may have open at once"),
+        ("--member-list", positive_int, config.member_list,
+         "names a member list holds at most; in a room of more members, lists are pages and "
+         "presence says how many, not who"),
         ("--heartbeat-interval", positive_float, config.heartbeat_interval,
          "seconds of silence after which a client is pinged"),
         ("--heartbeat-timeout", positive_float, config.heartbeat_timeout,
@@ -272,6 +275,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         redis_cluster=args.redis_cluster,
         redis_history=args.redis_history,
         presence_ttl=args.presence_ttl,
+        member_list=args.member_list,
         heartbeat_interval=args.heartbeat_interval,
         heartbeat_timeout=max(args.heartbeat_timeout, args.heartbeat_interval),
         hello_timeout=args.hello_timeout,

@@ -27,6 +27,10 @@ class ServerConfig:
     search_index: bool = True
     """Index new messages of the SQLite history for search (off: a smaller file, and search
     finds only what was indexed before)."""
+    member_list: int = 200
+    """Names a member list (`welcome`, `room_state`, `user_list`) holds at most. In a room of
+    more members a list is a first page (`who` gives the next), and presence is written as
+    counts: a crowd of N costs O(N) bytes, not O(N²)."""
     heartbeat_interval: float = 10.0
     """Seconds of silence from a client after which the server pings it."""
     heartbeat_timeout: float = 30.0

@@ -7,10 +7,14 @@ into one `bytes` at the end of the pass, and that same object is written to ever
 member: one write per member per pass, however many messages the pass carried.
 
 Presence (`joined`, `left`) may wait a little longer: a batch that holds only
-presence is written after a delay that grows with the room (10 µs a member, at
-most a quarter of a second), so a storm of logins into a large room costs a
+presence is written after a delay that grows with the room (0.1 ms a member, at
+most a second), so a storm of logins into a large room costs a
 bounded number of writes per second instead of one write per member per login.
-A message in the room writes the presence before it at once.
+A message in the room writes the presence before it at once. Presence changes in a
+row are written as one frame: a single change as its `joined` or `left`, several as
+one `presence` naming who came and who went; in a room of more than the member-list
+limit, a `presence` that names nobody and says how many are in the room (a crowd of N
+then costs O(N) bytes, not O(N²)).
 
 A frame may be kept from some members: those it is about (the typist of a typing notice,
 the session that was answered already), and, for an ephemeral frame (typing), anyone with
@@ -20,24 +24,38 @@ a backlog (`Session.takes_ephemeral`): what a slow reader goes without first.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tuichat.chat import Room
+from tuichat.protocol import Codec, Joined, Left, Presence, encode_frame
 
 if TYPE_CHECKING:
     from tuichat.server.session import Session
 
-PRESENCE_DELAY_PER_MEMBER = 10e-6
+PRESENCE_DELAY_PER_MEMBER = 100e-6
 """Seconds presence may wait per member of its room."""
-MAX_PRESENCE_DELAY = 0.25
+MAX_PRESENCE_DELAY = 1.0
 """The longest presence waits, in seconds."""
+COUNT_DELAY_PER_MEMBER = 500e-6
+"""Seconds presence may wait per member in a room too large to name its comers and goers."""
+MAX_COUNT_DELAY = 5.0
+"""The longest a new member count waits, in seconds."""
+
+
+@dataclass(slots=True)
+class _Group:
+    """Presence changes in a row, written as one frame."""
+
+    changes: list[Joined | Left]
 
 
 @dataclass(slots=True)
 class _Batch:
-    frames: list[bytes] = field(default_factory=list)
+    frames: list[bytes | _Group] = field(default_factory=list)
+    group: _Group | None = None
+    """The last of `frames`, while presence may still join it."""
     joined_at: dict[Session, int] = field(default_factory=dict)
     """Members who joined after the batch began, and the first frame that is theirs."""
     due: bool = False
@@ -54,9 +72,28 @@ class _Batch:
 class Fanout:
     """Collects frames per room and writes them out at the end of the loop's pass."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, members: Callable[[Room[Session]], int] | None = None, list_limit: int = 200
+    ) -> None:
+        """`members`: how many are in a room (on every server); `list_limit`: in a room of
+        more, presence names nobody."""
         self._batches: dict[Room[Session], _Batch] = {}
         self._due: list[Room[Session]] = []
+        self._members = members or (lambda room: len(room.members))
+        self._list_limit = list_limit
+
+    def presence(self, room: Room[Session], change: Joined | Left) -> None:
+        """Queue a presence change for every member of `room`: with the changes before it
+        in a row, one frame."""
+        batch = self._batches.get(room)
+        if batch is None:
+            batch = self._batches[room] = _Batch()
+        if batch.group is not None:
+            batch.group.changes.append(change)
+            return  # (its batch is waiting already)
+        batch.group = _Group([change])
+        batch.frames.append(batch.group)
+        self._wait(room, batch, presence=True)
 
     def add(
         self,
@@ -83,6 +120,11 @@ class Fanout:
             batch.ephemeral.add(len(batch.frames))
             presence = True
         batch.frames.append(frame)
+        batch.group = None
+        self._wait(room, batch, presence)
+
+    def _wait(self, room: Room[Session], batch: _Batch, presence: bool) -> None:
+        """Have `batch` written at the end of this pass, or (presence only) after its delay."""
         if batch.due:
             return
         loop = asyncio.get_running_loop()
@@ -94,14 +136,24 @@ class Fanout:
                 loop.call_soon(self.flush)
             self._due.append(room)
         elif batch.timer is None:
-            delay = min(MAX_PRESENCE_DELAY, len(room.members) * PRESENCE_DELAY_PER_MEMBER)
+            members = len(room.members)
+            if members > self._list_limit:  # counts, not names: they may wait longer
+                delay = min(MAX_COUNT_DELAY, members * COUNT_DELAY_PER_MEMBER)
+            else:
+                delay = min(MAX_PRESENCE_DELAY, members * PRESENCE_DELAY_PER_MEMBER)
             batch.timer = loop.call_later(delay, self.flush_room, room)
 
     def joined(self, room: Room[Session], session: Session) -> None:
         """`session` just joined `room`: frames queued before now are not for it."""
         batch = self._batches.get(room)
-        if batch is not None:
+        if batch is None:
+            return
+        if batch.group is not None and self._members(room) > self._list_limit:
+            # a count is as true for them: the frame stays one (a crowd's logins, one frame)
+            batch.joined_at[session] = len(batch.frames) - 1
+        else:
             batch.joined_at[session] = len(batch.frames)
+            batch.group = None  # (what comes later is theirs; what came before is not)
 
     def flush_room(self, room: Room[Session]) -> None:
         """Write what `room` has queued now (before its membership changes)."""
@@ -124,13 +176,38 @@ class Fanout:
             self.flush_room(room)
         self._due.clear()
 
+    def _encode(self, room: Room[Session], group: _Group) -> bytes:
+        """One frame for presence changes in a row."""
+        changes = group.changes
+        count = self._members(room)
+        message: Joined | Left | Presence
+        if count > self._list_limit:
+            message = Presence(room.name, changes[-1].ts, count)
+        elif len(changes) == 1:
+            message = changes[0]
+        else:  # each name as its last change left it
+            last: dict[str, Joined | Left] = {}
+            for change in changes:
+                last.pop(change.name, None)
+                last[change.name] = change
+            joined = tuple(name for name, change in last.items() if isinstance(change, Joined))
+            left = [change for change in last.values() if isinstance(change, Left)]
+            message = Presence(
+                room.name, changes[-1].ts, count, joined,
+                tuple(change.name for change in left), tuple(change.reason for change in left),
+            )  # fmt: skip
+        return encode_frame(Codec.encode(message))
+
     def _write(self, room: Room[Session], batch: _Batch) -> None:
-        frames = batch.frames
+        frames = [
+            frame if isinstance(frame, bytes) else self._encode(room, frame)
+            for frame in batch.frames
+        ]
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         name = room.name
         late = batch.joined_at
         if batch.skip is not None or batch.ephemeral is not None:
-            self._write_some(room, batch, data)
+            self._write_some(room, batch, frames, data)
             return
         for session in room.handles():
             if late and session in late:
@@ -141,10 +218,10 @@ class Fanout:
                 session.write_frame(data, name)
 
     @staticmethod
-    def _write_some(room: Room[Session], batch: _Batch, data: bytes) -> None:
-        """Write a batch with frames that are not for everyone: each member gets `data`, or
-        the frames that are theirs."""
-        frames, late = batch.frames, batch.joined_at
+    def _write_some(room: Room[Session], batch: _Batch, frames: list[bytes], data: bytes) -> None:
+        """Write a batch with frames that are not for everyone: each member gets `data` (all
+        `frames`), or the frames that are theirs."""
+        late = batch.joined_at
         skip, ephemeral = batch.skip or {}, batch.ephemeral or set()
         name = room.name
         skipped = frozenset().union(*skip.values())

@@ -149,7 +149,7 @@ MAX_REPLAY = 10_000
 """Most missed messages of one room replayed on resume; beyond it the client reloads."""
 MAX_ID = 64
 """Longest client-made message id."""
-LISTEN_BACKLOG = 1024
+LISTEN_BACKLOG = 4096
 """Connections the kernel queues before the server accepts them (a reconnect storm)."""
 SHUTDOWN_GRACE = 2.0
 """Seconds clients get, at shutdown, to read their last frames and close."""
@@ -188,6 +188,28 @@ def _now() -> float:
     return asyncio.get_running_loop().time()
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemberList:
+    """A page of a member list: names, those of them away and why, and how many in all."""
+
+    users: tuple[str, ...]
+    away: tuple[str, ...]
+    reasons: tuple[str, ...]
+    total: int
+    more: bool
+    """Names follow after the last of `users`."""
+
+    @property
+    def partial(self) -> int:
+        """`total` when `users` is not the whole list, else 0 (what a list's `members` says)."""
+        return self.total if self.total > len(self.users) else 0
+
+
+def _list_order(name: str) -> tuple[str, str]:
+    """Where `name` sorts in a member list."""
+    return sort_key(name), name
+
+
 def now_ms() -> int:
     """Return the wall-clock time in milliseconds since the Unix epoch."""
     return time.time_ns() // 1_000_000
@@ -217,7 +239,7 @@ class ChatServer:
         self.sessions: set[Session] = set()
         self.stopping = False
         """`stop` began: no session is read any more."""
-        self.fanout = Fanout()
+        self.fanout = Fanout(self._members, self.config.member_list)
         self.admission = Admission(self.config)
         self._sorted_names: list[str] = []
         self._names_sorted_at = float("-inf")
@@ -511,13 +533,13 @@ class ChatServer:
         """Encode each message once and queue it for its room's members."""
         for delivery in deliveries:
             message = delivery.message
-            frame = encode_frame(Codec.encode(message))
-            presence = isinstance(message, Joined | Left)
-            if not isinstance(message, Joined | Left) or not self.peers.in_room(
-                name_key(message.name), delivery.room.name
-            ):  # (someone still in the room on another server is no news)
-                self.fanout.add(delivery.room, frame, presence)
+            if not isinstance(message, Joined | Left):
+                frame = encode_frame(Codec.encode(message))
+                self.fanout.add(delivery.room, frame)
+            elif not self.peers.in_room(name_key(message.name), delivery.room.name):
+                self.fanout.presence(delivery.room, message)  # (else: still there elsewhere)
             if delivery.leaver is not None:
+                frame = encode_frame(Codec.encode(message))
                 for session in delivery.leaver.sessions:
                     session.write_frame(frame, delivery.room.name)
 
@@ -622,7 +644,7 @@ class ChatServer:
                 message = Joined(event.room, event.name, now)
             else:
                 message = Left(event.room, event.name, now, event.reason)
-            self.fanout.add(room, encode_frame(Codec.encode(message)), presence=True)
+            self.fanout.presence(room, message)
         if local is None or event.echo:
             return  # (an echo: that server only followed what a session did elsewhere)
         if isinstance(event, RemoteJoined) and not here:
@@ -1105,7 +1127,7 @@ class ChatServer:
             f"{online} user{'s' if online != 1 else ''} online."
         )
         markers = session.markers
-        users, away, reasons = self._listed(LOBBY)
+        listed = self._listed(LOBBY)
         if user.key not in self._markers:
             recent = reversed(markers[:CACHED_MARKERS])
             self._markers[user.key] = {m.conversation: m for m in recent}
@@ -1115,7 +1137,7 @@ class ChatServer:
                 server=self.config.server_name,
                 name=user.name,
                 rooms=tuple(user.rooms),
-                users=users,
+                users=listed.users,
                 motd=motd,
                 limits={
                     "max_frame": self.config.max_frame,
@@ -1124,16 +1146,18 @@ class ChatServer:
                     "max_devices": self.config.chat.max_devices,
                     "heartbeat_interval_ms": int(self.config.heartbeat_interval * 1000),
                     "heartbeat_timeout_ms": int(self.config.heartbeat_timeout * 1000),
+                    "member_list": self.config.member_list,
                 },
                 positions=tuple(_position(room) for room in user.rooms.values()),
                 token=token,
                 private_seq=self.broker.last_private_id(),
                 devices=len(user.sessions) + self.peers.devices(user.key),
                 read=tuple(Position(m.label, m.epoch, m.seq) for m in markers),
-                away=away,
-                away_reasons=reasons,
+                away=listed.away,
+                away_reasons=listed.reasons,
                 ignored=self.rules.ignored(user.key),
                 admin=self._person(session, user).admin,
+                members=listed.partial,
                 ref=hello.ref,
             )
         )
@@ -1218,11 +1242,34 @@ class ChatServer:
             return local
         return tuple(sorted(dict.fromkeys((*local, *remote)), key=sort_key))
 
-    def _listed(self, room: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-        """Who is in `room` (on every server), those of them who are away, and why: a member
-        list as `welcome`, `room_state` and `user_list` give it."""
-        users = self._who_names(room)
-        return (users, *self._away_among(users))
+    def _listed(self, room: str, after: str = "", limit: int = 0) -> MemberList:
+        """Who is in `room` (on every server; everyone online for ""): at most `limit` names
+        (the `member_list` limit for 0, or a larger one) that sort after `after`, as
+        `welcome`, `room_state` and `user_list` give them."""
+        most = self.config.member_list
+        limit = most if limit <= 0 else min(limit, most)
+        remote = self.peers.names(room)
+        if not remote:
+            here = self.chat.room(room or LOBBY)  # (no such room: `no_such_room`)
+            names, total = here.page(after, limit + 1), len(here.members)
+        else:
+            everyone = sorted(dict.fromkeys((*self._local_names(room), *remote)), key=_list_order)
+            start = bisect.bisect(everyone, _list_order(after), key=_list_order) if after else 0
+            names, total = everyone[start : start + limit + 1], len(everyone)
+        listed = tuple(names[:limit])
+        away, reasons = self._away_among(listed)
+        return MemberList(listed, away, reasons, total, len(names) > limit)
+
+    def _local_names(self, room: str) -> tuple[str, ...]:
+        """The members of `room` here (none if it has none here)."""
+        try:
+            return self.chat.who(room)
+        except ChatError:
+            return ()
+
+    def _members(self, room: Room[Session]) -> int:
+        """How many are in `room`, on every server."""
+        return len(room.members) + self.peers.count(room.name)
 
     def _away_among(self, names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Those of `names` who are away, sorted like them, and their reasons."""
@@ -2076,22 +2123,23 @@ class ChatServer:
             self.fanout.joined(room, each)
         self.peers.joined(_local(user), room.name, echo=join is None)
         marker = self._markers.get(user.key, {}).get(room.name)
-        users, away, reasons = self._listed(room.name)
+        listed = self._listed(room.name)
         held = self.rules.room(room.name)
         state = RoomState(
             room=room.name,
-            users=users,
+            users=listed.users,
             seq=room.delivered,
             epoch=room.epoch,
             read=marker.seq if marker is not None and marker.epoch == room.epoch else 0,
-            away=away,
-            away_reasons=reasons,
+            away=listed.away,
+            away_reasons=listed.reasons,
             topic=held.topic,
             topic_by=held.topic_by,
             topic_ts=held.topic_ts,
             private=held.private,
             owner=held.owner,
             ops=held.op_names(),
+            members=listed.partial,
         )
         for each in user.sessions:
             asked = each is session and join is not None
@@ -2190,10 +2238,14 @@ class ChatServer:
         if room:
             self._check_sees(session, room)
         if not room or room in self.chat.rooms or self.peers.count(room):
-            users, away, reasons = self._listed(room)
+            listed = self._listed(room, who.after, who.limit)
             session.send(
-                UserList(room=room, users=users, away=away, away_reasons=reasons, ref=who.ref)
-            )
+                UserList(
+                    room=room, users=listed.users, away=listed.away,
+                    away_reasons=listed.reasons, members=listed.partial, more=listed.more,
+                    ref=who.ref,
+                )
+            )  # fmt: skip
             return
 
         async def reply() -> None:  # nobody is in it: a room with history, or none at all

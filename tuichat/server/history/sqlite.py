@@ -69,6 +69,8 @@ MOD_LOG_KEPT = 100_000
 """Entries of the moderation log kept (the newest)."""
 MAX_BATCH = 10_000
 """Most appends committed in one transaction."""
+TOKEN_LINGER = 0.005
+"""Seconds a resume token waits for others to share its commit."""
 LOCK_WAIT = 1.0
 """Seconds to wait, at start, for another process to let go of the file."""
 FIRST_PAUSE = 0.5
@@ -434,6 +436,11 @@ class _Append:
     """The read markers as stored (set by the writer before `durable` runs)."""
 
 
+def _waits(item: object) -> bool:
+    """Whether a queued item may wait a moment for company: nobody waits for it."""
+    return isinstance(item, _Append) and item.durable is None and item.failed is None
+
+
 _STOP = object()
 """`close`: store what is queued, then end."""
 _MARK = object()
@@ -639,13 +646,26 @@ class SQLiteHistory(HistoryStore):
                     loop.call_soon_threadsafe(_resolve, finished)
 
     def _take(self) -> list[_Append | object]:
-        """Wait for an item; return it with those queued behind it (up to `MAX_BATCH`)."""
+        """Wait for an item; return it with those queued behind it (up to `MAX_BATCH`).
+
+        Items nobody waits for (the resume tokens of logins) wait `TOKEN_LINGER` for more to
+        share their commit: a crowd logging in costs a few commits, not one each.
+        """
         items = [self._queue.get()]
+        until = time.monotonic() + TOKEN_LINGER
+        waits = _waits(items[0])
         while len(items) < MAX_BATCH and items[-1] is not _STOP:
             try:
                 items.append(self._queue.get_nowait())
             except queue.Empty:
-                break
+                left = until - time.monotonic()
+                if not waits or left <= 0:
+                    break
+                try:
+                    items.append(self._queue.get(timeout=left))
+                except queue.Empty:
+                    break
+            waits = waits and _waits(items[-1])
         return items
 
     def _pause(self, seconds: float) -> None:
