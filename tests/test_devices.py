@@ -438,6 +438,7 @@ async def test_a_names_next_holder_sees_none_of_the_last_ones_messages_or_marker
     await ask_for(first, MarkRead(room="@carol", seq=5, ref=1), ReadMarker)
     first.writer.close()
     await until(watcher.who, ("alice", "watcher"))
+    await until(partial(who, alice), ("alice", "watcher"))  # (both servers know it is free)
 
     second = await deployment.raw(on=1)  # someone else takes the free name
     welcome = await second.hello("bob")
@@ -456,6 +457,7 @@ async def test_a_names_next_holder_sees_none_of_the_last_ones_messages_or_marker
     assert not seen(await raw_barrier(back), is_private("for the first bob"))  # no replay
     back.writer.close()
     await until(watcher.who, ("alice", "watcher"))
+    await until(partial(who, alice), ("alice", "watcher"))
 
     key = SigningKey.generate()  # a key registers the free name: a new owner, from now on
     owner = await deployment.raw(on=1)

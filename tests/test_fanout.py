@@ -224,3 +224,60 @@ async def test_in_a_large_room_a_crowd_of_logins_is_one_count_for_everyone() -> 
     fanout.flush_all()
     assert frames_of(members["ali"].data) == [Presence("#dev", 5, 6)]
     assert frames_of(members["finn"].data) == [Presence("#dev", 5, 6)]  # (a count is as true)
+
+
+# --- a large room is written at most half the time ------------------------------
+
+
+class SlowClock:
+    """`time.monotonic` for the fan-out: each write to a member takes a millisecond."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class SlowRecorder(Recorder):
+    def __init__(self, name: str, clock: SlowClock) -> None:
+        super().__init__(name)
+        self.clock = clock
+        self.wrote = asyncio.Event()
+
+    def write_frame(self, frame: bytes, room: str = "") -> None:
+        super().write_frame(frame, room)
+        self.clock.now += 0.001
+        self.wrote.set()
+
+
+async def test_after_long_writes_a_room_waits_as_long_and_its_messages_share_a_write(
+    monkeypatch: Any,
+) -> None:
+    clock = SlowClock()
+    monkeypatch.setattr(fanout_module, "time", clock)
+    room: Room[Any] = Room("#big", epoch=1)
+    members = [SlowRecorder(name, clock) for name in ("ali", "bob", "carol")]
+    for member in members:
+        room.add(User(member.name, [member]))
+    fanout = Fanout()
+    fanout.add(room, b"one;")
+    await next_pass()
+    assert [m.data for m in members] == [b"one;"] * 3  # (written at once: 3 ms of writes)
+    members[0].wrote.clear()
+    fanout.add(room, b"two;")
+    fanout.add(room, b"three;")
+    await next_pass()
+    assert members[0].data == b"one;"  # held: the room was written 3 ms ago, for 3 ms
+    async with asyncio.timeout(5):
+        await members[0].wrote.wait()
+    assert [m.writes[1][0] for m in members] == [b"two;three;"] * 3  # one write, both
+
+
+async def test_short_writes_never_hold_a_room() -> None:
+    room, members = room_with("ali", "bob")
+    fanout = Fanout()
+    for frame in (b"one;", b"two;", b"three;"):
+        fanout.add(room, frame)
+        await next_pass()
+    assert [frame for frame, _ in members["ali"].writes] == [b"one;", b"two;", b"three;"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import unicodedata
 
@@ -118,7 +117,6 @@ def name_key(name: str) -> str:
     return name_keys(name)[0]
 
 
-@functools.lru_cache(maxsize=8192)  # (a login asks several times; a crowd's names repeat)
 def name_keys(name: str) -> tuple[str, str]:
     """Return the two keys of `name`; two names clash when any of their keys are equal.
 

@@ -759,6 +759,7 @@ class ChatClient:
             self._marker(Position(event.room, event.epoch, event.seq))
         elif isinstance(event, Parted):
             self._resume.left(event.room)
+            self.members.pop(event.room, None)
         elif isinstance(event, Ignored):
             self.ignored = event.names
         self._track_status(event)
@@ -772,6 +773,7 @@ class ChatClient:
             self._resume.room(event.room, event.epoch, event.seq)
         elif isinstance(event, Left) and event.name == self._name:
             self._resume.left(event.room)
+            self.members.pop(event.room, None)
         elif future is not None:
             return  # a reply: it went to whoever asked
         self._events.put_nowait(event)

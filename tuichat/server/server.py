@@ -15,6 +15,7 @@ import bisect
 import contextlib
 import dataclasses
 import functools
+import heapq
 import ipaddress
 import logging
 import secrets
@@ -1252,10 +1253,14 @@ class ChatServer:
         if not remote:
             here = self.chat.room(room or LOBBY)  # (no such room: `no_such_room`)
             names, total = here.page(after, limit + 1), len(here.members)
-        else:
-            everyone = sorted(dict.fromkeys((*self._local_names(room), *remote)), key=_list_order)
-            start = bisect.bisect(everyone, _list_order(after), key=_list_order) if after else 0
-            names, total = everyone[start : start + limit + 1], len(everyone)
+        else:  # the first names after `after`, without sorting everyone
+            everyone = dict.fromkeys((*self._local_names(room), *remote))
+            total = len(everyone)
+            wanted: Iterable[str] = everyone
+            if after:
+                last = _list_order(after)
+                wanted = (name for name in everyone if _list_order(name) > last)
+            names = heapq.nsmallest(limit + 1, wanted, key=_list_order)
         listed = tuple(names[:limit])
         away, reasons = self._away_among(listed)
         return MemberList(listed, away, reasons, total, len(names) > limit)
