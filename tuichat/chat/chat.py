@@ -58,7 +58,7 @@ class ChatLimits:
     """The longest away reason (UTF-8 bytes, once cleaned)."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class User(Generic[H]):
     """A user who is online, with their sessions (one per device) and the rooms they are in.
 
@@ -101,7 +101,7 @@ class User(Generic[H]):
             room.changed()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Room(Generic[H]):
     """A room with members here, and its position: its epoch and the last seq delivered."""
 
@@ -292,7 +292,7 @@ class Chat(Generic[H]):
         key = self.check_join(user, room_name)
         room = self.rooms.get(key) or self._open(key)
         room.add(user)
-        user.rooms[key] = room
+        user.rooms[room.name] = room  # (the room's own string: not one more per member)
         return room, [Delivery(room, Joined(key, user.name, now))]
 
     def live_room(self, room_name: str) -> str | None:

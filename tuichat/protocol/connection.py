@@ -65,6 +65,8 @@ class Connection:
     `send` turns a message into the bytes to write.
     """
 
+    __slots__ = ("_challenged", "_codec", "_frames", "role", "state", "they_closed", "we_closed")
+
     def __init__(self, role: Role, max_frame: int | None = None) -> None:
         self.role = role
         if max_frame is None:

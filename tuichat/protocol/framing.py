@@ -22,24 +22,31 @@ class FrameDecoder:
     4-byte header has arrived, before any of its body is buffered.
     """
 
+    __slots__ = ("_buffer", "_failed", "max_frame")
+
     def __init__(self, max_frame: int) -> None:
         if max_frame < 1:
             raise ValueError("max_frame must be at least 1")
         self.max_frame = max_frame
-        self._buffer = bytearray()
+        self._buffer: bytearray | None = None
+        """The start of a frame still arriving (None between frames: an idle connection keeps
+        no buffer)."""
         self._failed = False
 
     @property
     def pending(self) -> int:
         """How many bytes of an incomplete frame are buffered."""
-        return len(self._buffer)
+        return 0 if self._buffer is None else len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes from the stream; return the bodies of the frames now complete."""
         if self._failed:
             raise ProtocolError(ErrorCode.BAD_FRAME, "decoder already failed")
         buffer = self._buffer
-        buffer += data
+        if buffer is None:
+            buffer = self._buffer = bytearray(data)
+        else:
+            buffer += data
         frames: list[bytes] = []
         pos = 0
         end = len(buffer)
@@ -59,10 +66,12 @@ class FrameDecoder:
             start = pos + HEADER_SIZE
             frames.append(bytes(buffer[start : start + length]))
             pos = start + length
-        if pos:
+        if pos == end:
+            self._buffer = None
+        elif pos:
             del buffer[:pos]
         return frames
 
     def _fail(self) -> None:
         self._failed = True
-        self._buffer.clear()
+        self._buffer = None

@@ -129,7 +129,7 @@ from tuichat.server.fanout import Fanout
 from tuichat.server.flood import FloodLimits
 from tuichat.server.history.base import merged
 from tuichat.server.limits import MAX_PAGE, KeyedBuckets
-from tuichat.server.listener import ProxyListener
+from tuichat.server.listener import Listener
 from tuichat.server.ownership import (
     SINCE,
     Ownership,
@@ -154,6 +154,8 @@ LISTEN_BACKLOG = 4096
 """Connections the kernel queues before the server accepts them (a reconnect storm)."""
 SHUTDOWN_GRACE = 2.0
 """Seconds clients get, at shutdown, to read their last frames and close."""
+HEARTBEAT_BATCH = 1000
+"""Sessions a heartbeat check goes through between two turns of the event loop."""
 BACKLOG_CHECK = 0.05
 """Seconds between two sums of what waits for the clients furthest behind."""
 MAX_PAGE_BYTES = 256 * 1024
@@ -252,7 +254,7 @@ class ChatServer:
         self.flood = FloodLimits(
             self.config.rate, exempt=self._exempt, source=self._source, network=self._network
         )
-        self._server: asyncio.Server | ProxyListener | None = None
+        self._server: Listener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiting_acks: dict[
             tuple[str, int], list[tuple[Session, Send | React | Edit | Delete]]
@@ -348,28 +350,17 @@ class ChatServer:
         lobby.epoch, lobby.delivered = self._room_position(LOBBY)
         self.chat.unkeyed = self.broker.unkeyed_rooms()
         self._hold_key(lobby)
-        loop = asyncio.get_running_loop()
-        if self.config.proxy_from:  # balancers' connections: the PROXY header, then TLS
-            self._server = await ProxyListener.open(
-                self.config.host,
-                self.config.port,
-                self.admission.balancers,
-                lambda client: Session(self, client),
-                tls=self._tls_context(),
-                timeout=self.config.hello_timeout,
-                backlog=LISTEN_BACKLOG,
-                reuse_port=self.config.reuse_port,
-            )
-        else:
-            self._server = await loop.create_server(
-                lambda: Session(self),
-                self.config.host,
-                self.config.port,
-                ssl=self._tls_context(),
-                ssl_handshake_timeout=self.config.hello_timeout if self.config.tls_cert else None,
-                backlog=LISTEN_BACKLOG,
-                reuse_port=self.config.reuse_port or None,
-            )
+        self._server = await Listener.open(  # (the PROXY header from balancers, then TLS)
+            self.config.host,
+            self.config.port,
+            self.admission.balancers,
+            lambda client: Session(self, client),
+            tls=self._tls_context(),
+            timeout=self.config.hello_timeout,
+            backlog=LISTEN_BACKLOG,
+            reuse_port=self.config.reuse_port,
+            connections=lambda: len(self.sessions),
+        )
         self._spawn(self._heartbeats())
         host, port = self.address
         tls = " with TLS" if self.config.tls_cert else ""
@@ -442,35 +433,51 @@ class ChatServer:
         task.add_done_callback(self._tasks.discard)
 
     async def _heartbeats(self) -> None:
-        """Ping quiet clients; drop the silent, the nameless and the half-sent."""
+        """Ping quiet clients; drop the silent, the nameless and the half-sent.
+
+        The checks keep to their period however long one takes, and a check lets the loop
+        run every `HEARTBEAT_BATCH` sessions (the pongs are read as they come, and nobody waits
+        for the whole sweep); one ping frame is encoded for each batch."""
         config = self.config
         interval, timeout = config.heartbeat_interval, config.heartbeat_timeout
         tick = min(interval, timeout, config.hello_timeout, config.frame_timeout) / 4
         loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(tick)
+            due = max(due + tick, loop.time())
+            await asyncio.sleep(due - loop.time())
             if self.admins.reload():
                 self._report_admins()
-            now = loop.time()
-            for session in list(self.sessions):
-                quiet = now - session.last_heard
-                if session.user is None and now - session.opened_at > config.hello_timeout:
-                    session.fail(
-                        ProtocolError(ErrorCode.HELLO_TIMEOUT, "no 'hello' in time; goodbye")
-                    )
-                elif (
-                    session.partial_since is not None
-                    and now - session.partial_since > config.frame_timeout
-                ):
-                    session.fail(
-                        ProtocolError(ErrorCode.FRAME_TIMEOUT, "a frame's body did not arrive")
-                    )
-                elif quiet > timeout:
-                    log.info("%s: no answer for %.0f s, dropping", session.describe(), quiet)
-                    session.abort("timeout")
-                elif quiet > interval and not session.ping_outstanding:
-                    session.ping_outstanding = True
-                    session.send(Ping(data=int(now * 1000)))
+            sessions = list(self.sessions)
+            for start in range(0, len(sessions), HEARTBEAT_BATCH):
+                if start:
+                    await asyncio.sleep(0)
+                now = loop.time()
+                ping: bytes | None = None
+                for session in sessions[start : start + HEARTBEAT_BATCH]:
+                    transport = session.transport
+                    if transport is None or transport.is_closing():
+                        continue  # (gone while the loop ran)
+                    quiet = now - session.last_heard
+                    if session.user is None and now - session.opened_at > config.hello_timeout:
+                        session.fail(
+                            ProtocolError(ErrorCode.HELLO_TIMEOUT, "no 'hello' in time; goodbye")
+                        )
+                    elif (
+                        session.partial_since is not None
+                        and now - session.partial_since > config.frame_timeout
+                    ):
+                        session.fail(
+                            ProtocolError(ErrorCode.FRAME_TIMEOUT, "a frame's body did not arrive")
+                        )
+                    elif quiet > timeout:
+                        log.info("%s: no answer for %.0f s, dropping", session.describe(), quiet)
+                        session.abort("timeout")
+                    elif quiet > interval and not session.ping_outstanding:
+                        session.ping_outstanding = True
+                        if ping is None:
+                            ping = encode_frame(Codec.encode(Ping(data=int(now * 1000))))
+                        session.write_frame(ping)
 
     # --- admission -------------------------------------------------------
 
@@ -998,7 +1005,7 @@ class ChatServer:
                 self._guarded(
                     session, hello.ref, self._welcome, session, hello, keys, verdict, rooms
                 )
-            session.markers = []
+            session.markers = ()
 
         session.line, fresh = self._line(keys, hello, verdict)
         session.owned = verdict.owned or verdict.register is not None  # (registering: proved)
@@ -1129,7 +1136,7 @@ class ChatServer:
         )
         markers = session.markers
         listed = self._listed(LOBBY)
-        if user.key not in self._markers:
+        if markers and user.key not in self._markers:  # (none: the common case, none kept)
             recent = reversed(markers[:CACHED_MARKERS])
             self._markers[user.key] = {m.conversation: m for m in recent}
         session.send(

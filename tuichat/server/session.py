@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import sys
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
 from tuichat.chat import User
@@ -25,6 +27,7 @@ from tuichat.protocol import (
     Role,
     SetAway,
     Typing,
+    Welcome,
 )
 from tuichat.protocol.auth import new_nonce
 from tuichat.server.limits import MAX_PAGE, TokenBucket
@@ -50,6 +53,14 @@ TYPING_PAUSE = 1.0
 TYPING_BACKLOG = 8 * 1024
 """Bytes waiting for one client past which it gets no typing notices (the first thing a slow
 reader goes without)."""
+NO_LINE = TokenLine(0)
+"""The line of a session not welcomed yet (one for all of them)."""
+
+
+@functools.cache
+def _hard_limit(max_pending_write: int) -> int:
+    """The most bytes that may wait for a client while a reply is paced (one `int` for all)."""
+    return 4 * max_pending_write
 
 
 class Session(asyncio.Protocol):
@@ -58,6 +69,49 @@ class Session(asyncio.Protocol):
     While a room's missed messages are being replayed to the client, live frames
     for that room are held back and written after the replay, in order.
     """
+
+    __slots__ = (
+        "_closed",
+        "_draining",
+        "_failed",
+        "_hard_limit",
+        "_held",
+        "_held_bytes",
+        "_lost",
+        "_nonce",
+        "_pacing",
+        "_paging",
+        "_port",
+        "_requests",
+        "_strikes",
+        "_text_bytes",
+        "_typing",
+        "_typing_dropped",
+        "_writable",
+        "_written",
+        "client",
+        "close_reason",
+        "conn",
+        "greeting",
+        "identity",
+        "ip",
+        "last_heard",
+        "line",
+        "marker_key",
+        "markers",
+        "opened_at",
+        "owned",
+        "partial_since",
+        "ping_outstanding",
+        "private_since",
+        "server",
+        "token_hash",
+        "transport",
+        "user",
+    )
+    # Slots, and what most connections never use made only when first needed (the buckets
+    # of text, strikes and typing, the replay's held frames, the events and the lock): an
+    # idle connection costs a few KiB of the server's memory, most of it the transport's.
 
     def __init__(self, server: ChatServer, client: tuple[str, int] | None = None) -> None:
         self.server = server
@@ -69,9 +123,9 @@ class Session(asyncio.Protocol):
         """A `hello` is being carried out (its rooms followed, its name registered)."""
         self.token_hash = ""
         """The hash of the resume token this session was given (its device's, on a resume)."""
-        self.markers: list[ReadMarker] = []
+        self.markers: Sequence[ReadMarker] = ()
         """The user's read markers, read for this session's `welcome`."""
-        self.line = TokenLine(0)
+        self.line = NO_LINE
         """What this session's resume token carries (see `TokenLine`), once welcomed."""
         self.marker_key = ""
         """Whose read markers this session reads and moves: the user key, or for a name without
@@ -83,9 +137,10 @@ class Session(asyncio.Protocol):
         mutes, ignores and admins are matched by, whatever spelling of the name it chose."""
         self.private_since: int | None = None
         """Private messages with a pid above this are this session's to read (None: none)."""
-        self.challenge = Challenge(nonce=new_nonce(), server_id=server.server_id)
-        """Sent first: a `hello` that owns its name signs it."""
-        self.peer = "?"
+        self._nonce = new_nonce()
+        """The nonce of `challenge` ("" once welcomed: no `hello` can come any more)."""
+        self.ip = "?"
+        self._port: int | None = None
         self.transport: asyncio.Transport | None = None
         self.close_reason = "disconnect"
         loop = asyncio.get_running_loop()
@@ -94,32 +149,64 @@ class Session(asyncio.Protocol):
         self.ping_outstanding = False
         rate = server.config.rate
         self._requests = TokenBucket(rate.messages_per_second, rate.message_burst, self.opened_at)
-        self._text_bytes = TokenBucket(rate.bytes_per_second, rate.byte_burst, self.opened_at)
-        self._strikes = TokenBucket(1.0, rate.strikes, self.opened_at)
-        self._typing = TokenBucket(TYPING_RATE, TYPING_BURST, self.opened_at)
+        self._text_bytes: TokenBucket | None = None
+        """Made when first needed, like `_strikes` and `_typing`: a bucket made full later is
+        the same as one made full now and unused since."""
+        self._strikes: TokenBucket | None = None
+        self._typing: TokenBucket | None = None
         self._typing_dropped = 0
-        self.ip = "?"
-        self._held: dict[str, deque[bytes]] = {}
+        self._held: dict[str, deque[bytes]] | None = None
+        """Frames held back per room being replayed (None: no room is)."""
         self._held_bytes = 0
         self._written = 0
-        """Bytes handed to the transport so far (less what it still holds: what was sent)."""
+        """Bytes handed to the transport while pacing (less what it still holds: what was sent);
+        0 between paced writes."""
         self._draining = False
         self._failed = False
         self._pacing = 0  # large replies in progress: wait for the client instead of dropping it
-        self._writable = asyncio.Event()
-        self._hard_limit = 4 * server.config.max_pending_write
-        self._writable.set()
-        self.paging = asyncio.Lock()
+        self._writable: asyncio.Event | None = None
+        """Set again when the client has read enough (None: nothing waits for it)."""
+        self._hard_limit = _hard_limit(server.config.max_pending_write)
+        self._paging: asyncio.Lock | None = None
+        self._closed: asyncio.Event | None = None
+        self._lost = False
+        """`connection_lost` came."""
+
+    @property
+    def challenge(self) -> Challenge:
+        """Sent first: a `hello` that owns its name signs it."""
+        return Challenge(nonce=self._nonce, server_id=self.server.server_id)
+
+    @property
+    def peer(self) -> str:
+        """The client's address and port, for the log ("?" before the connection is made)."""
+        return self.ip if self._port is None else f"{self.ip}:{self._port}"
+
+    @property
+    def paging(self) -> asyncio.Lock:
         """Held while a page of a replay is read and written: one page in memory per client."""
-        self.closed = asyncio.Event()
+        if self._paging is None:
+            self._paging = asyncio.Lock()
+        return self._paging
+
+    @property
+    def closed(self) -> asyncio.Event:
+        """Set once the connection is lost."""
+        if self._closed is None:
+            self._closed = asyncio.Event()
+            if self._lost:
+                self._closed.set()
+        return self._closed
 
     # --- asyncio.Protocol ------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         peer = self.client or transport.get_extra_info("peername")
-        self.ip = str(peer[0]) if isinstance(peer, tuple) else str(peer)
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if isinstance(peer, tuple):  # (the address is shared by the connections from it)
+            self.ip, self._port = sys.intern(str(peer[0])), int(peer[1])
+        else:
+            self.ip = str(peer)
         self.transport.set_write_buffer_limits(high=self.server.config.max_pending_write)
         refusal = self.server.admit(self)
         if refusal is not None:
@@ -159,7 +246,10 @@ class Session(asyncio.Protocol):
         if isinstance(event, Pong):
             return self._requests.take(1, now) or self._refuse(event, now)
         if isinstance(event, Typing):
-            return self._typing.take(1, now) or self._typing_over()
+            typing = self._typing
+            if typing is None:
+                typing = self._typing = TokenBucket(TYPING_RATE, TYPING_BURST, now)
+            return typing.take(1, now) or self._typing_over()
         text = event.reason if isinstance(event, SetAway) else getattr(event, "text", None)
         cost = len(text.encode("utf-8", "surrogatepass")) if isinstance(text, str) else 0
         user_key = self.user.key if self.user is not None else None
@@ -168,11 +258,18 @@ class Session(asyncio.Protocol):
             requests += min(max(event.limit, 0), MAX_PAGE) // HISTORY_PER_REQUEST
         if (
             self._requests.take(requests, now)
-            and self._text_bytes.take(cost, now)
+            and (cost == 0 or self._text_bucket(now).take(cost, now))
             and self.server.flood.request(self.ip, user_key, requests, cost, now)
         ):
             return True
         return self._refuse(event, now)
+
+    def _text_bucket(self, now: float) -> TokenBucket:
+        bucket = self._text_bytes
+        if bucket is None:
+            rate = self.server.config.rate
+            bucket = self._text_bytes = TokenBucket(rate.bytes_per_second, rate.byte_burst, now)
+        return bucket
 
     def _typing_over(self) -> bool:
         """A typing notice over this connection's own bucket: dropped, unanswered and never a
@@ -195,7 +292,10 @@ class Session(asyncio.Protocol):
     def _refuse(self, event: object, now: float) -> bool:
         """Refuse a request with `rate_limited` (a `pong` silently) while strikes are left, then
         drop the connection with `flood`. Returns False: the request is not carried out."""
-        if not self._strikes.take(1, now):
+        strikes = self._strikes
+        if strikes is None:
+            strikes = self._strikes = TokenBucket(1.0, self.server.config.rate.strikes, now)
+        if not strikes.take(1, now):
             self.fail(ProtocolError(ErrorCode.FLOOD, "too many requests refused; goodbye"))
             return False
         if isinstance(event, Pong):  # pongs are never answered, not even to refuse them
@@ -218,6 +318,8 @@ class Session(asyncio.Protocol):
         While a large reply is being paced out (`paced_write`), wait for it instead.
         """
         if self._pacing:
+            if self._writable is None:
+                self._writable = asyncio.Event()
             self._writable.clear()
             return
         log.info("%s: reads too slowly, dropping (it can resume)", self.describe())
@@ -234,10 +336,18 @@ class Session(asyncio.Protocol):
     def takes_ephemeral(self, room: str = "") -> bool:
         """Whether this client gets ephemeral frames (typing) now: little waits for it, and
         `room` (if given) is not being replayed to it."""
-        return self.queued <= TYPING_BACKLOG and not (room and room in self._held)
+        held = self._held
+        return self.queued <= TYPING_BACKLOG and not (room and held is not None and room in held)
 
     def resume_writing(self) -> None:
-        self._writable.set()
+        writable, self._writable = self._writable, None
+        if writable is not None:  # (a writer waiting on it holds it)
+            writable.set()
+
+    @property
+    def _paused(self) -> bool:
+        """More than the budget waits for the client (while pacing): wait before writing more."""
+        return self._writable is not None and not self._writable.is_set()
 
     @contextlib.contextmanager
     def pacing(self) -> Iterator[None]:
@@ -248,6 +358,8 @@ class Session(asyncio.Protocol):
             yield
         finally:
             self._pacing -= 1
+            if not self._pacing:
+                self._written = 0  # (counted only while pacing: see `_sent`)
 
     async def paced_write(self, frames: Iterable[bytes]) -> None:
         """Write many frames (a replay, a page), waiting whenever the client falls behind; a
@@ -257,7 +369,7 @@ class Session(asyncio.Protocol):
                 if not self.open:
                     return
                 self._write(frame)
-                if not self._writable.is_set() and not await self._drained():
+                if self._paused and not await self._drained():
                     return
 
     async def _drained(self) -> bool:
@@ -267,11 +379,11 @@ class Session(asyncio.Protocol):
         slow: its pings keep its heartbeat, yet what waits for it stays in memory.
         """
         stall = self.server.config.heartbeat_timeout
-        while not self._writable.is_set() and self.open:
+        while (writable := self._writable) is not None and not writable.is_set() and self.open:
             sent = self._sent
             try:
                 async with asyncio.timeout(stall):
-                    await self._writable.wait()
+                    await writable.wait()
             except TimeoutError:
                 if self.open and self._sent == sent:
                     log.info(
@@ -283,7 +395,8 @@ class Session(asyncio.Protocol):
 
     @property
     def _sent(self) -> int:
-        """Bytes the transport has handed to the operating system so far."""
+        """Bytes the transport has handed to the operating system since pacing began (only
+        compared while pacing)."""
         transport = self.transport
         return self._written - (0 if transport is None else transport.get_write_buffer_size())
 
@@ -292,10 +405,12 @@ class Session(asyncio.Protocol):
         return None  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._writable.set()  # a paced writer waiting on us must not wait forever
+        self.resume_writing()  # a paced writer waiting on us must not wait forever
         self.server.forget(self)
         self.server.logout(self, self.close_reason)
-        self.closed.set()
+        self._lost = True
+        if self._closed is not None:
+            self._closed.set()
 
     # --- writing ---------------------------------------------------------
 
@@ -309,13 +424,15 @@ class Session(asyncio.Protocol):
         """Encode and write one message to this client alone."""
         if self.open:
             self._write(self.conn.send(message))
+            if type(message) is Welcome:
+                self._nonce = ""  # no `hello` is signed from now on
 
     def write_frame(self, frame: bytes, room: str = "") -> None:
         """Write an already encoded frame (a broadcast shared by many sessions); one for a room
         being replayed waits behind the replay (`hold`), counted as queued."""
         if not self.open:
             return
-        held = self._held.get(room) if room else None
+        held = self._held.get(room) if room and self._held is not None else None
         if held is None:
             self._write(frame)
             return
@@ -331,7 +448,8 @@ class Session(asyncio.Protocol):
         """
         assert self.transport is not None
         self.transport.write(data)
-        self._written += len(data)
+        if self._pacing:
+            self._written += len(data)
         self._check(self.queued)
 
     def _check(self, queued: int) -> None:
@@ -345,6 +463,8 @@ class Session(asyncio.Protocol):
 
     def hold(self, room: str) -> None:
         """Hold back live frames for `room` until `release(room)`."""
+        if self._held is None:
+            self._held = {}
         self._held.setdefault(room, deque())
 
     async def release(self, room: str) -> None:
@@ -352,13 +472,13 @@ class Session(asyncio.Protocol):
 
         Frames held while these are written join the end of the line, so the order stays.
         """
-        held = self._held.get(room)
+        held = self._held.get(room) if self._held is not None else None
         if held is None:
             return
         try:
             with self.pacing():
                 while self.open:
-                    if not self._writable.is_set():
+                    if self._paused:
                         await self._drained()
                     elif held:
                         frame = held.popleft()
@@ -367,7 +487,10 @@ class Session(asyncio.Protocol):
                     else:
                         break
         finally:
-            self._held.pop(room, None)  # `held` was found empty just now: nothing overtakes
+            if self._held is not None:  # `held` was found empty just now: nothing overtakes
+                self._held.pop(room, None)
+                if not self._held:
+                    self._held = None
             self._held_bytes -= sum(map(len, held))
             held.clear()
 
