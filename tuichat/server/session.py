@@ -430,9 +430,18 @@ class Session(asyncio.Protocol):
     def write_frame(self, frame: bytes, room: str = "") -> None:
         """Write an already encoded frame (a broadcast shared by many sessions); one for a room
         being replayed waits behind the replay (`hold`), counted as queued."""
-        if not self.open:
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.conn.we_closed:
             return
-        held = self._held.get(room) if room and self._held is not None else None
+        if self._held is None:  # (a room's broadcast to most members: the least work)
+            transport.write(frame)
+            if self._pacing:
+                self._written += len(frame)
+            queued = transport.get_write_buffer_size()
+            if queued > BACKLOG or queued > self._hard_limit:
+                self._check(queued)
+            return
+        held = self._held.get(room) if room else None
         if held is None:
             self._write(frame)
             return
