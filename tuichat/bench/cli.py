@@ -7,7 +7,7 @@ import json
 import resource
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tuichat.bench import servers
@@ -23,6 +23,10 @@ def _counts(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("give whole numbers of at least 1, like 200,1000")
     return values
+
+
+def _idle_counts(text: str) -> list[int]:
+    return [] if text.strip() in ("", "0") else _counts(text)
 
 
 def _every(text: str) -> float:
@@ -60,7 +64,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="tuichat-bench",
         description="Room fan-out: N clients in one room, S of them sending M messages of ~100 "
         "bytes; deliveries/s, latency, server CPU per delivery and memory per connection, for "
-        "tuichat and (when installed) ngIRCd in the same run.",
+        "tuichat and (when installed) Redis pub/sub and ngIRCd in the same run.",
     )
     parser.add_argument(
         "--clients",
@@ -94,16 +98,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--idle",
-        type=int,
-        default=10_000,
-        metavar="N",
-        help="idle connections to open on tuichat at the end; 0 skips (default 10000)",
+        type=_idle_counts,
+        default=[10_000],
+        metavar="N[,N...]",
+        help="at the end, time connecting N idle clients (until each is in the room) and "
+        "measure the memory each costs, once per N on a fresh server; 0 skips (default 10000)",
+    )
+    parser.add_argument(
+        "--idle-servers",
+        type=_names,
+        default=["tuichat"],
+        metavar="NAMES",
+        help="the servers `--idle` connects to, of the same names as --servers (default tuichat)",
     )
     parser.add_argument(
         "--servers",
         type=_names,
-        default=["tuichat", "ngircd"],
-        help=f"which servers, of {','.join(servers.SERVERS)} (default tuichat,ngircd)",
+        default=list(DEFAULT_SERVERS),
+        help=f"which servers, of {','.join(servers.SERVERS)} (default "
+        f"{','.join(DEFAULT_SERVERS)}; a peer not installed is skipped)",
     )
     parser.add_argument(
         "--workers", type=int, default=2, help="load-generating processes (default 2)"
@@ -144,6 +157,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)  # fmt: skip
 
 
+DEFAULT_SERVERS = ("tuichat", "redis", "ngircd")
+
+PEER_NAMES = {"redis": "Redis pub/sub", "ngircd": "ngIRCd"}
+"""How the table names the peers."""
+
+
+def _installed(names: list[str], say: Callable[[str], None]) -> list[str]:
+    """`names` less those not installed here (saying so)."""
+    chosen = []
+    for name in names:
+        problem = servers.missing(name)
+        if problem:
+            say(f"{problem}: skipping {name}")
+        else:
+            chosen.append(name)
+    return chosen
+
+
 def raise_file_limit(wanted: int) -> int:
     """Allow `wanted` open files if we may (servers and workers inherit it); return the limit."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -163,10 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    chosen = [n for n in args.servers if n != "ngircd" or servers.ngircd_binary()]
-    if chosen != args.servers:
-        say("ngircd is not installed (Debian: apt-get install ngircd): skipping it")
-    wanted = max([*args.clients, args.idle]) + 1000  # the server holds one file per client
+    chosen = _installed(args.servers, say)
+    idle_on = _installed(args.idle_servers, say) if args.idle else []
+    # the server holds one file per client (a Redis sender: two)
+    wanted = max([*args.clients, *args.idle]) + args.senders + 1000
     limit = raise_file_limit(wanted)
     if limit < wanted:
         say(f"the open-file limit is {limit}: too low; raise it (ulimit -n {wanted})")
@@ -178,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_marking = 0
     results: dict[str, Any] = {
         "fanout": [],
-        "idle": None,
+        "idle": [],
         "started": time.time(),
         "mark_read_every": marking,
         "mark_read_spread": args.mark_read_spread,
@@ -202,14 +233,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )  # fmt: skip
                 finally:
                     server.stop()
-        if args.idle:
-            server = servers.start("tuichat", args.event_loop)
-            try:
-                results["idle"] = idle(server, generator, args.idle, say)
-            finally:
-                server.stop()
+        for clients in args.idle:
+            for name in idle_on:
+                server = servers.start(name, args.event_loop)
+                try:
+                    results["idle"].append(idle(server, generator, clients, say))
+                finally:
+                    server.stop()
     finally:
         generator.stop()
+    results["comparisons"] = comparisons(results["fanout"])
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -238,7 +271,8 @@ def _marking(scenario: dict[str, Any]) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    """The results as a table, then tuichat's rate against each other server's."""
+    """The results as a table, then tuichat's rate against each other server's (and each
+    server's against its baseline), the paced latencies side by side, the idle connects."""
     head = (
         f"{'server':<18} {'N':>5} {'join s':>7} {'KiB/conn':>8} | {'flat deliv/s':>12} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'ns/deliv':>8} {'srv cores':>9} {'gen cores':>9} | "
@@ -259,28 +293,14 @@ def table(results: dict[str, Any]) -> str:
             f"{paced['latency_p99_ms']:>7} {paced['server_cpu_ns_per_delivery']:>8} | "
             f"{flat['lost'] + paced['lost']:>4}"
         )
-    by_key = {(r["server"], r["clients"]): r for r in results["fanout"] if "flat_median" in r}
-    for (name, clients), r in by_key.items():
-        if name.startswith(BASE):
-            after = by_key.get((name[len(BASE) :], clients))
-            if after:
-                ratio = (
-                    after["flat_median"]["deliveries_per_s"] / r["flat_median"]["deliveries_per_s"]
-                )
-                versions = "this version against the baseline"
-                if results.get("mark_read_every"):
-                    versions = f"this version{_marking(after)} against the baseline{_marking(r)}"
-                lines.append(
-                    f"{name[len(BASE) :]} / {name} at N={clients}: {ratio:.2f}x the deliveries "
-                    f"per second ({versions})"
-                )
-            continue
-        if name == "tuichat":
-            continue
-        ours = by_key.get(("tuichat", clients))
-        if ours:
-            ratio = ours["flat_median"]["deliveries_per_s"] / r["flat_median"]["deliveries_per_s"]
-            lines.append(f"tuichat / {name} at N={clients}: {ratio:.2f}x the deliveries per second")
+    lines += _baseline_lines(results)
+    lines += _comparison_lines(comparisons(results["fanout"]))
+    lines += [
+        f"{r['server']} at N={r['clients']}: connections per server process "
+        f"{' / '.join(map(str, r['connections_per_server']))}"
+        for r in results["fanout"]
+        if r.get("connections_per_server")
+    ]
     for r in results["fanout"]:
         markers = r.get("read_markers")
         if markers:
@@ -294,11 +314,81 @@ def table(results: dict[str, Any]) -> str:
             )
         elif results.get("mark_read_every") and r["server"].startswith(BASE):
             lines.append(f"{r['server']} at N={r['clients']}: no read markers (it has none)")
-    if results["idle"]:
-        i = results["idle"]
-        lines.append(
-            f"{i['clients']:,} idle connections on tuichat: connected and joined in "
-            f"{i['connect_s']:.2f} s, {i['rss_per_client_bytes'] / 1024:.2f} KiB of server memory "
-            f"each ({i['failed']} failed)"
-        )
+    lines += [_idle_line(i) for i in results["idle"] or []]
     return "\n".join(lines)
+
+
+def _baseline_lines(results: dict[str, Any]) -> list[str]:
+    """Each server's rate over its baseline run's."""
+    by_key = {(r["server"], r["clients"]): r for r in results["fanout"] if "flat_median" in r}
+    lines = []
+    for (name, clients), r in by_key.items():
+        after = by_key.get((name[len(BASE) :], clients)) if name.startswith(BASE) else None
+        if after:
+            ratio = after["flat_median"]["deliveries_per_s"] / r["flat_median"]["deliveries_per_s"]
+            versions = "this version against the baseline"
+            if results.get("mark_read_every"):
+                versions = f"this version{_marking(after)} against the baseline{_marking(r)}"
+            lines.append(
+                f"{name[len(BASE) :]} / {name} at N={clients}: {ratio:.2f}x the deliveries "
+                f"per second ({versions})"
+            )
+    return lines
+
+
+def _peer(name: str) -> str:
+    return PEER_NAMES.get(name, name)
+
+
+def comparisons(fanout: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per N: tuichat's flat-out deliveries/s over each other server's (when tuichat ran), and
+    each server's paced p50 and p99 latency (ms), side by side. Baseline runs are left out."""
+    found = []
+    for clients in dict.fromkeys(r["clients"] for r in fanout):
+        here = {
+            r["server"]: r
+            for r in sorted(fanout, key=lambda r: r["server"] != "tuichat")  # tuichat first
+            if r["clients"] == clients and "flat_median" in r and not r["server"].startswith(BASE)
+        }
+        ours = here.get("tuichat")
+        over = {
+            name: round(_rate(ours) / _rate(r), 3)
+            for name, r in here.items()
+            if ours and name != "tuichat"
+        }
+        paced = {
+            name: [r["paced_median"]["latency_p50_ms"], r["paced_median"]["latency_p99_ms"]]
+            for name, r in here.items()
+        }
+        found.append({"clients": clients, "tuichat_over": over, "paced_p50_p99_ms": paced})
+    return found
+
+
+def _rate(scenario: dict[str, Any]) -> int:
+    return max(int(scenario["flat_median"]["deliveries_per_s"]), 1)
+
+
+def _comparison_lines(found: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for c in found:
+        if c["tuichat_over"]:
+            ratios = ", ".join(
+                f"tuichat / {_peer(name)} {ratio:.2f}x" for name, ratio in c["tuichat_over"].items()
+            )
+            lines.append(f"N={c['clients']}: {ratios} the flat-out deliveries per second")
+        if len(c["paced_p50_p99_ms"]) > 1:
+            paced = ", ".join(
+                f"{_peer(name)} {p50} / {p99}" for name, (p50, p99) in c["paced_p50_p99_ms"].items()
+            )
+            lines.append(f"N={c['clients']}: paced p50 / p99 ms: {paced}")
+    return lines
+
+
+def _idle_line(i: dict[str, Any]) -> str:
+    spread = i.get("connections_per_server")
+    per = f", per server process {' / '.join(map(str, spread))}" if spread else ""
+    return (
+        f"{i.get('what', 'connect+join')} of {i['clients']:,} idle clients on "
+        f"{_peer(i['server'])}: {i['connect_s']:.2f} s, {i['rss_per_client_bytes'] / 1024:.2f} "
+        f"KiB of server memory each ({i['failed']} failed{per})"
+    )

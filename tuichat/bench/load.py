@@ -7,6 +7,10 @@ process can take millions of deliveries a second. A few connections are
 *probes*: they decode every frame, check sequence numbers and measure latency
 from the send timestamp carried at the start of each message's text.
 
+The same workload runs against tuichat (`TuichatLoad`), an IRC server
+(`IrcLoad`) and Redis pub/sub (`RedisLoad`, each sender publishing on a second
+connection, `RedisPublisher`).
+
 A worker process runs `serve(pipe)` and takes commands from the benchmark's
 main process (see `tuichat.bench.run`).
 """
@@ -41,6 +45,7 @@ from tuichat.protocol.codec import Codec
 
 ROOM_TUICHAT = "#lobby"
 ROOM_IRC = "#bench"
+ROOM_REDIS = "room"
 TEXT_BYTES = 100
 """Size of each message's text: a 19-digit send time in nanoseconds, then padding."""
 
@@ -122,10 +127,11 @@ class LoadConnection(asyncio.Protocol):
             self.worker.one_done()
 
     def count_tags(self, data: bytes) -> None:
-        """Count deliveries without decoding (the tag may straddle two reads)."""
+        """Count deliveries without decoding (the tag may straddle reads, even several short
+        ones: `_tail` is the last bytes of everything read, not just of the last read)."""
         tag = self.tag
         edge = self._tail + data[: len(tag) - 1]
-        self._tail = data[1 - len(tag) :]
+        self._tail = (data if len(data) >= len(tag) else edge)[1 - len(tag) :]
         self.counted(data.count(tag) + edge.count(tag))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -321,6 +327,125 @@ class IrcLoad(LoadConnection):
         self.transport.write(f"PRIVMSG {ROOM_IRC} :{text}\r\n".encode())
 
 
+def resp_value(data: bytes, at: int) -> tuple[Any, int] | None:
+    """The RESP2 value at `at` in `data` (bytes, int, str for +/-, or a list) and where it
+    ends, or None when `data` ends first."""
+    end = data.find(b"\r\n", at)
+    if end < 0:
+        return None
+    kind, line = data[at : at + 1], data[at + 1 : end]
+    if kind == b"$":
+        size = int(line)
+        if size < 0:
+            return None, end + 2
+        if len(data) < end + 4 + size:
+            return None
+        return data[end + 2 : end + 2 + size], end + 4 + size
+    if kind == b"*":
+        items: list[Any] = []
+        at = end + 2
+        for _ in range(int(line)):
+            item = resp_value(data, at)
+            if item is None:
+                return None
+            items.append(item[0])
+            at = item[1]
+        return items, at
+    if kind == b":":
+        return int(line), end + 2
+    return (line.decode(errors="replace") if kind == b"+" else f"error: {line!r}"), end + 2
+
+
+def resp_command(*words: bytes) -> bytes:
+    """A command as a RESP2 array of bulk strings."""
+    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
+
+
+class RedisLoad(LoadConnection):
+    """One Redis pub/sub subscriber (RESP2); a sender publishes on a connection of its own,
+    `publisher`, since a subscribed RESP2 connection may only (un)subscribe and ping. Every
+    subscriber hears every message, the sender's own too: N deliveries a message, as tuichat."""
+
+    tag = b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n" % (len(ROOM_REDIS), ROOM_REDIS.encode())
+    _subscribe = resp_command(b"SUBSCRIBE", ROOM_REDIS.encode())
+
+    def __init__(self, worker: Worker, name: str, probe: bool) -> None:
+        super().__init__(worker, name, probe)
+        self.publisher: RedisPublisher | None = None
+        self._buffer = b""
+        self._last: dict[bytes, int] = {}
+        """Per sender, the number of the message last heard (probes only)."""
+
+    def greet(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self._subscribe)
+
+    def data_received(self, data: bytes) -> None:
+        if self.probe or not self.ready.done():
+            self._parse(data)
+        else:
+            self.count_tags(data)
+
+    def _parse(self, data: bytes) -> None:
+        buffer, at = self._buffer + data, 0
+        now = time.monotonic_ns()
+        while (value := resp_value(buffer, at)) is not None:
+            push, at = value
+            if isinstance(push, list) and push[:2] == [b"message", ROOM_REDIS.encode()]:
+                self._heard(push[2], now)
+            elif isinstance(push, list) and push[:1] == [b"subscribe"] and not self.ready.done():
+                self.ready.set_result(None)
+            elif isinstance(push, str) and push.startswith("error"):
+                self.dropped = push
+                if not self.ready.done():
+                    self.ready.set_exception(ConnectionError(f"{self.name}: {push}"))
+            if not self.probe and self.ready.done():  # from here on, count without parsing
+                self._buffer = b""
+                self.count_tags(buffer[at:])
+                return
+        self._buffer = buffer[at:]
+
+    def _heard(self, text: bytes, now: int) -> None:
+        """One message: its latency and whether its sender's numbers run on (probes)."""
+        if self.probe:
+            self.tally.latencies.append((now - sent_at(text)) // 1000)
+            sender, number = text[20:24], int(text[25:31])
+            self.tally.gaps += number != 0 and number != self._last.get(sender, -1) + 1
+            self._last[sender] = number  # each phase numbers its messages from 0 again
+        self.counted(1)
+
+    def send_message(self, sender: int, number: int) -> None:
+        assert self.publisher is not None and self.publisher.transport is not None
+        text = message_text(sender, number).encode()
+        self.publisher.transport.write(resp_command(b"PUBLISH", ROOM_REDIS.encode(), text))
+
+    def close(self) -> None:
+        super().close()
+        if self.publisher is not None and self.publisher.transport is not None:
+            self.publisher.transport.abort()
+
+
+class RedisPublisher(asyncio.Protocol):
+    """A sender's publishing connection: reads the replies (each the number of subscribers
+    reached, `:N`), which are no deliveries, and notes an error on its subscriber."""
+
+    def __init__(self, subscriber: RedisLoad) -> None:
+        self.subscriber = subscriber
+        self.transport: asyncio.Transport | None = None
+        subscriber.publisher = self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if b"-" in data:  # replies are `:N` with N >= 0; `-` begins an error
+            error = data[data.index(b"-") :].split(b"\r\n", 1)[0]
+            self.subscriber.dropped = f"publishing: {error.decode(errors='replace')}"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.subscriber.dropped = self.subscriber.dropped or "publisher connection lost"
+
+
 class Worker:
     """One load-generating process: its connections and the phases it runs."""
 
@@ -357,6 +482,8 @@ class Worker:
             if kind == "irc":
                 sends = client["sender"] is not None
                 factory = lambda: IrcLoad(self, client["name"], client["probe"], sends)  # noqa: E731
+            elif kind == "redis":
+                factory = lambda: RedisLoad(self, client["name"], client["probe"])  # noqa: E731
             else:
                 factory = lambda: TuichatLoad(  # noqa: E731
                     self, client["name"], client["probe"], mark_read_every, mark_read_spread
@@ -365,6 +492,10 @@ class Worker:
                 try:
                     _, protocol = await loop.create_connection(factory, "127.0.0.1", client["port"])
                     await asyncio.wait_for(protocol.ready, 60)
+                    if isinstance(protocol, RedisLoad) and client["sender"] is not None:
+                        await loop.create_connection(
+                            lambda: RedisPublisher(protocol), "127.0.0.1", client["port"]
+                        )
                 except (OSError, ConnectionError, TimeoutError) as exc:
                     failures.append(f"{client['name']}: {exc}")
                     return

@@ -100,6 +100,10 @@ class Generator:
             process.join(10)
 
 
+JOINED = {"tuichat": "connect+join", "irc": "connect+join", "redis": "connect+subscribe"}
+"""What the connect phase times, by protocol: until each client is in the room."""
+
+
 @dataclass
 class Connected:
     """Clients connected to one server."""
@@ -122,7 +126,8 @@ def connect(
 ) -> Connected:
     """Connect `clients` (some of them senders, some probes) and time it; measure memory.
 
-    tuichat clients mark the room read about once every `mark_read_every` seconds (0: never;
+    A Redis sender is two connections: its subscriber, and one to publish on. tuichat
+    clients mark the room read about once every `mark_read_every` seconds (0: never;
     `read_pause`)."""
     irc = server.protocol == "irc"
     sender_at = {i * clients // senders: n for n, i in enumerate(range(senders))} if senders else {}
@@ -145,7 +150,7 @@ def connect(
                 "kind": server.protocol,
                 "clients": mine,
                 "concurrency": 4 if irc else 500,  # ngIRCd's listen backlog is 10; ours 1024
-                "mark_read_every": 0 if irc else mark_read_every,
+                "mark_read_every": mark_read_every if server.protocol == "tuichat" else 0,
                 "mark_read_spread": mark_read_spread,
             }
             for mine in per_worker
@@ -179,7 +184,7 @@ def phase(
             "interval": interval,
             "expected": senders * messages,
             "timeout": timeout,
-            "echo": server.protocol == "tuichat",  # IRC does not echo to the sender
+            "echo": server.protocol != "irc",  # IRC does not echo to the sender
             "senders": senders,
             "start_at": time.monotonic() + 0.1,
         }
@@ -225,7 +230,7 @@ def fanout(
     say(f"{server.name} N={clients}: connecting {clients} clients ({senders} send, {probes} probe"
         f"{also})")  # fmt: skip
     joined = connect(generator, server, clients, senders, probes, marking, mark_read_spread)
-    say(f"  connected and joined {joined.clients} in {joined.seconds:.2f} s "
+    say(f"  {JOINED[server.protocol]} of {joined.clients} in {joined.seconds:.2f} s "
         f"({joined.rss_per_client / 1024:.1f} KiB of server memory each)")  # fmt: skip
     result: dict[str, Any] = {
         "server": server.name,
@@ -238,6 +243,9 @@ def fanout(
         "rss_per_client_bytes": round(joined.rss_per_client),
         "flat": [],
     }
+    if server.servers > 1:
+        result["connections_per_server"] = spread = server.connections()
+        say(f"  connections per server process: {' / '.join(map(str, spread))}")
     if joined.failed:
         say(f"  {joined.failed} failed to connect, e.g. {joined.failures}")
         generator.ask_all({"action": "close"})
@@ -246,7 +254,7 @@ def fanout(
         flat = phase(generator, server, senders, messages, 0.0).summary()
         result["flat"].append(flat)
         say(f"  flat out, run {run + 1}/{runs}: {_line(flat)}")
-    per_message = clients if server.protocol == "tuichat" else clients - 1
+    per_message = clients - 1 if server.protocol == "irc" else clients
     interval = senders * per_message / paced_rate
     paced_messages = max(1, min(messages, int(paced_seconds / interval)))
     result["paced_offered_deliveries_per_s"] = paced_rate
@@ -277,12 +285,16 @@ def idle(
     """Connect `clients` that stay idle: how long it takes, and the server's memory per client."""
     say(f"{server.name}: connecting {clients} idle clients")
     joined = connect(generator, server, clients, 0, 0)
-    say(f"  {joined.clients} connected and joined in {joined.seconds:.2f} s, "
+    say(f"  {JOINED[server.protocol]} of {joined.clients} in {joined.seconds:.2f} s, "
         f"{joined.rss_per_client / 1024:.2f} KiB each; {joined.failed} failed")  # fmt: skip
+    spread = server.connections() if server.servers > 1 else None
     generator.ask_all({"action": "close"})
     return {
         "server": server.name,
+        "what": JOINED[server.protocol],
+        "asked": clients,
         "clients": joined.clients,
+        "connections_per_server": spread,
         "connect_s": round(joined.seconds, 3),
         "rss_per_client_bytes": round(joined.rss_per_client),
         "failed": joined.failed,
