@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -25,8 +27,7 @@ from textual.timer import Timer
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-from tuichat.app import commands as cmd
-from tuichat.app import terminal, untrusted
+from tuichat.app import model, terminal, untrusted
 from tuichat.app.bidi import MODES, Bidi, Mode
 from tuichat.app.config import Config
 from tuichat.app.events import Connected, ConnectFailed, NameRefused, ServerEvents
@@ -42,14 +43,11 @@ from tuichat.app.i18n import (
     translate_bindings,
 )
 from tuichat.app.keys import read_alt_digits
+from tuichat.app.lazy import lazy_module
 from tuichat.app.model import Kind, LogEntry, RoomView, trim_log
 from tuichat.app.moderation import refusal
 from tuichat.app.notify import MEANINGS, Level, NotifyRules, desktop_escape, summary
 from tuichat.app.palette import ChatCommands
-from tuichat.app.screens.bidi_check import BidiCheck
-from tuichat.app.screens.help import HelpScreen
-from tuichat.app.screens.prompt import PromptDialog
-from tuichat.app.screens.search import Found, SearchScreen
 from tuichat.app.state import LOBBY, ChatState
 from tuichat.app.verbs import (
     find,
@@ -81,7 +79,15 @@ from tuichat.client import (
     UntrustedServer,
 )
 from tuichat.client.unread import Unread, conversation_key, fold, read_pause
-from tuichat.protocol import HistoryPage, PrivatePage, RoomState, SearchHit
+from tuichat.protocol import HistoryPage, Message, PrivatePage, RoomState, SearchHit
+
+if TYPE_CHECKING:
+    from tuichat.app import commands as cmd
+    from tuichat.app.screens import prompt as dialogs
+    from tuichat.app.screens.search import Found, SearchScreen
+else:  # (the commands when the first is typed; the dialogs when one opens: a quicker start)
+    cmd = lazy_module("tuichat.app.commands")
+    dialogs = lazy_module("tuichat.app.screens.prompt")
 
 read_alt_digits()  # alt+1 … alt+9 switch conversations, whatever Textual makes of ESC and 1
 
@@ -100,7 +106,28 @@ SWITCHING = frozenset({"next_unread", "switch_to", "cycle", "select_message", "s
 is open)."""
 SEEK_PAGE = 200
 """Messages fetched at a time while looking back for one (the message a reply answers, a
-search hit)."""
+search hit); one further back than that is shown with the messages around it (`SEEK_AFTER`
+of them after it), in place of what the log showed."""
+SEEK_AFTER = 50
+"""Seqs after a message gone to (out of the log) that are fetched with it."""
+MAX_RANGE_PAGE = 500
+"""The most messages asked for in one request (the protocol's largest page)."""
+SLICE = 0.005
+"""Seconds spent taking the server's events before the keys typed and the screen get their
+turn (a batch takes several turns: typing stays quick while thousands of messages come)."""
+TYPING_SLICE = 0.003
+TYPING_GAP = 0.001
+TYPING_WHILE = 1.0
+"""While the user types (a key in the composer less than `TYPING_WHILE` s ago), slices are
+`TYPING_SLICE` s with `TYPING_GAP` s between them: the key's way to the screen (the composer,
+the screen, its update timer, each a task of its own) is not held up by a slice at each step.
+Events are taken a third slower meanwhile."""
+SHOW_EVERY = 0.05
+"""Seconds between two updates of what the screen shows of the state while more events wait
+(the log laid out and drawn, the sidebar's counts): a flood is drawn 20 times a second, not
+once per slice."""
+OLDER_SHOWN = N_("↓ older messages — PgDn for more, ctrl+End for the newest")
+"""Under a log that shows older messages (it stops before the newest)."""
 HEADER_LINES = 2
 """Rows the room's header (its name and topic) takes at most."""
 PROMPTS = {
@@ -284,6 +311,14 @@ class ChatApp(App[int]):
         """The conversation and seq of the message the log is paged back to find."""
         self._last_search: Found | None = None
         """What the search panel showed when it last closed (shown again when it opens)."""
+        self._inbox: deque[ServerEvents] = deque()
+        """Batches of the server's events not wholly taken yet (see `SLICE`)."""
+        self._taking = False
+        """The rest of `_inbox` is to be taken on a later turn."""
+        self._shown_at = 0.0
+        """When the state's changes were last carried out (`perf_counter`)."""
+        self._typed_at = -TYPING_WHILE
+        """When the composer last changed (`time.monotonic`; see `TYPING_SLICE`)."""
 
     # --- layout ------------------------------------------------------------
 
@@ -324,6 +359,8 @@ class ChatApp(App[int]):
 
     def action_show_help(self) -> None:
         """F1: the help screen, or (on it) back from it."""
+        from tuichat.app.screens.help import HelpScreen
+
         if isinstance(self.screen, HelpScreen):
             self.screen.dismiss(None)
             return
@@ -411,6 +448,8 @@ class ChatApp(App[int]):
             if answered is not None:
                 answered(mode)
             self._system(self.current_room, _("right-to-left text: {mode}").format(mode=mode))
+
+        from tuichat.app.screens.bidi_check import BidiCheck
 
         self.push_screen(BidiCheck(), chosen)
 
@@ -564,7 +603,10 @@ class ChatApp(App[int]):
         self.post_message(Connected(client))
         while True:
             events = await client.next_events()
-            self.post_message(ServerEvents(events))
+            batch = ServerEvents(events)
+            if not self.post_message(batch):
+                return  # (the app is closing)
+            await batch.taken.wait()  # (what comes meanwhile waits in the client)
             if isinstance(events[-1], Disconnected):
                 return
 
@@ -603,7 +645,7 @@ class ChatApp(App[int]):
                 self.connect(name)
 
         self.push_screen(
-            PromptDialog(
+            dialogs.PromptDialog(
                 _("Choose another name"), problem=event.reason, value=event.name, bidi=self.bidi
             ),
             retry,
@@ -615,9 +657,55 @@ class ChatApp(App[int]):
 
     @on(ServerEvents)
     def _server_events(self, event: ServerEvents) -> None:
-        for server_event in event.events:
-            self.state.apply(untrusted.clean(server_event))
-        self._carry_out()
+        self._inbox.append(event)
+        if not self._taking:
+            self._take_events()
+
+    def _take_events(self) -> None:
+        """Apply the server's events waiting, for `SLICE` seconds at most; the rest on a later
+        turn, after the keys typed meanwhile (and a frame, if one is due)."""
+        self._taking = False
+        inbox = self._inbox
+        apply, clean = self.state.apply, untrusted.clean
+        deadline = time.perf_counter() + (TYPING_SLICE if self._typing_now() else SLICE)
+        taken: list[ServerEvents] = []
+        while inbox:
+            batch = inbox[0]
+            events, at, end = batch.events, batch.applied, len(batch.events)
+            while at < end:
+                stop = min(at + 32, end)
+                for server_event in events[at:stop]:
+                    apply(clean(server_event))
+                at = stop
+                if time.perf_counter() >= deadline:
+                    break
+            batch.applied = at
+            if at < end:
+                break
+            taken.append(inbox.popleft())
+        now = time.perf_counter()
+        if not inbox or now - self._shown_at >= SHOW_EVERY:  # (else the changes add up)
+            self._shown_at = now
+            self._carry_out()
+        for batch in taken:
+            batch.taken.set()
+        if inbox:
+            self._taking = True
+            self._next_turn()
+
+    def _next_turn(self) -> None:
+        """Take more events once the loop has run what waits: a key read meanwhile reaches
+        the app, which hands it to the composer before the next slice (two hops: the key's
+        own event first), and the composer and the screen's update get their turn."""
+        loop = asyncio.get_running_loop()
+        if self._typing_now():  # (a pause: the key's way to the screen is several tasks long)
+            loop.call_later(TYPING_GAP, self.call_later, self._take_events)
+        else:
+            loop.call_soon(loop.call_soon, self.call_later, self._take_events)
+
+    def _typing_now(self) -> bool:
+        """Whether the user typed in the composer in the last `TYPING_WHILE` seconds."""
+        return time.monotonic() - self._typed_at < TYPING_WHILE
 
     def _carry_out(self) -> None:
         """Do what the state's changes ask of the screen, then show the state as it is."""
@@ -651,9 +739,26 @@ class ChatApp(App[int]):
                 self._send_read(key)
         if changes.typing:
             self._show_typing()
+        if self.current_room in changes.newer or self.current_room in changes.shown_again:
+            self._show_window()
         self._show_connection()
         self._show_header()
-        self._refresh_sidebar()
+        if not self._log_flush_pending:  # (else once the log is laid out, and read)
+            self._refresh_sidebar()
+
+    def _show_window(self) -> None:
+        """Tell the log whether the conversation on screen shows older messages (it stops
+        before the newest), and how many came since; say so under it."""
+        try:
+            log = self.query_one(ChatLog)
+        except NoMatches:
+            return  # (the app is closing)
+        view = self.conversation(self.current_room)
+        newer = view is not None and view.newer and log.entries is view.entries
+        log.more_below = newer
+        if newer and view is not None:
+            log.unseen = view.unseen_newer
+        self._show_unseen(log.unseen)
 
     def _show_header(self) -> None:
         """The line above the log: the room on screen, whether it is private, its topic
@@ -731,7 +836,10 @@ class ChatApp(App[int]):
         for room in self._grown | relayout.keys():
             view = self.conversation(room)
             entries = view.entries if view is not None else self.state.system_log
-            removed = view.trim() if view is not None else len(trim_log(entries))
+            if view is None:
+                removed = len(trim_log(entries))
+            else:  # (one not on screen keeps fewer)
+                removed = view.trim(None if entries is log.entries else model.BACKGROUND_LINES)
             if entries is log.entries:
                 trimmed, changed = removed, relayout.get(room)
         self._grown.clear()
@@ -740,6 +848,7 @@ class ChatApp(App[int]):
             trimmed = 0
         log.entries_added(trimmed)
         self._read_shown()
+        self._refresh_sidebar()
 
     def _system(self, room: str, text: str, ts: int | None = None) -> None:
         self.state.system(room, text, ts)
@@ -755,14 +864,18 @@ class ChatApp(App[int]):
 
     def _show_unseen(self, unseen: int) -> None:
         label = self.query_one("#unseen", Static)
-        label.set_class(unseen > 0, "-visible")
+        older = self.query_one(ChatLog).more_below
+        label.set_class(unseen > 0 or older, "-visible")
         if unseen:
             said = ngettext(
                 "↓ {count} new message — PgDn or ctrl+End",
                 "↓ {count} new messages — PgDn or ctrl+End",
                 unseen,
             )
-            label.update(Content(said.format(count=unseen)))
+            shown = self.bidi.display(said.format(count=unseen))
+            label.update(Content(shown), layout=False)  # (one row)
+        elif older:
+            label.update(Content(self.bidi.display(_(OLDER_SHOWN))), layout=False)
 
     def switch_room(self, room: str) -> None:
         """Show a conversation (by its name or key): its log and members. Coming into it
@@ -787,18 +900,23 @@ class ChatApp(App[int]):
             log.show(view.entries)
             if entering:
                 self._scroll_to_new_line(view)
+        self._show_window()
         self.query_one(StatusBar).room = view.name
         self._show_header()
         self._refresh_sidebar()
         self._read_shown()
 
     def _leave(self, key: str) -> None:
-        """The user leaves a conversation: its marker goes at once, its line goes away."""
+        """The user leaves a conversation: its marker goes at once, its line goes away, and
+        if its log showed older messages it shows the newest again (when they come back)."""
         self._send_read(key)
         view = self.conversation(key)
         if view is not None and view.new_after is not None:
             view.new_after = None
             view.place_new_line(self.my_name)
+        if self.state.to_live(key):
+            self.state.changes.shown_again.discard(key)  # (not on screen any more)
+            self._load_history(key)
 
     def _scroll_to_new_line(self, view: RoomView) -> None:
         log = self.query_one(ChatLog)
@@ -887,6 +1005,9 @@ class ChatApp(App[int]):
     @on(ChatInput.Entered)
     def _entered(self, event: ChatInput.Entered) -> None:
         self._active()
+        view = self.conversation(self.current_room)
+        if view is not None and view.newer:  # (what it says, and the answers, are at the end)
+            self.action_jump_to_end()
         command = cmd.parse_input(event.line)
         composing = self.composing
         if (
@@ -1145,6 +1266,7 @@ class ChatApp(App[int]):
     def _composing(self, event: ChatInput.Changed) -> None:
         """Each change of the composer: we are here (not idle), and typing (unless it is a
         command, or typing indicators are off)."""
+        self._typed_at = time.monotonic()
         self._active()
         text = event.text_area.text
         client = self.client
@@ -1240,23 +1362,31 @@ class ChatApp(App[int]):
         await client.part(room)
         self._close(conversation_key(room))
 
-    def _load_history(self, room: str, limit: int = HISTORY_PAGE) -> None:
+    def _load_history(self, room: str, limit: int = HISTORY_PAGE, *, wanted: bool = False) -> None:
         """Fetch the page of history (`limit` messages) before the oldest message shown in
-        conversation `room` (unless its log holds all it may keep)."""
+        conversation `room`: if its log has room for it, or if the user asks for it
+        (`wanted`: they scrolled to its top), when its newest entries make room."""
         client = self.client
         view = self.conversation(room)
-        if client is None or view is None or view.loading or view.history_complete or view.full:
+        if client is None or view is None or view.loading or view.history_complete:
+            return
+        if view.full and not wanted:
             return
         view.loading = True
-        self._fetching_history(client, view, limit)
+        self._fetching_history(client, view, limit, wanted)
 
     @work(group="history", exit_on_error=False)
-    async def _fetching_history(self, client: ChatClient, view: RoomView, limit: int) -> None:
+    async def _fetching_history(
+        self, client: ChatClient, view: RoomView, limit: int, wanted: bool
+    ) -> None:
+        generation = view.generation
         try:
             older, complete, start = await self._history_page(client, view, limit)
         finally:
             view.loading = False
-        self._prepend_history(view, older, complete, start)
+        if view.generation != generation:  # (the log was replaced, or lost its oldest: the
+            older, complete, start = [], False, None  # page is not next to it any more)
+        self._prepend_history(view, older, complete, start, wanted)
 
     async def _history_page(
         self, client: ChatClient, view: RoomView, limit: int = HISTORY_PAGE
@@ -1271,16 +1401,23 @@ class ChatApp(App[int]):
         return self.state.history_entries(view, untrusted.clean(page))
 
     def _prepend_history(
-        self, view: RoomView, older: list[LogEntry], complete: bool, start: int | None
+        self,
+        view: RoomView,
+        older: list[LogEntry],
+        complete: bool,
+        start: int | None,
+        wanted: bool = False,
     ) -> None:
         first_page = not any(entry.history for entry in view.entries)
-        added = self.state.prepend_history(view, older, complete, start)
+        added = self.state.prepend_history(view, older, complete, start, make_room=wanted)
         log = self.query_one(ChatLog)
         if added and log.entries is view.entries:
             with self._reads_held():
+                log.more_below = view.newer
                 log.entries_prepended(added)
-                if first_page:
+                if first_page and not wanted:  # (the user scrolling up stays where they are)
                     self._scroll_to_new_line(view)
+            self._show_window()
             self._read_shown()
         self._refresh_sidebar()
         seeking = self._seeking
@@ -1288,8 +1425,63 @@ class ChatApp(App[int]):
             self._seek(*seeking)
 
     @on(ChatLog.ReachedTop)
-    def _reached_top(self) -> None:
-        self._load_history(self.current_room)
+    def _reached_top(self, event: ChatLog.ReachedTop) -> None:
+        self._load_history(self.current_room, wanted=event.wanted)
+
+    @on(ChatLog.ReachedBottom)
+    def _reached_bottom(self) -> None:
+        self._load_newer(self.current_room)
+
+    def _load_newer(self, key: str) -> None:
+        """Fetch the page of history after the newest message shown in conversation `key`,
+        whose log shows older messages (a private conversation's shows the newest again)."""
+        client = self.client
+        view = self.conversation(key)
+        if client is None or view is None or not view.newer or view.loading:
+            return
+        if view.private:  # (its numbers are not the conversation's own: no page "after")
+            self.action_jump_to_end()
+            return
+        view.loading = True
+        self._fetching_newer(client, view)
+
+    @work(group="history", exit_on_error=False)
+    async def _fetching_newer(self, client: ChatClient, view: RoomView) -> None:
+        generation = view.generation
+        low = view.window_end
+        high = max(min(low + HISTORY_PAGE, view.tail_from), low)
+        try:
+            page = await self._range(client, view.name, low, high)
+        finally:
+            view.loading = False
+        if view.generation != generation or not view.newer:
+            return
+        _added, trimmed = self.state.append_history(view, page, low, high)
+        log = self.query_one(ChatLog)
+        if log.entries is view.entries:
+            with self._reads_held():
+                log.entries_added(trimmed, follow=False)
+            self._show_window()
+            self._read_shown()
+        self._refresh_sidebar()
+
+    async def _range(self, client: ChatClient, room: str, low: int, high: int) -> HistoryPage:
+        """The messages of `room` after seq `low` up to `high` (all of them: a page the server
+        cut to its size limit is asked for again below its first message), as one page."""
+        messages: list[Message] = []
+        epoch, complete = 0, False
+        bound = high + 1
+        while bound - 1 > low:
+            limit = min(bound - 1 - low, MAX_RANGE_PAGE)
+            page = untrusted.clean(await client.history(room, before=bound, limit=limit))
+            epoch = page.epoch
+            inside = [m for m in page.messages if low < m.seq < bound]
+            messages[:0] = inside
+            complete = page.complete and len(inside) == len(page.messages)
+            if len(inside) < len(page.messages) or complete or len(inside) >= limit or not inside:
+                break  # (older ones came too, or the room starts, or every seq is a message)
+            bound = inside[0].seq
+        return HistoryPage(room, epoch, tuple(messages), complete)
 
     def _measure_rtt(self) -> None:
         client = self.client
@@ -1596,12 +1788,15 @@ class ChatApp(App[int]):
 
         title = _("React to the message of {name}").format(name=entry.sender)
         placeholder = _(REACTION_HINT).format(plus_one=token("+1"))
-        dialog = PromptDialog(title, placeholder=placeholder, hint=_(REACTION_KEYS), bidi=self.bidi)
+        dialog = dialogs.PromptDialog(
+            title, placeholder=placeholder, hint=_(REACTION_KEYS), bidi=self.bidi
+        )
         self.push_screen(dialog, react)
 
-    def _seek(self, key: str, seq: int) -> None:
+    def _seek(self, key: str, seq: int, *, shown_around: bool = False) -> None:
         """Select message `seq` of the conversation on screen (`key`), paging its history
-        back to it if it is older than the log holds."""
+        back to it if it is a little older than the log holds, else showing it with the
+        messages around it (`shown_around`: that was done, and it is not there)."""
         view = self.conversation(key)
         if view is None or key != self.current_room:
             self._seeking = None if view is not None else self._seeking
@@ -1615,19 +1810,48 @@ class ChatApp(App[int]):
             else:
                 self._select(entry)
             return
-        newest = max(view.seqs, default=0)
-        if view.history_complete or view.full or (view.seqs and seq > newest):
+        older = not view.seqs or seq < view.oldest_seq
+        held = not older and (not view.newer or seq <= view.window_end)  # (and not there)
+        if shown_around or held or (older and view.history_complete):
             self._seeking = None
             said = _("that message is not in the log of {room} any more")
             self._error(said.format(room=view.name))
             return
         self._seeking = (key, seq)
-        self._load_history(key, SEEK_PAGE)
+        if older and not view.full and view.oldest_seq - seq <= SEEK_PAGE:
+            self._load_history(key, SEEK_PAGE)  # (close by: the log pages back to it)
+        elif not view.loading and self.client is not None:
+            view.loading = True
+            self._fetching_context(self.client, view, seq)
+
+    @work(group="history", exit_on_error=False)
+    async def _fetching_context(self, client: ChatClient, view: RoomView, seq: int) -> None:
+        """Show message `seq` of `view` with the messages around it, in place of what its
+        log showed (it was too far from them), then select it."""
+        page: HistoryPage | PrivatePage
+        try:
+            if view.private:
+                high = seq
+                found = await client.private_history(view.peer, before=seq + 1, limit=SEEK_PAGE)
+                page = untrusted.clean(found)
+            else:
+                high = seq + SEEK_AFTER
+                page = await self._range(client, view.name, max(seq - SEEK_PAGE, 0), high)
+        finally:
+            view.loading = False
+        key = conversation_key(view.name)
+        if self._seeking != (key, seq) or self.conversation(key) is not view:
+            return  # (the user went elsewhere meanwhile)
+        self.state.show_context(view, page, high)
+        self._carry_out()
+        self._seek(key, seq, shown_around=True)
 
     # --- search ----------------------------------------------------------------
 
     def action_search(self, query: str = "") -> None:
         """The search panel (ctrl+f), looking for `query` at once if it is not ""."""
+        from tuichat.app.screens.search import SearchScreen
+
         if isinstance(self.screen, SearchScreen):
             if query:
                 self.screen.ask(query)
@@ -1650,8 +1874,8 @@ class ChatApp(App[int]):
         self._last_search = screen.found
         self._open_hit(hit)
 
-    @on(SearchScreen.Wanted)
-    def _search_wanted(self, event: SearchScreen.Wanted) -> None:
+    def on_search_screen_wanted(self, event: SearchScreen.Wanted) -> None:
+        """The search panel wants hits (by its name: no import of the panel at start)."""
         screen, text, before = event.screen, event.query, event.before
         search = cmd.parse_search(text)
         try:
@@ -1719,7 +1943,7 @@ class ChatApp(App[int]):
             if text:
                 self.run_command(cmd.PrivateText(user, text))
 
-        dialog = PromptDialog(
+        dialog = dialogs.PromptDialog(
             _("Private message to {user}").format(user=user),
             placeholder=_("message"),
             bidi=self.bidi,
@@ -1733,7 +1957,9 @@ class ChatApp(App[int]):
             if room:
                 self._join(room if room.startswith("#") else f"#{room}")
 
-        self.push_screen(PromptDialog(_("Join room"), placeholder=_("#room"), bidi=self.bidi), join)
+        self.push_screen(
+            dialogs.PromptDialog(_("Join room"), placeholder=_("#room"), bidi=self.bidi), join
+        )
 
     def action_leave_room(self) -> None:
         """Leave the current room (or close the current private conversation)."""
@@ -1751,7 +1977,7 @@ class ChatApp(App[int]):
             if answer:
                 self.run_moderation(f"/{command} {answer}")
 
-        dialog = PromptDialog(
+        dialog = dialogs.PromptDialog(
             _(title).format(room=room), placeholder=_(placeholder), value=value, bidi=self.bidi
         )
         self.push_screen(dialog, run)
@@ -1781,7 +2007,9 @@ class ChatApp(App[int]):
                 self._send_reply(view, target, text)
 
         title = _("Reply to {name}: {text}").format(name=target.sender, text=preview(target.text))
-        self.push_screen(PromptDialog(title, placeholder=_("message"), bidi=self.bidi), reply)
+        self.push_screen(
+            dialogs.PromptDialog(title, placeholder=_("message"), bidi=self.bidi), reply
+        )
 
     def run_moderation(self, line: str) -> None:
         """Run a moderation command line (from the palette) as if typed."""
@@ -1846,17 +2074,26 @@ class ChatApp(App[int]):
         self._system(room, said.format(count=count))
 
     def action_jump_to_end(self) -> None:
-        """Scroll the log to the newest line."""
-        self.query_one(ChatLog).scroll_end(animate=False)
+        """Scroll the log to the newest line (showing the newest messages again, if it
+        showed older ones)."""
+        log = self.query_one(ChatLog)
+        key = self.current_room
+        if self.state.to_live(key):
+            self._seeking = None
+            self._carry_out()  # (shown afresh, at its end)
+            self._load_history(key)
+        log.scroll_end(animate=False)
 
     def action_page_log(self, direction: int) -> None:
         """Scroll the log a page up (-1) or down (1), whatever has the focus."""
         log = self.query_one(ChatLog)
         if direction < 0:
             if log.scroll_y == 0:
-                self._load_history(self.current_room)
+                self._load_history(self.current_room, wanted=True)
             log.scroll_page_up(animate=False)
         else:
+            if log.is_vertical_scroll_end:
+                self._load_newer(self.current_room)
             log.scroll_page_down(animate=False)
 
     def action_exit_chat(self) -> None:

@@ -17,15 +17,11 @@ Modes (`--bidi`): `app` does all of the above; `terminal` and `off` draw logical
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal
-
-import arabic_reshaper
-from bidi import algorithm as uba
-from bidi import get_display
-from bidi.mirror import MIRRORED
 
 Mode = Literal["app", "terminal", "off"]
 MODES: tuple[Mode, ...] = ("app", "terminal", "off")
@@ -44,27 +40,50 @@ _RTL = re.compile(
 """Letters of the right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, N'Ko, …), and the
 right-to-left mark (RLM), which a message may start with to read right to left."""
 _ARABIC = re.compile("[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff]")
-_SLOW = re.compile(
-    "[" + re.escape("".join(MIRRORED)) + "\u0300-\u036f\u0610-\u061a\u064b-\u065f\u0670"
-    "\u06d6-\u06ed\u08d3-\u08ff\u202a-\u202e\u2066-\u2069]"
-)
-"""What the fast reordering gets wrong or does otherwise: brackets it does not mirror,
-combining marks it puts before their letter, isolates (a wrapped line may hold half of one)
-and embeddings (which it would obey, and keep)."""
+
+
+@functools.cache
+def _slow() -> re.Pattern[str]:
+    """What the fast reordering gets wrong or does otherwise: brackets it does not mirror,
+    combining marks it puts before their letter, isolates (a wrapped line may hold half of
+    one) and embeddings (which it would obey, and keep). (The bidi libraries are imported
+    the first time right-to-left text is drawn: most sessions start without any.)"""
+    from bidi.mirror import MIRRORED
+
+    return re.compile(
+        "[" + re.escape("".join(MIRRORED)) + "\u0300-\u036f\u0610-\u061a\u064b-\u065f"
+        "\u0670\u06d6-\u06ed\u08d3-\u08ff\u202a-\u202e\u2066-\u2069]"
+    )
+
+
 _ISOLATE_MARKS = re.compile("[\u2066-\u2069]")
 _INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u206f\ufeff]")
 _IGNORED = frozenset({"LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
 """Explicit embeddings and isolates: network text never has them; here they are ignored."""
 
-_RESHAPER = arabic_reshaper.ArabicReshaper(
-    configuration={
-        "support_ligatures": False,  # lam-alef as one character would take one cell for two
-        "delete_harakat": False,
-        "delete_tatweel": False,
-        "shift_harakat_position": False,
-        "support_zwj": True,
-    }
-)
+
+@functools.cache
+def _get_display() -> Any:
+    """python-bidi's fast reordering (imported the first time it is needed)."""
+    from bidi import get_display
+
+    return get_display
+
+
+@functools.cache
+def _reshaper() -> Any:
+    """arabic-reshaper, as the log needs it (made the first time Arabic script is drawn)."""
+    import arabic_reshaper
+
+    return arabic_reshaper.ArabicReshaper(
+        configuration={
+            "support_ligatures": False,  # lam-alef as one character: one cell for two
+            "delete_harakat": False,
+            "delete_tatweel": False,
+            "shift_harakat_position": False,
+            "support_zwj": True,
+        }
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +122,7 @@ def shape(text: str) -> str:
     """`text` with its Arabic-script letters in their joined forms, one character for one."""
     if text.isascii() or _ARABIC.search(text) is None:
         return text
-    shaped: str = _RESHAPER.reshape(text)
+    shaped: str = _reshaper().reshape(text)
     return shaped if len(shaped) == len(text) else text
 
 
@@ -144,8 +163,8 @@ class Bidi:
         if not rtl and not self._rtl_text(text):
             return strip_invisible(text)
         shaped = shape(text)
-        if not self.upper_is_rtl and _SLOW.search(shaped) is None:
-            fast: str = get_display(shaped, base_dir="R" if rtl else "L")
+        if not self.upper_is_rtl and _slow().search(shaped) is None:
+            fast: str = _get_display()(shaped, base_dir="R" if rtl else "L")
             return strip_invisible(fast)
         return _visible(*_reorder(shaped, rtl, self.upper_is_rtl))[0]
 
@@ -264,6 +283,8 @@ def _reorder(text: str, rtl: bool, upper_is_rtl: bool) -> tuple[str, tuple[int, 
 def _reorder_flat(text: str, rtl: bool, upper_is_rtl: bool) -> tuple[str, tuple[int, ...]]:
     """The Unicode bidi algorithm (rules P to L4) over one line without isolates, keeping
     each character's logical index: python-bidi's own steps, its storage carrying them."""
+    from bidi import algorithm as uba
+
     storage: dict[str, Any] = uba.get_empty_storage()
     storage["base_level"] = 1 if rtl else 0
     storage["base_dir"] = "R" if rtl else "L"

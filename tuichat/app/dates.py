@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from datetime import date
 
-import jdatetime
-
 from tuichat.app import i18n
 from tuichat.app.i18n import _
 
@@ -83,6 +81,8 @@ def _parts(day: date | None, calendar: str) -> tuple[str, int, str, int] | None:
     lang = i18n.language() if i18n.language() in WEEKDAYS else "en"
     if calendar == "jalali":
         try:
+            import jdatetime  # (only for the Jalali calendar's dates)
+
             shown = jdatetime.date.fromgregorian(date=day)
         except (ValueError, OverflowError):  # past the Jalali years it knows (9999 and on)
             return None

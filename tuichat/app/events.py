@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from textual.message import Message
 
 from tuichat.client import ChatClient, ClientEvent
@@ -16,11 +18,16 @@ class Connected(Message):
 
 
 class ServerEvents(Message):
-    """Events from the server, in the order they arrived."""
+    """Events from the server, in the order they arrived. The app may take them a slice at a
+    time; `taken` is set once all of them are (the sender waits for it before it reads more,
+    so what the app has not taken yet waits in the client, under the client's own limit)."""
 
     def __init__(self, events: list[ClientEvent]) -> None:
         super().__init__()
         self.events = events
+        self.applied = 0
+        """How many of `events` the app has taken."""
+        self.taken = asyncio.Event()
 
 
 class NameRefused(Message):

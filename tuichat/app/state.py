@@ -10,6 +10,14 @@ screen must do about a change (lay out grown logs, fetch history, show a banner,
 gathered in `changes`, which the app takes and carries out: the state never touches a widget
 or the network.
 
+The window: each log keeps at most `model.MAX_LOG_LINES` entries. Live ones push the oldest
+out; a page the user scrolls up to (`prepend_history(make_room=True)`) pushes the newest out,
+and then the log shows older messages (`RoomView.newer`): what comes live waits in its tail
+(counted, notified, unread as ever), pages after it come with `append_history` until the log
+reaches the tail, `show_context` shows a message far back with those around it, and `to_live`
+goes back to the newest at once. Verbs on a message the log does not hold wait for the page
+that brings it (if it is older) or are left to the page (history says how messages are now).
+
 Moderation: each room knows its topic, whether it is private, its owner and ops; what a
 moderator did is one line however often it is told (and the `left` after a kick or a ban
 none), the person acted on is told what happened to them; room messages of people the user
@@ -25,9 +33,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 
+from tuichat.app import model
 from tuichat.app.dates import local_digits
 from tuichat.app.i18n import N_, _, ngettext
-from tuichat.app.model import MAX_LOG_LINES, Kind, LogEntry, RoomView
+from tuichat.app.model import Kind, LogEntry, RoomView, trim_log
 from tuichat.app.moderation import moderation_line, refusal, when
 from tuichat.app.notify import NotifyRules
 from tuichat.app.verbs import TARGETS, find, quote
@@ -129,6 +138,8 @@ class Changes:
     relayout: dict[str, int] = field(default_factory=dict)
     """Conversations whose logs changed from an index on (a line moved or was said anew):
     laid out again from there."""
+    newer: set[str] = field(default_factory=set)
+    """Conversations whose logs show older messages and whose tails grew (`RoomView.newer`)."""
 
 
 class ChatState:
@@ -243,16 +254,29 @@ class ChatState:
 
     def ignores(self, name: str) -> bool:
         """Whether the user ignores `name` (never themselves)."""
+        if not self._ignored:
+            return False
         folded = fold(name)
         return folded in self._ignored and folded != fold(self.me)
 
     # --- the log ------------------------------------------------------------
 
     def add(self, key: str, entry: LogEntry) -> None:
-        """Append `entry` to the log of conversation `key` (the app's own log if not open)."""
+        """Append `entry` to the log of conversation `key` (the app's own log if not open).
+        While the log shows older messages (`newer`), what comes waits in its tail, but an
+        error, which answers what the user just did, shows where they are."""
         view = self.conversation(key)
-        (view.entries if view is not None else self.system_log).append(entry)
-        self.changes.grown.add(key if view is not None else "")
+        if view is None:
+            self.system_log.append(entry)
+            self.changes.grown.add("")
+        elif view.newer and entry.kind is not Kind.ERROR:
+            view.to_tail(entry)
+            if entry.seq and not entry.hidden:
+                view.unseen_newer += 1
+            self.changes.newer.add(key)
+        else:
+            view.entries.append(entry)
+            self.changes.grown.add(key)
 
     def system(self, conversation: str, text: str, ts: int | None = None) -> None:
         """A line of the app's own (or the server's) in `conversation`."""
@@ -438,7 +462,10 @@ class ChatState:
         if view is not None:
             if event.seq in view.seqs:
                 return  # already shown from the history
-            view.seqs.add(event.seq)
+            if not view.newer:
+                view.seqs.add(event.seq)
+            elif event.seq <= view.window_end:
+                return  # (a page of the log's brought it)
         own = event.sender == self.me
         kind = Kind.ACTION if event.action else Kind.OWN if own else Kind.MESSAGE
         if self.status.anyone_typing:  # (most messages end nobody's typing: no work for them)
@@ -447,8 +474,9 @@ class ChatState:
         if view is not None and not own and self.ignores(event.sender):
             self.unread.message(key, event.seq, self.me, "")  # never unread: as if ours
             self.add(key, self._room_entry(view, kind, event, hidden=True))
-            view.hidden += 1
-            self._count_hidden(key, view)
+            if not view.newer:  # (else counted when the tail is shown)
+                view.hidden += 1
+                self._count_hidden(key, view)
             return
         entry = self._room_entry(view, kind, event)
         mentioned = self.unread.message(
@@ -489,9 +517,13 @@ class ChatState:
             reactions=message.reactions or (),
         )  # fmt: skip
         if entry.reply and entry.quote is None and view is not None:
-            index = find(view.entries, entry.reply)
-            if index >= 0 and not view.entries[index].hidden:
-                entry.quote = quote(view.entries[index])
+            held = view.tail if view.newer and not history else view.entries
+            index = find(held, entry.reply)
+            if index < 0 and held is view.tail:
+                held = view.entries
+                index = find(held, entry.reply)
+            if index >= 0 and not held[index].hidden:
+                entry.quote = quote(held[index])
         return entry
 
     def _update(self, event: Update) -> None:
@@ -505,6 +537,16 @@ class ChatState:
         index = find(view.entries, event.target)
         if index >= 0:
             self._apply_update(key, view, index, event)
+        elif view.newer and event.target > view.window_end:  # (past what the log holds)
+            tail = view.tail
+            index = find(tail, event.target)
+            changed = index >= 0 and apply_update(view.name, tail[index], event)
+            if changed and event.verb != "react" and not tail[index].hidden:
+                quoted = quote(tail[index])
+                for reply in tail[index + 1 :]:
+                    if reply.reply == event.target:
+                        reply.quote = quoted
+            # (not in the tail either: a page brings that message as it is now)
         elif not view.seqs or event.target < view.oldest_seq:  # (one a page may bring)
             pending = self._pending.setdefault(key, [])
             pending.append(event)
@@ -514,6 +556,8 @@ class ChatState:
         entry = view.entries[index]
         if not apply_update(view.name, entry, event):
             return
+        if event.verb != "react":
+            view.texts_changed()
         if event.verb != "react" and not entry.hidden:
             quoted = quote(entry)
             for reply in view.entries[index + 1 :]:
@@ -531,7 +575,10 @@ class ChatState:
         if event.pid:
             if event.pid in view.seqs:
                 return  # already shown from the history
-            view.seqs.add(event.pid)
+            if not view.newer:
+                view.seqs.add(event.pid)
+            elif event.pid <= view.window_end:
+                return  # (a page of the log's brought it)
         mentioned = self.unread.message(view.name, event.pid, event.sender, event.text)
         if not own and self.status.anyone_typing:
             self.status.stopped(event.sender, view.name)
@@ -591,10 +638,12 @@ class ChatState:
     # --- history --------------------------------------------------------------
 
     def history_entries(
-        self, view: RoomView, page: HistoryPage | PrivatePage
+        self, view: RoomView, page: HistoryPage | PrivatePage, *, high: int | None = None
     ) -> tuple[list[LogEntry], bool, int | None]:
         """A page of `view`'s history (cleaned) as log entries: those not shown yet; whether
-        it reaches the start of the conversation; the time of its first message."""
+        it reaches the start of the conversation; the time of its first message. `high`: the
+        page holds every message of the room up to this seq (None: up to the log's, or the
+        newest)."""
         older: list[LogEntry] = []
         if isinstance(page, PrivatePage):
             oldest = view.oldest_seq  # (live messages may have come in meanwhile)
@@ -619,10 +668,12 @@ class ChatState:
                 self.unread.message(view.name, m.seq, self.me, "")  # never unread: as if ours
             else:
                 self.unread.message(view.name, m.seq, m.sender, m.text, to_me=self._to_me(entry))
-        self._page_read(view, page, older)
+        self._page_read(view, page, older, high)
         return older, page.complete, page.messages[0].ts if page.messages else None
 
-    def _page_read(self, view: RoomView, page: HistoryPage, older: list[LogEntry]) -> None:
+    def _page_read(
+        self, view: RoomView, page: HistoryPage, older: list[LogEntry], high: int | None
+    ) -> None:
         """What a page of a room's history tells besides its messages: the verbs waiting for
         them, and which seqs of its span are verbs (for `unread`)."""
         key = conversation_key(view.name)
@@ -640,24 +691,37 @@ class ChatState:
         seqs = {m.seq for m in page.messages}
         if not seqs:
             return
-        newest = max(seqs)
-        after = [seq for seq in view.seqs if seq > newest]
-        high = min(after) - 1 if after else 2**63 - 1  # (up to what is held, or the newest)
+        if high is None:
+            newest = max(seqs)
+            after = [seq for seq in view.seqs if seq > newest]
+            high = min(after) - 1 if after else 2**63 - 1  # (up to what is held, or the newest)
+            if view.newer and not after:
+                high = newest  # (what comes after it is not known here)
         low = 1 if page.complete else min(seqs)
         self.unread.page(view.name, page.epoch, low, high, seqs)
 
     def prepend_history(
-        self, view: RoomView, older: list[LogEntry], complete: bool, start: int | None
+        self,
+        view: RoomView,
+        older: list[LogEntry],
+        complete: bool,
+        start: int | None,
+        *,
+        make_room: bool = False,
     ) -> int:
-        """Put a page of history before `view`'s entries (what fits: the log keeps at most
-        `MAX_LOG_LINES`); return how many entries were put there."""
+        """Put a page of history before `view`'s entries; return how many entries were put
+        there. The log keeps at most `MAX_LOG_LINES`: what fits of the page (its newest), or
+        with `make_room` (the user scrolled up to it) all of it, as many of the newest entries
+        going (the log no longer reaches the newest message: `RoomView.newer`)."""
         first_page = not any(entry.history for entry in view.entries)
         view.history_complete = complete
         view.pages_loaded += 1
-        space = max(MAX_LOG_LINES - len(view.entries), 0)
-        if len(older) > space:  # keep what fits next to what is shown, the newest of the page
-            del older[: len(older) - space]
-            view.history_complete = False
+        space = max(model.MAX_LOG_LINES - len(view.entries), 0)
+        if not make_room:  # keep what fits (with the lines it may bring), the newest of it
+            space = max(space - first_page - (complete and start is not None), 0)
+            if len(older) > space:
+                del older[: len(older) - space]
+                view.history_complete = False
         view.seqs.update(entry.seq for entry in older)
         if view.history_complete and start is not None:
             what = _("start of the conversation") if view.private else _("start of the room")
@@ -682,9 +746,120 @@ class ChatState:
             else:  # (at the end, as when one comes live)
                 view.hidden_line = self._hidden_line(view, view.entries[-1].ts)
                 view.entries.append(view.hidden_line)
+        if make_room and len(view.entries) > model.MAX_LOG_LINES:
+            self._cut_newest(view, model.MAX_LOG_LINES)
         if view.new_after is not None:
             view.place_new_line(self.me)
         return len(older)
+
+    def _cut_newest(self, view: RoomView, keep: int) -> None:
+        """Drop the entries of `view` past the first `keep`: the log no longer reaches the
+        newest message (`RoomView.newer`); the newest of them wait in its tail."""
+        entries = view.entries
+        dropped = entries[keep:]
+        del entries[keep:]
+        kept = [entry.seq for entry in entries if entry.seq]
+        view.seqs.difference_update(entry.seq for entry in dropped)
+        if not view.newer:
+            tail = [entry for entry in dropped if entry.kind is not Kind.NEW][-model.TAIL_LINES :]
+            before = [entry.seq for entry in dropped[: len(dropped) - len(tail)] if entry.seq]
+            view.newer, view.tail, view.unseen_newer = True, tail, 0
+            if before or kept:
+                view.tail_from = max(before or kept)
+            else:  # (nothing kept: the tail holds all there was, from its first message)
+                view.tail_from = min((entry.seq for entry in tail if entry.seq), default=1) - 1
+        view.window_end = max(kept, default=view.window_end)
+        view.recount_hidden()
+
+    def append_history(
+        self, view: RoomView, page: HistoryPage, low: int, high: int
+    ) -> tuple[int, int]:
+        """Put the messages of room `view` after `low` up to `high` (cleaned, in `page`) after
+        its entries (the log shows older messages: `RoomView.newer`); once they reach its tail,
+        the tail too. Return how many entries came, and how many of the oldest went (the log
+        keeps `MAX_LOG_LINES`)."""
+        before = len(view.entries)
+        if view.newer:
+            newer = HistoryPage(
+                page.room,
+                page.epoch,
+                tuple(m for m in page.messages if low < m.seq <= high),
+                page.complete,
+            )
+            entries, _complete, _start = self.history_entries(view, newer, high=high)
+            view.entries.extend(entries)
+            view.seqs.update(entry.seq for entry in entries)
+            view.window_end = max(view.window_end, high)
+            if view.window_end >= view.tail_from:
+                self._attach(view)
+        removed = trim_log(view.entries)
+        if removed:
+            view.seqs.difference_update(entry.seq for entry in removed)
+            view.history_complete = False
+            view.generation += 1
+        view.recount_hidden()
+        return len(view.entries) - before + len(removed), len(removed)
+
+    def _attach(self, view: RoomView) -> None:
+        """The log reached its tail: what waited there follows its entries (but what a page
+        brought already), and the log follows the newest messages again."""
+        newest = view.window_end
+        for entry in view.end_tail():
+            if entry.seq and (entry.seq <= newest or entry.seq in view.seqs):
+                continue
+            view.entries.append(entry)
+            if entry.seq:
+                view.seqs.add(entry.seq)
+        if view.new_after is not None:
+            view.place_new_line(self.me)
+
+    def to_live(self, key: str) -> bool:
+        """Show the newest messages of conversation `key` again, if its log shows older ones:
+        what waited in its tail (the page before it is to be fetched). Return whether it did."""
+        view = self.conversation(key)
+        if view is None or not view.newer:
+            return False
+        tail = view.end_tail()
+        view.entries[:] = tail  # (in place: the log widget holds the list)
+        view.seqs = {entry.seq for entry in tail if entry.seq}
+        view.history_complete = False
+        view.generation += 1
+        view.recount_hidden()
+        if view.hidden:
+            self._count_hidden(key, view)
+        if view.new_after is not None:
+            view.place_new_line(self.me)
+        self.changes.shown_again.add(key)
+        return True
+
+    def show_context(self, view: RoomView, page: HistoryPage | PrivatePage, high: int) -> None:
+        """Show in the log of `view` the page of its history up to `high` (cleaned) instead of
+        what it showed (the message the user went to is in it): the log shows older messages
+        (`RoomView.newer`) until it reaches the newest again."""
+        key = conversation_key(view.name)
+        if not view.newer:
+            self._cut_newest(view, 0)
+        else:
+            view.entries.clear()
+            view.seqs.clear()
+        view.generation += 1
+        view.hidden, view.hidden_line = 0, None
+        entries, complete, start = self.history_entries(view, page, high=high)
+        view.history_complete = complete
+        if complete and start is not None:
+            what = _("start of the conversation") if view.private else _("start of the room")
+            entries.insert(0, LogEntry(Kind.SYSTEM, start, "", what))
+        view.entries.extend(entries)
+        view.seqs.update(entry.seq for entry in entries if entry.seq)
+        view.window_end = high
+        if high >= view.tail_from:
+            self._attach(view)
+        removed = trim_log(view.entries)  # (the oldest: the message gone to is near the end)
+        if removed:
+            view.seqs.difference_update(entry.seq for entry in removed)
+            view.history_complete = False
+        view.recount_hidden()
+        self.changes.shown_again.add(key)
 
     # --- moderation -----------------------------------------------------------
 
@@ -698,7 +873,7 @@ class ChatState:
         self._ignored = folded
         for key, view in self.rooms.items():
             changed = False
-            for entry in view.entries:
+            for entry in (*view.entries, *view.tail):
                 if entry.kind in HIDEABLE:
                     hidden = self.ignores(entry.sender)
                     if hidden != entry.hidden:

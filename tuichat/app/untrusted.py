@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
+from functools import partial
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -155,14 +157,41 @@ def clean(value: T) -> T:
     return cleaned
 
 
+def _string_cleaner(field: str) -> Callable[[str], str]:
+    """How a string held by `field` is cleaned (see `_clean`)."""
+    if field in NAME_FIELDS:
+        return name
+    if field in TEXT_FIELDS:
+        return text
+    return line
+
+
+_PLANS: dict[type, tuple[tuple[str, Callable[[str], str], bool], ...]] = {}
+"""By dataclass: each field's name, how a string in it is cleaned, whether it holds a time
+(worked out once per class: a flood of messages cleans each with no lookups)."""
+
+
+def _plan(kind: type) -> tuple[tuple[str, Callable[[str], str], bool], ...]:
+    plan = _PLANS.get(kind)
+    if plan is None:
+        one_line = ONE_LINE_TEXT.get(kind, 0)
+        plan = _PLANS[kind] = tuple(
+            (
+                f.name,
+                partial(line, limit=one_line)
+                if one_line and f.name == "text"
+                else _string_cleaner(f.name),
+                f.name in TIME_FIELDS,
+            )
+            for f in dataclasses.fields(kind)
+        )
+    return plan
+
+
 def _clean(value: Any, field: str) -> Any:
     kind = type(value)
     if kind is str:
-        if field in NAME_FIELDS:
-            return name(value)
-        if field in TEXT_FIELDS:
-            return text(value)
-        return line(value)
+        return _string_cleaner(field)(value)
     if kind is bool or value is None or kind is float:
         return value
     if kind is int:
@@ -174,16 +203,25 @@ def _clean(value: Any, field: str) -> Any:
         return tuple(_clean(item, item_field) for item in items)
     if kind is dict:
         return {line(str(k)): _clean(v, "") for k, v in islice(value.items(), MAX_MAP)}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if kind in _PLANS or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
         changes = {}
-        one_line = ONE_LINE_TEXT.get(kind, 0)
-        for f in dataclasses.fields(value):
-            old = getattr(value, f.name)
-            if one_line and f.name == "text" and type(old) is str:
-                new = line(old, one_line)
+        for each, clean_string, is_time in _plan(kind):
+            old = getattr(value, each)
+            held = type(old)
+            new: Any
+            if held is str:
+                new = clean_string(old)
+            elif old is None or held is bool:
+                continue
+            elif held is int:
+                new = (
+                    (0 if old < 0 else MAX_TS if old > MAX_TS else old)
+                    if is_time
+                    else (0 if old < 0 else MAX_INT if old > MAX_INT else old)
+                )
             else:
-                new = _clean(old, f.name)
+                new = _clean(old, each)
             if new is not old:
-                changes[f.name] = new
+                changes[each] = new
         return dataclasses.replace(value, **changes) if changes else value
     return value  # nothing else comes from the network

@@ -27,7 +27,6 @@ from textual.strip import Strip
 from textual.widgets import TextArea
 from textual.widgets.text_area import Location
 
-from tuichat.app import commands as cmd
 from tuichat.app.bidi import ZWNJ, ZWNJ_MARK, Bidi, has_rtl, shift_space, turned_arrow
 from tuichat.app.completion import Completions, completions
 from tuichat.app.history import InputHistory
@@ -621,6 +620,8 @@ def _char_cells(char: str) -> int:
 def _payload(text: str) -> str | None:
     """The message text that sending `text` would ask the server to take (None for commands
     that carry none)."""
+    from tuichat.app import commands as cmd  # (not at start: when the first text is written)
+
     command = cmd.parse_input(text)
     if isinstance(command, cmd.SayText | cmd.Action | cmd.PrivateText):
         return clean_text(command.text)

@@ -125,7 +125,17 @@ class ChatLog(ScrollView, can_focus=False):
     """Entries added while the user was scrolled up."""
 
     class ReachedTop(Message):
-        """The user scrolled to the first line: older history may be wanted."""
+        """The user scrolled to the first line: older history may be wanted (`wanted`: by the
+        user; false when the app scrolled there, to the "new messages" line)."""
+
+        def __init__(self, log: ChatLog, wanted: bool = True) -> None:
+            super().__init__()
+            self.log = log
+            self.wanted = wanted
+
+    class ReachedBottom(Message):
+        """The user scrolled to the last line of a log that shows older messages
+        (`more_below`): newer history may be wanted."""
 
         def __init__(self, log: ChatLog) -> None:
             super().__init__()
@@ -190,6 +200,7 @@ class ChatLog(ScrollView, can_focus=False):
         """The calendar of the date lines ("gregorian" or "jalali")."""
         self.date_format: Callable[[date | None], str] = self._format_date
         self._styles: LogStyles | None = None
+        self._rich_style: Style | None = None
         self._name_styles: dict[tuple[str, bool], Style] = {}
         self.bidi = Bidi()
         """How right-to-left text is drawn (the app sets its `--bidi` mode)."""
@@ -201,6 +212,11 @@ class ChatLog(ScrollView, can_focus=False):
         self.confirming = False
         """A delete of the selected message is asked about: the next key answers (`y` deletes
         it); selecting another message forgets the question."""
+        self._placing = False
+        """The log is being scrolled to an entry the app chose (`scroll_to_entry`)."""
+        self.more_below = False
+        """The entries shown stop before the newest message (older ones were paged back in):
+        reaching the last line asks for what follows (`ReachedBottom`)."""
         self._passing = False
         """A key was typed through to the composer: every key after it goes there too, until
         the log loses the focus (keys read in one burst reach the log before the app moves
@@ -210,6 +226,19 @@ class ChatLog(ScrollView, can_focus=False):
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
 
+    def _base_style(self) -> Style:
+        """The log's own style (its background, its colour), worked out once per change of
+        its styles rather than for each line drawn."""
+        style = self._rich_style
+        if style is None:
+            style = self._rich_style = self.rich_style
+        return style
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._rich_style = None
+        self._cache.clear()
+
     def redraw(self) -> None:
         """Draw every line again (how text is drawn changed)."""
         self._cache.clear()
@@ -218,7 +247,7 @@ class ChatLog(ScrollView, can_focus=False):
         self.refresh()
 
     def _theme_changed(self, _theme: object) -> None:
-        self._styles = None  # every line is drawn again in the theme's colours
+        self._styles = self._rich_style = None  # every line is drawn again in its colours
         self._name_styles.clear()
         self._cache.clear()
         self.refresh()
@@ -249,12 +278,13 @@ class ChatLog(ScrollView, can_focus=False):
         self.unseen = 0
         self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
 
-    def entries_added(self, trimmed: int = 0) -> None:
+    def entries_added(self, trimmed: int = 0, *, follow: bool = True) -> None:
         """Lay out entries appended to the shown list since the last call, after `trimmed`
-        entries were removed from its front; the view stays on what it showed."""
-        at_end = self._at_end or self.is_vertical_scroll_end or self.max_scroll_y == 0
+        entries were removed from its front; the view stays on what it showed, or (`follow`)
+        follows the end if it was there (else counts them as `unseen`)."""
+        at_end = follow and (self._at_end or self.is_vertical_scroll_end or self.max_scroll_y == 0)
         if trimmed:
-            self._entries_trimmed(trimmed, at_end)
+            self._entries_trimmed(trimmed, at_end, follow)
             return
         before = len(self._starts)
         self._layout_from(before)
@@ -264,11 +294,11 @@ class ChatLog(ScrollView, can_focus=False):
         self.virtual_size = Size(self._width, self._total)
         if at_end:
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
-        else:
+        elif follow:
             self.unseen += added
         self.refresh()
 
-    def _entries_trimmed(self, trimmed: int, at_end: bool) -> None:
+    def _entries_trimmed(self, trimmed: int, at_end: bool, follow: bool) -> None:
         """Forget the layout of the first `trimmed` entries, then lay out the new ones."""
         starts = self._starts
         kept = max(len(starts) - trimmed, 0)
@@ -289,18 +319,20 @@ class ChatLog(ScrollView, can_focus=False):
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
         else:
             self.scroll_to(y=max(self.scroll_y - removed_lines, 0), animate=False, force=True)
-            self.unseen += len(self._entries) - kept
+            if follow:
+                self.unseen += len(self._entries) - kept
         self.refresh()
 
     def entries_prepended(self, count: int) -> None:
-        """Lay out again after `count` entries were put in front; the view does not move."""
-        at_end = self.is_vertical_scroll_end
-        before = self._total
+        """Lay out again after `count` entries were put in front (and maybe some of the newest
+        taken away); the view does not move."""
+        at_end = self.is_vertical_scroll_end and not self.more_below
+        y = self.scroll_y
         self._relayout()
         if at_end:
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
-        else:
-            self.scroll_to(y=self.scroll_y + self._total - before, animate=False, force=True)
+        elif 0 < count < len(self._starts):  # (down by the lines the new entries take)
+            self.scroll_to(y=y + self._starts[count], animate=False, immediate=True, force=True)
 
     def entries_changed(self, index: int) -> None:
         """Lay out again the entries from `index` on (one moved, or was said anew); the view
@@ -336,7 +368,12 @@ class ChatLog(ScrollView, can_focus=False):
         if 0 <= index < len(self._starts):
             height = self.scrollable_content_region.height
             if self._total - self._starts[index] > height:
-                self.scroll_to(y=self._starts[index], animate=False, immediate=True, force=True)
+                self._placing = True  # (the app put it there: not the user reaching the top)
+                try:
+                    y = self._starts[index]
+                    self.scroll_to(y=y, animate=False, immediate=True, force=True)
+                finally:
+                    self._placing = False
 
     def clear(self) -> None:
         """Forget every entry of the shown list."""
@@ -406,7 +443,9 @@ class ChatLog(ScrollView, can_focus=False):
         if self.unseen and self.is_vertical_scroll_end:
             self.unseen = 0
         if new <= 0 < old:
-            self.post_message(self.ReachedTop(self))
+            self.post_message(self.ReachedTop(self, wanted=not self._placing))
+        elif self.more_below and old < new and self.is_vertical_scroll_end:
+            self.post_message(self.ReachedBottom(self))
 
     # --- drawing -----------------------------------------------------------
 
@@ -414,7 +453,7 @@ class ChatLog(ScrollView, can_focus=False):
         line = self.scroll_offset.y + y
         width = self.scrollable_content_region.width
         if line >= self._total or not self._entries:
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, self._base_style())
         index = bisect_right(self._starts, line) - 1
         key = (index, line - self._starts[index])
         strip = self._cache.get(key)
@@ -425,11 +464,11 @@ class ChatLog(ScrollView, can_focus=False):
 
     def _rule(self, label: str, width: int, style: Style) -> Strip:
         """A rule across the log with `label` in its middle: ──── label ────."""
-        base = self.rich_style
+        base = self._base_style()
         label = f" {self.bidi.display(label)} "
         left = max((width - cell_len(label)) // 2, 2)
         rule = "─" * left + label + "─" * max(width - left - cell_len(label), 0)
-        return Strip([Segment(rule, base + style)]).adjust_cell_length(width, base)
+        return _strip([Segment(rule, base + style)], width, base)
 
     def _render_entry_line(self, index: int, row: int, width: int) -> Strip:
         entry = self._entries[index]
@@ -438,7 +477,7 @@ class ChatLog(ScrollView, can_focus=False):
             if row == 0:
                 return self._rule(self.date_format(self._day(entry.ts)), width, styles.date)
             row -= 1
-        base = self.rich_style
+        base = self._base_style()
         if entry.kind is Kind.NEW:  # ──── new messages ────
             return self._rule(entry.text, width, styles.new)
         if entry is self._selected:
@@ -481,13 +520,13 @@ class ChatLog(ScrollView, can_focus=False):
             if rtl and drawn:
                 segments.append(Segment(" " * max(column - _cells(drawn), 0), base))
             segments.extend(bodies)
-            return Strip(segments).adjust_cell_length(width, base)
+            return _strip(segments, width, base)
         # a right-to-left layout: the row mirrored, its time at the right edge
         head = [_mirrored(piece) for piece in reversed(pieces)]
         head_cells = sum(_cells(piece.text) for piece in head)
         gap = Segment(" " * max(width - _cells(drawn) - head_cells, 0), base)
         segments = [*bodies, gap, *head] if not rtl else [gap, *bodies, *head]
-        return Strip(segments).adjust_cell_length(width, base)
+        return _strip(segments, width, base)
 
     def _extra_row(
         self, entry: LogEntry, pieces: list[Segment], width: int, base: Style, *, indent: int = -1
@@ -498,10 +537,10 @@ class ChatLog(ScrollView, can_focus=False):
             indent = self._indent(entry, self._width)
         margin = Segment(" " * indent, base)
         if not self.rtl_layout:
-            return Strip([margin, *pieces]).adjust_cell_length(width, base)
+            return _strip([margin, *pieces], width, base)
         drawn = sum(_cells(piece.text) for piece in pieces)
         gap = Segment(" " * max(width - indent - drawn, 0), base)
-        return Strip([gap, *pieces, margin]).adjust_cell_length(width, base)
+        return _strip([gap, *pieces, margin], width, base)
 
     def _quote_row(self, entry: LogEntry, width: int, base: Style) -> Strip:
         """The row above a reply: `╭ bob: the first line of what it answers`, from the name
@@ -726,10 +765,18 @@ class ChatLog(ScrollView, can_focus=False):
             self.select(entries[found])
         if step < 0 and found == self._first_selectable():  # (older ones may be wanted)
             self.post_message(self.ReachedTop(self))
+        elif step > 0 and self.more_below and found == self._last_selectable():
+            self.post_message(self.ReachedBottom(self))
 
     def _first_selectable(self) -> int:
         for index, entry in enumerate(self._entries):
             if selectable(entry):
+                return index
+        return -1
+
+    def _last_selectable(self) -> int:
+        for index in range(len(self._entries) - 1, -1, -1):
+            if selectable(self._entries[index]):
                 return index
         return -1
 
@@ -751,6 +798,8 @@ class ChatLog(ScrollView, can_focus=False):
             self.select(entries[at])
         elif direction < 0:
             self.post_message(self.ReachedTop(self))
+        elif self.more_below:
+            self.post_message(self.ReachedBottom(self))
 
     def action_move_to(self, where: int) -> None:
         """Select the first message of the log (0) or the newest (-1)."""
@@ -762,6 +811,8 @@ class ChatLog(ScrollView, can_focus=False):
                 break
         if where == 0:
             self.post_message(self.ReachedTop(self))
+        elif self.more_below:
+            self.post_message(self.ReachedBottom(self))
 
     def action_choose(self, verb: str) -> None:
         """Ask for `verb` on the selected message (see `Chosen`)."""
@@ -795,6 +846,12 @@ class ChatLog(ScrollView, can_focus=False):
         event.prevent_default()
         self._passing = True
         self.post_message(self.Typed(event.key, event.character))
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        """The wheel turned up at the first line (where the log may have been put): older
+        history is wanted."""
+        if self.scroll_y <= 0:
+            self.post_message(self.ReachedTop(self))
 
     def on_blur(self) -> None:
         self._passing = False
@@ -897,6 +954,16 @@ def _mirrored(piece: Segment) -> Segment:
     if text[:1] in "→←" and text[1:2] == " ":
         text = f"{text[2:]} {text[0]}".translate(_ARROWS)
     return Segment(f" {text}", style)
+
+
+def _strip(segments: list[Segment], width: int, base: Style) -> Strip:
+    """A line of `segments` exactly `width` cells wide (padded in `base`, or cut)."""
+    used = sum(_cells(segment.text) for segment in segments)
+    if used > width:
+        return Strip(segments).adjust_cell_length(width, base)
+    if used < width:
+        segments.append(Segment(" " * (width - used), base))
+    return Strip(segments, width)
 
 
 def _typed(event: events.Key) -> bool:

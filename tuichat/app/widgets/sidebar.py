@@ -45,6 +45,11 @@ def _truncated(text: str, cells: int) -> str:
     return chop_cells(text, max(cells - 1, 1))[0] + "…"
 
 
+def _rows(items: tuple[ConversationItem, ...]) -> tuple[int, int]:
+    """What the height of the list of conversations depends on: how many, how many private."""
+    return len(items), sum(item.name.startswith("@") for item in items)
+
+
 def _count(number: int) -> str:
     return local_digits(f"{number}" if number <= MAX_COUNT else f"{MAX_COUNT}+")
 
@@ -113,8 +118,28 @@ class Sidebar(Vertical):
         for part in self._parts():
             part.refresh(layout=True)
 
-    watch_users = watch_conversations = watch_current = watch_me = watch_away = _changed
-    watch_owner = watch_ops = _changed
+    def _redraw(self, kind: type[Widget], layout: bool = False) -> None:
+        """Draw the part `kind` again (and lay the screen out again if its height changes:
+        `layout`); a change of counts alone redraws the lines of the conversations."""
+        for part in self.query(kind):
+            part.refresh(layout=layout)
+
+    def watch_conversations(
+        self, old: tuple[ConversationItem, ...], new: tuple[ConversationItem, ...]
+    ) -> None:
+        self._redraw(Conversations, layout=_rows(old) != _rows(new))
+
+    def watch_current(self) -> None:
+        self._redraw(Conversations)
+
+    def watch_users(self, old: tuple[str, ...], new: tuple[str, ...]) -> None:
+        rows = MAX_SHOWN + 1  # (past it, one line counts the others)
+        self._redraw(Members, layout=min(len(old), rows) != min(len(new), rows))
+
+    def _members_changed(self) -> None:
+        self._redraw(Members)
+
+    watch_me = watch_away = watch_owner = watch_ops = _members_changed
 
     def refresh_parts(self) -> None:
         """Draw every part again (how text is drawn changed)."""
