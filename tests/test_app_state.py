@@ -12,6 +12,7 @@ from tuichat.protocol import (
     Left,
     Message,
     Parted,
+    Presence,
     PrivateMessage,
     PrivatePage,
     RoomReset,
@@ -167,3 +168,17 @@ def test_a_private_page_skips_what_came_live() -> None:
         (Kind.PRIVATE_IN, "bob", "old"),
         (Kind.PRIVATE_OUT, "bob", "my old"),
     ]
+
+
+def test_a_room_too_large_to_name_everyone_shows_the_count_the_server_gives() -> None:
+    state = ChatState("ali", lambda: NOW)
+    crowd = Welcome(
+        version=2, server="s", name="ali", rooms=("#lobby",), users=("ali", "bob"), members=5000
+    )
+    state.connected(crowd)
+    assert state.rooms["#lobby"].count == 5000  # a first page of names, and how many in all
+    state.apply(Presence("#lobby", NOW, 5003))  # a crowd came: a count, no names
+    assert state.rooms["#lobby"].count == 5003
+    assert state.rooms["#lobby"].members == {"ali", "bob"}
+    state.apply(RoomState(room="#big", users=("ali",), members=250))
+    assert state.rooms["#big"].count == 250

@@ -931,6 +931,7 @@ class ChatApp(App[int]):
         shown = lobby if view is not None and view.private else view
         sidebar.me = self.my_name
         sidebar.users = shown.sorted_members() if shown else ()
+        sidebar.count = shown.count if shown else 0
         sidebar.owner = fold(shown.owner) if shown else ""
         sidebar.ops = frozenset(fold(op) for op in shown.ops) if shown else frozenset()
         items = []

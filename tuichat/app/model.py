@@ -77,6 +77,9 @@ class RoomView:
     name: str
     entries: list[LogEntry] = field(default_factory=list)
     members: set[str] = field(default_factory=set)
+    count: int = 0
+    """How many are in the room, as the server last said of a room too large to name everyone
+    (0: as many as `members`)."""
     seqs: set[int] = field(default_factory=set)
     """Sequence numbers (pids in a private conversation) of the messages in `entries`."""
     history_complete: bool = False

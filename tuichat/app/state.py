@@ -59,6 +59,7 @@ from tuichat.protocol import (
     ModLogPage,
     Notice,
     Parted,
+    Presence,
     PrivateMessage,
     PrivatePage,
     ReadMarker,
@@ -306,6 +307,7 @@ class ChatState:
         self.set_ignored(welcome.ignored)
         lobby = self.rooms[LOBBY]
         lobby.add_members(welcome.users)
+        lobby.count = welcome.members
         lobby.entries.extend(self.system_log)
         self.system_log = lobby.entries
         if welcome.motd:
@@ -391,6 +393,10 @@ class ChatState:
                 self.system(
                     self.current, _("left {room} on another device").format(room=event.room)
                 )
+        elif isinstance(event, Presence):  # a room too large to name its comers and goers
+            room = self.view(event.room)
+            if room is not None:
+                room.count = event.members
         elif isinstance(event, Away):
             self.status.away_changed(event.name, event.away, event.reason)
         elif isinstance(event, IsTyping):
@@ -600,6 +606,7 @@ class ChatState:
             view = self.rooms[key] = RoomView(state.room)
             self.changes.history.append(key)
         view.add_members(state.users)
+        view.count = state.members
         view.topic, view.topic_by, view.topic_ts = state.topic, state.topic_by, state.topic_ts
         view.invite_only, view.owner, view.ops = state.private, state.owner, state.ops
         self.status.listed(state.users, away_pairs(state.away, state.away_reasons))

@@ -87,6 +87,8 @@ class Sidebar(Vertical):
     """
 
     users: reactive[tuple[str, ...]] = reactive(())
+    count: reactive[int] = reactive(0)
+    """How many are in the room shown, when more than `users` (a large room; 0: as many)."""
     conversations: reactive[tuple[ConversationItem, ...]] = reactive(())
     current: reactive[str] = reactive("")
     me: reactive[str] = reactive("")
@@ -139,7 +141,7 @@ class Sidebar(Vertical):
     def _members_changed(self) -> None:
         self._redraw(Members)
 
-    watch_me = watch_away = watch_owner = watch_ops = _members_changed
+    watch_me = watch_away = watch_owner = watch_ops = watch_count = _members_changed
 
     def refresh_parts(self) -> None:
         """Draw every part again (how text is drawn changed)."""
@@ -244,7 +246,8 @@ class Members(Widget):
         dark = self.app.current_theme.dark
         rtl = sidebar.rtl_layout
         text = Text(no_wrap=True, overflow="ellipsis", justify="right" if rtl else "left")
-        heading = _("Online — {count}").format(count=local_digits(str(len(users))))
+        count = max(len(users), sidebar.count)
+        heading = _("Online — {count}").format(count=local_digits(str(count)))
         text.append(f"\n{sidebar.bidi.display(heading)}\n", style="bold")
         width = self.content_size.width or 22
         away_word = sidebar.bidi.display(_("away"))
