@@ -1237,19 +1237,6 @@ class ChatServer:
         for held in self.peers.servers_of(ghost.key):
             self.peers.kick(held)
 
-    def _who_names(self, room: str) -> tuple[str, ...]:
-        """Who is in `room` (everyone for `""`), on this server and the others, each once."""
-        remote = self.peers.names(room)
-        try:
-            local = self.chat.who(room)
-        except ChatError:  # no such room here; there may be one on the other servers
-            if not remote:
-                raise
-            local = ()
-        if not remote:
-            return local
-        return tuple(sorted(dict.fromkeys((*local, *remote)), key=sort_key))
-
     def _listed(self, room: str, after: str = "", limit: int = 0) -> MemberList:
         """Who is in `room` (on every server; everyone online for ""): at most `limit` names
         (the `member_list` limit for 0, or a larger one) that sort after `after`, as
